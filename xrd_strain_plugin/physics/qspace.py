@@ -1,0 +1,311 @@
+"""Angles, scattering vector, strain axis and the model grid: the one preprocessing path.
+
+A measured or simulated curve reaches the network only through
+:func:`to_model_input`: 2theta -> Q = 4 pi sin(theta) / lambda -> strain axis
+``q_bragg / q - 1`` (a layer of strain ``e`` diffracts at ``e`` on this axis) ->
+log10(I / I_max) resampled onto a fixed :class:`ModelGrid`.  Training, live inference
+and offline inversion all call it, so they cannot drift apart.
+
+Units: angles in degrees where the name says ``_deg``; ``q`` in inverse angstroms;
+strain is a plain fraction.  Curves are batch-first ``(n_batch, n_points)``; 1-D input
+is promoted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "CurveError",
+    "ModelGrid",
+    "from_model_grid",
+    "grid_two_theta_deg",
+    "q_to_two_theta_deg",
+    "strain_axis",
+    "to_model_input",
+    "two_theta_deg_to_q",
+    "validate_curve",
+]
+
+#: Fewest points a curve must have to be resampled meaningfully.
+MIN_POINTS = 10
+
+
+class CurveError(ValueError):
+    """A curve that cannot be used; the message names the problem."""
+
+
+def two_theta_deg_to_q(two_theta_deg, wavelength_angstrom):
+    """Scattering vector magnitude ``Q = 4 pi sin(theta) / lambda``.
+
+    Parameters
+    ----------
+    two_theta_deg : array_like
+        Scattering angle 2theta in degrees.
+    wavelength_angstrom : float or array_like
+        X-ray wavelength in angstroms (> 0).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``q`` in inverse angstroms, broadcast shape of the inputs.
+    """
+    wavelength_angstrom = _positive(wavelength_angstrom, "wavelength_angstrom")
+    theta = np.deg2rad(np.asarray(two_theta_deg, dtype=float)) / 2.0
+    return 4.0 * np.pi * np.sin(theta) / wavelength_angstrom
+
+
+def q_to_two_theta_deg(q_inv_angstrom, wavelength_angstrom):
+    """Scattering angle 2theta (degrees) of a scattering vector ``q`` (1/angstrom).
+
+    Raises
+    ------
+    ValueError
+        If ``q lambda / (4 pi)`` lies outside [0, 1] (no such angle).
+    """
+    wavelength_angstrom = _positive(wavelength_angstrom, "wavelength_angstrom")
+    sin_theta = np.asarray(q_inv_angstrom, dtype=float) * wavelength_angstrom / (4.0 * np.pi)
+    if np.any(~np.isfinite(sin_theta) | (sin_theta < 0) | (sin_theta > 1)):
+        raise ValueError(
+            "q_inv_angstrom is unreachable at this wavelength_angstrom (need 0 <= q lambda/4pi <= 1)"
+        )
+    return 2.0 * np.rad2deg(np.arcsin(sin_theta))
+
+
+def strain_axis(q, q_bragg):
+    """Strain axis ``q_bragg / q - 1``: a layer of strain ``e`` peaks at ``e``.
+
+    Because a strained lattice has ``d = d_0 (1 + e)``, its reciprocal-lattice point
+    sits at ``q_bragg / (1 + e)``; this axis maps it back to ``e`` exactly.
+    Note it decreases as ``q`` (and 2theta) increases.
+
+    Parameters
+    ----------
+    q : array_like
+        Scattering vector in inverse angstroms (> 0).
+    q_bragg : float or array_like
+        Substrate Bragg ``q`` in inverse angstroms.
+
+    Returns
+    -------
+    numpy.ndarray
+        Strain (plain fraction).
+    """
+    return np.asarray(q_bragg, dtype=float) / np.asarray(q, dtype=float) - 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelGrid:
+    """Fixed strain axis the network sees (the paper: 1001 points).
+
+    Attributes
+    ----------
+    strain_min, strain_max : float
+        Ends of the strain axis (plain fractions), ``strain_min < strain_max``.
+        Negative strain is the high-angle side of the substrate peak.
+    n_points : int
+        Number of points, >= 2.
+    """
+
+    strain_min: float
+    strain_max: float
+    n_points: int = 1001
+
+    def __post_init__(self):
+        if not (np.isfinite(self.strain_min) and np.isfinite(self.strain_max)):
+            raise ValueError("ModelGrid strain_min and strain_max must be finite")
+        if not self.strain_min < self.strain_max:
+            raise ValueError(
+                f"ModelGrid needs strain_min < strain_max, got {self.strain_min} >= {self.strain_max}"
+            )
+        if self.strain_min <= -1.0:
+            raise ValueError("ModelGrid strain_min must be > -1")
+        if int(self.n_points) != self.n_points or self.n_points < 2:
+            raise ValueError(f"ModelGrid n_points must be an integer >= 2, got {self.n_points}")
+
+    @property
+    def strain(self) -> np.ndarray:
+        """Strain axis (plain fraction), increasing, shape (n_points,)."""
+        return np.linspace(self.strain_min, self.strain_max, int(self.n_points))
+
+
+def grid_two_theta_deg(grid: ModelGrid, *, wavelength_angstrom, q_bragg_inv_angstrom):
+    """2theta (degrees) of each grid point: ``q = q_bragg / (1 + strain)``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_points,)
+        Decreasing with the (increasing) strain axis.
+    """
+    q = float(q_bragg_inv_angstrom) / (1.0 + grid.strain)
+    return q_to_two_theta_deg(q, wavelength_angstrom)
+
+
+def validate_curve(two_theta_deg, intensity, *, min_points: int = MIN_POINTS):
+    """Check a curve (or batch) and return it as float arrays, batch-first.
+
+    Parameters
+    ----------
+    two_theta_deg : array_like, shape (n_points,) or (n_batch, n_points)
+        Scattering angles in degrees, strictly increasing along the last axis.
+    intensity : array_like, shape (n_points,) or (n_batch, n_points)
+        Intensity (counts or any non-negative scale).
+    min_points : int
+        Fewest points accepted.
+
+    Returns
+    -------
+    two_theta_deg : numpy.ndarray, shape (n_points,) or (n_batch, n_points)
+        As given (1-D stays 1-D: one axis shared by the batch).
+    intensity : numpy.ndarray, shape (n_batch, n_points)
+
+    Raises
+    ------
+    CurveError
+        Naming the problem: length mismatch, too few points, NaN/inf, angles outside
+        (0, 180) degrees, unsorted or duplicate angles, negative intensity, all-zero intensity.  For a batch the
+        message gives the first bad curve's index.
+    """
+    angles = np.asarray(two_theta_deg, dtype=float)
+    counts = np.asarray(intensity, dtype=float)
+    if counts.ndim == 1:
+        counts = counts[np.newaxis, :]
+    if angles.ndim not in (1, 2) or counts.ndim != 2:
+        raise CurveError(
+            f"curves must be 1-D or (n_batch, n_points); got two_theta_deg {angles.shape}, "
+            f"intensity {np.shape(intensity)}"
+        )
+    if angles.shape[-1] != counts.shape[-1] or (angles.ndim == 2 and angles.shape != counts.shape):
+        raise CurveError(
+            f"length mismatch: two_theta_deg has shape {angles.shape}, intensity {np.shape(intensity)}"
+        )
+    if counts.shape[-1] < min_points:
+        raise CurveError(f"too few points: {counts.shape[-1]} (need at least {min_points})")
+    _check(~np.isfinite(angles), "two_theta_deg contains NaN or inf")
+    _check(~np.isfinite(counts), "intensity contains NaN or inf")
+    _check((angles <= 0) | (angles >= 180), "two_theta_deg outside (0, 180) degrees")
+    steps = np.diff(angles, axis=-1)
+    _check(steps == 0, "duplicate angles in two_theta_deg")
+    _check(steps < 0, "two_theta_deg is not sorted in increasing order")
+    _check(counts < 0, "negative intensity")
+    all_zero = np.all(counts == 0, axis=-1)
+    if np.any(all_zero):
+        raise CurveError(f"intensity is zero everywhere (curve {int(np.argmax(all_zero))})")
+    return angles, counts
+
+
+def to_model_input(two_theta_deg, intensity, *, wavelength_angstrom, q_bragg_inv_angstrom,
+                   grid: ModelGrid):
+    """Measured or simulated curves -> network input on the model grid.
+
+    Each curve becomes ``log10(I / I_max)`` on its strain axis, linearly
+    interpolated in log space onto ``grid.strain``; grid points outside the measured
+    range take the curve's minimum.  Zero intensities (empty counting channels)
+    are raised to the curve's smallest positive intensity before the logarithm.
+
+    Parameters
+    ----------
+    two_theta_deg : array_like, shape (n_points,) or (n_batch, n_points)
+        Strictly increasing angles in degrees (one axis shared by the batch, or one
+        per curve).
+    intensity : array_like, shape (n_points,) or (n_batch, n_points)
+        Non-negative intensities.
+    wavelength_angstrom : float
+        X-ray wavelength in angstroms.
+    q_bragg_inv_angstrom : float
+        Substrate Bragg ``q`` in inverse angstroms (``Reflection.q_bragg_inv_angstrom``).
+    grid : ModelGrid
+        Target strain axis.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_batch, grid.n_points), float32
+        ``log10(I / I_max)`` (<= 0) along increasing strain.
+
+    Raises
+    ------
+    CurveError
+        If :func:`validate_curve` rejects the curves.
+    """
+    angles, counts = validate_curve(two_theta_deg, intensity)
+    log_rel = _log_relative(counts)
+    # Reverse so the strain axis increases (it decreases with 2theta).
+    strain = strain_axis(two_theta_deg_to_q(angles, wavelength_angstrom), q_bragg_inv_angstrom)[..., ::-1]
+    log_rel = log_rel[:, ::-1]
+    floor = log_rel.min(axis=1, keepdims=True)
+    if strain.ndim == 1:
+        out = _interp_shared(grid.strain, strain, log_rel, floor)
+    else:
+        out = np.stack([np.interp(grid.strain, s, y, left=f[0], right=f[0])
+                        for s, y, f in zip(strain, log_rel, floor)])
+    return out.astype(np.float32)
+
+
+def from_model_grid(values, *, grid: ModelGrid, two_theta_deg, wavelength_angstrom,
+                    q_bragg_inv_angstrom):
+    """Model-grid curves (log10 relative intensity) -> relative intensity at angles.
+
+    The inverse of :func:`to_model_input` within the measured range.
+
+    Parameters
+    ----------
+    values : array_like, shape (n_batch, grid.n_points) or (grid.n_points,)
+        ``log10(I / I_max)`` along ``grid.strain``.
+    grid : ModelGrid
+    two_theta_deg : array_like, shape (n_points,)
+        Angles in degrees at which to evaluate (any order).
+    wavelength_angstrom, q_bragg_inv_angstrom : float
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_batch, n_points), float64
+        ``I / I_max``; angles beyond the grid take the end values.
+    """
+    values = np.asarray(values, dtype=float)
+    if values.ndim == 1:
+        values = values[np.newaxis, :]
+    if values.ndim != 2 or values.shape[1] != grid.n_points:
+        raise ValueError(f"values must have shape (n_batch, {grid.n_points}), got {values.shape}")
+    strain = strain_axis(two_theta_deg_to_q(np.asarray(two_theta_deg, dtype=float).reshape(-1),
+                                            wavelength_angstrom), q_bragg_inv_angstrom)
+    index, frac = _interp_weights(strain, grid.strain)
+    log_rel = values[:, index] * (1.0 - frac) + values[:, index + 1] * frac
+    return 10.0**log_rel
+
+
+def _log_relative(counts: np.ndarray) -> np.ndarray:
+    positive = np.where(counts > 0, counts, np.inf)
+    smallest = positive.min(axis=1, keepdims=True)
+    clipped = np.maximum(counts, smallest)
+    return np.log10(clipped / clipped.max(axis=1, keepdims=True))
+
+
+def _interp_weights(x_new: np.ndarray, x: np.ndarray):
+    """Left index and fraction for linear interpolation from increasing ``x``, clamped."""
+    index = np.clip(np.searchsorted(x, x_new, side="right") - 1, 0, x.size - 2)
+    frac = np.clip((x_new - x[index]) / (x[index + 1] - x[index]), 0.0, 1.0)
+    return index, frac
+
+
+def _interp_shared(x_new, x, y, fill):
+    """Interpolate every row of ``y`` (on shared ``x``) at ``x_new``; outside -> ``fill``."""
+    index, frac = _interp_weights(x_new, x)
+    out = y[:, index] * (1.0 - frac) + y[:, index + 1] * frac
+    outside = (x_new < x[0]) | (x_new > x[-1])
+    return np.where(outside, fill, out)
+
+
+def _check(bad: np.ndarray, message: str) -> None:
+    if np.any(bad):
+        where = np.argwhere(bad)[0]
+        location = f"curve {where[0]}, point {where[-1]}" if bad.ndim == 2 else f"point {where[0]}"
+        raise CurveError(f"{message} (first at {location})")
+
+
+def _positive(value, name):
+    array = np.asarray(value, dtype=float)
+    if np.any(~np.isfinite(array) | (array <= 0)):
+        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+    return array
