@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 
 __all__ = [
     "CurveError",
@@ -270,31 +271,40 @@ def from_model_grid(values, *, grid: ModelGrid, two_theta_deg, wavelength_angstr
         raise ValueError(f"values must have shape (n_batch, {grid.n_points}), got {values.shape}")
     strain = strain_axis(two_theta_deg_to_q(np.asarray(two_theta_deg, dtype=float).reshape(-1),
                                             wavelength_angstrom), q_bragg_inv_angstrom)
-    index, frac = _interp_weights(strain, grid.strain)
-    log_rel = values[:, index] * (1.0 - frac) + values[:, index + 1] * frac
-    return 10.0**log_rel
+    return 10.0 ** (values @ _interp_matrix(strain, grid.strain))
 
 
 def _log_relative(counts: np.ndarray) -> np.ndarray:
-    positive = np.where(counts > 0, counts, np.inf)
-    smallest = positive.min(axis=1, keepdims=True)
-    clipped = np.maximum(counts, smallest)
-    return np.log10(clipped / clipped.max(axis=1, keepdims=True))
+    top = counts.max(axis=1, keepdims=True)  # > 0: all-zero curves were rejected
+    smallest = np.where(counts > 0, counts, top).min(axis=1, keepdims=True)
+    out = np.maximum(counts, smallest)
+    np.log10(out, out=out)
+    out -= np.log10(top)
+    return out
 
 
-def _interp_weights(x_new: np.ndarray, x: np.ndarray):
-    """Left index and fraction for linear interpolation from increasing ``x``, clamped."""
+def _interp_matrix(x_new: np.ndarray, x: np.ndarray):
+    """Sparse ``W`` of shape (x.size, x_new.size) with ``y @ W`` = linear interpolation.
+
+    ``x`` must increase; ``x_new`` beyond its ends takes the end values.  One sparse
+    product for the whole batch is several times faster than gathering columns.
+    """
     index = np.clip(np.searchsorted(x, x_new, side="right") - 1, 0, x.size - 2)
     frac = np.clip((x_new - x[index]) / (x[index + 1] - x[index]), 0.0, 1.0)
-    return index, frac
+    columns = np.arange(x_new.size)
+    return sparse.csr_matrix(
+        (np.r_[1.0 - frac, frac], (np.r_[index, index + 1], np.r_[columns, columns])),
+        shape=(x.size, x_new.size),
+    )
 
 
 def _interp_shared(x_new, x, y, fill):
     """Interpolate every row of ``y`` (on shared ``x``) at ``x_new``; outside -> ``fill``."""
-    index, frac = _interp_weights(x_new, x)
-    out = y[:, index] * (1.0 - frac) + y[:, index + 1] * frac
-    outside = (x_new < x[0]) | (x_new > x[-1])
-    return np.where(outside, fill, out)
+    inside = (x_new >= x[0]) & (x_new <= x[-1])
+    out = np.empty((y.shape[0], x_new.size))
+    out[:] = fill
+    out[:, inside] = y @ _interp_matrix(x_new[inside], x)
+    return out
 
 
 def _check(bad: np.ndarray, message: str) -> None:
