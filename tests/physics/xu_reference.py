@@ -1,0 +1,35 @@
+"""Independent reference: xrayutilities' DynamicalModel (4x4 transfer matrices, quartic dispersion).
+
+A strained lamella is a tetragonal cell (P1, all atoms explicit) with c = a (1 + e) along the surface
+normal, so that its (004) planes are the strained (400) planes of cubic YSZ.
+"""
+
+import numpy as np
+import xrayutilities as xu
+
+xu.config.VERBOSITY = 0
+
+A_YSZ = 5.145
+_ZR = [(0, 0, 0), (0, 0.5, 0.5), (0.5, 0, 0.5), (0.5, 0.5, 0)]
+_O = [(x, y, z) for x in (0.25, 0.75) for y in (0.25, 0.75) for z in (0.25, 0.75)]
+
+
+def ysz_cell(strain: float = 0.0, name: str = "YSZ"):
+    atoms = [xu.materials.elements.Zr] * 4 + [xu.materials.elements.O] * 8
+    lat = xu.materials.SGLattice(1, A_YSZ, A_YSZ, A_YSZ * (1 + strain), 90, 90, 90, atoms=atoms, pos=_ZR + _O)
+    return xu.materials.Crystal(name, lat)
+
+
+def xu_reflectivity(theta_deg, strain, thickness_nm, wavelength_angstrom=1.5406):
+    """Unconvolved sigma-polarised reflectivity of YSZ 004 with layers given surface first."""
+    strain = np.atleast_1d(strain)
+    t_slice = thickness_nm * 10 / len(strain)
+    sub = xu.simpack.Layer(ysz_cell(0.0, "sub"), np.inf)
+    stack = xu.simpack.LayerStack("s", sub)
+    for i, e in enumerate(strain[::-1]):  # substrate side first
+        stack.append(xu.simpack.Layer(ysz_cell(float(e), f"l{i}"), t_slice))
+    hxrd = xu.HXRD((1, 0, 0), (0, 0, 1), wl=wavelength_angstrom)
+    model = xu.simpack.DynamicalModel(stack, experiment=hxrd, resolution_width=0, polarization="S")
+    model.set_hkl((0, 0, 4))
+    return model.simulate(np.asarray(theta_deg, dtype=float), rettype="field") if False else np.abs(
+        model.simulate(np.asarray(theta_deg, dtype=float), rettype="field")) ** 2
