@@ -1,0 +1,180 @@
+"""The results layout in Tiled, version 1.
+
+One inverted curve is one node::
+
+    results/<raw run uid>                  single-curve run
+    results/<raw run uid>/<curve index>    run that records several curves
+
+A result node is a Tiled *composite* container (specs ``xrd_strain_result``
+version ``"1"`` and ``composite``) holding two tables whose columns are
+readable directly as arrays of the node (``node["strain"].read()``):
+
+========== =============================================================
+table      columns (1-D, equal length within the table)
+========== =============================================================
+``profile`` ``depth_nm`` (nm, 0 = surface), ``strain`` (percent),
+            ``debye_waller`` (1 = perfect crystal, 0 = amorphous)
+``curve``   ``q_inv_angstrom`` (1/Å), ``intensity_measured`` (counts),
+            ``intensity_model`` (counts, the curve computed from the
+            network's prediction, on the same scale)
+========== =============================================================
+
+Two tables rather than six arrays because each Tiled node costs two HTTP
+round trips; the layout then costs 5 requests per result instead of 13,
+which is what keeps the stop-to-readable latency within budget.
+
+A run that records several curves has a plain container at
+``results/<raw uid>`` (spec ``xrd_strain_run``) holding one result node per
+curve. A curve that could not be inverted (aborted run, rejected data, a
+failure in the plugin) is a result node with ``status`` other than ``"ok"``,
+a ``reason`` and no tables.
+
+Metadata of a result node (JSON): ``layout`` {name, version}, ``status``
+(``ok``, ``rejected``, ``aborted``, ``failed``, ``error``), ``reason``,
+``raw_uid``, ``raw_path`` (``raw/<uid>``), ``scan_id``, ``curve_index``,
+``sample``, ``material``, ``reflection`` {hkl}, ``wavelength_angstrom``,
+``model`` {id, version, sha256}, the derived figures ``strain_max_percent``
+(e_max), ``depth_of_max_nm``, ``thickness_nm``, ``dw_min``, ``fwhm_deg``
+(H), ``dynamic_range`` (log10 Imax/Imin), ``sigma_i`` (rms of log10
+differences between measured and model curves), ``timings`` (seconds),
+``plugin`` {version} and ``created`` (ISO 8601, UTC).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+LAYOUT_NAME = "xrd_strain_result"
+LAYOUT_VERSION = "1"
+RUN_SPEC_NAME = "xrd_strain_run"
+RESULTS_KEY = "results"
+RAW_KEY = "raw"
+
+PROFILE_COLUMNS = ("depth_nm", "strain", "debye_waller")
+CURVE_COLUMNS = ("q_inv_angstrom", "intensity_measured", "intensity_model")
+ARRAY_NAMES = PROFILE_COLUMNS + CURVE_COLUMNS
+TABLES = {"profile": PROFILE_COLUMNS, "curve": CURVE_COLUMNS}
+
+STATUSES = ("ok", "rejected", "aborted", "failed", "error")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ResultRecord:
+    """One curve's result, ready to be written to Tiled or spooled to disk.
+
+    Parameters
+    ----------
+    raw_uid : str
+        uid of the raw bluesky run the curve comes from.
+    curve_index : int or None
+        Index of the curve within a multi-curve run; None for a run that
+        records one curve (the node is then ``results/<raw_uid>``).
+    metadata : Mapping
+        JSON-serialisable metadata (see the module docstring). Must contain
+        ``status``.
+    arrays : Mapping[str, numpy.ndarray]
+        The six arrays named in :data:`ARRAY_NAMES`, 1-D, or empty for a
+        record without a profile (any status other than ``"ok"``).
+    """
+
+    raw_uid: str
+    curve_index: int | None
+    metadata: Mapping[str, Any]
+    arrays: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.metadata.get("status") not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.metadata.get('status')!r}")
+        if self.arrays:
+            missing = set(ARRAY_NAMES) - set(self.arrays)
+            if missing:
+                raise ValueError(f"result arrays missing: {sorted(missing)}")
+            for table, columns in TABLES.items():
+                lengths = {np.shape(self.arrays[c]) for c in columns}
+                if len(lengths) != 1 or len(next(iter(lengths))) != 1:
+                    raise ValueError(f"columns of table {table!r} must be 1-D of equal length, got shapes {lengths}")
+
+    @property
+    def status(self) -> str:
+        """``"ok"`` or the reason class of a record without a profile."""
+        return self.metadata["status"]
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        """Node path below the results container."""
+        if self.curve_index is None:
+            return (self.raw_uid,)
+        return (self.raw_uid, str(self.curve_index))
+
+    def tables(self) -> dict[str, dict[str, np.ndarray]]:
+        """The arrays grouped into the layout's tables (empty when no profile)."""
+        if not self.arrays:
+            return {}
+        return {t: {c: np.asarray(self.arrays[c], dtype=float) for c in cols} for t, cols in TABLES.items()}
+
+
+def base_metadata(
+    *,
+    status: str,
+    raw_uid: str,
+    curve_index: int | None,
+    reason: str | None = None,
+    scan_id: int | None = None,
+    sample: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Metadata common to every result node, with the layout and provenance.
+
+    Parameters
+    ----------
+    status : str
+        One of :data:`STATUSES`.
+    raw_uid, curve_index, scan_id, sample
+        Identify the raw data (see :class:`ResultRecord`).
+    reason : str, optional
+        Why no profile was produced (required in practice for status != ok).
+    extra : Mapping, optional
+        Further keys merged last (material, reflection, model, figures...).
+    """
+    from xrd_strain_plugin import __version__
+
+    md: dict[str, Any] = {
+        "layout": {"name": LAYOUT_NAME, "version": LAYOUT_VERSION},
+        "status": status,
+        "reason": reason,
+        "raw_uid": raw_uid,
+        "raw_path": f"{RAW_KEY}/{raw_uid}",
+        "scan_id": scan_id,
+        "curve_index": curve_index,
+        "sample": sample,
+        "plugin": {"version": __version__},
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+    }
+    if extra:
+        md.update(extra)
+    return jsonable(md)
+
+
+def jsonable(value: Any) -> Any:
+    """Convert numpy scalars/arrays, tuples and non-finite floats to plain JSON.
+
+    Non-finite floats become None: Tiled stores metadata as JSON, which has no
+    NaN, and a query on ``e_max`` must not trip over one.
+    """
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [jsonable(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
