@@ -1,0 +1,42 @@
+# xrd-strain developer commands.  Each target bootstraps the virtual environment
+# (.venv, pinned by requirements.lock) on a fresh machine, so one command does all setup.
+#
+#   make test        fast test suite (what CI runs: .ci/run)
+#   make test-slow   the slow tests only (long physics sweeps, training)
+#   make demo        the main job: writes its results into out/
+#   make bench       speed benchmarks (benchmarks/bench_*.py); figures go to BENCHMARKS.md
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Written once the environment is complete; redone when the pins or the package metadata change.
+READY := $(VENV)/.bootstrapped
+
+.PHONY: help test test-slow demo bench
+
+help:
+	@sed -n 's/^#   //p' Makefile
+
+$(READY): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -r requirements.lock
+	$(PY) -m pip install --no-deps -e .
+	touch $@
+
+test: $(READY)
+	$(PY) -m pytest
+
+test-slow: $(READY)
+	$(PY) -m pytest -m slow
+
+# --- demo recipe: this one line is the main job (the live demo replaces it when it lands) ---
+DEMO = $(PY) -m xrd_strain_plugin.cli simulate --material YSZ --hkl 4 0 0 --wavelength-angstrom 1.5406 --two-theta-deg 72.6 73.9 0.002 --profile docs/examples/profile_ysz_400.csv --resolution-fwhm-deg 0.01 --out out/demo_curve.csv --counts 100000 --seed 1 --plot out/demo.png
+
+demo: $(READY)
+	mkdir -p out
+	$(DEMO)
+
+bench: $(READY)
+	@set -e; found=0; for script in benchmarks/bench_*.py; do \
+	  [ -e "$$script" ] || continue; found=1; echo "== $$script"; $(PY) "$$script"; done; \
+	  [ $$found = 1 ] || { echo "no benchmarks/bench_*.py yet" >&2; exit 1; }
