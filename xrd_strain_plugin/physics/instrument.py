@@ -1,0 +1,283 @@
+"""Instrument and counting: resolution, scale, background, noise; the forward model of a scan.
+
+The intrinsic reflectivity has a feature narrower than usual scan steps: the substrate's Bragg peak
+(about 0.0045 deg of 2-theta for YSZ 400 at Cu K-alpha1), and a thick layer's fringes come close.
+Convolving a reflectivity *sampled on the scan grid* overweights the substrate peak (1.76x for a
+0.005 deg step) and lowers the layer signal relative to it. :func:`simulate_scan` therefore computes
+the reflectivity on its own uniform grid, fine enough for the resolution function and the fringes,
+replaces the cells around the substrate peak by their average over a sub-grid that resolves the
+Darwin curve (so the peak's integral is right), convolves there, and only then samples at the scan
+angles.
+
+All angles here are in degrees of 2-theta; ``resolution_fwhm_deg`` is the full width at half
+maximum of the resolution function in 2-theta.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .dynamical import DEFAULT_MAX_COUPLING, _namespace, reflectivity
+
+__all__ = ["simulate_scan", "apply_counts", "background_profile", "resolution_kernel", "fine_grid_step_deg"]
+
+_KERNEL_HALF_WIDTH = {"gaussian": 4.0, "pseudo-voigt": 12.0}  # in FWHM units
+_STEP_PER_FWHM = 8  # grid points per resolution FWHM
+_STEP_PER_FRINGE = 4  # grid points per thickness-fringe period
+_SUB_PER_DARWIN = 6  # sub-grid points per Darwin width in the substrate window
+_WINDOW_DARWIN = 20  # half width of the substrate window, in Darwin widths
+
+
+def resolution_kernel(offset_deg, fwhm_deg, *, shape: str = "gaussian", eta: float = 0.5):
+    """Resolution function (unnormalised) at ``offset_deg`` from its centre.
+
+    Parameters
+    ----------
+    offset_deg : array
+        Offsets in degrees of 2-theta.
+    fwhm_deg : float or array broadcastable to ``offset_deg``
+        Full width at half maximum in degrees of 2-theta.
+    shape : {"gaussian", "pseudo-voigt"}
+        Pseudo-Voigt is ``eta * Lorentzian + (1 - eta) * Gaussian`` with the same FWHM.
+    eta : float
+        Lorentzian fraction of the pseudo-Voigt, in [0, 1].
+    """
+    xp = _namespace(offset_deg)
+    x = offset_deg / fwhm_deg
+    gauss = xp.exp(-4 * math.log(2) * x * x)
+    if shape == "gaussian":
+        return gauss
+    if shape == "pseudo-voigt":
+        if not 0 <= eta <= 1:
+            raise ValueError(f"eta must lie in [0, 1], got {eta}")
+        # both normalised to unit area before mixing
+        g = gauss * (2 * math.sqrt(math.log(2) / math.pi))
+        lor = (2 / math.pi) / (1 + 4 * x * x)
+        return eta * lor + (1 - eta) * g
+    raise ValueError(f"resolution shape must be 'gaussian' or 'pseudo-voigt', got {shape!r}")
+
+
+def fine_grid_step_deg(resolution_fwhm_deg, thickness_nm, reflection, scan_step_deg=None):
+    """Largest 2-theta step that resolves the resolution function and the thickness fringes.
+
+    The fringe period of a layer of thickness t is 2 pi / t in Q, i.e. lambda / (t cos theta_B)
+    radians of 2-theta.
+    """
+    fringe_deg = math.degrees(reflection.wavelength_angstrom / (10 * thickness_nm * math.cos(reflection.theta_bragg)))
+    step = min(resolution_fwhm_deg / _STEP_PER_FWHM, fringe_deg / _STEP_PER_FRINGE)
+    if scan_step_deg is not None:
+        step = min(step, scan_step_deg)
+    return step
+
+
+def _check_scan(two_theta_deg):
+    xp = _namespace(two_theta_deg)
+    if not bool(xp.all(xp.isfinite(two_theta_deg))):
+        raise ValueError("two_theta_deg contains NaN or inf")
+    if two_theta_deg.shape[-1] < 2:
+        raise ValueError("two_theta_deg needs at least 2 angles")
+    d = two_theta_deg[..., 1:] - two_theta_deg[..., :-1]
+    if bool(xp.any(d == 0)):
+        raise ValueError("two_theta_deg contains duplicate angles")
+    if bool(xp.any(d < 0)):
+        raise ValueError("two_theta_deg must be sorted in increasing order")
+
+
+def simulate_scan(
+    two_theta_deg,
+    strain,
+    debye_waller,
+    thickness_nm,
+    reflection,
+    *,
+    resolution_fwhm_deg,
+    shape: str = "gaussian",
+    eta: float = 0.5,
+    asymmetry: float = 0.0,
+    polarization: str = "sigma",
+    bragg: str = "exact",
+    max_coupling: float = DEFAULT_MAX_COUPLING,
+    engine: str = "auto",
+    check_layer_in_scan: bool = True,
+):
+    """Reflectivity convolved with the resolution, sampled at the scan angles (noise-free).
+
+    Parameters
+    ----------
+    two_theta_deg : array, shape (n_points,) or (n_batch, n_points)
+        Scan angles in degrees of 2-theta, increasing. A symmetric theta/2theta scan is assumed
+        (theta = two_theta / 2); ``asymmetry`` tilts the surface.
+    strain, debye_waller : array, shape (n_slices,) or (n_batch, n_slices)
+        Lamella strain (fraction) and static Debye-Waller factor, index 0 at the surface.
+    thickness_nm : float or array, shape (n_batch,)
+        Layer thickness in nm.
+    reflection : Reflection
+        Material constants.
+    resolution_fwhm_deg : float or array, shape (n_batch,)
+        FWHM of the resolution function, degrees of 2-theta (> 0).
+    shape, eta : see :func:`resolution_kernel`.
+    asymmetry, polarization, bragg, max_coupling, engine : see :func:`~.dynamical.reflectivity`.
+    check_layer_in_scan : bool
+        Refuse a strain whose layer peak falls outside the scan.
+
+    Returns
+    -------
+    array, shape (n_batch, n_points)
+        Convolved reflectivity at the scan angles.
+    """
+    xp = _namespace(two_theta_deg, strain)
+    tt = xp.asarray(two_theta_deg, dtype=xp.float64)
+    tt = tt[None, :] if tt.ndim == 1 else tt
+    strain = xp.asarray(strain, dtype=xp.float64)
+    strain = strain[None, :] if strain.ndim == 1 else strain
+    _check_scan(tt)
+    n_batch = max(tt.shape[0], strain.shape[0])
+    tt = xp.broadcast_to(tt, (n_batch, tt.shape[1]))
+    fwhm = np.broadcast_to(np.asarray(resolution_fwhm_deg, dtype=float).reshape(-1), (n_batch,))
+    t_nm = np.broadcast_to(np.asarray(thickness_nm, dtype=float).reshape(-1), (n_batch,))
+    if not np.all(np.isfinite(fwhm)) or np.any(fwhm <= 0):
+        raise ValueError("resolution_fwhm_deg must be positive and finite")
+    if not np.all(np.isfinite(t_nm)) or np.any(t_nm <= 0):
+        raise ValueError("thickness_nm must be positive and finite")
+    if shape not in _KERNEL_HALF_WIDTH:
+        raise ValueError(f"resolution shape must be 'gaussian' or 'pseudo-voigt', got {shape!r}")
+
+    lo_scan = np.asarray(xp.min(tt, axis=1), dtype=float).reshape(-1) if xp is np else np.array([float(v) for v in xp.min(tt, axis=1)])
+    hi_scan = np.asarray(xp.max(tt, axis=1), dtype=float).reshape(-1) if xp is np else np.array([float(v) for v in xp.max(tt, axis=1)])
+    if check_layer_in_scan:
+        s_np = np.asarray(strain if xp is np else strain.tolist(), dtype=float)
+        s_np = np.broadcast_to(s_np, (n_batch, s_np.shape[-1]))
+        for e_lim in (s_np.max(axis=1), s_np.min(axis=1)):
+            sin_l = math.sin(reflection.theta_bragg) / (1 + e_lim)
+            peak = 2 * np.degrees(np.arcsin(np.clip(sin_l, -1, 1)))
+            bad = (np.abs(sin_l) >= 1) | (peak < lo_scan) | (peak > hi_scan)
+            if np.any(bad):
+                i = int(np.argmax(bad))
+                raise ValueError(
+                    f"strain {100 * e_lim[i]:.3g} % puts the layer peak at 2theta = {peak[i]:.3f} deg, outside "
+                    f"the scan [{lo_scan[i]:.3f}, {hi_scan[i]:.3f}] deg"
+                )
+
+    # per-curve uniform grid with a common number of points
+    half = _KERNEL_HALF_WIDTH[shape] * fwhm
+    lo, hi = lo_scan - half, hi_scan + half
+    scan_step = np.asarray([float(np.min(np.diff(np.asarray(r)))) for r in (tt if xp is np else tt.tolist())])
+    step = np.array([fine_grid_step_deg(f, t, reflection, s) for f, t, s in zip(fwhm, t_nm, scan_step)])
+    n_fine = int(np.max(np.ceil((hi - lo) / step))) + 1
+    step = (hi - lo) / (n_fine - 1)
+    grid = lo[:, None] + step[:, None] * np.arange(n_fine)[None, :]
+
+    # substrate window: cells replaced by their average over a sub-grid resolving the Darwin curve
+    darwin_deg = 2 * math.degrees(reflection.darwin_width_symmetric())
+    centre = reflection.two_theta_bragg_deg + 2 * math.degrees(reflection.refraction_shift_symmetric())
+    n_sub = max(1, math.ceil(float(np.max(step)) * _SUB_PER_DARWIN / darwin_deg))
+    n_win = int(math.ceil(2 * _WINDOW_DARWIN * darwin_deg / float(np.min(step)))) + 1
+    n_win = min(n_win, n_fine)
+    i0 = np.clip(np.round((centre - _WINDOW_DARWIN * darwin_deg - lo) / step).astype(int), 0, n_fine - n_win)
+    offsets = (np.arange(n_sub) + 0.5) / n_sub - 0.5
+    cells = i0[:, None] + np.arange(n_win)[None, :]
+    sub = (lo[:, None, None] + step[:, None, None] * (cells[:, :, None] + offsets[None, None, :])).reshape(n_batch, -1)
+    use_window = n_sub > 1
+
+    theta_all = np.concatenate([grid, sub], axis=1) if use_window else grid
+    theta_all = xp.asarray(np.radians(theta_all / 2))
+    refl = reflectivity(theta_all, strain, debye_waller, thickness_nm if xp is np else xp.asarray(t_nm), reflection,
+                        asymmetry=asymmetry, polarization=polarization, bragg=bragg, max_coupling=max_coupling,
+                        engine=engine)
+    r_grid = refl[:, :n_fine]
+    if use_window:
+        avg = xp.mean(xp.reshape(refl[:, n_fine:], (n_batch, n_win, n_sub)), axis=2)
+        rel = np.arange(n_fine)[None, :] - i0[:, None]
+        inside = xp.asarray((rel >= 0) & (rel < n_win))
+        gathered = xp.take_along_axis(avg, xp.asarray(np.clip(rel, 0, n_win - 1)), axis=1)
+        r_grid = xp.where(inside, gathered, r_grid)
+
+    # convolution on the uniform grid (FFT), renormalised at the edges
+    n_k = int(np.max(np.ceil(half / step)))
+    k_off = np.arange(-n_k, n_k + 1)[None, :] * step[:, None]
+    kernel = resolution_kernel(k_off, fwhm[:, None], shape=shape, eta=eta)
+    kernel = xp.asarray(kernel / kernel.sum(axis=1, keepdims=True))
+    n_fft = 1 << int(math.ceil(math.log2(n_fine + 2 * n_k + 1)))
+    fk = xp.fft.rfft(kernel, n=n_fft, axis=1)
+    conv = xp.fft.irfft(xp.fft.rfft(r_grid, n=n_fft, axis=1) * fk, n=n_fft, axis=1)[:, n_k:n_k + n_fine]
+    ones = xp.fft.irfft(xp.fft.rfft(xp.ones_like(r_grid), n=n_fft, axis=1) * fk, n=n_fft, axis=1)[:, n_k:n_k + n_fine]
+    conv = conv / ones
+
+    # linear interpolation at the scan angles
+    pos = (tt - xp.asarray(lo[:, None])) / xp.asarray(step[:, None])
+    i_lo = xp.clip(xp.astype(xp.floor(pos), xp.int64) if hasattr(xp, "astype") else xp.floor(pos).astype(np.int64), 0, n_fine - 2)
+    frac = pos - i_lo
+    left = xp.take_along_axis(conv, i_lo, axis=1)
+    right = xp.take_along_axis(conv, i_lo + 1, axis=1)
+    out = left + frac * (right - left)
+    return xp.maximum(out, 0.0)
+
+
+def background_profile(two_theta_deg, *, level, slope=0.0, curvature=0.0, centre_deg=None):
+    """Smooth background: ``level * (1 + slope x + curvature x^2)`` with ``x`` in degrees from the centre.
+
+    Parameters
+    ----------
+    two_theta_deg : array, shape (n_points,) or (n_batch, n_points)
+    level, slope, curvature : float or array, shape (n_batch,)
+        Level in the units of the intensity; slope in 1/deg; curvature in 1/deg^2. Negative values
+        that would make the background negative are clipped at 0.
+    centre_deg : float or array, optional
+        Centre of the expansion (default: middle of each scan).
+    """
+    tt = np.atleast_2d(np.asarray(two_theta_deg, dtype=float))
+    col = lambda v: np.asarray(v, dtype=float).reshape(-1, 1)
+    c = col(0.5 * (tt[:, :1] + tt[:, -1:]).ravel()) if centre_deg is None else col(centre_deg)
+    x = tt - c
+    return np.maximum(col(level) * (1 + col(slope) * x + col(curvature) * x * x), 0.0)
+
+
+def apply_counts(reflectivity_curve, *, scale, background=0.0, rng=None, noise: str = "poisson", extra_noise: float = 0.0):
+    """Turn a reflectivity into measured counts: ``scale * R + background`` with counting noise.
+
+    Parameters
+    ----------
+    reflectivity_curve : array, shape (n_batch, n_points) or (n_points,)
+    scale : float or array, shape (n_batch,)
+        Counts for a reflectivity of 1 (10^kappa in the paper).
+    background : float or array broadcastable to the curves
+        Background counts per point (constant, or from :func:`background_profile`).
+    rng : numpy.random.Generator
+        Source of randomness (required unless ``noise == "none"``).
+    noise : {"poisson", "gaussian", "none"}
+        Poisson counting, Gaussian with the Poisson variance, or no noise.
+    extra_noise : float
+        Additional multiplicative Gaussian noise, relative standard deviation (0: none).
+
+    Returns
+    -------
+    ndarray, same shape as ``reflectivity_curve``
+        Counts (float; integer-valued for Poisson noise).
+    """
+    r = np.asarray(reflectivity_curve, dtype=float)
+    one_d = r.ndim == 1
+    r = np.atleast_2d(r)
+    if np.any(~np.isfinite(r)) or np.any(r < 0):
+        raise ValueError("reflectivity must be finite and non-negative")
+    scale = np.asarray(scale, dtype=float).reshape(-1, 1)
+    if np.any(scale <= 0):
+        raise ValueError("scale must be positive")
+    bg = np.asarray(background, dtype=float)
+    if np.any(bg < 0):
+        raise ValueError("background must be non-negative")
+    mean = scale * r + (bg.reshape(-1, 1) if bg.ndim == 1 else bg)
+    if noise != "none" and rng is None:
+        raise ValueError("a numpy.random.Generator is needed for noise")
+    if extra_noise:
+        mean = mean * np.clip(1 + extra_noise * rng.standard_normal(mean.shape), 0, None)
+    if noise == "poisson":
+        out = rng.poisson(mean).astype(float)
+    elif noise == "gaussian":
+        out = np.clip(mean + np.sqrt(mean) * rng.standard_normal(mean.shape), 0, None)
+    elif noise == "none":
+        out = mean
+    else:
+        raise ValueError(f"noise must be 'poisson', 'gaussian' or 'none', got {noise!r}")
+    return out[0] if one_d else out
