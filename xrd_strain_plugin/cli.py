@@ -100,4 +100,8 @@ def _describe(error: BaseException) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Under ``python -m`` this file runs as __main__; command modules import the package's
+    # copy, so run that one (one CommandError class, not two).
+    from xrd_strain_plugin.cli import main as _package_main
+
+    sys.exit(_package_main())

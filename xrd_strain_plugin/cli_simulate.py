@@ -83,15 +83,19 @@ def register(subparsers) -> None:
         help="scan range in degrees of 2theta: first angle, last angle (included when on "
              "the step grid), step")
     scan.add_argument(
-        "--resolution-fwhm-deg", metavar="W", type=_non_negative_float, required=True,
-        help="full width at half maximum of the resolution function, degrees of 2theta "
-             "(0: intrinsic reflectivity)")
+        "--resolution-fwhm-deg", metavar="W", type=_positive_float, required=True,
+        help="full width at half maximum of the resolution function, degrees of 2theta (> 0)")
     scan.add_argument(
         "--resolution-shape", choices=("gaussian", "pseudo-voigt"), default="gaussian",
         help="shape of the resolution function (default: %(default)s)")
     scan.add_argument(
         "--eta", metavar="ETA", type=_fraction, default=0.5,
         help="Lorentzian fraction of the pseudo-Voigt resolution, in [0, 1] (default: %(default)s)")
+
+    scan.add_argument(
+        "--polarization", choices=("sigma", "pi", "unpolarized"), default="sigma",
+        help="polarisation of the incident beam (default: %(default)s; 'unpolarized' for a "
+             "tube without monochromator)")
 
     counting = parser.add_argument_group("counting statistics (optional)")
     counting.add_argument(
@@ -139,12 +143,18 @@ def run(args) -> int:
         raise CommandError(f"{_reflection_option(str(error))}: {error}") from error
     _check_layer_peak_in_scan(layers, table, reflection, two_theta_deg)
 
-    with option_errors("simulation"):
+    try:
         curve = instrument.simulate_scan(
             two_theta_deg, layers.strain, layers.debye_waller, layers.thickness_nm, reflection,
-            resolution_fwhm_deg=args.resolution_fwhm_deg, shape=_shape(args.resolution_shape),
-            eta=args.eta, asymmetry=math.radians(args.asymmetry_deg), bragg=args.bragg,
+            resolution_fwhm_deg=args.resolution_fwhm_deg, shape=args.resolution_shape,
+            eta=args.eta, asymmetry=math.radians(args.asymmetry_deg),
+            polarization=args.polarization, bragg=args.bragg,
+            check_layer_in_scan=False,  # checked above, with the option named
         )[0]
+    except ValueError as error:
+        # What is left to go wrong is the geometry: a beam that cannot enter or leave the surface.
+        option = "--asymmetry-deg" if args.asymmetry_deg else "--two-theta-deg"
+        raise CommandError(f"{option}: {error}") from error
     intensity = curve
     if args.counts is not None:
         intensity = instrument.apply_counts(
@@ -268,10 +278,6 @@ def _reflection_option(message: str) -> str:
     if "hkl" in lowered or "forbidden" in lowered or "reflection" in lowered:
         return "--hkl"
     return "--material"
-
-
-def _shape(name: str) -> str:
-    return {"pseudo-voigt": "pseudo_voigt"}.get(name, name)
 
 
 def _title(args, reflection) -> str:
