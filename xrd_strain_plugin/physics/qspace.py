@@ -32,6 +32,8 @@ __all__ = [
 
 #: Fewest points a curve must have to be resampled meaningfully.
 MIN_POINTS = 10
+#: Up to this many curves, one np.interp per curve beats building a sparse interpolation matrix.
+_SMALL_BATCH = 16
 
 
 class CurveError(ValueError):
@@ -271,7 +273,11 @@ def from_model_grid(values, *, grid: ModelGrid, two_theta_deg, wavelength_angstr
         raise ValueError(f"values must have shape (n_batch, {grid.n_points}), got {values.shape}")
     strain = strain_axis(two_theta_deg_to_q(np.asarray(two_theta_deg, dtype=float).reshape(-1),
                                             wavelength_angstrom), q_bragg_inv_angstrom)
-    return 10.0 ** (values @ _interp_matrix(strain, grid.strain))
+    if values.shape[0] <= _SMALL_BATCH:
+        log_rel = np.stack([np.interp(strain, grid.strain, row) for row in values])
+    else:
+        log_rel = values @ _interp_matrix(strain, grid.strain)
+    return 10.0**log_rel
 
 
 def _log_relative(counts: np.ndarray) -> np.ndarray:
@@ -300,6 +306,8 @@ def _interp_matrix(x_new: np.ndarray, x: np.ndarray):
 
 def _interp_shared(x_new, x, y, fill):
     """Interpolate every row of ``y`` (on shared ``x``) at ``x_new``; outside -> ``fill``."""
+    if y.shape[0] <= _SMALL_BATCH:
+        return np.stack([np.interp(x_new, x, row, left=f, right=f) for row, f in zip(y, fill[:, 0])])
     inside = (x_new >= x[0]) & (x_new <= x[-1])
     out = np.empty((y.shape[0], x_new.size))
     out[:] = fill
