@@ -141,7 +141,7 @@ def run(args) -> int:
         reflection = materials.reflection(args.material, tuple(args.hkl), args.wavelength_angstrom)
     except (ValueError, OSError) as error:
         raise CommandError(f"{_reflection_option(str(error))}: {error}") from error
-    _check_layer_peak_in_scan(layers, table, reflection, two_theta_deg)
+    _check_layer_peak_in_scan(layers, reflection, two_theta_deg)
 
     try:
         curve = instrument.simulate_scan(
@@ -240,7 +240,7 @@ def _scan_angles(start, stop, step):
     return start + step * np.arange(n_points)
 
 
-def _check_layer_peak_in_scan(layers, table, reflection, two_theta_deg):
+def _check_layer_peak_in_scan(layers, reflection, two_theta_deg):
     """The Bragg peak of the most strained diffracting lamellae must fall inside the scan."""
     import numpy as np
 

@@ -253,9 +253,9 @@ def fit_weights(strain_profile, n_weights: int) -> np.ndarray:
     numpy.ndarray, shape (n_batch, n_weights)
     """
     profile = _as_batch(strain_profile, "strain_profile")
-    basis = profile_basis(n_weights, profile.shape[1])
     if profile.shape[1] < n_weights:
         raise ValueError(f"need at least n_weights={n_weights} slices, got {profile.shape[1]}")
+    basis = profile_basis(n_weights, profile.shape[1])
     return profile @ np.linalg.pinv(basis).T
 
 
