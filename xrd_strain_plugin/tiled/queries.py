@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .layout import ARRAY_NAMES, LAYOUT_NAME, RESULTS_KEY
+from .layout import ARRAY_NAMES, LAYOUT_NAME, RESULTS_KEY, TABLES
 
 
 def find_results(
@@ -87,9 +87,12 @@ def read_result(node) -> dict[str, Any]:
         empty for a result without a profile (status other than ``"ok"``).
     """
     metadata = dict(node.metadata)
-    keys = set(node)
-    arrays = {name: np.asarray(node[name].read()) for name in ARRAY_NAMES if name in keys}
-    return {"metadata": _plain(metadata), "arrays": arrays}
+    base = getattr(node, "base", node)  # the tables behind the composite view: one read per table
+    arrays = {}
+    for table in set(base) & set(TABLES):
+        frame = base[table].read()
+        arrays.update({c: np.asarray(frame[c], dtype=float) for c in TABLES[table] if c in frame})
+    return {"metadata": _plain(metadata), "arrays": {k: arrays[k] for k in ARRAY_NAMES if k in arrays}}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
