@@ -1,0 +1,203 @@
+"""Training the CNN on a generated dataset, with checkpoints so an interrupted run resumes.
+
+The recipe is the paper's: RMSprop at 1e-3, learning rate x0.1 after 10 epochs without
+improvement of the validation loss, MSE on labels min-max scaled to [0, 1], 10 % of the training
+set held out for validation (the test set is a separate directory, never read here). The
+weights with the best validation loss are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["TrainConfig", "TrainResult", "train"]
+
+CHECKPOINT = "checkpoint.keras"
+BEST = "best.keras"
+STATE = "state.json"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Training hyper-parameters.
+
+    Attributes
+    ----------
+    epochs : int
+        Maximum number of epochs.
+    batch_size : int
+        Mini-batch size (the paper: a few thousand for 1.5 M curves; smaller sets need smaller
+        batches to get enough updates per epoch).
+    learning_rate : float
+        Initial RMSprop learning rate.
+    patience : int
+        Epochs without validation improvement before the learning rate is multiplied by
+        ``factor``.
+    factor : float
+        Learning-rate reduction factor.
+    min_learning_rate : float
+        Floor of the learning rate.
+    validation_fraction : float
+        Share of the training set held out for validation.
+    seed : int
+        Seed of the train/validation split and of the weight initialisation.
+    max_curves : int or None
+        Use only the first curves of the dataset (set-size studies).
+    max_minutes : float or None
+        Wall-clock budget; training stops after the epoch that would overrun it.
+    """
+
+    epochs: int = 70
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    patience: int = 10
+    factor: float = 0.1
+    min_learning_rate: float = 1e-6
+    validation_fraction: float = 0.1
+    seed: int = 0
+    max_curves: int | None = None
+    max_minutes: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainResult:
+    """Outcome of :func:`train`.
+
+    Attributes
+    ----------
+    model : keras.Model
+        The network with the best validation loss.
+    scaling : LabelScaling
+        Label scaling fitted on the training part.
+    history : dict
+        Per-epoch ``loss``, ``val_loss``, ``learning_rate``, ``seconds``.
+    state : dict
+        Contents of the run's ``state.json`` (config, dataset fingerprint, sizes, epochs, timing).
+    """
+
+    model: object
+    scaling: object
+    history: dict
+    state: dict
+
+
+def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(n * fraction)))
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int = 1,
+          n_input: int | None = None) -> TrainResult:
+    """Train (or resume training) the paper's network.
+
+    Parameters
+    ----------
+    dataset : training.dataset.Dataset
+        Training split (labels are physical; scaling is fitted here).
+    run_dir : str or Path
+        Directory for ``checkpoint.keras`` (every epoch, with the optimiser state),
+        ``best.keras`` and ``state.json``. If it holds a run with the same config and dataset,
+        training resumes from its last epoch.
+    config : TrainConfig
+    verbose : int
+        0 silent, 1 one line per epoch.
+    n_input : int, optional
+        Input points (default: the dataset's grid).
+
+    Returns
+    -------
+    TrainResult
+    """
+    import keras
+
+    from training.networks import build_cnn
+    from xrd_strain_plugin.inference.labels import LabelScaling
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    x, labels = dataset.x, dataset.labels
+    if config.max_curves is not None:
+        x, labels = x[: config.max_curves], labels[: config.max_curves]
+    train_idx, val_idx = _split(x.shape[0], config.validation_fraction, config.seed)
+    scaling = LabelScaling.fit(labels[train_idx], dataset.label_names)
+    y = scaling.scale(labels)
+    x = x[..., np.newaxis]
+    identity = {"config": asdict(config), "fingerprint": dataset.manifest.get("fingerprint"),
+                "n_curves": int(x.shape[0])}
+    state_path = run_dir / STATE
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    resume = (run_dir / CHECKPOINT).is_file() and all(
+        state.get(k) == v for k, v in identity.items() if k != "config") and _same_config(
+        state.get("config"), identity["config"])
+    if resume:
+        model = keras.models.load_model(run_dir / CHECKPOINT)
+        history = state["history"]
+        plateau_state = state["plateau"]
+    else:
+        keras.utils.set_random_seed(config.seed)
+        model = build_cnn(n_input=n_input or x.shape[1], n_labels=y.shape[1])
+        model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=config.learning_rate),
+                      loss="mse")
+        history = {"loss": [], "val_loss": [], "learning_rate": [], "seconds": []}
+        plateau_state = {"best": float("inf"), "wait": 0}
+        state = {**identity, "scaling": scaling.to_dict(), "n_train": int(train_idx.size),
+                 "n_val": int(val_idx.size), "n_params": int(model.count_params())}
+    start_epoch = len(history["loss"])
+    t_budget = time.perf_counter() + 60 * config.max_minutes if config.max_minutes else None
+    x_train, y_train, x_val, y_val = x[train_idx], y[train_idx], x[val_idx], y[val_idx]
+    rng = np.random.default_rng([config.seed, start_epoch])
+    for epoch in range(start_epoch, config.epochs):
+        t0 = time.perf_counter()
+        order = rng.permutation(x_train.shape[0])
+        fit = model.fit(x_train[order], y_train[order], batch_size=config.batch_size, epochs=1,
+                        shuffle=False, verbose=0)
+        val_loss = float(model.evaluate(x_val, y_val, batch_size=1024, verbose=0))
+        lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+        seconds = time.perf_counter() - t0
+        history["loss"].append(float(fit.history["loss"][-1]))
+        history["val_loss"].append(val_loss)
+        history["learning_rate"].append(lr)
+        history["seconds"].append(round(seconds, 2))
+        if val_loss < plateau_state["best"]:
+            plateau_state = {"best": val_loss, "wait": 0}
+            model.save(run_dir / BEST)
+        else:
+            plateau_state["wait"] += 1
+            if plateau_state["wait"] >= config.patience and lr > config.min_learning_rate:
+                model.optimizer.learning_rate.assign(max(lr * config.factor,
+                                                         config.min_learning_rate))
+                plateau_state["wait"] = 0
+        model.save(run_dir / CHECKPOINT)
+        state.update(history=history, plateau=plateau_state, epochs_done=epoch + 1,
+                     train_seconds=round(sum(history["seconds"]), 1))
+        _write_json(state_path, state)
+        if verbose:
+            print(f"epoch {epoch + 1}/{config.epochs}  loss {history['loss'][-1]:.5f}  "
+                  f"val_loss {val_loss:.5f}  lr {lr:.1e}  {seconds:.0f} s", flush=True)
+        if t_budget is not None and time.perf_counter() + seconds > t_budget:
+            if verbose:
+                print("stopping: wall-clock budget reached", flush=True)
+            break
+    best = keras.models.load_model(run_dir / BEST, compile=False)
+    return TrainResult(model=best, scaling=scaling, history=history, state=state)
+
+
+def _same_config(old, new) -> bool:
+    # epochs and the time budget may grow on resumption; everything else must match.
+    if old is None:
+        return False
+    keys = set(new) - {"epochs", "max_minutes"}
+    return all(old.get(k) == new[k] for k in keys)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,254 @@
+"""One measured curve -> strain and Debye-Waller profiles, and the curve computed from them.
+
+:class:`Inverter` is the single inversion path: ``xrd-strain invert`` and the live Bluesky
+callback both call :meth:`Inverter.invert`, so offline and live answers cannot drift apart.
+Steps: validate the curve, put it on the model grid (:func:`~xrd_strain_plugin.physics.qspace.
+to_model_input`, the same function training used), run the network, decode its labels into
+profiles, simulate the curve of that profile at the measured angles, fit the scale and the
+background the network does not predict, and measure the misfit ``sigma_i``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from xrd_strain_plugin.inference.labels import decode_labels
+from xrd_strain_plugin.physics import profiles
+from xrd_strain_plugin.physics.qspace import to_model_input, two_theta_deg_to_q, validate_curve
+
+__all__ = ["InversionResult", "Inverter", "sigma_i"]
+
+#: Lamellae of the returned profile table and of the simulated model curve.
+N_SLICES = 200
+
+
+@dataclass(frozen=True, kw_only=True)
+class InversionResult:
+    """The network's answer for one curve, with the curve computed from it.
+
+    Attributes
+    ----------
+    depth_nm : numpy.ndarray, shape (n_depth,)
+        Depth from the surface, nm, from 0 to ``thickness_nm`` (the last row touches the
+        substrate, where the strain is 0 and DW is 1).
+    strain_percent : numpy.ndarray, shape (n_depth,)
+        Strain along the surface normal, percent.
+    debye_waller : numpy.ndarray, shape (n_depth,)
+        Static Debye-Waller factor (1 = perfect crystal).
+    strain_max_percent : float
+        Largest strain, percent.
+    depth_of_max_nm : float
+        Depth of the largest strain, nm.
+    thickness_nm : float
+        Thickness of the damaged layer, nm.
+    dw_min : float
+        Smallest Debye-Waller factor.
+    fwhm_deg : float
+        Instrumental resolution FWHM the network inferred, degrees of 2-theta.
+    dynamic_range : float
+        log10(I_max / I_min) the network inferred.
+    two_theta_deg, intensity_measured, intensity_model : numpy.ndarray, shape (n_points,)
+        Measured angles (degrees) and intensities, and the curve computed from the profile
+        (scale and background fitted) at those angles.
+    q_inv_angstrom : numpy.ndarray, shape (n_points,)
+        ``4 pi sin(theta) / lambda`` of the measured angles, 1/angstrom.
+    sigma_i : float
+        Rms of ``log10(I_measured) - log10(I_model)`` over the points with counts.
+    scale, background : float
+        Fitted counts at reflectivity 1 and constant background counts.
+    material, hkl, wavelength_angstrom :
+        The reflection the data were inverted for.
+    model_id, model_version, model_sha256 : str
+        Which bundle answered.
+    elapsed_s : float
+        Wall time of :meth:`Inverter.invert`, seconds.
+    timings : dict
+        Seconds per step (``preprocess``, ``network``, ``simulate``, ``fit``).
+    refined : bool
+        False: the network's answer, not refined by least squares.
+    """
+
+    depth_nm: np.ndarray
+    strain_percent: np.ndarray
+    debye_waller: np.ndarray
+    strain_max_percent: float
+    depth_of_max_nm: float
+    thickness_nm: float
+    dw_min: float
+    fwhm_deg: float
+    dynamic_range: float
+    two_theta_deg: np.ndarray
+    intensity_measured: np.ndarray
+    intensity_model: np.ndarray
+    q_inv_angstrom: np.ndarray
+    sigma_i: float
+    scale: float
+    background: float
+    material: str
+    hkl: tuple[int, int, int]
+    wavelength_angstrom: float
+    model_id: str
+    model_version: str
+    model_sha256: str
+    elapsed_s: float
+    timings: dict = field(default_factory=dict)
+    refined: bool = False
+
+    @property
+    def model(self) -> dict:
+        """``{"id", "version", "sha256"}`` of the bundle that answered."""
+        return {"id": self.model_id, "version": self.model_version, "sha256": self.model_sha256}
+
+    def summary(self) -> dict:
+        """JSON-able scalars and provenance (no arrays)."""
+        out = {k: v for k, v in asdict(self).items() if not isinstance(v, np.ndarray)}
+        out["hkl"] = list(self.hkl)
+        out["model"] = self.model
+        return out
+
+
+def sigma_i(measured, model) -> float:
+    """Rms of ``log10(measured) - log10(model)`` over points where both are positive."""
+    measured, model = np.asarray(measured, float), np.asarray(model, float)
+    ok = (measured > 0) & (model > 0)
+    return float(np.sqrt(np.mean((np.log10(measured[ok]) - np.log10(model[ok])) ** 2)))
+
+
+class Inverter:
+    """Invert measured curves with one model bundle.
+
+    Parameters
+    ----------
+    bundle : ModelBundle or str or Path
+        A loaded bundle or its directory (loaded and checked here).
+    n_slices : int
+        Lamellae of the profile table and of the simulated model curve.
+
+    Examples
+    --------
+    >>> from xrd_strain_plugin.inference import Inverter, default_bundle_path
+    >>> from xrd_strain_plugin.io import read_curve
+    >>> from xrd_strain_plugin.physics.materials import reflection
+    >>> inverter = Inverter(default_bundle_path())                    # doctest: +SKIP
+    >>> two_theta, counts = read_curve("ysz_400_irradiated.xy")         # doctest: +SKIP
+    >>> result = inverter.invert(two_theta, counts, reflection("YSZ", (4, 0, 0), 1.5406))  # doctest: +SKIP
+    >>> result.strain_max_percent, result.sigma_i                       # doctest: +SKIP
+    """
+
+    def __init__(self, bundle, *, n_slices: int = N_SLICES):
+        from xrd_strain_plugin.inference.bundle import load_bundle
+        from xrd_strain_plugin.inference.predictor import Predictor
+
+        if isinstance(bundle, (str, Path)):
+            bundle = load_bundle(bundle)
+        self.bundle = bundle
+        self.n_slices = int(n_slices)
+        self.predictor = Predictor(bundle)
+
+    @property
+    def card(self):
+        return self.bundle.card
+
+    def invert(self, two_theta_deg, intensity, reflection) -> InversionResult:
+        """Invert one measured curve.
+
+        Parameters
+        ----------
+        two_theta_deg : array_like, shape (n_points,)
+            Increasing scattering angles, degrees.
+        intensity : array_like, shape (n_points,)
+            Non-negative intensities (any scale).
+        reflection : Reflection
+            Material, reflection and wavelength of the measurement; must match the model's.
+
+        Returns
+        -------
+        InversionResult
+
+        Raises
+        ------
+        xrd_strain_plugin.physics.qspace.CurveError
+            If the curve is unusable (the message names the problem).
+        BundleMismatchError
+            If the model was trained for another reflection or wavelength.
+        """
+        t0 = time.perf_counter()
+        card = self.card
+        card.check_reflection(reflection)
+        angles, counts = validate_curve(two_theta_deg, intensity)
+        if angles.ndim != 1 or counts.shape[0] != 1:
+            raise ValueError("invert takes one curve; call it once per curve")
+        counts = counts[0]
+        x = to_model_input(angles, counts, wavelength_angstrom=reflection.wavelength_angstrom,
+                           q_bragg_inv_angstrom=reflection.q_bragg_inv_angstrom, grid=card.grid)
+        t1 = time.perf_counter()
+        labels = self.predictor.predict_labels(x)
+        t2 = time.perf_counter()
+        decoded = decode_labels(labels, n_weights=card.n_weights, n_slices=self.n_slices)
+        model_refl = self._simulate(angles, decoded, reflection)
+        t3 = time.perf_counter()
+        scale, background = _fit_scale_background(counts, model_refl)
+        intensity_model = scale * model_refl + background
+        t4 = time.perf_counter()
+        depth, strain_pct, dw = self._table(labels[0, : card.n_weights], decoded)
+        i_max = int(np.argmax(strain_pct))
+        return InversionResult(
+            depth_nm=depth, strain_percent=strain_pct, debye_waller=dw,
+            strain_max_percent=float(strain_pct[i_max]), depth_of_max_nm=float(depth[i_max]),
+            thickness_nm=float(decoded.thickness_nm[0]), dw_min=float(decoded.dw_min[0]),
+            fwhm_deg=float(decoded.resolution_fwhm_deg[0]),
+            dynamic_range=float(decoded.dynamic_range[0]),
+            two_theta_deg=angles, intensity_measured=counts, intensity_model=intensity_model,
+            q_inv_angstrom=two_theta_deg_to_q(angles, reflection.wavelength_angstrom),
+            sigma_i=sigma_i(counts, intensity_model), scale=float(scale),
+            background=float(background), material=str(reflection.material),
+            hkl=tuple(int(i) for i in reflection.hkl),
+            wavelength_angstrom=float(reflection.wavelength_angstrom),
+            model_id=card.model_id, model_version=card.version, model_sha256=card.weights_sha256,
+            elapsed_s=time.perf_counter() - t0,
+            timings={"preprocess": t1 - t0, "network": t2 - t1, "simulate": t3 - t2,
+                     "fit": t4 - t3},
+        )
+
+    def _simulate(self, angles, decoded, reflection) -> np.ndarray:
+        from xrd_strain_plugin.physics.instrument import simulate_scan
+
+        return np.asarray(simulate_scan(
+            angles, decoded.strain, decoded.debye_waller, decoded.thickness_nm, reflection,
+            resolution_fwhm_deg=decoded.resolution_fwhm_deg, check_layer_in_scan=False))[0]
+
+    def _table(self, weights_percent, decoded):
+        """Profile at depths 0 .. t (n_slices + 1 rows, interface included)."""
+        z = np.linspace(0.0, 1.0, self.n_slices + 1)
+        n_w = weights_percent.size
+        basis = profiles.bspline_basis(n_w + 1, z)[:, :n_w]
+        strain_pct = basis @ weights_percent
+        # Same normalisation as decode_labels: the slice maximum is e_max.
+        peak = np.abs(decoded.strain[0]).max() * 100.0
+        top = np.abs(strain_pct).max()
+        if top > 0:
+            strain_pct = strain_pct * (peak / top)
+        e_max = decoded.strain_max_percent[0]
+        dw = profiles.dw_coupled(strain_pct / 100.0, e_max / 100.0, decoded.dw_min[0])[0]
+        return z * decoded.thickness_nm[0], strain_pct, dw
+
+
+def _fit_scale_background(counts, refl) -> tuple[float, float]:
+    """Scale and constant background minimising the rms log10 misfit (points with counts)."""
+    from scipy.optimize import least_squares
+
+    ok = counts > 0
+    y = np.log10(counts[ok])
+    r = np.maximum(refl[ok], 1e-30)
+    scale0 = counts.max() / max(refl.max(), 1e-30)
+    bg0 = max(float(np.percentile(counts[ok], 5)), 1e-12)
+
+    def residual(p):
+        return np.log10(10.0 ** p[0] * r + 10.0 ** p[1]) - y
+
+    fit = least_squares(residual, x0=[np.log10(scale0), np.log10(bg0)], method="lm")
+    return 10.0 ** fit.x[0], 10.0 ** fit.x[1]
