@@ -33,3 +33,8 @@ def xu_reflectivity(theta_deg, strain, thickness_nm, wavelength_angstrom=1.5406)
     model.set_hkl((0, 0, 4))
     return model.simulate(np.asarray(theta_deg, dtype=float), rettype="field") if False else np.abs(
         model.simulate(np.asarray(theta_deg, dtype=float), rettype="field")) ** 2
+
+
+def xu_absorption_length_um(wavelength_angstrom=1.5406):
+    """Intensity absorption length of YSZ (a = 5.145 A) from xrayutilities, micrometres."""
+    return float(ysz_cell(0.0).absorption_length(xu.lam2en(wavelength_angstrom)))

@@ -17,10 +17,12 @@ and composes the lamellae exactly, so all multiple scattering between lamellae i
 term is the second-order coupling within one lamella, ``(|p r|)^(1/2) tau`` squared, which
 :func:`reflectivity` keeps below ``max_coupling`` by sub-slicing.
 
-Exactness of the phase: with the deviation ``alpha' = (lambda |gamma_h| / pi)(H_n - Q_z)`` the phase
-accumulated across a lamella is exactly ``(Q_z - H_n) t_n`` with ``Q_z = k (gamma_0 + |gamma_h|)``
-(= 4 pi sin(theta) / lambda in the symmetric case) and ``H_n = H / (1 + e_n)``, and
-``chi`` is scaled by the lamella's cell volume ``V (1 + e_n)``, ``F_H`` taken at ``H_n``. The
+Exactness of the phase: the deviation is taken as ``alpha' = -(2 |gamma_h| / k) Delta_z`` with the exact
+wave-vector mismatch along the normal ``Delta_z = k_hz - (k_0z + H_z,n)`` (``k_hz`` from in-plane momentum
+conservation), so the phase accumulated across a lamella is exactly ``Delta_z t_n``; in the symmetric case
+``Delta_z = Q - H_n`` with ``Q = 4 pi sin(theta) / lambda`` and ``H_n = H / (1 + e_n)``
+(``alpha' = 4 sin(theta) (sin(theta_Bn) - sin(theta))``). The susceptibilities are
+scaled by the lamella's cell volume ``V (1 + e_n)`` and ``F_H`` is taken at ``H_n``. The
 paper's linearised form (``bragg="linearized"``) uses ``theta_Bn = theta_B - e_n tan(theta_B)``,
 ``alpha = -2 (theta - theta_Bn) sin(2 theta_B)`` and the substrate's direction cosines.
 
@@ -76,28 +78,28 @@ def _lamella_step(xi, e_point, k_lam, x_point, du_lam, a_point, b_lam, c0_lam, r
     big_q = a_point - b_lam + c0_lam * rho_point
     x = x_point * du_lam  # |x| < _TAYLOR_LIMIT: exp(x) by a 5th-order series, error < 3e-11
     e = e_point * k_lam * (1 + x * (1 + x * (0.5 + x * (1 / 6 + x * (1 / 24 + x * (1 / 120))))))
-    u = (1 - e) / (2 * big_q)
-    return (e * xi + u * (cg_point * r_lam)) / (1 - u * (cg_point * p_lam) * xi)
+    # (E xi + u R) / (1 - u P xi) with u = (1 - E) / (2Q), multiplied through by 2Q: one division
+    two_q, one_m_e = 2 * big_q, 1 - e
+    return (two_q * e * xi + one_m_e * (cg_point * r_lam)) / (two_q - one_m_e * (cg_point * p_lam) * xi)
 
 
 try:  # optional compiled driver of the very same step function
     import numba
 
-    _step_compiled = numba.njit(cache=True)(_lamella_step)
+    _step_compiled = numba.njit(cache=True, fastmath=True)(_lamella_step)
 
-    @numba.njit(cache=True, parallel=True)
+    @numba.njit(cache=True, parallel=True, fastmath=True)
     def _recurse_compiled(xi0, e_pt, x_pt, a_pt, rho_pt, cg_pt, k_l, du_l, b_l, c0_l, r_l, p_l):
         n_batch, n_points = xi0.shape
         n_lam = k_l.shape[1]
-        out = np.empty_like(xi0)
+        out = xi0.copy()
         for ib in numba.prange(n_batch):
-            for j in range(n_points):
-                xi = xi0[ib, j]
-                ep, xp_, ap, rp, cp = e_pt[ib, j], x_pt[ib, j], a_pt[ib, j], rho_pt[ib, j], cg_pt[ib, j]
-                for n in range(n_lam - 1, -1, -1):  # interface -> surface
-                    xi = _step_compiled(xi, ep, k_l[ib, n], xp_, du_l[ib, n], ap, b_l[ib, n],
-                                        c0_l[ib, n], rp, cp, r_l[ib, n], p_l[ib, n])
-                out[ib, j] = xi
+            xi = out[ib]
+            ep, xp_, ap, rp, cp = e_pt[ib], x_pt[ib], a_pt[ib], rho_pt[ib], cg_pt[ib]
+            for n in range(n_lam - 1, -1, -1):  # interface -> surface
+                kn, dn, bn, cn, rn, pn = k_l[ib, n], du_l[ib, n], b_l[ib, n], c0_l[ib, n], r_l[ib, n], p_l[ib, n]
+                for j in range(n_points):  # innermost over angles: vectorisable
+                    xi[j] = _step_compiled(xi[j], ep[j], kn, xp_[j], dn, ap[j], bn, cn, rp[j], cp[j], rn, pn)
         return out
 
     HAVE_NUMBA = True
@@ -208,10 +210,15 @@ def reflectivity(
     k = 2 * math.pi / lam
     h_len = reflection.q_bragg_inv_angstrom
     th_b = reflection.theta_bragg
-    gamma0 = xp.sin(theta - asymmetry)
-    gammah = xp.sin(theta + asymmetry)  # |gamma_h|
-    if bool(xp.any(gamma0 <= 0)) or bool(xp.any(gammah <= 0)):
+    gamma0 = xp.sin(theta - asymmetry)  # incidence direction cosine
+    # exit direction from in-plane momentum conservation (H_x = -H sin(asymmetry) is unchanged by a
+    # strain along the normal): k_hz = sqrt(k^2 - (k cos(incidence) + H_x)^2)
+    kx_out = k * xp.cos(theta - asymmetry) - h_len * math.sin(asymmetry)
+    kz_out_sq = k * k - kx_out * kx_out
+    if bool(xp.any(gamma0 <= 0)) or bool(xp.any(kz_out_sq <= 0)):
         raise ValueError("theta/asymmetry put the incident or diffracted beam below the surface")
+    k_hz = xp.sqrt(kz_out_sq)
+    gammah = k_hz / k  # |gamma_h|
     if polarization == "sigma":
         c_pol = xp.ones_like(theta)
     else:
@@ -219,7 +226,8 @@ def reflectivity(
 
     # per-point terms (per unit length, inverse angstrom): Q = t (a - b_n + chi0_n rho)
     if bragg == "exact":
-        a_pt = 0.5 * k * (gamma0 + gammah)
+        # exact phase mismatch along the normal: k_hz - (k_0z + H_z,n), halved
+        a_pt = 0.5 * (k_hz + k * gamma0)
         rho = math.pi * (1 / gamma0 + 1 / gammah) / (2 * lam)
         g = math.pi / (lam * xp.sqrt(gamma0 * gammah))
         b_lam = 0.5 * h_len * math.cos(asymmetry) / (1 + strain)
@@ -239,6 +247,10 @@ def reflectivity(
         b_sub = scale * th_b
     cg = c_pol * g
     chi0, chih, chimh = reflection.chi0, reflection.chih, reflection.chimh
+    if chi0.imag == 0:
+        # without absorption Q can vanish exactly and (1 - E)/(2Q) becomes 0/0; an absorption
+        # 1e-12 of the refraction keeps the lamella map regular and changes nothing measurable
+        chi0 = complex(chi0.real, -1e-12 * max(abs(chi0.real), 1e-30))
 
     # substrate: fixed point of the Riccati equation, the root with |xi| <= 1
     q_s = (a_pt - b_sub) + chi0 * rho
