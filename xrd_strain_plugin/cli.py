@@ -26,6 +26,8 @@ __all__ = ["COMMANDS", "CommandError", "build_parser", "main", "option_errors"]
 #: Subcommand modules, in the order ``--help`` lists them.  Add one line per command.
 COMMANDS = (
     "xrd_strain_plugin.cli_simulate",
+    "xrd_strain_plugin.cli_invert",
+    "xrd_strain_plugin.cli_train",
 )
 
 #: Exit status for bad input (the argparse convention).

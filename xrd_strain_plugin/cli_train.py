@@ -1,0 +1,182 @@
+"""``xrd-strain generate | train | evaluate``: training sets, training, Table-2 evaluation.
+
+These wrap :mod:`training` (installed with the package from a checkout) and need the ``ml``
+extra (Keras, h5py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from xrd_strain_plugin.cli import CommandError, option_errors
+
+
+def register(subparsers) -> None:
+    """Add the ``generate``, ``train`` and ``evaluate`` subcommands."""
+    _register_generate(subparsers)
+    _register_train(subparsers)
+    _register_evaluate(subparsers)
+
+
+def _register_generate(subparsers) -> None:
+    p = subparsers.add_parser(
+        "generate", help="simulate a training set and a held-out test set (sharded HDF5)",
+        description="Simulate curves from a preset of the paper's Table 1 into DIR/train and "
+                    "DIR/test (HDF5 shards + manifest.json). Deterministic from --seed; a rerun "
+                    "with the same options resumes, and a larger --n-curves extends the set.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  xrd-strain generate --preset CNN2 --n-curves 50000 --test-curves "
+               "5000 --out data/CNN2")
+    p.add_argument("--preset", default="CNN2", help="CNN1, CNN2 or CNN3 (default: CNN2)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="preset option beyond the paper: strain_shapes=asymmetric_gaussian,"
+                        "bimodal,flat | background=sloped | noise=poisson_multiplicative | "
+                        "n_slices=N (repeatable)")
+    p.add_argument("--n-curves", type=int, required=True, help="training curves")
+    p.add_argument("--test-curves", type=int, default=5000,
+                   help="held-out test curves (default: %(default)s; 0: none)")
+    p.add_argument("--out", required=True, metavar="DIR", help="dataset directory")
+    p.add_argument("--seed", type=int, default=2023, help="seed (default: %(default)s)")
+    p.add_argument("--shard-size", type=int, default=1000, help="curves per shard")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--material", default="YSZ", metavar="NAME_OR_CIF")
+    p.add_argument("--hkl", nargs=3, type=int, default=(4, 0, 0), metavar=("H", "K", "L"))
+    p.add_argument("--wavelength-angstrom", type=float, default=1.5406, metavar="L")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_generate)
+
+
+def _register_train(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train the CNN on a generated set and write a model bundle",
+        description="Train the paper's network on DATA/train (10 %% held out for validation), "
+                    "resuming from RUN if it holds the same run; evaluate on DATA/test if present "
+                    "and write the bundle with its measured Table-2 row.")
+    p.add_argument("data", metavar="DATA", help="dataset directory written by generate")
+    p.add_argument("--run", required=True, metavar="RUN", help="run directory (checkpoints)")
+    p.add_argument("--bundle", required=True, metavar="BUNDLE", help="output bundle directory")
+    p.add_argument("--model-id", default=None, help="model id (default: derived from the data)")
+    p.add_argument("--version", default="1", help="model version (default: 1)")
+    p.add_argument("--epochs", type=int, default=70)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--max-curves", type=int, default=None, help="use the first N curves only")
+    p.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run_train)
+
+
+def _register_evaluate(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="Table-2 accuracies of a model on a held-out test set",
+        description="Predict a test set with a bundle; write report.md (Table 2 and a(strain) "
+                    "by e_max, t and DW_min bands), metrics.json and PNG figures to OUT.")
+    p.add_argument("--model", required=True, metavar="BUNDLE")
+    p.add_argument("--test", required=True, metavar="DIR", help="test set directory")
+    p.add_argument("--train", default=None, metavar="DIR",
+                   help="training set directory, for the train MSE (first --max-curves curves)")
+    p.add_argument("--max-curves", type=int, default=20000)
+    p.add_argument("--out", required=True, metavar="OUT")
+    p.set_defaults(func=run_evaluate)
+
+
+def _parse_options(items) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CommandError(f"--option: expected KEY=VALUE, got {item!r}")
+        if key == "strain_shapes":
+            out[key] = tuple(value.split(","))
+        elif key == "n_slices":
+            out[key] = int(value)
+        else:
+            out[key] = value
+    return out
+
+
+def run_generate(args) -> int:
+    from training.generate import DatasetSpec, generate
+    from training.presets import get_preset
+
+    with option_errors("--preset/--option"):
+        try:
+            preset = get_preset(args.preset, **_parse_options(args.option))
+        except (KeyError, TypeError) as error:
+            raise ValueError(str(error)) from error
+    out = Path(args.out)
+    common = dict(preset=preset, seed=args.seed, shard_size=args.shard_size,
+                  material=args.material, hkl=tuple(args.hkl),
+                  wavelength_angstrom=args.wavelength_angstrom)
+    splits = [("test", args.test_curves), ("train", args.n_curves)]
+    for split, n in splits:
+        if n <= 0:
+            continue
+        with option_errors("--out"):
+            manifest = generate(DatasetSpec(split=split, n_curves=n, **common), out / split,
+                                workers=args.workers, progress=not args.no_progress)
+        print(f"{out / split}: {manifest['n_curves']} curves ({manifest['n_drawn']} drawn), "
+              f"fingerprint {manifest['fingerprint'][:12]}")
+    return 0
+
+
+def run_train(args) -> int:
+    from training.dataset import load_dataset
+    from training.export import export_bundle
+    from training.report import evaluate_bundle, table_row
+    from training.train import TrainConfig, train
+    from xrd_strain_plugin.inference import load_bundle
+
+    data = Path(args.data)
+    with option_errors("DATA"):
+        dataset = load_dataset(data / "train", max_curves=args.max_curves)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                         learning_rate=args.learning_rate, max_curves=args.max_curves,
+                         max_minutes=args.max_minutes, seed=args.seed)
+    result = train(dataset, args.run, config)
+    manifest = dataset.manifest
+    model_id = args.model_id or "{}-{}-{}".format(
+        str(manifest["material"]).lower(), "".join(map(str, manifest["hkl"])),
+        manifest["preset"]["name"].lower())
+    test_manifest, metrics = None, {}
+    bundle_path = Path(args.bundle)
+    export_bundle(bundle_path, model=result.model, scaling=result.scaling,
+                  train_manifest=manifest, train_state=result.state, model_id=model_id,
+                  version=args.version)
+    if (data / "test" / "manifest.json").is_file():
+        test = load_dataset(data / "test")
+        test_manifest = test.manifest
+        bundle = load_bundle(bundle_path)
+        ev, _ = evaluate_bundle(bundle, test)
+        ev_train, _ = evaluate_bundle(bundle, dataset, max_curves=20000)
+        metrics = table_row(ev, mse_train=ev_train.mse)
+        export_bundle(bundle_path, model=result.model, scaling=result.scaling,
+                      train_manifest=manifest, train_state=result.state, model_id=model_id,
+                      version=args.version, metrics=metrics, test_manifest=test_manifest)
+        print(json.dumps(metrics, indent=1))
+    print(f"bundle written to {bundle_path}")
+    return 0
+
+
+def run_evaluate(args) -> int:
+    from training.dataset import load_dataset
+    from training.report import evaluate_bundle, table_row, write_report
+    from xrd_strain_plugin.inference import load_bundle
+
+    with option_errors("--model"):
+        bundle = load_bundle(args.model)
+    with option_errors("--test"):
+        test = load_dataset(args.test)
+    ev, pred = evaluate_bundle(bundle, test)
+    mse_train = None
+    if args.train:
+        with option_errors("--train"):
+            train_set = load_dataset(args.train, max_curves=args.max_curves)
+        mse_train = evaluate_bundle(bundle, train_set, max_curves=args.max_curves)[0].mse
+    row = table_row(ev, mse_train=mse_train)
+    report = write_report(args.out, name=bundle.card.model_id, ev=ev, row=row, bundle=bundle,
+                          dataset=test, predicted=pred)
+    print(report.read_text())
+    return 0
