@@ -1,0 +1,256 @@
+"""The live plugin: a RunEngine callback that inverts rocking curves off the RunEngine's thread.
+
+Subscribe a :class:`LiveInversion` to a RunEngine (or to a 0MQ
+``RemoteDispatcher``). Documents go through an :class:`event_model.RunRouter`
+whose factory builds a :class:`~.collector.RunCollector` for each rocking-curve
+run; completed curves go into a bounded queue; one worker thread validates,
+inverts (the one :class:`~xrd_strain_plugin.inference.invert.Inverter` path),
+builds the result record and publishes it (straight to Tiled, or to the spool
+while Tiled is away).
+
+Guarantees
+----------
+- Nothing raises into the RunEngine: document handling and the worker catch,
+  log and record every exception (``error`` status).
+- The queue is bounded (``queue_size``): when the worker falls that far behind,
+  ``submit`` blocks the caller until there is room (back-pressure, logged),
+  so memory stays bounded and no curve is dropped.
+- :meth:`LiveInversion.close` drains the queue before returning.
+- The inverter is built (model loaded, warmed up) before the first run, so a
+  bad model fails at start.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+import event_model
+
+from xrd_strain_plugin.tiled.layout import ResultRecord, base_metadata
+
+from .collector import CurveJob, RunCollector
+from .detection import RockingCurveConfig, plan_from_start
+from .records import record_from_job
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """What happened to one curve (kept for statistics and the benchmark).
+
+    ``latency_s`` runs from the curve's completion (stop document) to the
+    return of the Tiled write (or of the spool append).
+    """
+
+    path: tuple[str, ...]
+    status: str
+    written: bool
+    latency_s: float | None
+
+
+class LiveInversion:
+    """Bluesky callback turning rocking curves into strain/DW profiles in Tiled.
+
+    Parameters
+    ----------
+    inverter : object
+        Has ``invert(two_theta_deg, intensity, reflection) -> InversionResult``
+        and ``bundle`` (the loaded model bundle); usually
+        ``Inverter(load_bundle(path))``.
+    publisher : SpoolingPublisher
+        Writes records to Tiled, spooling while Tiled is away.
+    config : RockingCurveConfig, optional
+        Field/axis overrides and the default material, reflection, wavelength.
+    queue_size : int, optional
+        Curves allowed to wait for the worker before ``submit`` blocks.
+    on_outcome : callable, optional
+        ``on_outcome(Outcome)`` called from the worker after each publish.
+
+    Examples
+    --------
+    >>> live = LiveInversion(Inverter(load_bundle(path)), publisher)  # doctest: +SKIP
+    >>> RE.subscribe(live)  # doctest: +SKIP
+    >>> RE(scan([det], omega, 16.5, 18.5, 401))  # doctest: +SKIP
+    >>> live.close()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        inverter,
+        publisher,
+        *,
+        config: RockingCurveConfig = RockingCurveConfig(),
+        queue_size: int = 64,
+        on_outcome: Callable[[Outcome], None] | None = None,
+    ):
+        self.inverter = inverter
+        self.publisher = publisher
+        self.config = config
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._router = event_model.RunRouter([self.factory])
+        self._on_outcome = on_outcome
+        self.outcomes: collections.deque[Outcome] = collections.deque(maxlen=10_000)
+        self.counts = collections.Counter()
+        self._closed = False
+        self._worker = threading.Thread(target=self._work, name="xrd-strain-worker", daemon=True)
+        self._worker.start()
+
+    @classmethod
+    def from_uri(
+        cls,
+        uri: str,
+        *,
+        spool_directory,
+        api_key: str | None = None,
+        bundle=None,
+        config: RockingCurveConfig = RockingCurveConfig(),
+        retry_interval_s: float = 2.0,
+        **kwargs,
+    ) -> "LiveInversion":
+        """Load the model (and warm it up), open the spool, and prepare writing to ``uri``.
+
+        Tiled need not be reachable now: results wait in the spool until it is.
+
+        Parameters
+        ----------
+        uri : str
+            Tiled server URL.
+        spool_directory : path
+            Durable spool for results while Tiled is away (locked to this process).
+        api_key : str, optional
+            Tiled API key allowed to write.
+        bundle : path, optional
+            Model bundle directory (default: the shipped model).
+        config : RockingCurveConfig
+            Run recognition and default reflection.
+        retry_interval_s : float
+            Seconds between spool replay attempts while Tiled is away.
+        **kwargs
+            Passed to the constructor (``queue_size``, ``on_outcome``).
+
+        Raises
+        ------
+        xrd_strain_plugin.inference.BundleError
+            If the bundle is missing, corrupt or inconsistent (at start, not mid-run).
+        """
+        from xrd_strain_plugin.inference import Inverter, default_bundle_path
+        from xrd_strain_plugin.tiled.spool import Spool, SpoolingPublisher
+        from xrd_strain_plugin.tiled.writer import TiledResultsWriter
+
+        from .records import reflection_for, warm_up
+
+        inverter = Inverter(bundle if bundle is not None else default_bundle_path())
+        card = inverter.bundle.card
+        warm_up(inverter, reflection_for(card.material, tuple(card.hkl), card.wavelength_angstrom))
+        publisher = SpoolingPublisher(lambda: TiledResultsWriter.from_uri(uri, api_key=api_key),
+                                      Spool(spool_directory), retry_interval_s=retry_interval_s)
+        return cls(inverter, publisher, config=config, **kwargs)
+
+    # -- document side (RunEngine thread) -------------------------------------------------
+    def __call__(self, name: str, doc: dict) -> None:
+        """Route one document; never raises."""
+        try:
+            self._router(name, doc)
+        except Exception:
+            self.counts["document_errors"] += 1
+            log.exception("xrd-strain: could not route %s document", name)
+
+    def factory(self, name: str, start: dict):
+        """RunRouter factory: a :class:`RunCollector` for rocking-curve runs, nothing otherwise."""
+        try:
+            plan = plan_from_start(start, self.config)
+        except Exception as exc:
+            log.exception("xrd-strain: unreadable start document %s", start.get("uid"))
+            md = base_metadata(status="error", raw_uid=start["uid"], curve_index=None,
+                               reason=f"unreadable start document: {type(exc).__name__}: {exc}",
+                               scan_id=start.get("scan_id"))
+            self.submit(ResultRecord(raw_uid=start["uid"], curve_index=None, metadata=md))
+            return [], []
+        if plan is None:
+            return [], []
+        return [RunCollector(plan, self.submit)], []
+
+    def submit(self, item: CurveJob | ResultRecord) -> None:
+        """Queue a completed curve or a ready record; blocks only when the queue is full."""
+        if self._closed:
+            raise RuntimeError("LiveInversion is closed")
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self.counts["backpressure"] += 1
+            log.warning("xrd-strain: %d curves waiting; holding the caller until the worker catches up",
+                        self._queue.maxsize)
+            self._queue.put(item)
+
+    # -- worker side ------------------------------------------------------------------------
+    def _work(self):
+        while True:
+            try:
+                item = self._queue.get(timeout=max(0.1, getattr(self.publisher, "retry_interval_s", 1.0)))
+            except queue.Empty:
+                self._retry_spool()
+                continue
+            try:
+                if item is _STOP:
+                    return
+                self._handle(item)
+            except Exception:  # the worker must survive anything
+                self.counts["worker_errors"] += 1
+                log.exception("xrd-strain: worker failed on %r", getattr(item, "raw_uid", item))
+            finally:
+                self._queue.task_done()
+
+    def _retry_spool(self):
+        try:
+            self.publisher.flush()
+        except Exception:
+            log.exception("xrd-strain: spool replay failed")
+
+    def _handle(self, item):
+        if isinstance(item, CurveJob):
+            record = record_from_job(item, self.inverter)
+            t0 = item.completed_at
+        else:
+            record, t0 = item, None
+        try:
+            written = self.publisher.publish(record)
+        except Exception as exc:
+            # A permanent refusal by Tiled (an invalid record): record why, in place of the result.
+            log.exception("xrd-strain: Tiled refused result %s", "/".join(record.path))
+            md = dict(record.metadata, status="error", reason=f"Tiled refused the result: {type(exc).__name__}: {exc}")
+            written = self.publisher.publish(ResultRecord(raw_uid=record.raw_uid, curve_index=record.curve_index, metadata=md))
+        self.counts[record.status] += 1
+        self.counts["written" if written else "spooled"] += 1
+        outcome = Outcome(path=record.path, status=record.status, written=written,
+                          latency_s=None if t0 is None else time.perf_counter() - t0)
+        self.outcomes.append(outcome)
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every queued curve is handled; return False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def close(self, timeout: float | None = None) -> None:
+        """Drain the queue, stop the worker and try a last spool replay."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._worker.join(timeout)
+        self._retry_spool()
