@@ -202,3 +202,10 @@ def test_large_batches_resample_exactly_like_single_curves():
                                wavelength_angstrom=WAVELENGTH, q_bragg_inv_angstrom=Q_BRAGG)
         for row in batch])
     np.testing.assert_allclose(back_batch, back_single, rtol=1e-9)
+
+
+def test_validate_curve_points_at_the_offending_angle():
+    angles = GOOD_ANGLES.copy()
+    angles[7] = angles[6]
+    with pytest.raises(CurveError, match=r"duplicate angles in two_theta_deg \(first at point 7\)"):
+        qspace.validate_curve(angles, GOOD_COUNTS)

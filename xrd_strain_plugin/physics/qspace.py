@@ -190,8 +190,8 @@ def validate_curve(two_theta_deg, intensity, *, min_points: int = MIN_POINTS):
     _check(~np.isfinite(counts), "intensity contains NaN or inf")
     _check((angles <= 0) | (angles >= 180), "two_theta_deg outside (0, 180) degrees")
     steps = np.diff(angles, axis=-1)
-    _check(steps == 0, "duplicate angles in two_theta_deg")
-    _check(steps < 0, "two_theta_deg is not sorted in increasing order")
+    _check(steps == 0, "duplicate angles in two_theta_deg", offset=1)
+    _check(steps < 0, "two_theta_deg is not sorted in increasing order", offset=1)
     _check(counts < 0, "negative intensity")
     all_zero = np.all(counts == 0, axis=-1)
     if np.any(all_zero):
@@ -315,10 +315,12 @@ def _interp_shared(x_new, x, y, fill):
     return out
 
 
-def _check(bad: np.ndarray, message: str) -> None:
+def _check(bad: np.ndarray, message: str, offset: int = 0) -> None:
+    """Raise ``CurveError(message)`` at the first bad point (``offset``: 1 for step arrays)."""
     if np.any(bad):
         where = np.argwhere(bad)[0]
-        location = f"curve {where[0]}, point {where[-1]}" if bad.ndim == 2 else f"point {where[0]}"
+        point = where[-1] + offset
+        location = f"curve {where[0]}, point {point}" if bad.ndim == 2 else f"point {point}"
         raise CurveError(f"{message} (first at {location})")
 
 
