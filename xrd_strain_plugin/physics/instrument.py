@@ -26,8 +26,8 @@ __all__ = ["simulate_scan", "apply_counts", "background_profile", "resolution_ke
 _KERNEL_HALF_WIDTH = {"gaussian": 4.0, "pseudo-voigt": 12.0}  # in FWHM units
 _STEP_PER_FWHM = 8  # grid points per resolution FWHM
 _STEP_PER_FRINGE = 4  # grid points per thickness-fringe period
-_SUB_PER_DARWIN = 6  # sub-grid points per Darwin width in the substrate window
-_WINDOW_DARWIN = 20  # half width of the substrate window, in Darwin widths
+_SUB_PER_DARWIN = 16  # sub-grid points per Darwin width in the substrate window
+_WINDOW_DARWIN = 5  # half width of the substrate window, in Darwin widths
 
 
 def resolution_kernel(offset_deg, fwhm_deg, *, shape: str = "gaussian", eta: float = 0.5):
@@ -59,17 +59,14 @@ def resolution_kernel(offset_deg, fwhm_deg, *, shape: str = "gaussian", eta: flo
     raise ValueError(f"resolution shape must be 'gaussian' or 'pseudo-voigt', got {shape!r}")
 
 
-def fine_grid_step_deg(resolution_fwhm_deg, thickness_nm, reflection, scan_step_deg=None):
+def fine_grid_step_deg(resolution_fwhm_deg, thickness_nm, reflection):
     """Largest 2-theta step that resolves the resolution function and the thickness fringes.
 
     The fringe period of a layer of thickness t is 2 pi / t in Q, i.e. lambda / (t cos theta_B)
     radians of 2-theta.
     """
     fringe_deg = math.degrees(reflection.wavelength_angstrom / (10 * thickness_nm * math.cos(reflection.theta_bragg)))
-    step = min(resolution_fwhm_deg / _STEP_PER_FWHM, fringe_deg / _STEP_PER_FRINGE)
-    if scan_step_deg is not None:
-        step = min(step, scan_step_deg)
-    return step
+    return min(resolution_fwhm_deg / _STEP_PER_FWHM, fringe_deg / _STEP_PER_FRINGE)
 
 
 def _check_scan(two_theta_deg):
@@ -160,13 +157,18 @@ def simulate_scan(
                     f"the scan [{lo_scan[i]:.3f}, {hi_scan[i]:.3f}] deg"
                 )
 
-    # per-curve uniform grid with a common number of points
+    # per-curve uniform grid with a common number of points; for a uniform scan the step divides the
+    # scan step and the grid passes through every scan angle (no interpolation error at the end)
     half = _KERNEL_HALF_WIDTH[shape] * fwhm
-    lo, hi = lo_scan - half, hi_scan + half
-    scan_step = np.asarray([float(np.min(np.diff(np.asarray(r)))) for r in (tt if xp is np else tt.tolist())])
-    step = np.array([fine_grid_step_deg(f, t, reflection, s) for f, t, s in zip(fwhm, t_nm, scan_step)])
-    n_fine = int(np.max(np.ceil((hi - lo) / step))) + 1
-    step = (hi - lo) / (n_fine - 1)
+    rows = tt if xp is np else np.asarray(tt.tolist())
+    scan_step = np.min(np.diff(rows, axis=1), axis=1)
+    uniform = np.all(np.abs(np.diff(rows, axis=1) - scan_step[:, None]) <= 1e-6 * scan_step[:, None], axis=1)
+    need = np.array([fine_grid_step_deg(f, t, reflection) for f, t in zip(fwhm, t_nm)])
+    sub_steps = np.maximum(1, np.ceil(scan_step / need - 1e-9))
+    step = np.where(uniform, scan_step / sub_steps, np.minimum(need, scan_step))
+    n_pad = np.ceil(half / step).astype(int)
+    lo = lo_scan - n_pad * step
+    n_fine = int(np.max(np.round((hi_scan - lo) / step).astype(int) + n_pad)) + 1
     grid = lo[:, None] + step[:, None] * np.arange(n_fine)[None, :]
 
     # substrate window: cells replaced by their average over a sub-grid resolving the Darwin curve
@@ -205,10 +207,10 @@ def simulate_scan(
     ones = xp.fft.irfft(xp.fft.rfft(xp.ones_like(r_grid), n=n_fft, axis=1) * fk, n=n_fft, axis=1)[:, n_k:n_k + n_fine]
     conv = conv / ones
 
-    # linear interpolation at the scan angles
+    # sample at the scan angles: exact grid points for uniform scans, linear interpolation otherwise
     pos = (tt - xp.asarray(lo[:, None])) / xp.asarray(step[:, None])
-    i_lo = xp.clip(xp.astype(xp.floor(pos), xp.int64) if hasattr(xp, "astype") else xp.floor(pos).astype(np.int64), 0, n_fine - 2)
-    frac = pos - i_lo
+    i_lo = xp.clip(xp.astype(xp.floor(pos + 1e-6), xp.int64), 0, n_fine - 2)
+    frac = xp.where(xp.asarray(uniform[:, None]), 0.0 * pos, pos - i_lo)
     left = xp.take_along_axis(conv, i_lo, axis=1)
     right = xp.take_along_axis(conv, i_lo + 1, axis=1)
     out = left + frac * (right - left)
