@@ -15,6 +15,8 @@ os.environ["TILED_RETRY_ATTEMPTS"] = "1"
 os.environ["TILED_RETRY_TIMEOUT"] = "2"
 
 import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import threading  # noqa: E402
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
 
@@ -30,28 +32,52 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+SERVE = """
+import sys, time
+from tiled.server import SimpleTiledServer
+server = SimpleTiledServer(sys.argv[1], api_key=sys.argv[2], port=int(sys.argv[3]))
+print("ready", flush=True)
+sys.stdin.read()  # until the parent closes our stdin
+server.close()
+"""
+
+
 class TiledProcess:
-    """A SimpleTiledServer that can be stopped and started again on the same port and data."""
+    """A SimpleTiledServer (SQLite catalog, files in ``directory``) in its own process.
+
+    Its own process, as in deployment: no GIL shared with the plugin, and no clash with the
+    SQLite that TensorFlow bundles (loaded first, it hides the FTS5 module Tiled's catalog
+    needs). It can be stopped and started again on the same port and data.
+    """
 
     def __init__(self, directory, port=None):
         self.directory = directory
         self.port = port or free_port()
-        self.server = None
+        self.process = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/v1"
 
     def start(self):
-        from tiled.server import SimpleTiledServer
-
-        self.server = SimpleTiledServer(self.directory, api_key=API_KEY, port=self.port)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", SERVE, str(self.directory), API_KEY, str(self.port)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.process.stdout.readline()
+        if line.strip() != "ready":
+            self.process.kill()
+            raise RuntimeError(f"Tiled server did not start (see {self.directory}/error.log)")
         return self
 
     def stop(self):
-        if self.server is not None:
-            self.server.close()
-            self.server = None
+        if self.process is not None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
 
     def client(self):
         from tiled.client import from_uri
