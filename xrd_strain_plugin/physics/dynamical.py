@@ -51,15 +51,13 @@ _TAYLOR_LIMIT = 0.05  # |x| below which exp(x) uses the series in _lamella_step
 
 
 def _namespace(*arrays):
-    """Array namespace of the inputs (numpy unless an accelerator array is given)."""
+    """Array namespace of the inputs: the array API namespace of the first array that declares one
+    (numpy, cupy, jax.numpy, array-api-strict, ...), torch for torch tensors, else numpy."""
     for a in arrays:
-        mod = type(a).__module__.split(".")[0]
-        if mod in ("cupy", "torch"):
-            return __import__(mod)
-        if mod in ("jax", "jaxlib"):
-            import jax.numpy as jnp
-
-            return jnp
+        if type(a).__module__.split(".")[0] == "torch":
+            return __import__("torch")
+        if hasattr(a, "__array_namespace__"):
+            return a.__array_namespace__()
     return np
 
 
@@ -108,6 +106,8 @@ except ImportError:  # pragma: no cover - numba is an optional extra
 
 
 def _poly(xp, coeffs, x):
+    """Complex polynomial (coefficients lowest order first) of a real array."""
+    x = xp.astype(x, xp.complex128)
     out = 0 * x + coeffs[-1]
     for c in coeffs[-2::-1]:
         out = out * x + c
@@ -186,9 +186,9 @@ def reflectivity(
         dw = dw[None, :]
     if strain.shape != dw.shape:
         raise ValueError(f"strain {tuple(strain.shape)} and debye_waller {tuple(dw.shape)} differ in shape")
-    n_batch = max(theta.shape[0], strain.shape[0])
     t_nm = xp.asarray(thickness_nm, dtype=xp.float64)
     t_nm = xp.reshape(t_nm, (-1,)) if t_nm.ndim else xp.reshape(t_nm, (1,))
+    n_batch = max(theta.shape[0], strain.shape[0], t_nm.shape[0])
     for name, arr in (("theta", theta), ("strain", strain), ("debye_waller", dw), ("thickness_nm", t_nm)):
         if not bool(xp.all(xp.isfinite(arr))):
             raise ValueError(f"{name} contains NaN or inf")
@@ -243,7 +243,7 @@ def reflectivity(
         g = math.pi / (lam * math.sqrt(g0b * ghb)) + 0 * theta
         b_lam = scale * (th_b - strain * math.tan(th_b))
         volume_ratio = 1 + 0 * strain
-        fh_ratio = fmh_ratio = 1 + 0 * strain
+        fh_ratio = fmh_ratio = xp.astype(1 + 0 * strain, xp.complex128)
         b_sub = scale * th_b
     cg = c_pol * g
     chi0, chih, chimh = reflection.chi0, reflection.chih, reflection.chimh
@@ -253,8 +253,9 @@ def reflectivity(
         chi0 = complex(chi0.real, -1e-12 * max(abs(chi0.real), 1e-30))
 
     # substrate: fixed point of the Riccati equation, the root with |xi| <= 1
-    q_s = (a_pt - b_sub) + chi0 * rho
-    p_s, r_s = cg * chimh, cg * chih
+    cx = lambda v: xp.astype(v, xp.complex128)  # real -> complex before meeting complex constants
+    q_s = cx(a_pt - b_sub) + chi0 * cx(rho)
+    p_s, r_s = cx(cg) * chimh, cx(cg) * chih
     w = xp.sqrt(q_s * q_s - p_s * r_s)
     big = xp.where(xp.abs(q_s + w) >= xp.abs(q_s - w), q_s + w, q_s - w)
     xi0 = r_s / big
@@ -267,14 +268,14 @@ def reflectivity(
     tt = t_ang[:, None]
 
     du = 1 / volume_ratio - 1 if bragg == "exact" else 0 * strain
-    c0_l = tt * (chi0 / volume_ratio)
-    r_l = tt * (chih * fh_ratio * dw / volume_ratio)
-    p_l = tt * (chimh * fmh_ratio * dw / volume_ratio)
+    c0_l = cx(tt / volume_ratio) * chi0
+    r_l = cx(tt * dw / volume_ratio) * fh_ratio * chih
+    p_l = cx(tt * dw / volume_ratio) * fmh_ratio * chimh
     b_l = tt * b_lam
-    k_l = xp.exp(2j * b_l)
+    k_l = xp.exp(2j * cx(b_l))
     a_p = tt * a_pt
-    x_p = -2j * tt * chi0 * rho
-    e_p = xp.exp(-2j * a_p + x_p)
+    x_p = cx(tt * rho) * (-2j * chi0)
+    e_p = xp.exp(-2j * cx(a_p) + x_p)
     if repeat > 1:
         du, c0_l, r_l, p_l, b_l, k_l = (xp.repeat(v, repeat, axis=1) for v in (du, c0_l, r_l, p_l, b_l, k_l))
     if float(xp.max(xp.abs(x_p))) * float(xp.max(xp.abs(du))) > _TAYLOR_LIMIT:

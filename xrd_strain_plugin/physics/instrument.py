@@ -69,6 +69,20 @@ def fine_grid_step_deg(resolution_fwhm_deg, thickness_nm, reflection):
     return min(resolution_fwhm_deg / _STEP_PER_FWHM, fringe_deg / _STEP_PER_FRINGE)
 
 
+def _to_host(x):
+    """A numpy copy of a (small) array from any array namespace or device."""
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "get") and type(x).__module__.startswith("cupy"):
+        return x.get()
+    if hasattr(x, "cpu"):  # torch
+        return x.detach().cpu().numpy()
+    try:
+        return np.from_dlpack(x)
+    except (TypeError, RuntimeError, BufferError, AttributeError):
+        return np.asarray(x)
+
+
 def _check_scan(two_theta_deg):
     xp = _namespace(two_theta_deg)
     if not bool(xp.all(xp.isfinite(two_theta_deg))):
@@ -141,10 +155,12 @@ def simulate_scan(
     if shape not in _KERNEL_HALF_WIDTH:
         raise ValueError(f"resolution shape must be 'gaussian' or 'pseudo-voigt', got {shape!r}")
 
-    lo_scan = np.asarray(xp.min(tt, axis=1), dtype=float).reshape(-1) if xp is np else np.array([float(v) for v in xp.min(tt, axis=1)])
-    hi_scan = np.asarray(xp.max(tt, axis=1), dtype=float).reshape(-1) if xp is np else np.array([float(v) for v in xp.max(tt, axis=1)])
+    device = None if xp is np else getattr(tt, "device", None)
+    dev = lambda a: a if xp is np else xp.asarray(a, device=device)  # host -> the inputs' device
+    rows = _to_host(tt)
+    lo_scan, hi_scan = rows.min(axis=1), rows.max(axis=1)
     if check_layer_in_scan:
-        s_np = np.asarray(strain if xp is np else strain.tolist(), dtype=float)
+        s_np = _to_host(strain)
         s_np = np.broadcast_to(s_np, (n_batch, s_np.shape[-1]))
         for e_lim in (s_np.max(axis=1), s_np.min(axis=1)):
             sin_l = math.sin(reflection.theta_bragg) / (1 + e_lim)
@@ -160,7 +176,6 @@ def simulate_scan(
     # per-curve uniform grid with a common number of points; for a uniform scan the step divides the
     # scan step and the grid passes through every scan angle (no interpolation error at the end)
     half = _KERNEL_HALF_WIDTH[shape] * fwhm
-    rows = tt if xp is np else np.asarray(tt.tolist())
     scan_step = np.min(np.diff(rows, axis=1), axis=1)
     uniform = np.all(np.abs(np.diff(rows, axis=1) - scan_step[:, None]) <= 1e-6 * scan_step[:, None], axis=1)
     need = np.array([fine_grid_step_deg(f, t, reflection) for f, t in zip(fwhm, t_nm)])
@@ -184,23 +199,24 @@ def simulate_scan(
     use_window = n_sub > 1
 
     theta_all = np.concatenate([grid, sub], axis=1) if use_window else grid
-    theta_all = xp.asarray(np.radians(theta_all / 2))
-    refl = reflectivity(theta_all, strain, debye_waller, thickness_nm if xp is np else xp.asarray(t_nm), reflection,
+    theta_all = dev(np.radians(theta_all / 2))
+    refl = reflectivity(theta_all, strain, dev(np.asarray(debye_waller, dtype=float)) if xp is not np else debye_waller,
+                        dev(np.asarray(t_nm)), reflection,
                         asymmetry=asymmetry, polarization=polarization, bragg=bragg, max_coupling=max_coupling,
                         engine=engine)
     r_grid = refl[:, :n_fine]
     if use_window:
         avg = xp.mean(xp.reshape(refl[:, n_fine:], (n_batch, n_win, n_sub)), axis=2)
         rel = np.arange(n_fine)[None, :] - i0[:, None]
-        inside = xp.asarray((rel >= 0) & (rel < n_win))
-        gathered = xp.take_along_axis(avg, xp.asarray(np.clip(rel, 0, n_win - 1)), axis=1)
+        inside = dev((rel >= 0) & (rel < n_win))
+        gathered = xp.take_along_axis(avg, dev(np.clip(rel, 0, n_win - 1)), axis=1)
         r_grid = xp.where(inside, gathered, r_grid)
 
     # convolution on the uniform grid (FFT), renormalised at the edges
     n_k = int(np.max(np.ceil(half / step)))
     k_off = np.arange(-n_k, n_k + 1)[None, :] * step[:, None]
     kernel = resolution_kernel(k_off, fwhm[:, None], shape=shape, eta=eta)
-    kernel = xp.asarray(kernel / kernel.sum(axis=1, keepdims=True))
+    kernel = dev(kernel / kernel.sum(axis=1, keepdims=True))
     n_fft = 1 << int(math.ceil(math.log2(n_fine + 2 * n_k + 1)))
     fk = xp.fft.rfft(kernel, n=n_fft, axis=1)
     conv = xp.fft.irfft(xp.fft.rfft(r_grid, n=n_fft, axis=1) * fk, n=n_fft, axis=1)[:, n_k:n_k + n_fine]
@@ -208,9 +224,9 @@ def simulate_scan(
     conv = conv / ones
 
     # sample at the scan angles: exact grid points for uniform scans, linear interpolation otherwise
-    pos = (tt - xp.asarray(lo[:, None])) / xp.asarray(step[:, None])
+    pos = (tt - dev(lo[:, None])) / dev(step[:, None])
     i_lo = xp.clip(xp.astype(xp.floor(pos + 1e-6), xp.int64), 0, n_fine - 2)
-    frac = xp.where(xp.asarray(uniform[:, None]), 0.0 * pos, pos - i_lo)
+    frac = xp.where(dev(uniform[:, None]), 0.0 * pos, pos - xp.astype(i_lo, xp.float64))
     left = xp.take_along_axis(conv, i_lo, axis=1)
     right = xp.take_along_axis(conv, i_lo + 1, axis=1)
     out = left + frac * (right - left)
