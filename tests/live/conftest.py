@@ -85,9 +85,9 @@ class TiledProcess:
         return from_uri(self.url, api_key=API_KEY)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiled_server(tmp_path_factory):
-    """One Tiled server per test module."""
+    """One Tiled server for the live tests (tests that stop a server start their own)."""
     server = TiledProcess(tmp_path_factory.mktemp("tiled")).start()
     yield server
     server.stop()

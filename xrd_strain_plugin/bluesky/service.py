@@ -100,6 +100,7 @@ class LiveInversion:
         self._on_outcome = on_outcome
         self.outcomes: collections.deque[Outcome] = collections.deque(maxlen=10_000)
         self.counts = collections.Counter()
+        self.peak_queue_depth = 0
         self._closed = False
         self._worker = threading.Thread(target=self._work, name="xrd-strain-worker", daemon=True)
         self._worker.start()
@@ -190,6 +191,7 @@ class LiveInversion:
             log.warning("xrd-strain: %d curves waiting; holding the caller until the worker catches up",
                         self._queue.maxsize)
             self._queue.put(item)
+        self.peak_queue_depth = max(self.peak_queue_depth, self._queue.qsize())
 
     # -- worker side ------------------------------------------------------------------------
     def _work(self):
