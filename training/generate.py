@@ -139,7 +139,7 @@ def simulate_batch(draw: Draw, preset: Preset, reflection, grid, rng: np.random.
     log_scale, log_bg = draw.log10_scale.copy(), draw.log10_background.copy()
     # Group curves of similar cost: simulate_scan uses one fine grid per sub-batch, as long as
     # its longest member needs (narrow resolution and thick layers need fine steps).
-    fine = np.array([instrument.fine_grid_step_deg(h, t, reflection, step) for h, t in
+    fine = np.array([min(step, instrument.fine_grid_step_deg(h, t, reflection)) for h, t in
                      zip(draw.resolution_fwhm_deg, draw.thickness_nm)])
     order = np.argsort(((stop - start) * step + 8 * draw.resolution_fwhm_deg) / fine)
     for chunk in np.array_split(order, max(1, -(-n // _SUB_BATCH))):

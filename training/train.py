@@ -51,6 +51,8 @@ class TrainConfig:
         Use only the first curves of the dataset (set-size studies).
     max_minutes : float or None
         Wall-clock budget; training stops after the epoch that would overrun it.
+    filters, dense_units : tuple of int
+        Network widths (:func:`training.networks.build_cnn`; defaults are the paper's).
     """
 
     epochs: int = 70
@@ -63,6 +65,8 @@ class TrainConfig:
     seed: int = 0
     max_curves: int | None = None
     max_minutes: float | None = None
+    filters: tuple[int, ...] = (16, 32, 64, 128)
+    dense_units: tuple[int, ...] = (1000, 100)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,7 +133,7 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
     scaling = LabelScaling.fit(labels[train_idx], dataset.label_names)
     y = scaling.scale(labels)
     x = x[..., np.newaxis]
-    identity = {"config": asdict(config), "fingerprint": dataset.manifest.get("fingerprint"),
+    identity = {"config": json.loads(json.dumps(asdict(config))), "fingerprint": dataset.manifest.get("fingerprint"),
                 "n_curves": int(x.shape[0])}
     state_path = run_dir / STATE
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
@@ -142,7 +146,8 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
         plateau_state = state["plateau"]
     else:
         keras.utils.set_random_seed(config.seed)
-        model = build_cnn(n_input=n_input or x.shape[1], n_labels=y.shape[1])
+        model = build_cnn(n_input=n_input or x.shape[1], n_labels=y.shape[1],
+                          filters=config.filters, dense_units=config.dense_units)
         model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=config.learning_rate),
                       loss="mse")
         history = {"loss": [], "val_loss": [], "learning_rate": [], "seconds": []}

@@ -87,7 +87,8 @@ def run(args) -> int:
             write_result(target, result, source=path, plot=not args.no_plot)
         except (ValueError, OSError) as error:
             failed += 1
-            print(f"xrd-strain invert: {path}: {error}", file=sys.stderr)
+            message = str(error) if str(path) in str(error) else f"{path}: {error}"
+            print(f"xrd-strain invert: {message}", file=sys.stderr)
             continue
         print(f"{path}: e_max {result.strain_max_percent:.2f} % at {result.depth_of_max_nm:.0f} nm, "
               f"t {result.thickness_nm:.0f} nm, DW_min {result.dw_min:.2f}, "

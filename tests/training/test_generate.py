@@ -1,0 +1,69 @@
+"""Sharded generation: counts, label ranges, determinism, resumption, refusal to mix datasets."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.training.conftest import TINY
+from training.dataset import load_dataset
+from training.generate import DatasetSpec, generate, make_shard
+
+
+def test_manifest_and_shards(tiny_dataset_dir):
+    manifest = json.loads((tiny_dataset_dir / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["n_curves"] == 48
+    assert manifest["n_drawn"] >= 48
+    assert manifest["preset"]["name"].startswith("CNN2")
+    assert manifest["material"] == "YSZ" and manifest["hkl"] == [4, 0, 0]
+    assert manifest["seed"] == 7 and manifest["code_version"]
+    assert sorted(manifest["shards"]) == ["0", "1"]
+
+
+def test_curves_and_labels_follow_the_preset(tiny_dataset_dir):
+    ds = load_dataset(tiny_dataset_dir)
+    assert ds.x.shape == (48, 1001) and ds.labels.shape == (48, 14)
+    assert np.all(np.isfinite(ds.x)) and ds.x.max() <= 0.0
+    # DR label: log10(I_max/I_min) within the accepted [3, 6], and it is -min of the input.
+    dr = ds.labels[:, 13]
+    assert dr.min() >= 3.0 and dr.max() <= 6.0
+    np.testing.assert_allclose(-ds.x.min(axis=1), dr, atol=0.05)
+    t, h, dw = ds.labels[:, 11], ds.labels[:, 12], ds.labels[:, 10]
+    assert t.min() >= 100 and t.max() <= 1000
+    assert h.min() >= 0.003 and h.max() <= 0.1
+    assert dw.min() >= 0.05 and dw.max() <= 1.0
+    # The substrate peak (strain 0) is the maximum of most curves.
+    grid_zero = round(0.01 / 0.11 * 1000)
+    assert np.median(np.abs(ds.x.argmax(axis=1) - grid_zero)) <= 3
+
+
+def test_shards_are_deterministic_and_resumable(tiny_dataset_dir, tmp_path):
+    spec = DatasetSpec(**TINY)
+    manifest = json.loads((tiny_dataset_dir / "manifest.json").read_text())
+    info = make_shard(spec, 1, tmp_path / "again.h5")
+    with h5py.File(tmp_path / "again.h5") as a, \
+            h5py.File(tiny_dataset_dir / "shard-00001.h5") as b:
+        np.testing.assert_array_equal(a["x"][:], b["x"][:])
+        np.testing.assert_array_equal(a["labels"][:], b["labels"][:])
+    assert info["n"] == 24
+    # Interrupted run: shard 0 missing -> a rerun regenerates it, the fingerprint is unchanged.
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    (copy / "shard-00001.h5").write_bytes((tiny_dataset_dir / "shard-00001.h5").read_bytes())
+    again = generate(spec, copy, workers=1, progress=False)
+    assert again["fingerprint"] == manifest["fingerprint"]
+    assert again["shards"]["1"]["seconds"] == manifest["shards"]["1"]["seconds"]  # kept
+
+
+def test_refuses_to_mix_datasets(tiny_dataset_dir):
+    other = DatasetSpec(**{**TINY, "seed": 8})
+    with pytest.raises(ValueError, match="different dataset.*seed"):
+        generate(other, tiny_dataset_dir, workers=1, progress=False)
+
+
+def test_nested_subsets(tiny_dataset_dir):
+    assert load_dataset(tiny_dataset_dir, max_curves=10).n == 10
+    with pytest.raises(FileNotFoundError, match="manifest"):
+        load_dataset(tiny_dataset_dir.parent)
