@@ -28,6 +28,7 @@ COMMANDS = (
     "xrd_strain_plugin.cli_simulate",
     "xrd_strain_plugin.cli_invert",
     "xrd_strain_plugin.cli_train",
+    "xrd_strain_plugin.cli_live",
 )
 
 #: Exit status for bad input (the argparse convention).
