@@ -1,0 +1,328 @@
+"""The live demo: simulated diffractometer -> RunEngine -> live inversion -> Tiled -> table and figure.
+
+``make demo`` (``xrd-strain demo``) starts an embedded Tiled server (SQLite catalog and
+files in a data directory), a RunEngine with the simulated diffractometer, scans three
+samples with different known strain/disorder profiles, inverts each curve live as its run
+stops, prints a results table from a Tiled query and writes ``demo_live.png``: true vs
+retrieved profiles and measured vs model curves, one row per sample.
+"""
+
+# TensorFlow bundles its own SQLite without FTS5; if it is loaded first, the embedded Tiled
+# catalog cannot index metadata. Importing the system sqlite3 first keeps the right one.
+import sqlite3  # noqa: F401  isort: skip
+
+import dataclasses
+import json
+import logging
+import pathlib
+import shutil
+import sys
+import threading
+import time
+
+import numpy as np
+
+from xrd_strain_plugin.bluesky.simulated import SimulatedSample
+from xrd_strain_plugin.physics import profiles
+
+log = logging.getLogger(__name__)
+
+N_SLICES = 100
+N_WEIGHTS = 10
+RESOLUTION_FWHM_DEG = 0.01
+STEP_TWO_THETA_DEG = 0.01
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DemoSample:
+    """A known damage profile: an asymmetric Gaussian strain that vanishes at the interface.
+
+    Parameters
+    ----------
+    name : str
+    strain_max_percent : float
+        e_max, percent.
+    thickness_nm : float
+        Damaged-layer thickness, nm.
+    dw_min : float
+        Smallest Debye-Waller factor (DW coupled to the strain, as in the training set).
+    peak_depth : float
+        Depth of the strain maximum as a fraction of the thickness.
+    sigma_left, sigma_right : float
+        Widths of the Gaussian above and below the peak, fractions of the thickness.
+    """
+
+    name: str
+    strain_max_percent: float
+    thickness_nm: float
+    dw_min: float
+    peak_depth: float
+    sigma_left: float
+    sigma_right: float
+
+    def simulated(self) -> SimulatedSample:
+        """The sample as the simulated diffractometer sees it (spline-smoothed like the training set)."""
+        z = profiles.slice_midpoints(N_SLICES)
+        sigma = np.where(z < self.peak_depth, self.sigma_left, self.sigma_right)
+        shape = np.exp(-0.5 * ((z - self.peak_depth) / sigma) ** 2)
+        weights = np.maximum(profiles.fit_weights(shape, N_WEIGHTS), 0.0)
+        e_max = self.strain_max_percent / 100.0
+        strain = np.atleast_2d(profiles.strain_from_weights(weights, e_max, N_SLICES))[0]
+        dw = np.atleast_2d(profiles.dw_coupled(strain, e_max, self.dw_min))[0]
+        return SimulatedSample(name=self.name, strain=strain, debye_waller=dw, thickness_nm=self.thickness_nm,
+                               resolution_fwhm_deg=RESOLUTION_FWHM_DEG, background_counts=10.0, scale_counts=1e6)
+
+
+SAMPLES = (
+    DemoSample(name="YSZ-low-dose", strain_max_percent=0.9, thickness_nm=220.0, dw_min=0.75,
+               peak_depth=0.55, sigma_left=0.25, sigma_right=0.14),
+    DemoSample(name="YSZ-mid-dose", strain_max_percent=2.0, thickness_nm=350.0, dw_min=0.4,
+               peak_depth=0.45, sigma_left=0.3, sigma_right=0.16),
+    DemoSample(name="YSZ-high-dose", strain_max_percent=3.5, thickness_nm=480.0, dw_min=0.15,
+               peak_depth=0.35, sigma_left=0.35, sigma_right=0.2),
+)
+
+
+def scan_limits_two_theta_deg(reflection, strain_max_percent: float) -> tuple[float, float]:
+    """2θ range from 0.5 % strain below the substrate peak to 0.5 % beyond 1.1 e_max (as in training)."""
+    from xrd_strain_plugin.physics.qspace import q_to_two_theta_deg
+
+    qb = reflection.q_bragg_inv_angstrom
+    low_strain, high_strain = -0.005, 1.1 * strain_max_percent / 100.0 + 0.005
+    # larger strain -> larger d -> smaller Q -> smaller 2θ
+    lo = float(q_to_two_theta_deg(qb / (1.0 + high_strain), reflection.wavelength_angstrom))
+    hi = float(q_to_two_theta_deg(qb / (1.0 + low_strain), reflection.wavelength_angstrom))
+    return lo, hi
+
+
+def run_demo(*, out="out", data_dir=None, bundle=None, seed: int = 1, via_zmq: bool = False) -> int:
+    """Run the live demo; return the exit status (0 when every sample was inverted).
+
+    Parameters
+    ----------
+    out : path
+        Output directory (``demo_live.png``, ``demo_live.json``, spool, Tiled data).
+    data_dir : path, optional
+        Tiled data directory (default ``OUT/tiled``); wiped first.
+    bundle : path, optional
+        Model bundle (default: the shipped model).
+    seed : int
+        Seed of the counting noise.
+    via_zmq : bool
+        Send documents through a local 0MQ proxy to a listener thread (the out-of-process path).
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    t_start = time.perf_counter()
+    out = pathlib.Path(out)
+    data_dir = pathlib.Path(data_dir) if data_dir else out / "tiled"
+    for d in (data_dir, out / "spool"):
+        shutil.rmtree(d, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+    from bluesky import RunEngine
+    from bluesky.plans import scan
+    from tiled.client import from_uri
+    from tiled.server import SimpleTiledServer
+
+    from xrd_strain_plugin.bluesky import LiveInversion
+    from xrd_strain_plugin.bluesky.raw import raw_run_writer
+    from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer
+    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.tiled import ResultRow, find_results, format_table, read_result
+
+    step = _Steps(t_start)
+    server = SimpleTiledServer(data_dir)
+    url = server.uri.split("?")[0]
+    client = from_uri(url, api_key=server.api_key)
+    step.done(f"Tiled server at {url} (data in {data_dir})")
+
+    live = LiveInversion.from_uri(url, api_key=server.api_key, spool_directory=out / "spool", bundle=bundle)
+    card = live.inverter.bundle.card
+    step.done(f"model {card.model_id} {card.version} loaded and warmed up")
+    raw = raw_run_writer(client)
+
+    refl = reflection(card.material, tuple(card.hkl), card.wavelength_angstrom)
+    rng = np.random.default_rng(seed)
+    samples = [s.simulated() for s in SAMPLES]
+    diff = SimulatedDiffractometer(reflection=refl, sample=samples[0], rng=rng, window_deg=(-5.0, 1.0))
+
+    RE = RunEngine({})
+    RE.subscribe(raw)
+    stop_listener = None
+    if via_zmq:
+        stop_listener, publisher = _zmq_path(live)
+        RE.subscribe(publisher)
+    else:
+        RE.subscribe(live)
+
+    uids = []
+    for demo_sample, sample in zip(SAMPLES, samples):
+        diff.load(sample)
+        lo, hi = scan_limits_two_theta_deg(refl, demo_sample.strain_max_percent)
+        n = int(round((hi - lo) / STEP_TWO_THETA_DEG)) + 1
+        (uid,) = RE(scan([diff.detector], diff.motor, lo / 2, hi / 2, n),
+                    sample=demo_sample.name, material=card.material, hkl=list(card.hkl),
+                    wavelength_angstrom=card.wavelength_angstrom, purpose="xrd-strain live demo")
+        uids.append(uid)
+        step.done(f"scanned {demo_sample.name}: {n} points, omega {lo / 2:.3f}..{hi / 2:.3f} deg")
+
+    if via_zmq:
+        _wait_for_results(client, uids, timeout=120)
+    live.wait(120)
+    raw.wait()
+    step.done("all curves inverted and written")
+
+    hits = find_results(client, raw_uid=None, status=None)
+    hits = {p: n for p, n in hits.items() if p[0] in uids}
+    rows = sorted((ResultRow.from_node(p, n) for p, n in hits.items()), key=lambda r: uids.index(r.path.split("/")[0]))
+    print("\nResults from a Tiled query (results/ with layout xrd_strain_result):")
+    print(format_table(rows))
+    results = [read_result(client["results"][uid]) for uid in uids if (uid,) in hits]
+
+    latencies = [o.latency_s for o in live.outcomes if o.latency_s is not None]
+    summary = _summary(SAMPLES, samples, results, uids, latencies, card)
+    (out / "demo_live.json").write_text(json.dumps(summary, indent=1))
+    print("\nTrue vs retrieved:")
+    for s in summary["samples"]:
+        t, r = s["true"], s["retrieved"]
+        print(f"  {s['sample']:<14} e_max {t['strain_max_percent']:.2f} -> {r.get('strain_max_percent', float('nan')):.2f} %"
+              f"   t {t['thickness_nm']:.0f} -> {r.get('thickness_nm', float('nan')):.0f} nm"
+              f"   DW_min {t['dw_min']:.2f} -> {r.get('dw_min', float('nan')):.2f}"
+              f"   sigma_I {r.get('sigma_i', float('nan')):.3f}")
+    png = out / "demo_live.png"
+    _plot(png, SAMPLES, samples, results, refl, card)
+    print(f"\nraw runs in Tiled: {[u[:8] for u in uids if u in client['raw']]}; "
+          f"stop -> readable latency: {', '.join(f'{x * 1e3:.0f} ms' for x in latencies)}")
+    print(f"wrote {png} and {out / 'demo_live.json'}")
+
+    if stop_listener is not None:
+        stop_listener()
+    live.close()
+    live.publisher.spool.close()
+    raw.close()
+    server.close()
+    step.done("done")
+    ok = len(results) == len(SAMPLES) and all(r["metadata"]["status"] == "ok" for r in results)
+    return 0 if ok else 1
+
+
+class _Steps:
+    def __init__(self, t0):
+        self.t0 = t0
+
+    def done(self, what):
+        print(f"[{time.perf_counter() - self.t0:6.1f} s] {what}", flush=True)
+
+
+def _zmq_path(live):
+    """Proxy and listener threads on free local ports; returns (stop, publisher)."""
+    import socket
+
+    from bluesky.callbacks.zmq import Publisher
+
+    from xrd_strain_plugin.bluesky.remote import listen, start_proxy
+
+    def free():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    in_port, out_port = free(), free()
+    start_proxy(in_port, out_port)
+    ready, stop = threading.Event(), threading.Event()
+    thread = threading.Thread(target=listen, args=(f"127.0.0.1:{out_port}", [live]),
+                              kwargs={"ready": ready, "stop": stop}, daemon=True)
+    thread.start()
+    ready.wait(10)
+    time.sleep(0.5)  # let the subscription reach the proxy
+    publisher = Publisher(f"127.0.0.1:{in_port}")
+
+    def stop_all():
+        stop.set()
+        thread.join(10)
+        publisher.close()
+
+    return stop_all, publisher
+
+
+def _wait_for_results(client, uids, *, timeout):
+    from xrd_strain_plugin.tiled import find_results
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(find_results(client, raw_uid=u) for u in uids):
+            return
+        time.sleep(0.2)
+
+
+def _summary(demo_samples, samples, results, uids, latencies, card):
+    out = {"model": {"id": card.model_id, "version": card.version}, "latency_s": latencies, "samples": []}
+    for d, s, uid in zip(demo_samples, samples, uids):
+        res = next((r for r in results if r["metadata"]["raw_uid"] == uid), None)
+        md = res["metadata"] if res else {}
+        out["samples"].append({
+            "sample": d.name, "raw_uid": uid,
+            "true": {"strain_max_percent": float(np.max(s.strain) * 100), "thickness_nm": s.thickness_nm,
+                     "dw_min": float(np.min(s.debye_waller)),
+                     "depth_of_max_nm": float(s.depth_nm()[np.argmax(s.strain)])},
+            "retrieved": {k: md.get(k) for k in ("strain_max_percent", "thickness_nm", "dw_min", "depth_of_max_nm",
+                                                  "sigma_i", "status", "reason") if k in md},
+        })
+    return out
+
+
+def _plot(path, demo_samples, samples, results, refl, card):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from xrd_strain_plugin.physics.qspace import q_to_two_theta_deg
+
+    fig, axes = plt.subplots(len(samples), 2, figsize=(11, 3.2 * len(samples)), squeeze=False)
+    for row, (d, s) in enumerate(zip(demo_samples, samples)):
+        res = next((r for r in results if r["metadata"].get("sample") == d.name), None)
+        ax, ax_dw = axes[row, 0], axes[row, 0].twinx()
+        ax.plot(s.depth_nm(), s.strain * 100, "k-", lw=2, label="strain, true")
+        ax_dw.plot(s.depth_nm(), s.debye_waller, "k:", lw=1.5, label="DW, true")
+        if res and res["arrays"]:
+            a = res["arrays"]
+            ax.plot(a["depth_nm"], a["strain"], "C3-", lw=1.5, label="strain, retrieved")
+            ax_dw.plot(a["depth_nm"], a["debye_waller"], "C0--", lw=1.2, label="DW, retrieved")
+        ax.set_xlabel("depth (nm)")
+        ax.set_ylabel("strain (%)")
+        ax_dw.set_ylabel("Debye-Waller factor")
+        ax_dw.set_ylim(0, 1.05)
+        ax.set_title(f"{d.name}: strain and disorder vs depth")
+        lines = ax.get_legend_handles_labels()
+        lines_dw = ax_dw.get_legend_handles_labels()
+        ax.legend(lines[0] + lines_dw[0], lines[1] + lines_dw[1], fontsize=7, loc="upper right")
+        cx = axes[row, 1]
+        if res and res["arrays"]:
+            a = res["arrays"]
+            tt = q_to_two_theta_deg(a["q_inv_angstrom"], refl.wavelength_angstrom)
+            cx.semilogy(tt, a["intensity_measured"], ".", ms=2.5, color="0.3", label="measured (simulated)")
+            cx.semilogy(tt, a["intensity_model"], "C3-", lw=1.2,
+                        label=f"model from the network, σ_I = {res['metadata']['sigma_i']:.3f}")
+        else:
+            reason = res["metadata"].get("reason") if res else "no result in Tiled"
+            cx.text(0.5, 0.5, f"no profile: {reason}", ha="center", va="center", transform=cx.transAxes, wrap=True)
+        cx.set_xlabel("2θ (deg)")
+        cx.set_ylabel("intensity (counts)")
+        cx.set_title(f"{d.name}: measured and model curves")
+        cx.legend(fontsize=7)
+    fig.suptitle(f"xrd-strain live demo: model {card.model_id} {card.version}", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    """``python -m xrd_strain_plugin.demo`` (same as ``xrd-strain demo``)."""
+    from xrd_strain_plugin.cli import main as cli_main
+
+    return cli_main(["demo", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
