@@ -15,8 +15,9 @@ _PARAMS = (("thickness_nm", "t (nm)"), ("strain_max_percent", "e_max (%)"),
            ("dw_min", "DW_min"), ("resolution_fwhm_deg", "H (deg)"), ("dynamic_range", "DR"))
 
 
-def evaluate_bundle(bundle, dataset, *, max_curves: int | None = None) -> tuple[Evaluation, np.ndarray]:
-    """Predict a dataset with a bundle and compare with its labels.
+def evaluate_bundle(bundle, dataset, *, max_curves: int | None = None,
+                    indices=None) -> tuple[Evaluation, np.ndarray]:
+    """Predict a dataset (or the rows ``indices`` of it) with a bundle; compare with its labels.
 
     Returns
     -------
@@ -27,6 +28,8 @@ def evaluate_bundle(bundle, dataset, *, max_curves: int | None = None) -> tuple[
     from xrd_strain_plugin.inference.predictor import Predictor
 
     x, labels = dataset.x, dataset.labels
+    if indices is not None:
+        x, labels = x[indices], labels[indices]
     if max_curves is not None:
         x, labels = x[:max_curves], labels[:max_curves]
     card = bundle.card

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TrainConfig", "TrainResult", "train"]
+__all__ = ["TrainConfig", "TrainResult", "split_indices", "train"]
 
 CHECKPOINT = "checkpoint.keras"
 BEST = "best.keras"
@@ -53,6 +54,9 @@ class TrainConfig:
         Wall-clock budget; training stops after the epoch that would overrun it.
     filters, dense_units : tuple of int
         Network widths (:func:`training.networks.build_cnn`; defaults are the paper's).
+    snapshot_epochs : tuple of int
+        After these epochs, keep a copy of the best-so-far weights as
+        ``best-at-epoch<k>.keras`` (set-size studies compare runs at equal epochs).
     """
 
     epochs: int = 70
@@ -67,6 +71,7 @@ class TrainConfig:
     max_minutes: float | None = None
     filters: tuple[int, ...] = (16, 32, 64, 128)
     dense_units: tuple[int, ...] = (1000, 100)
+    snapshot_epochs: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,7 +96,8 @@ class TrainResult:
     state: dict
 
 
-def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted training and validation indices of ``n`` curves (deterministic from ``seed``)."""
     order = np.random.default_rng(seed).permutation(n)
     n_val = max(1, int(round(n * fraction)))
     return np.sort(order[n_val:]), np.sort(order[:n_val])
@@ -129,7 +135,7 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
     x, labels = dataset.x, dataset.labels
     if config.max_curves is not None:
         x, labels = x[: config.max_curves], labels[: config.max_curves]
-    train_idx, val_idx = _split(x.shape[0], config.validation_fraction, config.seed)
+    train_idx, val_idx = split_indices(x.shape[0], config.validation_fraction, config.seed)
     scaling = LabelScaling.fit(labels[train_idx], dataset.label_names)
     y = scaling.scale(labels)
     x = x[..., np.newaxis]
@@ -180,6 +186,8 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
                                                          config.min_learning_rate))
                 plateau_state["wait"] = 0
         model.save(run_dir / CHECKPOINT)
+        if epoch + 1 in config.snapshot_epochs:
+            shutil.copyfile(run_dir / BEST, run_dir / f"best-at-epoch{epoch + 1}.keras")
         state.update(history=history, plateau=plateau_state, epochs_done=epoch + 1,
                      train_seconds=round(sum(history["seconds"]), 1))
         _write_json(state_path, state)
@@ -198,7 +206,7 @@ def _same_config(old, new) -> bool:
     # epochs and the time budget may grow on resumption; everything else must match.
     if old is None:
         return False
-    keys = set(new) - {"epochs", "max_minutes"}
+    keys = set(new) - {"epochs", "max_minutes", "snapshot_epochs"}
     return all(old.get(k) == new[k] for k in keys)
 
 

@@ -65,6 +65,8 @@ def _register_train(subparsers) -> None:
     p.add_argument("--max-curves", type=int, default=None, help="use the first N curves only")
     p.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--snapshot-epochs", type=int, nargs="*", default=(),
+                   help="keep the best-so-far weights after these epochs (set-size studies)")
     p.set_defaults(func=run_train)
 
 
@@ -126,7 +128,7 @@ def run_train(args) -> int:
     from training.dataset import load_dataset
     from training.export import export_bundle
     from training.report import evaluate_bundle, table_row
-    from training.train import TrainConfig, train
+    from training.train import TrainConfig, split_indices, train
     from xrd_strain_plugin.inference import load_bundle
 
     data = Path(args.data)
@@ -134,7 +136,8 @@ def run_train(args) -> int:
         dataset = load_dataset(data / "train", max_curves=args.max_curves)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                          learning_rate=args.learning_rate, max_curves=args.max_curves,
-                         max_minutes=args.max_minutes, seed=args.seed)
+                         max_minutes=args.max_minutes, seed=args.seed,
+                         snapshot_epochs=tuple(args.snapshot_epochs))
     result = train(dataset, args.run, config)
     manifest = dataset.manifest
     model_id = args.model_id or "{}-{}-{}".format(
@@ -150,7 +153,10 @@ def run_train(args) -> int:
         test_manifest = test.manifest
         bundle = load_bundle(bundle_path)
         ev, _ = evaluate_bundle(bundle, test)
-        ev_train, _ = evaluate_bundle(bundle, dataset, max_curves=20000)
+        # Train MSE on the training part only (not the 10 % validation curves).
+        train_idx, _ = split_indices(min(dataset.n, args.max_curves or dataset.n),
+                              config.validation_fraction, config.seed)
+        ev_train, _ = evaluate_bundle(bundle, dataset, indices=train_idx[:20000])
         metrics = table_row(ev, mse_train=ev_train.mse)
         export_bundle(bundle_path, model=result.model, scaling=result.scaling,
                       train_manifest=manifest, train_state=result.state, model_id=model_id,
