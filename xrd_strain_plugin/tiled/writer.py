@@ -10,6 +10,7 @@ successful write and the removal of the spooled copy.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -46,11 +47,13 @@ class TiledResultsWriter:
     >>> writer.write(record)  # doctest: +SKIP
     """
 
-    def __init__(self, client, *, results_key: str = RESULTS_KEY):
+    def __init__(self, client, *, results_key: str = RESULTS_KEY, parallel: bool = True):
         self.client = client
         self.results_key = results_key
         self._results = None
         self._run_nodes: dict[str, Any] = {}
+        # The two tables go up concurrently: each is two round trips the server can overlap.
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="xrd-strain-tiled") if parallel else None
 
     @classmethod
     def from_uri(cls, uri: str, *, api_key: str | None = None, **kwargs) -> "TiledResultsWriter":
@@ -81,12 +84,22 @@ class TiledResultsWriter:
         node, created = self._create_or_get(parent, key, metadata=dict(record.metadata), specs=_specs())
         base = node if created else getattr(node, "base", node)
         existing = set() if created else set(base)
-        for name, columns in record.tables().items():
+
+        def put(item):
+            name, columns = item
             if name in existing:
                 # A previous attempt created the table; its data may be missing: rewrite in full.
                 base[name].write(_frame(columns))
             else:
                 base.write_table(_frame(columns), key=name)
+
+        tables = list(record.tables().items())
+        if self._pool is not None and len(tables) > 1:
+            for future in [self._pool.submit(put, t) for t in tables]:
+                future.result()  # re-raises the first failure
+        else:
+            for t in tables:
+                put(t)
         return node
 
     def _run_node(self, record: ResultRecord):
