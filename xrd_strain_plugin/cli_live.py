@@ -148,8 +148,11 @@ def _register_results(subparsers):
 def _connect(args):
     from tiled.client import from_uri
 
-    with option_errors("--tiled"):
+    try:
         return from_uri(args.tiled, api_key=_api_key(args))
+    except Exception as exc:  # connection refused, auth required, not a Tiled server...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CommandError(f"--tiled: cannot open {args.tiled}: {first}") from exc
 
 
 def _run_results(args) -> int:
