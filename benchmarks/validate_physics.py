@@ -1,7 +1,12 @@
-"""Agreement of the recursion with xrayutilities' DynamicalModel over strain, thickness and profile shape.
+"""Physics validation figures for docs/physics.md.
 
-Writes a markdown table (stdout, and --out FILE). Both curves convolved with a 0.02 deg Gaussian in theta.
-Run: .venv/bin/python benchmarks/validate_physics.py --out docs/physics_validation.md
+Sections (``--sections``):
+  xu           agreement with xrayutilities' DynamicalModel over strain, thickness and profile shape (both
+               curves convolved with a 0.02 deg Gaussian in theta), exact and paper-linearised Bragg law
+  convergence  rms log10 of an N-lamella curve against 3200 lamellae (500 nm Gaussian 2 % profile)
+  traps        the three traps of the issue, measured: absorption sign, depth orientation, substrate peak
+
+Run: .venv/bin/python benchmarks/validate_physics.py --sections convergence traps xu --out FILE
 """
 
 import argparse
@@ -15,24 +20,108 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.physics.xu_reference import compare_with_xu, graded_profile  # noqa: E402
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", help="write the markdown table here too")
-    args = p.parse_args(argv)
+def convergence():
+    from xrd_strain_plugin.physics.dynamical import reflectivity
+    from xrd_strain_plugin.physics.materials import reflection
+
+    r = reflection()
+    th = r.theta_bragg + np.radians(np.linspace(-0.9, 0.1, 400))
+
+    def profile(n):
+        z = (np.arange(n) + 0.5) / n
+        e = 0.02 * np.exp(-(((z - 0.35) / 0.2) ** 2)) * (1 - z)
+        return e, np.exp(-2 * (e / 0.02) ** 2)
+
+    ref = reflectivity(th, *profile(3200), 500.0, r)[0]
+    step = np.degrees(th[1] - th[0])
+    s = 0.02 / 2.3548
+    k = int(4 * s / step)
+    g = np.exp(-0.5 * (step * np.arange(-k, k + 1) / s) ** 2)
+    conv = lambda x: np.convolve(x, g, "same") / np.convolve(np.ones_like(x), g, "same")
+    rows = ["| lamellae N | rms log10 vs N=3200 | same, both convolved (0.02 deg theta) |", "| --- | --- | --- |"]
+    for n in (25, 50, 100, 200, 400, 800, 1600):
+        cur = reflectivity(th, *profile(n), 500.0, r)[0]
+        rows.append(f"| {n} | {np.sqrt(np.mean(np.log10(cur / ref) ** 2)):.1e} | "
+                    f"{np.sqrt(np.mean(np.log10(conv(cur) / conv(ref)) ** 2)):.1e} |")
+    return "\n".join(rows)
+
+
+def traps():
+    import math
+
+    from tests.physics.xu_reference import xu_absorption_length_um
+    from xrd_strain_plugin.physics.dynamical import reflectivity
+    from xrd_strain_plugin.physics.instrument import simulate_scan
+    from xrd_strain_plugin.physics.materials import reflection
+
+    r = reflection()
+    out = []
+    th = np.array([r.theta_bragg + math.radians(r.refraction_shift_symmetric() * 0 + 0.001)])
+    covered = reflectivity(th, np.zeros(5), np.zeros(5), 100_000.0, r)[0, 0]
+    bare = reflectivity(th, np.zeros(5), np.zeros(5), 1e-6, r)[0, 0]
+    beer = bare * math.exp(-2 * 100.0 / math.sin(th[0]) / xu_absorption_length_um())
+    out.append(f"- Absorption sign: substrate peak under a 100 um disordered layer reflects {covered:.2e} "
+               f"(Beer-Lambert with xrayutilities' absorption length: {beer:.2e}; bare substrate {bare:.2f}).")
+    n = 20
+    e = 0.02 * (1 - (np.arange(n) + 0.5) / n)
+    dw = np.exp(-2 * (e / 0.02) ** 2)
+    tt = r.theta_bragg + np.radians(np.linspace(-1.0, 0.1, 500))
+    a = reflectivity(tt, e, dw, 500.0, r)[0]
+    b = reflectivity(tt, e[::-1], dw[::-1], 500.0, r)[0]
+    out.append(f"- Depth orientation: a surface-peaked 2 % ramp (500 nm, coupled DW) and its mirror differ by "
+               f"{np.sqrt(np.mean(np.log10(a / b) ** 2)):.2f} rms log10.")
+    z = (np.arange(100) + 0.5) / 100
+    e = 0.005 * np.exp(-(((z - 0.3) / 0.2) ** 2)) * (1 - z)
+    dw = np.exp(-2 * (e / 0.005) ** 2)
+    scan = np.arange(72.8, 73.8, 0.005)
+    fine = np.arange(72.7, 73.9, 0.0002)
+    rf = reflectivity(np.radians(fine / 2), e, dw, 300.0, r)[0]
+    sig = 0.02 / 2.3548
+    kk = int(5 * sig / 0.0002)
+    g = np.exp(-0.5 * (0.0002 * np.arange(-kk, kk + 1) / sig) ** 2)
+    ref = np.interp(scan, fine, np.convolve(rf, g / g.sum(), "same"))
+    ours = simulate_scan(scan, e, dw, 300.0, r, resolution_fwhm_deg=0.02)[0]
+    sampled = reflectivity(np.radians(scan / 2), e, dw, 300.0, r)[0]
+    g5 = np.exp(-0.5 * (0.005 * np.arange(-8, 9) / sig) ** 2)
+    naive = np.convolve(sampled, g5 / g5.sum(), "same")
+    layer = scan < 73.45
+    off = lambda x: np.mean(np.log10(x[layer] / x.max()) - np.log10(ref[layer] / ref.max()))
+    rms = lambda x: np.sqrt(np.mean(np.log10(x[10:-10] / ref[10:-10]) ** 2))
+    out.append(f"- Substrate peak narrower than the 0.005 deg step (0.02 deg resolution, 300 nm, 0.5 %): sampled on the "
+               f"scan grid then convolved, the peak is x{naive.max() / ref.max():.2f} of the quadrature reference, "
+               f"the layer signal is off by {off(naive):+.3f} decades relative to the peak, {rms(naive):.3f} rms log10; "
+               f"our fine-grid forward model: x{ours.max() / ref.max():.3f}, {off(ours):+.4f} decades, "
+               f"{rms(ours):.4f} rms log10.")
+    return "\n".join(out)
+
+
+def xu_table():
     rows = ["| profile | e_max (%) | t (nm) | rms log10 exact | rms log10 linearized (paper) |", "| --- | --- | --- | --- | --- |"]
     cases = [("uniform", e, t) for e in (0.001, 0.005, 0.01, 0.02, 0.04, 0.08) for t in (100.0, 300.0, 1000.0)]
     cases += [(k, e, t) for k in ("ramp", "gauss", "buried") for e, t in ((0.01, 300.0), (0.02, 500.0), (0.02, 1000.0), (0.08, 300.0))]
-    t0 = time.time()
     for kind, e, t in cases:
         prof = np.full(20, e) if kind == "uniform" else graded_profile(kind, e)
         exact = compare_with_xu(prof, t)
         lin = compare_with_xu(prof, t, bragg="linearized")
         rows.append(f"| {kind} | {100 * e:g} | {t:g} | {exact:.1e} | {lin:.2f} |")
         print(rows[-1], flush=True)
-    text = "\n".join(rows) + f"\n\n({len(cases)} cases, {time.time() - t0:.0f} s)\n"
+    return "\n".join(rows)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sections", nargs="+", default=["convergence", "traps", "xu"],
+                   choices=["convergence", "traps", "xu"], help="what to compute (default: all)")
+    p.add_argument("--out", help="write the markdown here too")
+    args = p.parse_args(argv)
+    parts = []
+    for name in args.sections:
+        t0 = time.time()
+        body = {"convergence": convergence, "traps": traps, "xu": xu_table}[name]()
+        parts.append(f"### {name}\n\n{body}\n\n({time.time() - t0:.0f} s)\n")
+        print(parts[-1], flush=True)
     if args.out:
-        Path(args.out).write_text(text)
-    print(text)
+        Path(args.out).write_text("\n".join(parts))
 
 
 if __name__ == "__main__":
