@@ -227,15 +227,23 @@ def _zmq_path(live):
             s.bind(("127.0.0.1", 0))
             return s.getsockname()[1]
 
+    from event_model import compose_run
+
     in_port, out_port = free(), free()
     start_proxy(in_port, out_port)
-    ready, stop = threading.Event(), threading.Event()
-    thread = threading.Thread(target=listen, args=(f"127.0.0.1:{out_port}", [live]),
+    heard, ready, stop = threading.Event(), threading.Event(), threading.Event()
+    thread = threading.Thread(target=listen, args=(f"127.0.0.1:{out_port}", [live, lambda *_: heard.set()]),
                               kwargs={"ready": ready, "stop": stop}, daemon=True)
     thread.start()
     ready.wait(10)
-    time.sleep(0.5)  # let the subscription reach the proxy
     publisher = Publisher(f"127.0.0.1:{in_port}")
+    # 0MQ drops messages sent before the subscription reaches the proxy: probe with empty runs.
+    for _ in range(200):
+        probe = compose_run()
+        publisher("start", probe.start_doc)
+        publisher("stop", probe.compose_stop())
+        if heard.wait(0.1):
+            break
 
     def stop_all():
         stop.set()

@@ -109,15 +109,24 @@ def test_documents_through_a_0mq_proxy_are_inverted_by_a_remote_listener(tmp_pat
     in_port, out_port = free_port(), free_port()
     start_proxy(in_port, out_port)
     live = make_live(inverter, tiled_server.url, tmp_path / "spool")
+    heard = threading.Event()
     ready, stop = threading.Event(), threading.Event()
-    listener = threading.Thread(target=listen, args=(f"127.0.0.1:{out_port}", [live]),
+    listener = threading.Thread(target=listen, args=(f"127.0.0.1:{out_port}", [live, lambda *_: heard.set()]),
                                 kwargs={"ready": ready, "stop": stop}, daemon=True)
     listener.start()
     assert ready.wait(10)
-    time.sleep(0.5)  # 0MQ subscriptions take a moment to propagate through the proxy
+    publisher = Publisher(f"127.0.0.1:{in_port}")
+    # 0MQ drops what is published before the subscription has reached the proxy: send empty runs
+    # (not rocking curves, so ignored) until the listener hears one.
+    for _ in range(200):
+        probe = compose_run()
+        publisher("start", probe.start_doc)
+        publisher("stop", probe.compose_stop())
+        if heard.wait(0.1):
+            break
+    assert heard.is_set()
 
     RE = RunEngine({})
-    publisher = Publisher(f"127.0.0.1:{in_port}")
     RE.subscribe(publisher)
     lo, hi = diffractometer.scan_range()
     (uid,) = RE(scan([diffractometer.detector], diffractometer.motor, lo, hi, 81), sample="remote")

@@ -4,9 +4,10 @@ Subscribe a :class:`LiveInversion` to a RunEngine (or to a 0MQ
 ``RemoteDispatcher``). Documents go through an :class:`event_model.RunRouter`
 whose factory builds a :class:`~.collector.RunCollector` for each rocking-curve
 run; completed curves go into a bounded queue; one worker thread validates,
-inverts (the one :class:`~xrd_strain_plugin.inference.invert.Inverter` path),
-builds the result record and publishes it (straight to Tiled, or to the spool
-while Tiled is away).
+inverts (the one :class:`~xrd_strain_plugin.inference.invert.Inverter` path)
+and builds the result record; a second thread publishes records in order
+(straight to Tiled, or to the spool while Tiled is away), so that writing one
+result overlaps inverting the next.
 
 Guarantees
 ----------
@@ -102,8 +103,11 @@ class LiveInversion:
         self.counts = collections.Counter()
         self.peak_queue_depth = 0
         self._closed = False
-        self._worker = threading.Thread(target=self._work, name="xrd-strain-worker", daemon=True)
-        self._worker.start()
+        self._out: queue.Queue = queue.Queue(maxsize=4)
+        self._threads = [threading.Thread(target=self._invert_loop, name="xrd-strain-invert", daemon=True),
+                         threading.Thread(target=self._publish_loop, name="xrd-strain-publish", daemon=True)]
+        for thread in self._threads:
+            thread.start()
 
     @classmethod
     def from_uri(
@@ -193,23 +197,48 @@ class LiveInversion:
             self._queue.put(item)
         self.peak_queue_depth = max(self.peak_queue_depth, self._queue.qsize())
 
-    # -- worker side ------------------------------------------------------------------------
-    def _work(self):
+    # -- worker side: two stages, so that one curve is inverted while the last one is written --
+    def _invert_loop(self):
+        while True:
+            item = self._queue.get()
+            try:
+                if item is _STOP:
+                    self._out.put(_STOP)
+                    return
+                self._out.put(self._to_record(item))
+            except Exception:  # the stage must survive anything
+                self.counts["worker_errors"] += 1
+                log.exception("xrd-strain: inversion stage failed on %r", getattr(item, "raw_uid", item))
+            finally:
+                self._queue.task_done()
+
+    def _to_record(self, item):
+        if not isinstance(item, CurveJob):
+            return item, None
+        try:
+            return record_from_job(item, self.inverter), item.completed_at
+        except Exception as exc:  # record_from_job records its own failures; this is a last resort
+            md = base_metadata(status="error", raw_uid=item.raw_uid, curve_index=item.curve_index,
+                               reason=f"plugin error: {type(exc).__name__}: {exc}", scan_id=item.scan_id,
+                               sample=item.sample)
+            return ResultRecord(raw_uid=item.raw_uid, curve_index=item.curve_index, metadata=md), item.completed_at
+
+    def _publish_loop(self):
         while True:
             try:
-                item = self._queue.get(timeout=max(0.1, getattr(self.publisher, "retry_interval_s", 1.0)))
+                item = self._out.get(timeout=max(0.1, getattr(self.publisher, "retry_interval_s", 1.0)))
             except queue.Empty:
                 self._retry_spool()
                 continue
             try:
                 if item is _STOP:
                     return
-                self._handle(item)
-            except Exception:  # the worker must survive anything
+                self._publish(*item)
+            except Exception:
                 self.counts["worker_errors"] += 1
-                log.exception("xrd-strain: worker failed on %r", getattr(item, "raw_uid", item))
+                log.exception("xrd-strain: publishing stage failed")
             finally:
-                self._queue.task_done()
+                self._out.task_done()
 
     def _retry_spool(self):
         try:
@@ -217,12 +246,7 @@ class LiveInversion:
         except Exception:
             log.exception("xrd-strain: spool replay failed")
 
-    def _handle(self, item):
-        if isinstance(item, CurveJob):
-            record = record_from_job(item, self.inverter)
-            t0 = item.completed_at
-        else:
-            record, t0 = item, None
+    def _publish(self, record: ResultRecord, t0: float | None):
         try:
             written = self.publisher.publish(record)
         except Exception as exc:
@@ -242,17 +266,17 @@ class LiveInversion:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every queued curve is handled; return False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
+        while self._queue.unfinished_tasks or self._out.unfinished_tasks:
             if deadline is not None and time.monotonic() > deadline:
                 return False
             time.sleep(0.005)
         return True
 
     def close(self, timeout: float | None = None) -> None:
-        """Drain the queue, stop the worker and try a last spool replay."""
+        """Drain the queues (every curve inverted, and written or spooled), then stop the threads."""
         if self._closed:
             return
         self._closed = True
         self._queue.put(_STOP)
-        self._worker.join(timeout)
-        self._retry_spool()
+        for thread in self._threads:
+            thread.join(timeout)
