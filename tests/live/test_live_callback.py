@@ -238,3 +238,18 @@ def test_field_overrides_win_over_hints(RE, live, tiled_server, inverter):
 def test_plugin_state_is_released_after_each_run(RE, live):
     RE(bps.null())  # no run at all is fine too
     assert live._router._start_to_start_doc == {}
+
+
+def test_documents_of_a_run_joined_midway_are_ignored_without_raising(live, tiled_server):
+    from event_model import compose_run
+
+    run = compose_run(metadata={"hints": {"dimensions": [[["omega"], "primary"]]}})
+    desc = run.compose_descriptor(name="primary", data_keys={"omega": {"dtype": "number", "shape": [], "source": "s"}})
+    before = live.counts["orphan_documents"]
+    live("descriptor", desc.descriptor_doc)  # the start document was missed
+    for i in range(3):
+        live("event", desc.compose_event(data={"omega": 36.0 + i}, timestamps={"omega": 0.0}))
+    live("stop", run.compose_stop())
+    assert live.wait(10)
+    assert live.counts["orphan_documents"] - before == 4  # descriptor and events (a stray stop is a no-op)
+    assert find_results(tiled_server.client(), raw_uid=run.start_doc["uid"]) == {}

@@ -102,6 +102,7 @@ class LiveInversion:
         self.outcomes: collections.deque[Outcome] = collections.deque(maxlen=10_000)
         self.counts = collections.Counter()
         self.peak_queue_depth = 0
+        self._orphans: set = set()
         self._closed = False
         self._out: queue.Queue = queue.Queue(maxsize=4)
         self._threads = [threading.Thread(target=self._invert_loop, name="xrd-strain-invert", daemon=True),
@@ -165,6 +166,16 @@ class LiveInversion:
         """Route one document; never raises."""
         try:
             self._router(name, doc)
+        except KeyError as exc:
+            # Documents of a run whose start we never saw (a listener started mid-run): ignore them,
+            # with one warning per run rather than one per event.
+            self.counts["orphan_documents"] += 1
+            run = doc.get("run_start") or doc.get("descriptor") or doc.get("uid")
+            if run not in self._orphans:
+                if len(self._orphans) > 1000:
+                    self._orphans.clear()
+                self._orphans.add(run)
+                log.warning("xrd-strain: ignoring %s document of a run whose start was not seen (%s)", name, exc)
         except Exception:
             self.counts["document_errors"] += 1
             log.exception("xrd-strain: could not route %s document", name)
