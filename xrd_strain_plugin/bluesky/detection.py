@@ -174,7 +174,7 @@ def plan_from_start(start: Mapping[str, Any], config: RockingCurveConfig) -> Run
             "no scanned angle motor: start hints['dimensions'] name no theta/omega/2theta field "
             f"({[f for f, _ in dims]}); set motor_field"
         )
-    if axis not in AXES[1:]:
+    elif axis not in AXES[1:]:
         problem = f"unknown axis {axis!r}; expected one of {AXES[1:]}"
     return RunPlan(
         motor_field=motor,

@@ -1,0 +1,101 @@
+"""Run recognition, the simulated detector, and import weight (no server needed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from xrd_strain_plugin.bluesky.detection import (
+    DetectionError,
+    RockingCurveConfig,
+    fields_from_descriptor,
+    plan_from_start,
+)
+from xrd_strain_plugin.physics.materials import reflection
+
+
+def start(dims, **md):
+    return {"uid": "u", "scan_id": 4, "hints": {"dimensions": dims}, **md}
+
+
+@pytest.mark.parametrize(
+    ("dims", "motor", "axis", "positions"),
+    [
+        ([[["omega"], "primary"]], "omega", "omega", ()),
+        ([[["diff-tth"], "primary"]], "diff-tth", "two_theta", ()),
+        ([[["sample_x"], "primary"], [["th"], "primary"]], "th", "omega", ("sample_x",)),
+        ([[["two_theta"], "primary"], [["omega"], "primary"]], "omega", "omega", ("two_theta",)),
+    ],
+)
+def test_the_innermost_angle_dimension_is_the_rocking_axis(dims, motor, axis, positions):
+    plan = plan_from_start(start(dims), RockingCurveConfig())
+    assert (plan.motor_field, plan.axis, plan.position_fields) == (motor, axis, positions)
+
+
+def test_runs_without_an_angle_axis_are_not_ours_unless_they_opt_in():
+    assert plan_from_start(start([[["sample_x"], "primary"]]), RockingCurveConfig()) is None
+    assert plan_from_start({"uid": "u"}, RockingCurveConfig()) is None
+    plan = plan_from_start(start([[["x"], "primary"]], xrd_strain={}), RockingCurveConfig())
+    assert "no scanned angle motor" in plan.problem
+
+
+def test_start_metadata_overrides_configuration():
+    plan = plan_from_start(
+        start([[["omega"], "primary"]], sample={"name": "A"}, xrd_strain={"hkl": [2, 0, 0], "axis": "two_theta"}),
+        RockingCurveConfig(hkl=(4, 0, 0), wavelength_angstrom=1.5406))
+    assert plan.hkl == (2, 0, 0) and plan.axis == "two_theta" and plan.sample == "A"
+    assert plan.wavelength_angstrom == 1.5406
+
+
+def descriptor(keys, hints):
+    return {"name": "primary", "uid": "d", "data_keys": keys, "hints": hints}
+
+
+NUM = {"dtype": "number", "shape": [], "source": "s"}
+
+
+def test_detector_comes_from_hints_and_units_must_be_degrees():
+    plan = plan_from_start(start([[["omega"], "primary"]]), RockingCurveConfig())
+    keys = {"omega": NUM, "omega_setpoint": NUM, "det-intensity": NUM, "temp": NUM}
+    fields = fields_from_descriptor(descriptor(keys, {"det": {"fields": ["det-intensity"]},
+                                                      "omega": {"fields": ["omega"]}}), plan)
+    assert fields.detector == "det-intensity"
+    with pytest.raises(DetectionError, match="no detector field"):
+        fields_from_descriptor(descriptor(keys, {"omega": {"fields": ["omega"]}}), plan)
+    with pytest.raises(DetectionError, match="in 'mm'"):
+        fields_from_descriptor(descriptor({**keys, "omega": {**NUM, "units": "mm"}},
+                                          {"det": {"fields": ["det-intensity"]}}), plan)
+
+
+def test_simulated_detector_sees_the_substrate_peak_over_a_poisson_background():
+    from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer
+    from xrd_strain_plugin.demo import SAMPLES
+
+    refl = reflection("YSZ", (4, 0, 0), 1.5406)
+    sample = SAMPLES[0].simulated()
+    diff = SimulatedDiffractometer(reflection=refl, sample=sample, rng=np.random.default_rng(0))
+    tb = refl.two_theta_bragg_deg
+    # A perfect-crystal substrate reflects strongly at its Bragg angle, not 0.9 deg above it.
+    assert diff.reflectivity(tb) > 1e3 * diff.reflectivity(tb + 0.9)
+    # Counting statistics: mean = scale * R + background, and Poisson (variance = mean).
+    far = diff.counts(np.full(4000, tb + 0.95))
+    expected = sample.scale_counts * diff.reflectivity(tb + 0.95) + sample.background_counts
+    assert far.mean() == pytest.approx(expected, rel=0.05)
+    assert far.var() == pytest.approx(far.mean(), rel=0.15)
+    assert np.all(far == np.round(far))
+    # ophyd: moving the omega axis to theta_B puts the detector on the peak
+    diff.motor.set(tb / 2).wait(5)
+    diff.detector.trigger().wait(5)
+    assert diff.detector.get() > 100 * sample.background_counts
+
+
+def test_importing_the_adapters_loads_no_ml_ophyd_or_tiled_stack():
+    probe = ("import json, sys; import xrd_strain_plugin.bluesky, xrd_strain_plugin.tiled, xrd_strain_plugin.cli_live;"
+             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in"
+             " ('tensorflow', 'keras', 'ophyd', 'tiled', 'bluesky', 'jax', 'torch'))))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
