@@ -156,7 +156,7 @@ def main(argv=None):
                      f"{rate(lambda: simulate_scan(two_theta, e4, dw, t, r, resolution_fwhm_deg=h), b):.1f} |")
     lines.append("")
 
-    lines += ["## Scaling (compiled path, curves/s per core)", "", "| varied | value | curves/s |", "| --- | --- | --- |"]
+    lines += ["## Scaling (array path, the default; curves/s per core)", "", "| varied | value | curves/s |", "| --- | --- | --- |"]
     for nb in (1, 8, 64, 256):
         e_, dw_ = profiles(rng, nb, 500)
         lines.append(f"| batch size | {nb} | {rate(lambda: reflectivity(theta, e_, dw_, rng.uniform(100, 1000, nb), r), nb):.1f} |")

@@ -39,6 +39,8 @@ profile arrays is the surface; the recursion starts in the substrate and ends at
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import math
 
 import numpy as np
@@ -81,28 +83,31 @@ def _lamella_step(xi, e_point, k_lam, x_point, du_lam, a_point, b_lam, c0_lam, r
     return (two_q * e * xi + one_m_e * (cg_point * r_lam)) / (two_q - one_m_e * (cg_point * p_lam) * xi)
 
 
-try:  # optional compiled driver of the very same step function
+@functools.lru_cache(maxsize=1)
+def _compiled_recursion():
+    """The numba-compiled driver of the very same step function (built on first use; numba optional)."""
     import numba
 
-    _step_compiled = numba.njit(cache=True, fastmath=True)(_lamella_step)
+    step = numba.njit(cache=True, fastmath=True)(_lamella_step)
 
     @numba.njit(cache=True, parallel=True, fastmath=True)
-    def _recurse_compiled(xi0, e_pt, x_pt, a_pt, rho_pt, cg_pt, k_l, du_l, b_l, c0_l, r_l, p_l):
+    def recurse(xi0, e_pt, x_pt, a_pt, rho_pt, cg_pt, k_l, du_l, b_l, c0_l, r_l, p_l):
         n_batch, n_points = xi0.shape
         n_lam = k_l.shape[1]
         out = xi0.copy()
-        for ib in numba.prange(n_batch):
+        for ib in numba.prange(n_batch):  # curves in parallel over the cores
             xi = out[ib]
             ep, xp_, ap, rp, cp = e_pt[ib], x_pt[ib], a_pt[ib], rho_pt[ib], cg_pt[ib]
             for n in range(n_lam - 1, -1, -1):  # interface -> surface
                 kn, dn, bn, cn, rn, pn = k_l[ib, n], du_l[ib, n], b_l[ib, n], c0_l[ib, n], r_l[ib, n], p_l[ib, n]
-                for j in range(n_points):  # innermost over angles: vectorisable
-                    xi[j] = _step_compiled(xi[j], ep[j], kn, xp_[j], dn, ap[j], bn, cn, rp[j], cp[j], rn, pn)
+                for j in range(n_points):
+                    xi[j] = step(xi[j], ep[j], kn, xp_[j], dn, ap[j], bn, cn, rp[j], cp[j], rn, pn)
         return out
 
-    HAVE_NUMBA = True
-except ImportError:  # pragma: no cover - numba is an optional extra
-    HAVE_NUMBA = False
+    return recurse
+
+
+HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 
 
 def _poly(xp, coeffs, x):
@@ -125,7 +130,7 @@ def reflectivity(
     polarization: str = "sigma",
     bragg: str = "exact",
     max_coupling: float = DEFAULT_MAX_COUPLING,
-    engine: str = "auto",
+    engine: str = "array",
 ):
     """Intrinsic reflectivity of a substrate under a graded layer (no instrument, no noise).
 
@@ -149,9 +154,10 @@ def reflectivity(
         Exact Q-space phase (default) or the paper's linearised Bragg deviation.
     max_coupling : float
         Each lamella is split in equal parts until its coupling strength is below this value.
-    engine : {"auto", "array", "compiled"}
-        "compiled" uses the numba loop (numpy inputs only), "array" the vectorised path,
-        "auto" the compiled one where available.
+    engine : {"array", "compiled"}
+        "array" (default): the vectorised path, on any array namespace. "compiled": the same step
+        function in a numba loop over the curves in parallel on all cores (numpy inputs, numba
+        installed; compiled on first use). Per core both run at the same speed (BENCHMARKS.md).
 
     Returns
     -------
@@ -281,12 +287,13 @@ def reflectivity(
     if float(xp.max(xp.abs(x_p))) * float(xp.max(xp.abs(du))) > _TAYLOR_LIMIT:
         raise ValueError("layer too thick for the refraction series; increase the number of lamellae")
 
-    use_compiled = engine == "compiled" or (engine == "auto" and HAVE_NUMBA and xp is np)
-    if use_compiled:
+    if engine not in ("array", "compiled"):
+        raise ValueError(f"engine must be 'array' or 'compiled', got {engine!r}")
+    if engine == "compiled":
         if not (HAVE_NUMBA and xp is np):
             raise ValueError("engine='compiled' needs numba and numpy inputs")
         c = lambda v: np.ascontiguousarray(np.broadcast_to(v, (n_batch, v.shape[-1])), dtype=np.complex128)
-        xi = _recurse_compiled(c(xi0), c(e_p), c(x_p), c(a_p), c(rho), c(cg), c(k_l), c(du), c(b_l),
+        xi = _compiled_recursion()(c(xi0), c(e_p), c(x_p), c(a_p), c(rho), c(cg), c(k_l), c(du), c(b_l),
                                c(c0_l), c(r_l), c(p_l))
     else:
         xi = xi0

@@ -110,7 +110,7 @@ def simulate_scan(
     polarization: str = "sigma",
     bragg: str = "exact",
     max_coupling: float = DEFAULT_MAX_COUPLING,
-    engine: str = "auto",
+    engine: str = "array",
     check_layer_in_scan: bool = True,
 ):
     """Reflectivity convolved with the resolution, sampled at the scan angles (noise-free).
