@@ -39,3 +39,32 @@ def test_results_names_a_missing_result_and_a_missing_key(tiled_server, capsys, 
     assert "--tiled: cannot open" in capsys.readouterr().err
     assert main(["results", "--tiled", tiled_server.url, "--api-key", API_KEY, "--show", "no-such-uid"]) == 2
     assert "--show: no result 'no-such-uid'" in capsys.readouterr().err
+
+
+def test_offline_inversions_publish_in_the_live_layout_once_per_file(tiled_server, inverter, tmp_path):
+    import numpy as np
+
+    from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer
+    from xrd_strain_plugin.demo import SAMPLES
+    from xrd_strain_plugin.io import read_curve
+    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.tiled import find_results, read_result
+    from xrd_strain_plugin.tiled.records import offline_uid, publish_offline
+
+    refl = reflection("YSZ", (4, 0, 0), 1.5406)
+    diff = SimulatedDiffractometer(reflection=refl, sample=SAMPLES[0].simulated(), rng=np.random.default_rng(2))
+    two_theta = np.linspace(72.4, 74.0, 161)
+    path = tmp_path / f"offline-{uuid.uuid4().hex[:6]}.xy"
+    np.savetxt(path, np.c_[two_theta, diff.counts(two_theta)], header="two_theta intensity")
+    angles, counts = read_curve(path)
+    result = inverter.invert(angles, counts, refl)
+
+    for _ in range(2):  # publishing the same file again must not duplicate it
+        assert publish_offline([(result, path)], tiled_server.url, api_key=API_KEY,
+                               spool_directory=tmp_path / "spool") == {"written": 1, "spooled": 0}
+    hits = find_results(tiled_server.client(), sample=path.stem)
+    assert list(hits) == [(offline_uid(path),)]
+    got = read_result(hits[(offline_uid(path),)])
+    assert got["metadata"]["source"]["file"] == path.name and got["metadata"]["raw_path"] is None
+    np.testing.assert_allclose(got["arrays"]["intensity_measured"], counts)
+    assert got["metadata"]["sigma_i"] == result.sigma_i

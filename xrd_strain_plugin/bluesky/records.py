@@ -14,6 +14,7 @@ import time
 import numpy as np
 
 from xrd_strain_plugin.tiled.layout import ResultRecord, base_metadata
+from xrd_strain_plugin.tiled.records import record_from_result
 
 from .collector import CurveJob
 
@@ -75,11 +76,7 @@ def record_from_job(job: CurveJob, inverter) -> ResultRecord:
                            extra=extra | {"timings": timings}, **common)
         return ResultRecord(raw_uid=job.raw_uid, curve_index=job.curve_index, metadata=md)
     timings["invert_s"] = time.perf_counter() - started
-    arrays, figures, inner_timings = _describe(result, refl)
-    timings.update({f"inverter_{k}": v for k, v in inner_timings.items()})
-    extra["model"] = result.model
-    md = base_metadata(status="ok", extra=extra | figures | {"timings": timings}, **common)
-    return ResultRecord(raw_uid=job.raw_uid, curve_index=job.curve_index, metadata=md, arrays=arrays)
+    return record_from_result(result, extra={"fields": job.fields}, timings=timings, **common)
 
 
 def _model_info(inverter) -> dict:
@@ -95,27 +92,3 @@ def warm_up(inverter, reflection) -> None:
     substrate = np.exp(-0.5 * ((two_theta - tb) / 0.01) ** 2)
     layer = 1e-3 * np.exp(-0.5 * ((two_theta - tb + 0.8) / 0.2) ** 2)
     inverter.invert(two_theta, 1e5 * (substrate + layer) + 10.0, reflection)
-
-
-def _describe(result, refl):
-    """Arrays (layout names), derived figures and inner timings of an InversionResult."""
-    arrays = {
-        "depth_nm": result.depth_nm,
-        "strain": result.strain_percent,
-        "debye_waller": result.debye_waller,
-        "q_inv_angstrom": result.q_inv_angstrom,
-        "intensity_measured": result.intensity_measured,
-        "intensity_model": result.intensity_model,
-    }
-    arrays = {k: np.asarray(v, dtype=float).ravel() for k, v in arrays.items()}
-    figures = {
-        "strain_max_percent": result.strain_max_percent,
-        "depth_of_max_nm": result.depth_of_max_nm,
-        "thickness_nm": result.thickness_nm,
-        "dw_min": result.dw_min,
-        "fwhm_deg": result.fwhm_deg,
-        "dynamic_range": result.dynamic_range,
-        "sigma_i": result.sigma_i,
-    }
-    timings = dict(getattr(result, "timings", {}) or {})
-    return arrays, {k: float(v) for k, v in figures.items()}, timings

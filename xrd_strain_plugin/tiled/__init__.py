@@ -6,6 +6,7 @@ imported where a connection is made.
 
 from .layout import ARRAY_NAMES, LAYOUT_NAME, LAYOUT_VERSION, ResultRecord, base_metadata
 from .queries import ResultRow, find_results, format_table, read_result
+from .records import offline_record, publish_offline, record_from_result
 from .spool import Spool, SpoolingPublisher, SpoolLockedError
 from .writer import TiledResultsWriter
 
@@ -22,5 +23,8 @@ __all__ = [
     "base_metadata",
     "find_results",
     "format_table",
+    "offline_record",
+    "publish_offline",
     "read_result",
+    "record_from_result",
 ]
