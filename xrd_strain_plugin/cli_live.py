@@ -100,20 +100,21 @@ def _run_listen(args) -> int:
     from xrd_strain_plugin.bluesky.remote import listen
     from xrd_strain_plugin.bluesky.service import LiveInversion
 
-    with option_errors("--model"):
-        live = LiveInversion.from_uri(args.tiled, api_key=_api_key(args), spool_directory=args.spool,
-                                      bundle=args.model, config=_config(args))
-    callbacks = [live]
-    raw = None
-    if args.raw:
-        from tiled.client import from_uri
+    from xrd_strain_plugin.tiled.spool import SpoolLockedError
 
+    config = _config(args)
+    raw = None
+    if args.raw:  # raw runs need Tiled now; results alone can wait in the spool
         from xrd_strain_plugin.bluesky.raw import raw_run_writer
 
-        with option_errors("--tiled"):
-            raw = raw_run_writer(from_uri(args.tiled, api_key=_api_key(args)),
-                                 backup_directory=os.path.join(args.spool, "raw-backup"))
-        callbacks.insert(0, raw)
+        raw = raw_run_writer(_connect(args), backup_directory=os.path.join(args.spool, "raw-backup"))
+    try:
+        with option_errors("--model"):
+            live = LiveInversion.from_uri(args.tiled, api_key=_api_key(args), spool_directory=args.spool,
+                                          bundle=args.model, config=config)
+    except SpoolLockedError as exc:
+        raise CommandError(f"--spool: {exc}") from exc
+    callbacks = [live] if raw is None else [raw, live]
     print(f"xrd-strain listen: {args.zmq} -> {args.tiled} (spool {args.spool}); Ctrl-C to stop", file=sys.stderr)
     try:
         listen(args.zmq, callbacks, prefix=args.prefix.encode())
