@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,9 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["Dataset", "load_dataset"]
+
+_IDENTITY = ("preset", "seed", "split", "shard_size", "material", "hkl", "wavelength_angstrom",
+             "grid")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,12 +29,16 @@ class Dataset:
         Every drawn parameter (e_max, scale, background, scan limits ...).
     manifest : dict
         The dataset's manifest.
+    fingerprint : str
+        sha256 over the dataset's identity, the shards read and the number of curves kept: it
+        names exactly these curves, even while the directory grows.
     """
 
     x: np.ndarray
     labels: np.ndarray
     params: dict
     manifest: dict
+    fingerprint: str = ""
 
     @property
     def n(self) -> int:
@@ -64,9 +72,12 @@ def load_dataset(path, *, max_curves: int | None = None) -> Dataset:
         raise FileNotFoundError(f"{path} is not a dataset directory (no manifest.json)")
     manifest = json.loads(manifest_path.read_text())
     xs, ys, ps, total = [], [], [], 0
+    digest = hashlib.sha256(json.dumps({k: manifest.get(k) for k in _IDENTITY},
+                                       sort_keys=True).encode())
     for key in sorted(manifest["shards"], key=int):
         if max_curves is not None and total >= max_curves:
             break
+        digest.update(manifest["shards"][key]["sha256"].encode())
         with h5py.File(path / manifest["shards"][key]["file"], "r") as f:
             xs.append(f["x"][:])
             ys.append(f["labels"][:])
@@ -79,4 +90,6 @@ def load_dataset(path, *, max_curves: int | None = None) -> Dataset:
     if max_curves is not None:
         x, y = x[:max_curves], y[:max_curves]
         params = {k: v[:max_curves] for k, v in params.items()}
-    return Dataset(x=x, labels=y, params=params, manifest=manifest)
+    digest.update(str(x.shape[0]).encode())
+    return Dataset(x=x, labels=y, params=params, manifest=manifest,
+                   fingerprint=digest.hexdigest())

@@ -55,7 +55,8 @@ def export_bundle(out, *, model, scaling, train_manifest: dict, train_state: dic
     preset = Preset.from_dict(train_manifest["preset"])
     refl = reflection(train_manifest["material"], tuple(train_manifest["hkl"]),
                       train_manifest["wavelength_angstrom"])
-    dataset = {"train_fingerprint": train_manifest["fingerprint"],
+    dataset = {"train_fingerprint": train_state["fingerprint"],
+               "train_set_fingerprint": train_manifest["fingerprint"],
                "n_curves_in_train_set": train_manifest["n_curves"],
                "n_used": train_state["n_curves"], "n_train": train_state["n_train"],
                "n_val": train_state["n_val"], "seed": train_manifest["seed"]}

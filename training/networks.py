@@ -6,7 +6,7 @@ TensorFlow backend (default here) and the JAX backend (the GPU machine has no Te
 
 from __future__ import annotations
 
-__all__ = ["build_cnn", "N_INPUT", "FILTERS"]
+__all__ = ["build_cnn", "recalibrate_batch_norm", "N_INPUT", "FILTERS"]
 
 N_INPUT = 1001
 FILTERS = (16, 32, 64, 128)
@@ -74,3 +74,38 @@ def build_cnn(
         x = layers.ReLU(name=f"relu_dense{i + 1}")(x)
     outputs = layers.Dense(n_labels, activation="linear", name="labels")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def recalibrate_batch_norm(model, x, *, batch_size: int = 512) -> None:
+    """Set every BatchNormalization's moving mean/variance to their average over ``x``.
+
+    Keras keeps exponential moving averages (momentum 0.99) of the batch statistics; while the
+    weights still move fast (small training sets, few hundred steps) these lag far behind, and
+    inference-mode predictions are much worse than training-mode ones (measured: validation MSE
+    0.064 vs 0.018 after 12 epochs on 4 500 curves). One forward pass in training mode with
+    momentum ``k / (k + 1)`` for the k-th batch replaces them by the mean of the batch statistics
+    under the current weights. The weights are not touched.
+
+    Parameters
+    ----------
+    model : keras.Model
+    x : numpy.ndarray, shape (n, n_input, 1)
+        Training inputs (a few thousand suffice).
+    batch_size : int
+        Batch size of the pass (the batch statistics are those of batches this size).
+    """
+    import keras
+
+    layers = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    saved = [layer.momentum for layer in layers]
+    try:
+        for k, start in enumerate(range(0, x.shape[0], batch_size)):
+            chunk = x[start:start + batch_size]
+            if k and chunk.shape[0] < batch_size // 2:
+                break  # a small last batch would give noisy statistics
+            for layer in layers:
+                layer.momentum = k / (k + 1)
+            model(chunk, training=True)
+    finally:
+        for layer, momentum in zip(layers, saved):
+            layer.momentum = momentum

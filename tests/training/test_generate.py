@@ -67,3 +67,11 @@ def test_nested_subsets(tiny_dataset_dir):
     assert load_dataset(tiny_dataset_dir, max_curves=10).n == 10
     with pytest.raises(FileNotFoundError, match="manifest"):
         load_dataset(tiny_dataset_dir.parent)
+
+
+def test_subset_fingerprint_names_exactly_the_curves_read(tiny_dataset_dir):
+    full, again = load_dataset(tiny_dataset_dir), load_dataset(tiny_dataset_dir)
+    assert full.fingerprint == again.fingerprint
+    assert load_dataset(tiny_dataset_dir, max_curves=24).fingerprint != full.fingerprint
+    assert load_dataset(tiny_dataset_dir, max_curves=10).fingerprint != load_dataset(
+        tiny_dataset_dir, max_curves=11).fingerprint

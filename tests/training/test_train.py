@@ -44,7 +44,8 @@ def test_training_reduces_the_loss_and_resumes(tiny_dataset_dir, tmp_path):
                          model_id="tiny", metrics={"a_t": 0.0})
     bundle = load_bundle(bundle_dir)
     assert bundle.card == card and bundle.card.metrics == {"a_t": 0.0}
-    assert bundle.card.dataset["train_fingerprint"] == ds.manifest["fingerprint"]
+    assert bundle.card.dataset["train_fingerprint"] == ds.fingerprint
+    assert bundle.card.dataset["train_set_fingerprint"] == ds.manifest["fingerprint"]
     x = ds.x[:3]
     np.testing.assert_allclose(
         Inverter(bundle).predictor.predict_scaled(x),
