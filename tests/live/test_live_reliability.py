@@ -204,3 +204,19 @@ def test_a_burst_of_1000_full_curves_is_all_inverted_and_written_to_tiled(tmp_pa
     assert live.counts["ok"] == 1000 and live.counts["written"] == 1000
     assert live.peak_queue_depth <= 16
     print(f"burst: 1000 full curves inverted and written in {elapsed:.1f} s ({1000 / elapsed:.1f} curves/s)")
+
+
+def test_a_bad_model_fails_at_start_not_in_the_middle_of_a_run(tmp_path, tiny_bundle):
+    import shutil as _shutil
+
+    from xrd_strain_plugin.inference import BundleError
+
+    broken = tmp_path / "broken"
+    _shutil.copytree(tiny_bundle, broken)
+    weights = broken / "model.keras"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the weights
+    weights.write_bytes(bytes(data))
+    with pytest.raises(BundleError):
+        LiveInversion.from_uri("http://127.0.0.1:9/api/v1", spool_directory=tmp_path / "spool", bundle=broken)
+    assert not (tmp_path / "spool").exists()  # failed before touching anything else
