@@ -152,3 +152,22 @@ def test_a_record_must_carry_a_known_status_and_complete_tables():
     arrays["intensity_model"] = np.zeros(4)
     with pytest.raises(ValueError, match="curve"):
         ResultRecord(raw_uid="u", curve_index=None, metadata={"status": "ok"}, arrays=arrays)
+
+
+def test_a_prepared_node_is_invisible_to_queries_until_its_result_is_written(tiled_server):
+    client = tiled_server.client()
+    writer = TiledResultsWriter(client)
+    record = synthetic_record(uid(), sample="prepared", seed=5)
+    assert writer.prepare(raw_uid=record.raw_uid, curve_index=None) is True
+    assert find_results(client, raw_uid=record.raw_uid) == {}
+    writer.write(record)
+    hits = find_results(client, raw_uid=record.raw_uid)
+    assert list(hits) == [(record.raw_uid,)]
+    got = read_result(hits[(record.raw_uid,)])
+    assert got["metadata"]["sample"] == "prepared" and "pending" not in got["metadata"]
+    np.testing.assert_array_equal(got["arrays"]["debye_waller"], record.arrays["debye_waller"])
+    # A stub left by a previous process (prepared, never written) is completed by a new writer.
+    other = synthetic_record(uid(), sample="stub", seed=6)
+    writer.prepare(raw_uid=other.raw_uid, curve_index=None)
+    TiledResultsWriter(tiled_server.client()).write(other)
+    assert read_result(tiled_server.client()["results"][other.raw_uid])["metadata"]["sample"] == "stub"

@@ -58,6 +58,14 @@ class Outcome:
     latency_s: float | None
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Prepare:
+    raw_uid: str
+    curve_index: int | None
+    scan_id: int | None
+    sample: str | None
+
+
 class LiveInversion:
     """Bluesky callback turning rocking curves into strain/DW profiles in Tiled.
 
@@ -104,7 +112,7 @@ class LiveInversion:
         self.peak_queue_depth = 0
         self._orphans: set = set()
         self._closed = False
-        self._out: queue.Queue = queue.Queue(maxsize=4)
+        self._out: queue.Queue = queue.Queue(maxsize=8)
         self._threads = [threading.Thread(target=self._invert_loop, name="xrd-strain-invert", daemon=True),
                          threading.Thread(target=self._publish_loop, name="xrd-strain-publish", daemon=True)]
         for thread in self._threads:
@@ -216,6 +224,10 @@ class LiveInversion:
                 if item is _STOP:
                     self._out.put(_STOP)
                     return
+                if isinstance(item, CurveJob):
+                    # Let the publishing thread create the node while this one inverts.
+                    self._out.put(_Prepare(raw_uid=item.raw_uid, curve_index=item.curve_index,
+                                           scan_id=item.scan_id, sample=item.sample))
                 self._out.put(self._to_record(item))
             except Exception:  # the stage must survive anything
                 self.counts["worker_errors"] += 1
@@ -244,6 +256,10 @@ class LiveInversion:
             try:
                 if item is _STOP:
                     return
+                if isinstance(item, _Prepare):
+                    if hasattr(self.publisher, "prepare"):
+                        self.publisher.prepare(**dataclasses.asdict(item))
+                    continue
                 self._publish(*item)
             except Exception:
                 self.counts["worker_errors"] += 1

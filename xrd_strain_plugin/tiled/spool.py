@@ -189,6 +189,18 @@ class SpoolingPublisher:
             return False
         return True
 
+    def prepare(self, **node) -> None:
+        """Ask the writer to create a result's node ahead of its write (see
+        :meth:`TiledResultsWriter.prepare`); skipped while spooling, never raises."""
+        if len(self.spool) or time.monotonic() < self._next_try:
+            return
+        try:
+            if self._writer is None:
+                self._writer = self._connect()
+            self._writer.prepare(**node)
+        except Exception as exc:  # the write that follows will create the node, or spool
+            log.debug("could not prepare result node %s: %s", node, _short(exc))
+
     def flush(self, *, force: bool = False) -> bool:
         """Replay the spool in order; return True when it is empty afterwards.
 

@@ -9,6 +9,7 @@ successful write and the removal of the spooled copy.
 
 from __future__ import annotations
 
+import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -52,8 +53,9 @@ class TiledResultsWriter:
         self.results_key = results_key
         self._results = None
         self._run_nodes: dict[str, Any] = {}
-        # The two tables go up concurrently: each is two round trips the server can overlap.
-        self._pool = ThreadPoolExecutor(2, thread_name_prefix="xrd-strain-tiled") if parallel else None
+        self._prepared: dict[tuple[str, ...], Any] = {}
+        # Tables (and metadata) go up concurrently: the server overlaps their round trips.
+        self._pool = ThreadPoolExecutor(3, thread_name_prefix="xrd-strain-tiled") if parallel else None
 
     @classmethod
     def from_uri(cls, uri: str, *, api_key: str | None = None, **kwargs) -> "TiledResultsWriter":
@@ -69,6 +71,25 @@ class TiledResultsWriter:
             self._results = self._child(self.client, self.results_key, specs=[], metadata={"description": "xrd-strain results"})
         return self._results
 
+    def prepare(self, *, raw_uid: str, curve_index: int | None, scan_id: int | None = None,
+                sample: str | None = None) -> bool:
+        """Create the (empty) node of a result that is being computed, to take a round trip off
+        the latency: :meth:`write` then only fills in metadata and tables, concurrently.
+
+        The prepared node has the layout's specs but no ``layout`` metadata, so result queries
+        do not see it until :meth:`write` completes it. Return True if a node was created.
+        """
+        path = (raw_uid,) if curve_index is None else (raw_uid, str(curve_index))
+        parent = self.results if curve_index is None else self._run_node(
+            raw_uid, {"raw_uid": raw_uid, "raw_path": f"raw/{raw_uid}", "scan_id": scan_id, "sample": sample})
+        stub = {"raw_uid": raw_uid, "curve_index": curve_index, "pending": True}
+        node, created = self._create_or_get(parent, path[-1], metadata=stub, specs=_specs())
+        if created:
+            if len(self._prepared) >= 64:  # bounded: a prepared node is written next, or soon
+                self._prepared.pop(next(iter(self._prepared)))
+            self._prepared[path] = node
+        return created
+
     def write(self, record: ResultRecord):
         """Create (or complete) the node for ``record`` and return its client.
 
@@ -77,11 +98,17 @@ class TiledResultsWriter:
         httpx.HTTPError, OSError
             When Tiled is unreachable or failing; nothing is assumed written.
         """
-        parent = self.results
-        if record.curve_index is not None:
-            parent = self._run_node(record)
-        key = record.path[-1]
-        node, created = self._create_or_get(parent, key, metadata=dict(record.metadata), specs=_specs())
+        node = self._prepared.pop(record.path, None)
+        if node is not None:
+            created, set_metadata = True, True
+        else:
+            parent = self.results
+            if record.curve_index is not None:
+                parent = self._run_node(record.raw_uid, {k: record.metadata.get(k)
+                                                         for k in ("raw_uid", "raw_path", "scan_id", "sample")})
+            node, created = self._create_or_get(parent, record.path[-1], metadata=dict(record.metadata),
+                                                specs=_specs())
+            set_metadata = not created  # an adopted node may hold an older attempt's (or a stub's) metadata
         base = node if created else getattr(node, "base", node)
         existing = set() if created else set(base)
 
@@ -93,25 +120,28 @@ class TiledResultsWriter:
             else:
                 base.write_table(_frame(columns), key=name)
 
-        tables = list(record.tables().items())
-        if self._pool is not None and len(tables) > 1:
-            for future in [self._pool.submit(put, t) for t in tables]:
+        jobs = [functools.partial(put, t) for t in record.tables().items()]
+        if set_metadata:
+            jobs.append(functools.partial(node.replace_metadata, metadata=dict(record.metadata), specs=_specs(),
+                                          drop_revision=True))
+        if self._pool is not None and len(jobs) > 1:
+            for future in [self._pool.submit(job) for job in jobs]:
                 future.result()  # re-raises the first failure
         else:
-            for t in tables:
-                put(t)
+            for job in jobs:
+                job()
         return node
 
-    def _run_node(self, record: ResultRecord):
-        node = self._run_nodes.get(record.raw_uid)
+    def _run_node(self, raw_uid: str, metadata: dict):
+        node = self._run_nodes.get(raw_uid)
         if node is None:
             from tiled.structures.core import Spec
 
-            md = {k: record.metadata.get(k) for k in ("raw_uid", "raw_path", "scan_id", "sample")}
-            node = self._child(self.results, record.raw_uid, specs=[Spec(RUN_SPEC_NAME, version=LAYOUT_VERSION)], metadata=md)
+            node = self._child(self.results, raw_uid, specs=[Spec(RUN_SPEC_NAME, version=LAYOUT_VERSION)],
+                               metadata=metadata)
             if len(self._run_nodes) > 64:  # bounded: runs are written in order, old ones are done
                 self._run_nodes.clear()
-            self._run_nodes[record.raw_uid] = node
+            self._run_nodes[raw_uid] = node
         return node
 
     @staticmethod
