@@ -30,7 +30,7 @@ test-slow: $(READY)
 	$(PY) -m pytest -m slow
 
 # --- demo recipe: this one line is the main job (the live demo replaces it when it lands) ---
-DEMO = $(PY) -m xrd_strain_plugin.cli simulate --material YSZ --hkl 4 0 0 --wavelength-angstrom 1.5406 --two-theta-deg 72.6 73.9 0.002 --profile docs/examples/profile_ysz_400.csv --resolution-fwhm-deg 0.01 --out out/demo_curve.csv --counts 100000 --background 2 --seed 1 --plot out/demo.png
+DEMO = $(PY) -m xrd_strain_plugin.cli demo --out out
 
 demo: $(READY)
 	mkdir -p out
