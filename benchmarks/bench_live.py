@@ -169,14 +169,26 @@ def bench_zmq(url, bundle, tmp, runs, points):
         stops, rec = stops_recorder()
         RE = RunEngine({})
         RE.subscribe(rec)
-        RE.subscribe(Publisher(f"127.0.0.1:{in_port}"))
+        publisher = Publisher(f"127.0.0.1:{in_port}")
+        RE.subscribe(publisher)
         http = httpx.Client(headers={"Authorization": f"Apikey {API_KEY}"})
-        readable = []
-        for i in range(runs + 1):
+        # Warm-up: 0MQ drops what is published before the listener's subscription reaches the
+        # proxy, so repeat a first run until one comes through.
+        for _ in range(10):
             (uid,) = RE(scan([d.detector], d.motor, lo, hi, points))
-            lat = wait_readable(http, url, uid, stops[uid])
-            if i:
-                readable.append(lat)
+            try:
+                wait_readable(http, url, uid, stops[uid], timeout=20)
+                break
+            except TimeoutError:
+                continue
+        readable = []
+        for _ in range(runs):
+            (uid,) = RE(scan([d.detector], d.motor, lo, hi, points))
+            readable.append(wait_readable(http, url, uid, stops[uid]))
+        # Close with no linger: a context left to the garbage collector blocks in term() on
+        # messages it cannot deliver once the proxy is gone (it hung a later TensorFlow import).
+        publisher._socket.close(linger=0)
+        publisher._context.destroy(linger=0)
         return np.array(readable)
     finally:
         listener.terminate()
