@@ -41,9 +41,12 @@ def _register_generate(subparsers) -> None:
     p.add_argument("--seed", type=int, default=2023, help="seed (default: %(default)s)")
     p.add_argument("--shard-size", type=int, default=1000, help="curves per shard")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    p.add_argument("--material", default="YSZ", metavar="NAME_OR_CIF")
-    p.add_argument("--hkl", nargs=3, type=int, default=(4, 0, 0), metavar=("H", "K", "L"))
-    p.add_argument("--wavelength-angstrom", type=float, default=1.5406, metavar="L")
+    p.add_argument("--material", default="YSZ", metavar="NAME_OR_CIF",
+                   help="built-in material or CIF path (default: %(default)s)")
+    p.add_argument("--hkl", nargs=3, type=int, default=(4, 0, 0), metavar=("H", "K", "L"),
+                   help="symmetric reflection (default: 4 0 0)")
+    p.add_argument("--wavelength-angstrom", type=float, default=1.5406, metavar="L",
+                   help="X-ray wavelength in angstrom (default: %(default)s, Cu K-alpha1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_generate)
 
@@ -59,12 +62,15 @@ def _register_train(subparsers) -> None:
     p.add_argument("--bundle", required=True, metavar="BUNDLE", help="output bundle directory")
     p.add_argument("--model-id", default=None, help="model id (default: derived from the data)")
     p.add_argument("--version", default="1", help="model version (default: 1)")
-    p.add_argument("--epochs", type=int, default=70)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--epochs", type=int, default=70,
+                   help="maximum epochs (default: %(default)s, as in the paper)")
+    p.add_argument("--batch-size", type=int, default=256, help="mini-batch size")
+    p.add_argument("--learning-rate", type=float, default=1e-3,
+                   help="initial RMSprop learning rate (default: %(default)s)")
     p.add_argument("--max-curves", type=int, default=None, help="use the first N curves only")
     p.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the train/validation split and the initial weights")
     p.add_argument("--snapshot-epochs", type=int, nargs="*", default=(),
                    help="keep the best-so-far weights after these epochs (set-size studies)")
     p.set_defaults(func=run_train)
@@ -75,12 +81,13 @@ def _register_evaluate(subparsers) -> None:
         "evaluate", help="Table-2 accuracies of a model on a held-out test set",
         description="Predict a test set with a bundle; write report.md (Table 2 and a(strain) "
                     "by e_max, t and DW_min bands), metrics.json and PNG figures to OUT.")
-    p.add_argument("--model", required=True, metavar="BUNDLE")
+    p.add_argument("--model", required=True, metavar="BUNDLE", help="model bundle directory")
     p.add_argument("--test", required=True, metavar="DIR", help="test set directory")
     p.add_argument("--train", default=None, metavar="DIR",
                    help="training set directory, for the train MSE (first --max-curves curves)")
-    p.add_argument("--max-curves", type=int, default=20000)
-    p.add_argument("--out", required=True, metavar="OUT")
+    p.add_argument("--max-curves", type=int, default=20000,
+                   help="training curves used for the train MSE (default: %(default)s)")
+    p.add_argument("--out", required=True, metavar="OUT", help="report directory")
     p.set_defaults(func=run_evaluate)
 
 
