@@ -96,9 +96,9 @@ def shape_profiles(rng: np.random.Generator, n: int, n_slices: int,
 def draw_parameters(rng: np.random.Generator, preset: Preset, n: int) -> Draw:
     """Draw ``n`` samples of every random quantity of a preset.
 
-    The strain shape is fitted by ``preset.n_weights`` B-spline weights (clipped at 0), each then deviates by up
-    to ``preset.weight_jitter`` (relative), and the weights are rescaled so the spline's largest
-    strain equals the drawn ``e_max`` (the paper's recipe).
+    The strain shape is fitted by ``preset.n_weights`` B-spline weights (clipped at 0), each
+    then deviates by up to ``preset.weight_jitter`` (relative), and the weights are rescaled so
+    the spline's largest strain equals the drawn ``e_max`` (the paper's recipe).
 
     Parameters
     ----------
