@@ -11,7 +11,7 @@ import pytest
 from bluesky import RunEngine
 from bluesky import plan_stubs as bps
 from bluesky.plans import grid_scan, list_scan, scan
-from conftest import API_KEY
+from live_support import API_KEY
 from ophyd import Kind
 from ophyd.sim import SynAxis, SynSignal
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from conftest import API_KEY, synthetic_record
+from live_support import API_KEY, synthetic_record
 
 from xrd_strain_plugin.cli import main
 from xrd_strain_plugin.tiled import TiledResultsWriter

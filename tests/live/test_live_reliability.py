@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from bluesky import RunEngine
 from bluesky.plans import scan
-from conftest import API_KEY, TiledProcess, free_port
+from live_support import API_KEY, TiledProcess, free_port
 from event_model import compose_run
 
 from xrd_strain_plugin.bluesky import LiveInversion

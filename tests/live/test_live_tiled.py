@@ -6,7 +6,7 @@ import uuid
 
 import numpy as np
 import pytest
-from conftest import TiledProcess, free_port, synthetic_record
+from live_support import TiledProcess, free_port, synthetic_record
 
 from xrd_strain_plugin.tiled import (
     ARRAY_NAMES,
