@@ -58,6 +58,15 @@ def register(subparsers) -> None:
                         help="model bundle directory (model.keras + card.json); default: the "
                              "shipped YSZ 400 / Cu K-alpha1 model")
     parser.add_argument("--no-plot", action="store_true", help="do not write fit.png")
+    tiled = parser.add_argument_group("publishing to Tiled")
+    tiled.add_argument("--publish", metavar="TILED_URL", default=None,
+                       help="also store each result in Tiled, in the same layout as live inversions "
+                            "(results/<file content uid>; publishing the same file again gives one node)")
+    tiled.add_argument("--api-key", metavar="KEY", default=None,
+                       help="Tiled API key allowed to write (default: $TILED_API_KEY)")
+    tiled.add_argument("--spool", metavar="DIR", default=None,
+                       help="where results wait while Tiled is unreachable, written by the next publish "
+                            "using the same directory (default: DIR/.spool under --out)")
     parser.set_defaults(func=run)
 
 
@@ -78,6 +87,7 @@ def run(args) -> int:
     with option_errors("--out"):
         out_dir.mkdir(parents=True, exist_ok=True)
     failed = 0
+    done = []
     for name in args.files:
         path = Path(name)
         try:
@@ -93,6 +103,18 @@ def run(args) -> int:
         print(f"{path}: e_max {result.strain_max_percent:.2f} % at {result.depth_of_max_nm:.0f} nm, "
               f"t {result.thickness_nm:.0f} nm, DW_min {result.dw_min:.2f}, "
               f"sigma_I {result.sigma_i:.3f} -> {target}")
+        done.append((result, path))
+    if args.publish and done:
+        import os
+
+        from xrd_strain_plugin.tiled.records import publish_offline
+
+        spool = Path(args.spool) if args.spool else out_dir / ".spool"
+        counts = publish_offline(done, args.publish, api_key=args.api_key or os.environ.get("TILED_API_KEY"),
+                                 spool_directory=spool)
+        print(f"published to {args.publish}: {counts['written']} written"
+              + (f", {counts['spooled']} spooled in {spool} (Tiled unreachable; kept for the next publish)"
+                 if counts["spooled"] else ""))
     if failed:
         print(f"xrd-strain invert: {failed} of {len(args.files)} file(s) failed", file=sys.stderr)
     return 1 if failed else 0

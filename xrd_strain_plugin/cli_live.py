@@ -140,7 +140,8 @@ def _register_results(subparsers):
     p.add_argument("--emax-min", type=float, help="smallest e_max, percent")
     p.add_argument("--emax-max", type=float, help="largest e_max, percent")
     p.add_argument("--model-version", help="version of the model that answered")
-    p.add_argument("--status", choices=("ok", "rejected", "aborted", "failed", "error"))
+    p.add_argument("--status", choices=("ok", "rejected", "aborted", "failed", "error"),
+                   help="only results with this status (ok: a profile was retrieved; the others carry the reason)")
     p.add_argument("--show", metavar="PATH", help="show one result (<uid> or <uid>/<curve index>)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_run_results)

@@ -68,3 +68,36 @@ def test_offline_inversions_publish_in_the_live_layout_once_per_file(tiled_serve
     assert got["metadata"]["source"]["file"] == path.name and got["metadata"]["raw_path"] is None
     np.testing.assert_allclose(got["arrays"]["intensity_measured"], counts)
     assert got["metadata"]["sigma_i"] == result.sigma_i
+
+
+def test_invert_publish_stores_results_in_tiled_and_spools_when_it_is_away(tiled_server, tiny_bundle, tmp_path,
+                                                                            capsys, monkeypatch, failing_http_url):
+    """`xrd-strain invert --publish URL`: results land in Tiled in the live layout; with Tiled away they
+    are spooled and written by the next publish that uses the same spool."""
+    import numpy as np
+
+    from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer
+    from xrd_strain_plugin.demo import SAMPLES
+    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.tiled import find_results, read_result
+    from xrd_strain_plugin.tiled.records import offline_uid
+
+    refl = reflection("YSZ", (4, 0, 0), 1.5406)
+    diff = SimulatedDiffractometer(reflection=refl, sample=SAMPLES[0].simulated(), rng=np.random.default_rng(5))
+    two_theta = np.linspace(72.4, 74.0, 161)
+    path = tmp_path / f"pub-{uuid.uuid4().hex[:6]}.xy"
+    np.savetxt(path, np.c_[two_theta, diff.counts(two_theta)], header="two_theta intensity")
+    monkeypatch.setenv("TILED_API_KEY", API_KEY)
+    common = [str(path), "--material", "YSZ", "--hkl", "4", "0", "0", "--wavelength-angstrom", "1.5406",
+              "--model", str(tiny_bundle), "--no-plot", "--spool", str(tmp_path / "spool")]
+
+    assert main(["invert", *common, "--out", str(tmp_path / "a"), "--publish", failing_http_url]) == 0
+    assert "1 spooled" in capsys.readouterr().out
+    assert main(["invert", *common, "--out", str(tmp_path / "b"), "--publish", tiled_server.url]) == 0
+    assert "published to" in capsys.readouterr().out
+    hits = find_results(tiled_server.client(), sample=path.stem)
+    assert list(hits) == [(offline_uid(path),)]  # spooled once, published once: one node
+    stored = read_result(hits[(offline_uid(path),)])
+    saved = json.loads((tmp_path / "b" / path.stem / "result.json").read_text())
+    assert stored["metadata"]["strain_max_percent"] == saved["strain_max_percent"]
+    assert len(stored["arrays"]["strain"]) > 10
