@@ -17,7 +17,6 @@ import logging
 import pathlib
 import shutil
 import sys
-import threading
 import time
 
 import numpy as np
@@ -218,39 +217,17 @@ def _zmq_path(live):
     """Proxy and listener threads on free local ports; returns (stop, publisher)."""
     import socket
 
-    from bluesky.callbacks.zmq import Publisher
-
-    from xrd_strain_plugin.bluesky.remote import listen, start_proxy
+    from xrd_strain_plugin.bluesky.remote import ListenerThread, start_proxy
 
     def free():
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             return s.getsockname()[1]
 
-    from event_model import compose_run
-
     in_port, out_port = free(), free()
     start_proxy(in_port, out_port)
-    heard, ready, stop = threading.Event(), threading.Event(), threading.Event()
-    thread = threading.Thread(target=listen, args=(f"127.0.0.1:{out_port}", [live, lambda *_: heard.set()]),
-                              kwargs={"ready": ready, "stop": stop}, daemon=True)
-    thread.start()
-    ready.wait(10)
-    publisher = Publisher(f"127.0.0.1:{in_port}")
-    # 0MQ drops messages sent before the subscription reaches the proxy: probe with empty runs.
-    for _ in range(200):
-        probe = compose_run()
-        publisher("start", probe.start_doc)
-        publisher("stop", probe.compose_stop())
-        if heard.wait(0.1):
-            break
-
-    def stop_all():
-        stop.set()
-        thread.join(10)
-        publisher.close()
-
-    return stop_all, publisher
+    remote = ListenerThread(in_port, out_port, [live])
+    return remote.close, remote.publisher
 
 
 def _wait_for_results(client, uids, *, timeout):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import resource
-import threading
 import time
 
 import numpy as np
@@ -102,29 +101,14 @@ def test_results_spooled_while_tiled_fails_are_written_once_it_recovers(
 
 def test_documents_through_a_0mq_proxy_are_inverted_by_a_remote_listener(tmp_path, inverter, diffractometer,
                                                                           tiled_server):
-    from bluesky.callbacks.zmq import Publisher
-
-    from xrd_strain_plugin.bluesky.remote import listen, start_proxy
+    from xrd_strain_plugin.bluesky.remote import ListenerThread, start_proxy
 
     in_port, out_port = free_port(), free_port()
     start_proxy(in_port, out_port)
     live = make_live(inverter, tiled_server.url, tmp_path / "spool")
-    heard = threading.Event()
-    ready, stop = threading.Event(), threading.Event()
-    listener = threading.Thread(target=listen, args=(f"127.0.0.1:{out_port}", [live, lambda *_: heard.set()]),
-                                kwargs={"ready": ready, "stop": stop}, daemon=True)
-    listener.start()
-    assert ready.wait(10)
-    publisher = Publisher(f"127.0.0.1:{in_port}")
-    # 0MQ drops what is published before the subscription has reached the proxy: send empty runs
-    # (not rocking curves, so ignored) until the listener hears one.
-    for _ in range(200):
-        probe = compose_run()
-        publisher("start", probe.start_doc)
-        publisher("stop", probe.compose_stop())
-        if heard.wait(0.1):
-            break
-    assert heard.is_set()
+    remote = ListenerThread(in_port, out_port, [live])
+    assert remote.subscribed and remote.connected
+    publisher, listener = remote.publisher, remote.thread
 
     RE = RunEngine({})
     RE.subscribe(publisher)
@@ -135,9 +119,7 @@ def test_documents_through_a_0mq_proxy_are_inverted_by_a_remote_listener(tmp_pat
         md = read_result(tiled_server.client()["results"][uid])["metadata"]
         assert md["status"] == "ok" and md["sample"] == "remote"
     finally:
-        stop.set()
-        listener.join(10)
-        publisher.close()
+        remote.close()
         live.close()
         live.publisher.spool.close()
     assert not listener.is_alive()

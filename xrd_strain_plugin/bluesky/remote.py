@@ -77,3 +77,44 @@ def start_proxy(in_port: int, out_port: int) -> threading.Thread:
     thread = threading.Thread(target=proxy.start, name="bluesky-0mq-proxy", daemon=True)
     thread.start()
     return thread
+
+
+class ListenerThread:
+    """A :func:`listen` thread behind a local 0MQ proxy, with a connected :class:`Publisher` (tests, demo).
+
+    0MQ drops what is published before the subscription has reached the proxy, so the constructor
+    publishes empty runs (not rocking curves, hence ignored) until the listener hears one.
+
+    Attributes
+    ----------
+    publisher : bluesky.callbacks.zmq.Publisher
+        Subscribe it to a RunEngine.
+    subscribed, connected : bool
+        Whether the listener subscribed within ``timeout`` and heard a probe run.
+    """
+
+    def __init__(self, in_port: int, out_port: int, callbacks, *, timeout: float = 10.0, tries: int = 200):
+        from bluesky.callbacks.zmq import Publisher
+        from event_model import compose_run
+
+        heard = threading.Event()
+        self._ready, self._stop = threading.Event(), threading.Event()
+        self.thread = threading.Thread(
+            target=listen, args=(f"127.0.0.1:{out_port}", [*callbacks, lambda *_: heard.set()]),
+            kwargs={"ready": self._ready, "stop": self._stop}, daemon=True)
+        self.thread.start()
+        self.subscribed = self._ready.wait(timeout)
+        self.publisher = Publisher(f"127.0.0.1:{in_port}")
+        for _ in range(tries):
+            probe = compose_run()
+            self.publisher("start", probe.start_doc)
+            self.publisher("stop", probe.compose_stop())
+            if heard.wait(0.1):
+                break
+        self.connected = heard.is_set()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the listener, wait for its thread and close the publisher."""
+        self._stop.set()
+        self.thread.join(timeout)
+        self.publisher.close()
