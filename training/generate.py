@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from training.presets import Preset
+from xrd_strain_plugin.inference.bundle import sha256_of
 from training.sampling import Draw, draw_parameters
 
 __all__ = ["DatasetSpec", "generate", "simulate_batch", "shard_seed", "SPLITS"]
@@ -231,15 +232,7 @@ def make_shard(spec: DatasetSpec, index: int, path: Path) -> dict:
         f.attrs["label_names"] = list(preset.label_names)
     os.replace(tmp, path)
     return {"file": path.name, "n": int(want), "drawn": int(drawn),
-            "sha256": _sha256(path), "seconds": round(time.perf_counter() - t0, 2)}
-
-
-def _sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+            "sha256": sha256_of(path), "seconds": round(time.perf_counter() - t0, 2)}
 
 
 def _shard_job(args):
