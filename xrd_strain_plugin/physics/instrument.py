@@ -200,8 +200,7 @@ def simulate_scan(
 
     theta_all = np.concatenate([grid, sub], axis=1) if use_window else grid
     theta_all = dev(np.radians(theta_all / 2))
-    refl = reflectivity(theta_all, strain, dev(np.asarray(debye_waller, dtype=float)) if xp is not np else debye_waller,
-                        dev(np.asarray(t_nm)), reflection,
+    refl = reflectivity(theta_all, strain, debye_waller, dev(np.asarray(t_nm)), reflection,
                         asymmetry=asymmetry, polarization=polarization, bragg=bragg, max_coupling=max_coupling,
                         engine=engine)
     r_grid = refl[:, :n_fine]
@@ -213,7 +212,7 @@ def simulate_scan(
         r_grid = xp.where(inside, gathered, r_grid)
 
     # convolution on the uniform grid (FFT), renormalised at the edges
-    n_k = int(np.max(np.ceil(half / step)))
+    n_k = int(n_pad.max())  # kernel half width in grid steps: the padding of the widest curve
     k_off = np.arange(-n_k, n_k + 1)[None, :] * step[:, None]
     kernel = resolution_kernel(k_off, fwhm[:, None], shape=shape, eta=eta)
     kernel = dev(kernel / kernel.sum(axis=1, keepdims=True))
