@@ -41,7 +41,7 @@ def resolution_kernel(offset_deg, fwhm_deg, *, shape: str = "gaussian", eta: flo
         Full width at half maximum in degrees of 2-theta.
     shape : {"gaussian", "pseudo-voigt"}
         Pseudo-Voigt is ``eta * Lorentzian + (1 - eta) * Gaussian`` with the same FWHM.
-    eta : float
+    eta : float or array broadcastable to ``offset_deg``
         Lorentzian fraction of the pseudo-Voigt, in [0, 1].
     """
     xp = _namespace(offset_deg)
@@ -50,7 +50,7 @@ def resolution_kernel(offset_deg, fwhm_deg, *, shape: str = "gaussian", eta: flo
     if shape == "gaussian":
         return gauss
     if shape == "pseudo-voigt":
-        if not 0 <= eta <= 1:
+        if not np.all((np.asarray(eta) >= 0) & (np.asarray(eta) <= 1)):
             raise ValueError(f"eta must lie in [0, 1], got {eta}")
         # both normalised to unit area before mixing
         g = gauss * (2 * math.sqrt(math.log(2) / math.pi))
@@ -105,13 +105,14 @@ def simulate_scan(
     *,
     resolution_fwhm_deg,
     shape: str = "gaussian",
-    eta: float = 0.5,
+    eta=0.5,
     asymmetry: float = 0.0,
     polarization: str = "sigma",
     bragg: str = "exact",
     max_coupling: float = DEFAULT_MAX_COUPLING,
     engine: str = "array",
     check_layer_in_scan: bool = True,
+    fine_step_deg: float | None = None,
 ):
     """Reflectivity convolved with the resolution, sampled at the scan angles (noise-free).
 
@@ -128,10 +129,19 @@ def simulate_scan(
         Material constants.
     resolution_fwhm_deg : float or array, shape (n_batch,)
         FWHM of the resolution function, degrees of 2-theta (> 0).
-    shape, eta : see :func:`resolution_kernel`.
+    shape : see :func:`resolution_kernel`.
+    eta : float or array, shape (n_batch,)
+        Lorentzian fraction of the pseudo-Voigt, per curve (see :func:`resolution_kernel`). The
+        Lorentzian tails are convolved over the whole computed range (they matter on a log scale),
+        not cut at the padding.
     asymmetry, polarization, bragg, max_coupling, engine : see :func:`~.dynamical.reflectivity`.
     check_layer_in_scan : bool
         Refuse a strain whose layer peak falls outside the scan.
+    fine_step_deg : float, optional
+        Step of the internal fine grid, degrees of 2-theta, for every curve. By default each curve's
+        step follows its resolution and thickness (:func:`fine_grid_step_deg`), so the curve jumps
+        slightly where the number of sub-steps changes; a refinement fixes the step so that the
+        model is a smooth function of its parameters.
 
     Returns
     -------
@@ -154,6 +164,11 @@ def simulate_scan(
         raise ValueError("thickness_nm must be positive and finite")
     if shape not in _KERNEL_HALF_WIDTH:
         raise ValueError(f"resolution shape must be 'gaussian' or 'pseudo-voigt', got {shape!r}")
+    eta = np.broadcast_to(np.asarray(eta, dtype=float).reshape(-1), (n_batch,))
+    if shape == "pseudo-voigt" and (not np.all(np.isfinite(eta)) or np.any((eta < 0) | (eta > 1))):
+        raise ValueError("eta must lie in [0, 1]")
+    if fine_step_deg is not None and not (math.isfinite(fine_step_deg) and fine_step_deg > 0):
+        raise ValueError(f"fine_step_deg must be positive and finite, got {fine_step_deg!r}")
 
     device = None if xp is np else getattr(tt, "device", None)
     dev = lambda a: a if xp is np else xp.asarray(a, device=device)  # host -> the inputs' device
@@ -181,6 +196,9 @@ def simulate_scan(
     need = np.array([fine_grid_step_deg(f, t, reflection) for f, t in zip(fwhm, t_nm)])
     sub_steps = np.maximum(1, np.ceil(scan_step / need - 1e-9))
     step = np.where(uniform, scan_step / sub_steps, np.minimum(need, scan_step))
+    if fine_step_deg is not None:
+        step = np.full(n_batch, float(fine_step_deg))
+        uniform = uniform & (np.abs(scan_step / step - np.round(scan_step / step)) <= 1e-6 * scan_step / step)
     n_pad = np.ceil(half / step).astype(int)
     lo = lo_scan - n_pad * step
     n_fine = int(np.max(np.round((hi_scan - lo) / step).astype(int) + n_pad)) + 1
@@ -212,9 +230,11 @@ def simulate_scan(
         r_grid = xp.where(inside, gathered, r_grid)
 
     # convolution on the uniform grid (FFT), renormalised at the edges
-    n_k = int(n_pad.max())  # kernel half width in grid steps: the padding of the widest curve
+    # kernel half width in grid steps: the padding of the widest curve; Lorentzian tails reach across
+    # the whole grid (a cut at 12 FWHM drops ~3 % of their weight and shows on a log scale)
+    n_k = int(n_pad.max()) if shape == "gaussian" else max(int(n_pad.max()), n_fine)
     k_off = np.arange(-n_k, n_k + 1)[None, :] * step[:, None]
-    kernel = resolution_kernel(k_off, fwhm[:, None], shape=shape, eta=eta)
+    kernel = resolution_kernel(k_off, fwhm[:, None], shape=shape, eta=eta[:, None])
     kernel = dev(kernel / kernel.sum(axis=1, keepdims=True))
     n_fft = 1 << int(math.ceil(math.log2(n_fine + 2 * n_k + 1)))
     fk = xp.fft.rfft(kernel, n=n_fft, axis=1)
