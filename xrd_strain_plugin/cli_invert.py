@@ -54,9 +54,12 @@ def register(subparsers) -> None:
                         help="X-ray wavelength in angstrom (Cu K-alpha1: 1.5406)")
     parser.add_argument("--out", metavar="DIR", required=True,
                         help="output directory; one sub-directory per FILE")
-    parser.add_argument("--model", metavar="BUNDLE", default=None,
-                        help="model bundle directory (model.keras + card.json); default: the "
-                             "shipped YSZ 400 / Cu K-alpha1 model")
+    parser.add_argument("--model", metavar="BUNDLE|ID[@VERSION]", default=None,
+                        help="model bundle directory (model.keras + card.json) or a registry "
+                             "reference model_id[@version] (registry: $XRD_STRAIN_REGISTRY); "
+                             "default: the registry's current model for --material/--hkl/"
+                             "--wavelength-angstrom (the shipped YSZ 400 / Cu K-alpha1 model "
+                             "until another is promoted)")
     parser.add_argument("--no-plot", action="store_true", help="do not write fit.png")
     tiled = parser.add_argument_group("publishing to Tiled")
     tiled.add_argument("--publish", metavar="TILED_URL", default=None,
@@ -72,15 +75,18 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     """Invert every FILE; return 0 if all succeeded, 1 if any failed."""
-    from xrd_strain_plugin.inference import Inverter, default_bundle_path, load_bundle
+    from xrd_strain_plugin.inference import Inverter, load_bundle
+    from xrd_strain_plugin.inference.registry import ModelKey, ModelRegistry
     from xrd_strain_plugin.io import read_curve
     from xrd_strain_plugin.physics.materials import reflection
 
     with option_errors("--material/--hkl/--wavelength-angstrom"):
         refl = reflection(args.material, tuple(args.hkl), args.wavelength_angstrom)
-    model_path = Path(args.model) if args.model else default_bundle_path()
     with option_errors("--model"):
-        bundle = load_bundle(model_path)
+        registry = ModelRegistry()
+        entry = registry.resolve(args.model) if args.model else registry.current(ModelKey(
+            material=args.material, hkl=tuple(args.hkl), wavelength_angstrom=args.wavelength_angstrom))
+        bundle = load_bundle(entry.path)
         bundle.card.check_reflection(refl)
     inverter = Inverter(bundle)
     out_dir = Path(args.out)
