@@ -142,8 +142,10 @@ class LiveInversion:
             Durable spool for results while Tiled is away (locked to this process).
         api_key : str, optional
             Tiled API key allowed to write.
-        bundle : path, optional
-            Model bundle directory (default: the shipped model).
+        bundle : path or str, optional
+            Model bundle directory or registry reference ``model_id[@version]``; default: the
+            registry's current model for the config's reflection, picked up again after each
+            promotion (:class:`~xrd_strain_plugin.inference.registry.CurrentModel`).
         config : RockingCurveConfig
             Run recognition and default reflection.
         retry_interval_s : float
@@ -156,15 +158,24 @@ class LiveInversion:
         xrd_strain_plugin.inference.BundleError
             If the bundle is missing, corrupt or inconsistent (at start, not mid-run).
         """
-        from xrd_strain_plugin.inference import Inverter, default_bundle_path
+        from xrd_strain_plugin.inference import Inverter
+        from xrd_strain_plugin.inference.registry import CurrentModel, ModelKey, ModelRegistry
         from xrd_strain_plugin.tiled.spool import Spool, SpoolingPublisher
         from xrd_strain_plugin.tiled.writer import TiledResultsWriter
 
         from .records import reflection_for, warm_up
 
-        inverter = Inverter(bundle if bundle is not None else default_bundle_path())
-        card = inverter.bundle.card
-        warm_up(inverter, reflection_for(card.material, tuple(card.hkl), card.wavelength_angstrom))
+        def warm(inverter):
+            card = inverter.bundle.card
+            warm_up(inverter, reflection_for(card.material, tuple(card.hkl), card.wavelength_angstrom))
+
+        if bundle is None:  # the registry's current model, followed between runs (no restart)
+            inverter = CurrentModel(ModelRegistry(), ModelKey(
+                material=config.material, hkl=config.hkl, wavelength_angstrom=config.wavelength_angstrom),
+                warm_up=warm)
+        else:  # a bundle directory or model_id[@version]
+            inverter = Inverter(ModelRegistry().resolve(bundle).path)
+            warm(inverter)
         publisher = SpoolingPublisher(lambda: TiledResultsWriter.from_uri(uri, api_key=api_key),
                                       Spool(spool_directory), retry_interval_s=retry_interval_s)
         return cls(inverter, publisher, config=config, **kwargs)
@@ -239,6 +250,9 @@ class LiveInversion:
         if not isinstance(item, CurveJob):
             return item, None
         try:
+            refresh = getattr(self.inverter, "refresh", None)  # a registry-following inverter
+            if refresh is not None:
+                refresh(item.raw_uid)  # loads a newly promoted model when a new run begins
             return record_from_job(item, self.inverter), item.completed_at
         except Exception as exc:  # record_from_job records its own failures; this is a last resort
             md = base_metadata(status="error", raw_uid=item.raw_uid, curve_index=item.curve_index,
