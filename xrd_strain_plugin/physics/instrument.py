@@ -113,6 +113,7 @@ def simulate_scan(
     engine: str = "array",
     check_layer_in_scan: bool = True,
     fine_step_deg: float | None = None,
+    pad_deg: float | None = None,
 ):
     """Reflectivity convolved with the resolution, sampled at the scan angles (noise-free).
 
@@ -142,6 +143,11 @@ def simulate_scan(
         step follows its resolution and thickness (:func:`fine_grid_step_deg`), so the curve jumps
         slightly where the number of sub-steps changes; a refinement fixes the step so that the
         model is a smooth function of its parameters.
+    pad_deg : float, optional
+        Range computed beyond each end of the scan, degrees of 2-theta (default: 4 FWHM for a
+        Gaussian, 12 for a pseudo-Voigt). Fixing it (with ``fine_step_deg``) makes a curve's
+        value independent of the other curves of the batch and of its own resolution's grid
+        padding, which a finite-difference Jacobian needs.
 
     Returns
     -------
@@ -169,6 +175,8 @@ def simulate_scan(
         raise ValueError("eta must lie in [0, 1]")
     if fine_step_deg is not None and not (math.isfinite(fine_step_deg) and fine_step_deg > 0):
         raise ValueError(f"fine_step_deg must be positive and finite, got {fine_step_deg!r}")
+    if pad_deg is not None and not (math.isfinite(pad_deg) and pad_deg >= 0):
+        raise ValueError(f"pad_deg must be non-negative and finite, got {pad_deg!r}")
 
     device = None if xp is np else getattr(tt, "device", None)
     dev = lambda a: a if xp is np else xp.asarray(a, device=device)  # host -> the inputs' device
@@ -190,7 +198,7 @@ def simulate_scan(
 
     # per-curve uniform grid with a common number of points; for a uniform scan the step divides the
     # scan step and the grid passes through every scan angle (no interpolation error at the end)
-    half = _KERNEL_HALF_WIDTH[shape] * fwhm
+    half = _KERNEL_HALF_WIDTH[shape] * fwhm if pad_deg is None else np.full(n_batch, float(pad_deg))
     scan_step = np.min(np.diff(rows, axis=1), axis=1)
     uniform = np.all(np.abs(np.diff(rows, axis=1) - scan_step[:, None]) <= 1e-6 * scan_step[:, None], axis=1)
     need = np.array([fine_grid_step_deg(f, t, reflection) for f, t in zip(fwhm, t_nm)])
