@@ -72,8 +72,10 @@ def load_dataset(path, *, max_curves: int | None = None) -> Dataset:
         raise FileNotFoundError(f"{path} is not a dataset directory (no manifest.json)")
     manifest = json.loads(manifest_path.read_text())
     xs, ys, ps, total = [], [], [], 0
-    digest = hashlib.sha256(json.dumps({k: manifest.get(k) for k in _IDENTITY},
-                                       sort_keys=True).encode())
+    identity = {k: manifest.get(k) for k in _IDENTITY}
+    if "draws_per_profile" in manifest:  # absent from v1 manifests (their fingerprints stay)
+        identity["draws_per_profile"] = manifest["draws_per_profile"]
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())
     for key in sorted(manifest["shards"], key=int):
         if max_curves is not None and total >= max_curves:
             break

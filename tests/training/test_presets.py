@@ -14,13 +14,30 @@ def test_table_1_ranges():
     assert PRESETS["CNN2"].strain_max_percent == (0.5, 8.0)
     assert PRESETS["CNN2"].dw_min == (0.05, 1.0)
     assert PRESETS["CNN3"].strain_max_percent == (0.5, 2.0)
-    for preset in PRESETS.values():
+    for name in ("CNN1", "CNN2", "CNN3"):
+        preset = PRESETS[name]
         assert preset.resolution_fwhm_deg == (0.003, 0.1)
         assert preset.log10_background == (0.0, 2.0)
         assert preset.log10_scale == (3.0, 7.0)
         assert preset.dynamic_range == (3.0, 6.0)
         assert preset.step_deg == 0.005
         assert len(preset.label_names) == 14
+
+
+def test_published_recipe_presets():
+    # The published generator (issue 9): background 10**U(0, 1.7), pseudo-Voigt eta 0.001.
+    for name, table in (("CNN2-PAPER", "CNN2"), ("CNN3-PAPER", "CNN3")):
+        preset = PRESETS[name]
+        assert preset.paper_fraction == 1.0 and preset.log10_background == (0.0, 1.7)
+        assert preset.resolution_shape == "pseudo-voigt" and preset.resolution_eta == 0.001
+        assert preset.thickness_nm == PRESETS[table].thickness_nm
+        assert preset.strain_max_percent == PRESETS[table].strain_max_percent
+        assert preset.resolution_fwhm_deg == (0.003, 0.1) and preset.log10_scale == (3.0, 7.0)
+    superset = PRESETS["CNN2-SUPERSET"]
+    assert 0 < superset.paper_fraction < 1 and len(superset.strain_shapes) == 3
+    # v1 fields only at their defaults: the dict (manifests, cards) is the v1 one
+    assert "paper_fraction" not in PRESETS["CNN2"].to_dict()
+    assert Preset.from_dict(superset.to_dict()) == superset
 
 
 def test_round_trip_through_dict():
@@ -34,6 +51,8 @@ def test_round_trip_through_dict():
     (dict(dw_min=(0.0, 1.0)), "dw_min"),
     (dict(strain_shapes=("triangle",)), "unknown strain shapes"),
     (dict(noise="laplace"), "noise"),
+    (dict(paper_fraction=1.5), "paper_fraction"),
+    (dict(resolution_shape="lorentz"), "resolution_shape"),
 ])
 def test_bad_options_are_named(change, message):
     with pytest.raises(ValueError, match=message):
