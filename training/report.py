@@ -107,7 +107,7 @@ def _example_curves(out: Path, bundle, dataset, predicted, n_examples: int) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from xrd_strain_plugin.inference.invert import _fit_scale_background, sigma_i
+    from xrd_strain_plugin.refinement.objective import fit_scale_background, sigma_i
     from xrd_strain_plugin.inference.labels import decode_labels
     from xrd_strain_plugin.physics.instrument import simulate_scan
     from xrd_strain_plugin.physics.materials import reflection
@@ -130,7 +130,8 @@ def _example_curves(out: Path, bundle, dataset, predicted, n_examples: int) -> N
         refl_curve = np.asarray(simulate_scan(
             angles, decoded.strain, decoded.debye_waller, decoded.thickness_nm, refl,
             resolution_fwhm_deg=decoded.resolution_fwhm_deg, check_layer_in_scan=False))[0]
-        scale, bg = _fit_scale_background(meas, refl_curve)
+        log_scale, log_bg = fit_scale_background(meas, refl_curve)
+        scale, bg = 10.0 ** log_scale[0], 10.0 ** log_bg[0]
         model = scale * refl_curve + bg
         ax = axes[0, col]
         ax.semilogy(angles, meas, ".", ms=2, color="k", label="test curve")

@@ -2,10 +2,21 @@
 
 :class:`Inverter` is the single inversion path: ``xrd-strain invert`` and the live Bluesky
 callback both call :meth:`Inverter.invert`, so offline and live answers cannot drift apart.
-Steps: validate the curve, put it on the model grid (:func:`~xrd_strain_plugin.physics.qspace.
-to_model_input`, the same function training used), run the network, decode its labels into
+Steps: validate the curve (a descending scan is reversed; a scan that does not contain the stated
+reflection's Bragg peak is refused), put it on the model grid (:func:`~xrd_strain_plugin.physics.
+qspace.to_model_input`, the same function training used), run the network, decode its labels into
 profiles, simulate the curve of that profile at the measured angles, fit the scale and the
-background the network does not predict, and measure the misfit ``sigma_i``.
+background the network does not predict (:func:`~xrd_strain_plugin.refinement.objective.
+fit_scale_background`), and measure the misfit ``sigma_i``.
+
+Any crystal: the network sees a curve on its strain axis (``Delta Q / Q_B = -e``), which does not
+depend on the crystal. With ``transfer=True`` a curve of another crystal, reflection or wavelength
+than the model's is inverted on that axis and the answer mapped onto the data's crystal: strain and
+DW carry over as they are, the thickness scales with ``Q_B(model) / Q_B(data)`` (the fringe period
+is ``2 pi / t`` in Q, i.e. ``2 pi / (t Q_B)`` in strain) and the resolution FWHM with
+``tan theta_B(data) / tan theta_B(model)``; the curve is then simulated with the data crystal's own
+physics. Such an answer is a start for refinement (``InversionResult.transfer`` says how it was
+mapped), not an answer to trust alone.
 """
 
 from __future__ import annotations
@@ -16,9 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
+import math
+
 from xrd_strain_plugin.inference.labels import decode_labels
 from xrd_strain_plugin.physics import profiles
-from xrd_strain_plugin.physics.qspace import to_model_input, two_theta_deg_to_q, validate_curve
+from xrd_strain_plugin.physics.qspace import to_model_input, two_theta_deg_to_q
+from xrd_strain_plugin.refinement.objective import fit_scale_background, sigma_i
+from xrd_strain_plugin.refinement.refine import check_scan_covers_reflection, prepare_curve
 
 __all__ = ["InversionResult", "Inverter", "sigma_i"]
 
@@ -70,6 +85,10 @@ class InversionResult:
         Seconds per step (``preprocess``, ``network``, ``simulate``, ``fit``).
     refined : bool
         False: the network's answer, not refined by least squares.
+    transfer : dict
+        Empty when the model was trained for this crystal, reflection and wavelength; otherwise how
+        the answer was mapped from the model's crystal (``from``, ``thickness_factor``,
+        ``fwhm_factor``): a start for refinement.
     """
 
     depth_nm: np.ndarray
@@ -97,6 +116,7 @@ class InversionResult:
     elapsed_s: float
     timings: dict = field(default_factory=dict)
     refined: bool = False
+    transfer: dict = field(default_factory=dict)
 
     @property
     def model(self) -> dict:
@@ -109,13 +129,6 @@ class InversionResult:
         out["hkl"] = list(self.hkl)
         out["model"] = self.model
         return out
-
-
-def sigma_i(measured, model) -> float:
-    """Rms of ``log10(measured) - log10(model)`` over points where both are positive."""
-    measured, model = np.asarray(measured, float), np.asarray(model, float)
-    ok = (measured > 0) & (model > 0)
-    return float(np.sqrt(np.mean((np.log10(measured[ok]) - np.log10(model[ok])) ** 2)))
 
 
 class Inverter:
@@ -153,17 +166,46 @@ class Inverter:
     def card(self):
         return self.bundle.card
 
-    def invert(self, two_theta_deg, intensity, reflection) -> InversionResult:
+    def same_reflection(self, reflection) -> bool:
+        """Whether the data's reflection is the model's: same wavelength, d-spacing and |chi_h|.
+
+        Equivalent reflections (400 and 004 of a cubic crystal) are one reflection: the literal
+        indices do not matter, the physics does.
+        """
+        card = self.card
+        if not math.isclose(reflection.wavelength_angstrom, card.wavelength_angstrom, rel_tol=2e-3):
+            return False
+        if not math.isclose(reflection.d_spacing_angstrom, card.d_spacing_angstrom, rel_tol=2e-3):
+            return False
+        model_refl = self._model_reflection()
+        return model_refl is None or math.isclose(abs(reflection.chih), abs(model_refl.chih), rel_tol=0.02)
+
+    def _model_reflection(self):
+        if not hasattr(self, "_model_refl"):
+            from xrd_strain_plugin.physics.materials import MaterialError, reflection as make
+
+            card = self.card
+            try:
+                self._model_refl = make(card.material, tuple(card.hkl), card.wavelength_angstrom)
+            except (MaterialError, OSError):
+                self._model_refl = None  # the card's material is a CIF that is not here: d and lambda decide
+        return self._model_refl
+
+    def invert(self, two_theta_deg, intensity, reflection, *, transfer: bool = False) -> InversionResult:
         """Invert one measured curve.
 
         Parameters
         ----------
         two_theta_deg : array_like, shape (n_points,)
-            Increasing scattering angles, degrees.
+            Scattering angles, degrees, increasing or decreasing (a descending scan is reversed).
         intensity : array_like, shape (n_points,)
             Non-negative intensities (any scale).
         reflection : Reflection
-            Material, reflection and wavelength of the measurement; must match the model's.
+            Material, reflection and wavelength of the measurement.
+        transfer : bool
+            Allow a crystal, reflection or wavelength other than the model's: the answer is mapped
+            onto the data's crystal (module docstring) and marked in ``InversionResult.transfer``.
+            Without it such data are refused.
 
         Returns
         -------
@@ -174,24 +216,42 @@ class Inverter:
         xrd_strain_plugin.physics.qspace.CurveError
             If the curve is unusable (the message names the problem).
         BundleMismatchError
-            If the model was trained for another reflection or wavelength.
+            If the model was trained for another reflection or wavelength and ``transfer`` is False.
         """
         t0 = time.perf_counter()
         card = self.card
-        card.check_reflection(reflection)
-        angles, counts = validate_curve(two_theta_deg, intensity)
-        if angles.ndim != 1 or counts.shape[0] != 1:
+        native = self.same_reflection(reflection)
+        if not native and not transfer:
+            from xrd_strain_plugin.inference.bundle import BundleMismatchError
+
+            differ = [name for name, same in (
+                ("wavelength", math.isclose(reflection.wavelength_angstrom, card.wavelength_angstrom, rel_tol=2e-3)),
+                ("d-spacing", math.isclose(reflection.d_spacing_angstrom, card.d_spacing_angstrom, rel_tol=2e-3)))
+                if not same] or ["structure factor"]
+            raise BundleMismatchError(
+                f"{' and '.join(differ)} differ: "
+                f"model {card.model_id} was trained for {card.material} {tuple(card.hkl)} at "
+                f"{card.wavelength_angstrom:g} A (d = {card.d_spacing_angstrom:.5f} A); the data are "
+                f"{reflection.material} {tuple(int(i) for i in reflection.hkl)} at "
+                f"{reflection.wavelength_angstrom:g} A (d = {reflection.d_spacing_angstrom:.5f} A). Its answer "
+                "can only start a refinement with the data's own physics (xrd-strain invert --refine)")
+        if np.ndim(two_theta_deg) != 1 or np.ndim(intensity) != 1:
             raise ValueError("invert takes one curve; call it once per curve")
-        counts = counts[0]
+        angles, counts = prepare_curve(two_theta_deg, intensity)
+        check_scan_covers_reflection(angles, reflection)
         x = to_model_input(angles, counts, wavelength_angstrom=reflection.wavelength_angstrom,
                            q_bragg_inv_angstrom=reflection.q_bragg_inv_angstrom, grid=card.grid)
         t1 = time.perf_counter()
         labels = self.predictor.predict_labels(x)
         t2 = time.perf_counter()
         decoded = decode_labels(labels, n_weights=card.n_weights, n_slices=self.n_slices)
+        mapping = {}
+        if not native:
+            decoded, mapping = self._transfer(decoded, reflection)
         model_refl = self._simulate(angles, decoded, reflection)
         t3 = time.perf_counter()
-        scale, background = _fit_scale_background(counts, model_refl)
+        log_scale, log_bg = fit_scale_background(counts, model_refl)
+        scale, background = 10.0 ** float(log_scale[0]), 10.0 ** float(log_bg[0])
         intensity_model = scale * model_refl + background
         t4 = time.perf_counter()
         depth, strain_pct, dw = self._table(labels[0, : card.n_weights], decoded)
@@ -212,7 +272,25 @@ class Inverter:
             elapsed_s=time.perf_counter() - t0,
             timings={"preprocess": t1 - t0, "network": t2 - t1, "simulate": t3 - t2,
                      "fit": t4 - t3},
+            transfer=mapping,
         )
+
+    def _transfer(self, decoded, reflection):
+        """Map a decoded answer from the model's crystal onto the data's (module docstring)."""
+        from dataclasses import replace as _replace
+
+        card = self.card
+        q_model = 2 * math.pi / card.d_spacing_angstrom
+        theta_model = math.asin(card.wavelength_angstrom / (2 * card.d_spacing_angstrom))
+        t_factor = q_model / reflection.q_bragg_inv_angstrom
+        f_factor = math.tan(reflection.theta_bragg) / math.tan(theta_model)
+        mapped = _replace(decoded, thickness_nm=decoded.thickness_nm * t_factor,
+                          resolution_fwhm_deg=decoded.resolution_fwhm_deg * f_factor)
+        info = {"from": f"{card.material} {tuple(card.hkl)} at {card.wavelength_angstrom:g} A",
+                "to": f"{reflection.material} {tuple(int(i) for i in reflection.hkl)} at "
+                      f"{reflection.wavelength_angstrom:g} A",
+                "thickness_factor": t_factor, "fwhm_factor": f_factor}
+        return mapped, info
 
     def _simulate(self, angles, decoded, reflection) -> np.ndarray:
         from xrd_strain_plugin.physics.instrument import simulate_scan
@@ -235,20 +313,3 @@ class Inverter:
         e_max = decoded.strain_max_percent[0]
         dw = profiles.dw_coupled(strain_pct / 100.0, e_max / 100.0, decoded.dw_min[0])[0]
         return z * decoded.thickness_nm[0], strain_pct, dw
-
-
-def _fit_scale_background(counts, refl) -> tuple[float, float]:
-    """Scale and constant background minimising the rms log10 misfit (points with counts)."""
-    from scipy.optimize import least_squares
-
-    ok = counts > 0
-    y = np.log10(counts[ok])
-    r = np.maximum(refl[ok], 1e-30)
-    scale0 = counts.max() / max(refl.max(), 1e-30)
-    bg0 = max(float(np.percentile(counts[ok], 5)), 1e-12)
-
-    def residual(p):
-        return np.log10(10.0 ** p[0] * r + 10.0 ** p[1]) - y
-
-    fit = least_squares(residual, x0=[np.log10(scale0), np.log10(bg0)], method="lm")
-    return 10.0 ** fit.x[0], 10.0 ** fit.x[1]

@@ -38,7 +38,16 @@ BUILTIN_MATERIALS = {
     "MgO": "rock-salt MgO, xrayutilities",
     "GaAs": "zinc-blende GaAs, xrayutilities",
     "Al2O3": "sapphire, xrayutilities",
-    "SiC-3C": "cubic SiC, xrayutilities",
+    "SiC-3C": "cubic (zinc-blende) SiC, a = 4.3596 A",
+    "UO2": "fluorite UO2, a = 5.4682 A",
+}
+
+#: built-in crystals xrayutilities does not ship: space group, a (angstrom), atoms, Wyckoff positions
+_FLUORITE_AND_ZINCBLENDE = {
+    "YSZ": (225, 5.145, ("Zr", "O"), ("4a", "8c")),
+    "ZrO2": (225, 5.145, ("Zr", "O"), ("4a", "8c")),
+    "SiC-3C": (216, 4.3596, ("Si", "C"), ("4a", "4c")),
+    "UO2": (225, 5.4682, ("U", "O"), ("4a", "8c")),
 }
 
 
@@ -162,9 +171,10 @@ def _structure_factor(crystal, hkl, energy_ev, q_len):
 def _make_crystal(material: str):
     import xrayutilities as xu
 
-    if material in ("YSZ", "ZrO2"):
+    if material in _FLUORITE_AND_ZINCBLENDE:
+        group, a, atoms, positions = _FLUORITE_AND_ZINCBLENDE[material]
         lattice = xu.materials.SGLattice(
-            225, 5.145, atoms=[xu.materials.elements.Zr, xu.materials.elements.O], pos=["4a", "8c"]
+            group, a, atoms=[getattr(xu.materials.elements, atom) for atom in atoms], pos=list(positions)
         )
         return xu.materials.Crystal(material, lattice)
     if os.path.splitext(material)[1].lower() == ".cif" or os.path.exists(material):
@@ -174,8 +184,7 @@ def _make_crystal(material: str):
             return xu.materials.Crystal.fromCIF(material)
         except Exception as exc:  # xrayutilities raises many kinds
             raise MaterialError(f"cannot read CIF file {material}: {exc}") from exc
-    name = {"SiC-3C": "SiC3C"}.get(material, material)
-    crystal = getattr(xu.materials, name, None)
+    crystal = getattr(xu.materials, material, None)
     if crystal is None or not hasattr(crystal, "lattice"):
         raise MaterialError(
             f"unknown material {material!r}: give a CIF path or one of {', '.join(BUILTIN_MATERIALS)}"

@@ -1,0 +1,206 @@
+"""Fitter: bounded least squares with a batched finite-difference Jacobian.
+
+:func:`fit_local` minimises the objective's weighted log residuals over the varying parameters with
+scipy's trust-region-reflective ``least_squares`` (bounds honoured at every step). Its Jacobian is
+computed as ONE batched call of the array-path simulator: the rows are the current parameters plus
+each varying simulation parameter stepped forward, so a Jacobian of ``k`` columns costs one batch of
+``k`` curves instead of ``k`` separate calls. The columns of the scale, background and slope are
+analytic (they act after the simulation).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from xrd_strain_plugin.refinement.model import LINEAR_PARAMETERS, CurveModel, Parameter
+from xrd_strain_plugin.refinement.objective import Objective
+
+__all__ = ["LocalFit", "fit_local", "Budget"]
+
+_LN10 = math.log(10.0)
+
+
+class Budget:
+    """Wall-clock budget shared by the stages of one refinement."""
+
+    def __init__(self, seconds: float):
+        self.seconds = float(seconds)
+        self.t0 = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    @property
+    def left(self) -> float:
+        return self.seconds - self.elapsed
+
+
+class _OutOfTime(Exception):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalFit:
+    """Outcome of one local least-squares fit."""
+
+    parameters: tuple[Parameter, ...]
+    cost: float
+    sigma_i: float
+    intensity_model: np.ndarray
+    reflectivity: np.ndarray
+    jacobian: np.ndarray
+    free_names: tuple[str, ...]
+    n_evaluations: int
+    n_curves: int
+    converged: bool
+
+    def value(self, name: str) -> float:
+        for p in self.parameters:
+            if p.name == name:
+                return p.value
+        raise KeyError(name)
+
+    def uncertainties(self) -> dict[str, float]:
+        """1-sigma from ``(J^T J)^-1`` scaled by the reduced chi-square; NaN for fixed parameters."""
+        out = {p.name: float("nan") for p in self.parameters}
+        j = self.jacobian
+        if j.size == 0:
+            return out
+        n, k = j.shape
+        dof = max(n - k, 1)
+        chi2_red = 2 * self.cost / dof
+        try:
+            cov = np.linalg.pinv(j.T @ j) * max(chi2_red, 1e-12)
+        except np.linalg.LinAlgError:
+            return out
+        for name, var in zip(self.free_names, np.diag(cov)):
+            out[name] = float(math.sqrt(var)) if var >= 0 else float("nan")
+        return out
+
+
+def fit_local(model: CurveModel, objective: Objective, parameters, *, budget: Budget | None = None,
+              max_nfev: int = 60, fine_step_deg: float | None = None, pad_deg: float | None = None,
+              ftol: float = 1e-6, xtol: float = 1e-6) -> LocalFit:
+    """Bounded least squares from ``parameters``.
+
+    Parameters
+    ----------
+    model : CurveModel
+    objective : Objective
+    parameters : sequence of Parameter
+        Start values, bounds and which vary (order of ``model.names``).
+    budget : Budget, optional
+        Stops early (keeping the best point so far) when the wall-clock budget runs out.
+    max_nfev : int
+        Most residual evaluations.
+    fine_step_deg, pad_deg : float, optional
+        The simulator's grid for this fit (default: :meth:`CurveModel.grid_for` of the start).
+
+    Returns
+    -------
+    LocalFit
+    """
+    from scipy.optimize import least_squares
+
+    params = tuple(parameters)
+    values0 = np.array([p.value for p in params])
+    if fine_step_deg is None or pad_deg is None:
+        fine_step_deg, pad_deg = model.grid_for(values0)
+    free = [i for i, p in enumerate(params) if p.vary and p.upper > p.lower]
+    free_sim = [i for i in free if params[i].name not in LINEAR_PARAMETERS]
+    lower = np.array([params[i].lower for i in free])
+    upper = np.array([params[i].upper for i in free])
+    x0 = np.clip(values0[free], lower, upper)
+    idx = model.index
+    i_scale, i_bg, i_slope = idx["log10_scale"], idx["log10_background"], idx["background_slope"]
+    cache: dict = {}
+    stats = {"nfev": 0, "curves": 0, "enforce": budget is not None}
+    best = {"cost": np.inf, "x": x0}
+
+    def full(x):
+        v = values0.copy()
+        v[free] = x
+        return v
+
+    def evaluate(x):
+        key = x.tobytes()
+        if key not in cache:
+            if stats["enforce"] and budget.left <= 0 and best["cost"] < np.inf:
+                raise _OutOfTime
+            v = full(x)
+            refl = model.reflectivity(v, fine_step_deg=fine_step_deg, pad_deg=pad_deg)[0]
+            stats["curves"] += 1
+            cache.clear()
+            cache[key] = (v, refl)
+        return cache[key]
+
+    def fun(x):
+        v, refl = evaluate(x)
+        stats["nfev"] += 1
+        res = objective.residuals(model.intensity(v, refl)[0])
+        cost = 0.5 * float(res @ res)
+        if cost < best["cost"]:
+            best.update(cost=cost, x=x.copy())
+        return res
+
+    def jac(x):
+        v, refl = evaluate(x)
+        w = objective.weights
+        bg = model.background(v)[0]
+        scale = 10.0 ** v[i_scale]
+        intensity = scale * refl + bg
+        dlog = w / (_LN10 * np.maximum(intensity, 1e-300))  # d residual / d intensity
+        cols = np.zeros((intensity.size, len(free)))
+        if free_sim:
+            if stats["enforce"] and budget.left <= 0:
+                raise _OutOfTime
+            steps = []
+            rows = np.repeat(v[None, :], len(free_sim), axis=0)
+            for r, i in enumerate(free_sim):
+                p = params[i]
+                h = p.fd_step * max(1.0, abs(v[i])) if p.name == "thickness_nm" else p.fd_step
+                if v[i] + h > p.upper:
+                    h = -h
+                rows[r, i] += h
+                steps.append(h)
+            refl_h = model.reflectivity(rows, fine_step_deg=fine_step_deg, pad_deg=pad_deg)
+            stats["curves"] += len(free_sim)
+            d_refl = (refl_h - refl[None, :]) / np.asarray(steps)[:, None]
+            for r, i in enumerate(free_sim):
+                cols[:, free.index(i)] = dlog * scale * d_refl[r]
+        for name, i in (("log10_scale", i_scale), ("log10_background", i_bg), ("background_slope", i_slope)):
+            if i in free:
+                if name == "log10_scale":
+                    d = _LN10 * scale * refl
+                elif name == "log10_background":
+                    d = _LN10 * bg
+                else:
+                    d = 10.0 ** v[i_bg] * model._x_deg * (1.0 + v[i_slope] * model._x_deg > 1e-3)
+                cols[:, free.index(i)] = dlog * d
+        return cols
+
+    converged = False
+    x_best = x0
+    try:
+        fit = least_squares(fun, x0, jac=jac, bounds=(lower, upper), method="trf", x_scale="jac",
+                            max_nfev=max_nfev, ftol=ftol, xtol=xtol, gtol=1e-8)
+        x_best = fit.x if fit.cost <= best["cost"] else best["x"]
+        converged = fit.status > 0
+    except _OutOfTime:
+        x_best = best["x"]
+    stats["enforce"] = False
+    v = full(x_best)
+    refl = model.reflectivity(v, fine_step_deg=fine_step_deg, pad_deg=pad_deg)[0]
+    intensity = model.intensity(v, refl)[0]
+    res = objective.residuals(intensity)
+    j = jac(x_best) if free else np.zeros((res.size, 0))
+    new_params = tuple(p if i not in free else p.clipped(v[i]) for i, p in enumerate(params))
+    return LocalFit(parameters=new_params, cost=0.5 * float(res @ res), sigma_i=objective.sigma_i(intensity),
+                    intensity_model=intensity, reflectivity=refl, jacobian=j,
+                    free_names=tuple(params[i].name for i in free), n_evaluations=stats["nfev"],
+                    n_curves=stats["curves"], converged=converged)
