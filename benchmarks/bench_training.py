@@ -61,6 +61,42 @@ def bench_training(n: int) -> None:
              n / (time.perf_counter() - t0), "samples/s")
 
 
+#: Network variants measured side by side (issue 9): the paper's network is the reference.
+VARIANTS = {
+    "paper (16-32-64-128, dense 1000-100)": dict(),
+    "paper, input averaged by 2": dict(input_pool=2),
+    "lean (8-16-32-64), input averaged by 2": dict(filters=(8, 16, 32, 64), input_pool=2),
+    "lean (8-16-32-64), dense 500-100, input averaged by 2": dict(
+        filters=(8, 16, 32, 64), dense_units=(500, 100), input_pool=2),
+}
+
+
+def bench_training_variants(n: int, batches=(512,), bf16: bool = True) -> None:
+    """Training samples/s of the paper's network and leaner variants on the same data."""
+    import keras
+
+    from training.networks import build_cnn
+
+    x = np.random.default_rng(0).normal(size=(n, 1001, 1)).astype("float32")
+    y = np.random.default_rng(1).uniform(size=(n, 14)).astype("float32")
+    policies = ("float32", "mixed_bfloat16") if bf16 else ("float32",)
+    for policy in policies:
+        keras.mixed_precision.set_global_policy(policy)
+        for name, kw in VARIANTS.items():
+            if policy != "float32" and kw:
+                continue  # bf16 on the reference network only
+            for batch in batches:
+                model = build_cnn(**kw)
+                model.compile(optimizer=keras.optimizers.RMSprop(1e-3), loss="mse")
+                model.fit(x[: 2 * batch], y[: 2 * batch], batch_size=batch, epochs=1, verbose=0)
+                t0 = time.perf_counter()
+                model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
+                _row(f"training {name}, batch {batch}, {policy} ({keras.backend.backend()})",
+                     n / (time.perf_counter() - t0), "samples/s",
+                     f"{model.count_params() / 1e6:.2f} M parameters")
+    keras.mixed_precision.set_global_policy("float32")
+
+
 def bench_inference(bundle_dir) -> None:
     from xrd_strain_plugin.inference import Inverter, default_bundle_path
     from xrd_strain_plugin.io import read_curve
@@ -104,13 +140,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller samples")
     parser.add_argument("--bundle", default=None, help="bundle for the inference figures")
-    parser.add_argument("--only", choices=("generation", "training", "inference"), default=None)
+    parser.add_argument("--only", choices=("generation", "training", "variants", "inference"),
+                        default=None)
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}\n\n| what | figure | load | note |\n|---|---|---|---|")
     if args.only in (None, "generation"):
         bench_generation(64 if args.quick else 256)
     if args.only in (None, "training"):
         bench_training(2048 if args.quick else 8192)
+    if args.only in (None, "variants"):
+        bench_training_variants(2048 if args.quick else 6144)
     if args.only in (None, "inference"):
         bench_inference(args.bundle)
 

@@ -19,6 +19,7 @@ def build_cnn(
     filters: tuple[int, ...] = FILTERS,
     kernel_size: int = 15,
     dense_units: tuple[int, ...] = (1000, 100),
+    input_pool: int = 1,
     name: str = "xrd_strain_cnn",
 ):
     """Build the paper's network (about 1.1 M parameters with the defaults).
@@ -41,6 +42,10 @@ def build_cnn(
         Kernel length of every conv layer, in grid points.
     dense_units : tuple of int
         Widths of the hidden dense layers; the widening to 1000 was essential in the paper.
+    input_pool : int
+        Average the input over this many grid points first (``AveragePooling1D``, 'same'
+        padding): a decimation that keeps the bundle's 1001-point model grid as the input while
+        the convolutions see ``ceil(n_input / input_pool)`` points. 1 (the paper): none.
     name : str
         Keras model name.
 
@@ -54,6 +59,8 @@ def build_cnn(
 
     inputs = keras.Input(shape=(n_input, 1), name="log_intensity")
     x = inputs
+    if input_pool > 1:
+        x = layers.AveragePooling1D(input_pool, padding="same", name="decimate")(x)
     for block, n_filters in enumerate(filters):
         for conv in range(2):
             x = layers.Conv1D(

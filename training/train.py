@@ -59,6 +59,8 @@ class TrainConfig:
         Wall-clock budget; training stops after the epoch that would overrun it.
     filters, dense_units : tuple of int
         Network widths (:func:`training.networks.build_cnn`; defaults are the paper's).
+    input_pool : int
+        Input decimation of :func:`training.networks.build_cnn` (1: the paper's network).
     snapshot_epochs : tuple of int
         After these epochs, keep a copy of the best-so-far weights as
         ``best-at-epoch<k>.keras`` (set-size studies compare runs at equal epochs).
@@ -80,6 +82,7 @@ class TrainConfig:
     max_minutes: float | None = None
     filters: tuple[int, ...] = (16, 32, 64, 128)
     dense_units: tuple[int, ...] = (1000, 100)
+    input_pool: int = 1
     snapshot_epochs: tuple[int, ...] = ()
     final_anneal: float | None = 0.75
 
@@ -163,7 +166,8 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
     else:
         keras.utils.set_random_seed(config.seed)
         model = build_cnn(n_input=n_input or x.shape[1], n_labels=y.shape[1],
-                          filters=config.filters, dense_units=config.dense_units)
+                          filters=config.filters, dense_units=config.dense_units,
+                          input_pool=config.input_pool)
         model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=config.learning_rate),
                       loss="mse")
         history = {"loss": [], "val_loss": [], "learning_rate": [], "seconds": []}

@@ -6,6 +6,12 @@ metrics) and the sha256 of ``model.keras``. :func:`load_bundle` refuses a bundle
 not match the hash, whose card is unreadable or whose network does not fit its card, with a
 message saying which; :meth:`ModelCard.check_reflection` refuses data the model was not trained for.
 Keras is imported only when weights are actually loaded or saved.
+
+A bundle may also carry ``network.npz``, the same network for the pure-numpy runtime
+(:mod:`xrd_strain_plugin.inference.runtime`; its sha256 and its measured agreement with Keras
+are in the card's ``runtime``). :func:`load_bundle` uses it when present (no TensorFlow import:
+the first answer of ``xrd-strain invert`` comes seconds sooner), after checking both hashes;
+``runtime="keras"`` or ``XRD_STRAIN_RUNTIME=keras`` loads the Keras model instead.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,11 +28,14 @@ from xrd_strain_plugin.inference.labels import LabelScaling
 from xrd_strain_plugin.physics.qspace import ModelGrid
 
 __all__ = ["BundleError", "BundleMismatchError", "ModelBundle", "ModelCard", "load_bundle", "read_card",
-           "save_bundle", "sha256_of", "CARD_FORMAT"]
+           "save_bundle", "sha256_of", "add_numpy_runtime", "CARD_FORMAT", "RUNTIME_ENV"]
 
 CARD_FORMAT = 1
 MODEL_FILE = "model.keras"
 CARD_FILE = "card.json"
+#: Environment variable choosing the runtime of :func:`load_bundle` ("auto", "numpy", "keras").
+RUNTIME_ENV = "XRD_STRAIN_RUNTIME"
+RUNTIMES = ("auto", "numpy", "keras")
 #: Relative tolerance on d-spacing and wavelength when matching data to a model.
 RELATIVE_TOLERANCE = 2e-3
 
@@ -76,6 +86,9 @@ class ModelCard:
         Measured Table-2 figures on the held-out test set.
     weights_sha256 : str
         sha256 of ``model.keras``; filled in by :func:`save_bundle`.
+    runtime : dict
+        ``{"numpy": {"file", "sha256", "max_abs_diff_vs_keras"}}`` when the bundle carries the
+        numpy network (:mod:`xrd_strain_plugin.inference.runtime`); empty otherwise.
     created_utc : str
         ISO time of creation.
     format : int
@@ -98,6 +111,7 @@ class ModelCard:
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     weights_sha256: str = ""
+    runtime: dict = field(default_factory=dict)
     created_utc: str = ""
     format: int = CARD_FORMAT
 
@@ -165,11 +179,17 @@ class ModelCard:
 
 @dataclass(frozen=True, kw_only=True)
 class ModelBundle:
-    """A loaded bundle: its directory, card and Keras model."""
+    """A loaded bundle: its directory, card and network.
+
+    ``model`` is a Keras model (``runtime == "keras"``) or a
+    :class:`~xrd_strain_plugin.inference.runtime.NumpyNetwork` (``runtime == "numpy"``); both
+    map ``(n_batch, n_points, 1)`` float32 to the scaled labels.
+    """
 
     path: Path
     card: ModelCard
     model: Any
+    runtime: str = "keras"
 
 
 def sha256_of(path) -> str:
@@ -194,7 +214,8 @@ def save_bundle(path, model, card: ModelCard) -> ModelCard:
     _check_model_against_card(model, card)
     model_path = path / MODEL_FILE
     model.save(model_path)
-    card = replace(card, weights_sha256=sha256_of(model_path))
+    card = replace(card, weights_sha256=sha256_of(model_path),
+                   runtime=_export_numpy_runtime(model, path, card.grid.n_points))
     tmp = path / (CARD_FILE + ".tmp")
     tmp.write_text(json.dumps(card.to_dict(), indent=2, sort_keys=True) + "\n")
     tmp.replace(path / CARD_FILE)
@@ -216,7 +237,42 @@ def read_card(path) -> ModelCard:
     return ModelCard.from_dict(data)
 
 
-def load_bundle(path, *, verify: bool = True) -> ModelBundle:
+def _export_numpy_runtime(model, path: Path, n_points: int) -> dict:
+    """Write ``network.npz`` beside the weights and check it against Keras; ``{}`` if the
+    network has a layer the numpy runtime lacks."""
+    import numpy as np
+
+    from xrd_strain_plugin.inference import runtime
+
+    target = path / runtime.NETWORK_FILE
+    try:
+        runtime.export_network(model, target)
+    except runtime.UnsupportedLayer:
+        target.unlink(missing_ok=True)
+        return {}
+    x = np.random.default_rng(0).normal(-2.0, 1.0, size=(16, n_points, 1)).astype(np.float32)
+    diff = runtime.check_against_keras(model, runtime.NumpyNetwork.load(target), x)
+    return {"numpy": {"file": runtime.NETWORK_FILE, "sha256": sha256_of(target),
+                      "max_abs_diff_vs_keras": diff}}
+
+
+def add_numpy_runtime(path) -> ModelCard:
+    """Give an existing bundle the numpy network (weights unchanged; the card gains ``runtime``).
+
+    Loads the Keras model (checked against its hash), writes ``network.npz``, checks it against
+    Keras and rewrites ``card.json`` atomically.
+    """
+    path = Path(path)
+    bundle = load_bundle(path, runtime="keras")
+    card = replace(bundle.card, runtime=_export_numpy_runtime(bundle.model, path,
+                                                              bundle.card.grid.n_points))
+    tmp = path / (CARD_FILE + ".tmp")
+    tmp.write_text(json.dumps(card.to_dict(), indent=2, sort_keys=True) + "\n")
+    tmp.replace(path / CARD_FILE)
+    return card
+
+
+def load_bundle(path, *, verify: bool = True, runtime: str | None = None) -> ModelBundle:
     """Load a bundle and check it.
 
     Parameters
@@ -224,7 +280,11 @@ def load_bundle(path, *, verify: bool = True) -> ModelBundle:
     path : str or Path
         Bundle directory.
     verify : bool
-        Check the sha256 of ``model.keras`` against the card (leave on; it costs ~10 ms).
+        Check the sha256 of ``model.keras`` (and of ``network.npz``) against the card (leave on;
+        it costs ~10 ms).
+    runtime : {"auto", "numpy", "keras"}, optional
+        ``"auto"`` (default, or ``$XRD_STRAIN_RUNTIME``): the numpy network when the bundle has
+        one, else Keras. ``"numpy"`` refuses a bundle without it; ``"keras"`` always loads Keras.
 
     Raises
     ------
@@ -243,6 +303,16 @@ def load_bundle(path, *, verify: bool = True) -> ModelBundle:
             raise BundleError(
                 f"{model_path} is corrupt or was modified: sha256 {actual[:12]}... does not match "
                 f"the card's {card.weights_sha256[:12]}...")
+    runtime = runtime or os.environ.get(RUNTIME_ENV) or "auto"
+    if runtime not in RUNTIMES:
+        raise BundleError(f"runtime must be one of {RUNTIMES}, got {runtime!r} "
+                          f"(from the argument or ${RUNTIME_ENV})")
+    numpy_entry = card.runtime.get("numpy") if isinstance(card.runtime, dict) else None
+    if runtime == "numpy" and not numpy_entry:
+        raise BundleError(f"model bundle {path} has no numpy network (card.runtime.numpy); "
+                          f"load it with runtime='keras'")
+    if runtime in ("auto", "numpy") and numpy_entry:
+        return _load_numpy(path, card, numpy_entry, verify)
     import keras
 
     try:
@@ -251,6 +321,25 @@ def load_bundle(path, *, verify: bool = True) -> ModelBundle:
         raise BundleError(f"{model_path} cannot be read by Keras {keras.__version__}: {exc}") from exc
     _check_model_against_card(model, card)
     return ModelBundle(path=path, card=card, model=model)
+
+
+def _load_numpy(path: Path, card: ModelCard, entry: dict, verify: bool) -> ModelBundle:
+    from xrd_strain_plugin.inference.runtime import NumpyNetwork
+
+    file = path / str(entry.get("file", ""))
+    if not file.is_file():
+        raise BundleError(f"model bundle {path} has no {entry.get('file')!r} (named by its card)")
+    if verify:
+        actual = sha256_of(file)
+        if actual != entry.get("sha256"):
+            raise BundleError(f"{file} is corrupt or was modified: sha256 {actual[:12]}... does "
+                              f"not match the card's {str(entry.get('sha256'))[:12]}...")
+    try:
+        network = NumpyNetwork.load(file)
+    except (ValueError, KeyError, OSError) as exc:
+        raise BundleError(f"{file} cannot be read: {exc}") from exc
+    _check_model_against_card(network, card)
+    return ModelBundle(path=path, card=card, model=network, runtime="numpy")
 
 
 def _check_model_against_card(model, card: ModelCard) -> None:
