@@ -25,8 +25,22 @@ For each FILE, DIR/<file stem>/ receives:
   fit.png      measured and model curves (log scale), strain and DW versus depth
                (unless --no-plot)
 
-A file that cannot be read or inverted is reported on stderr and skipped; the
-others still run. Exit status: 0 if every file was inverted, 1 if any failed,
+With --refine, the network's answer only starts an automated least-squares
+refinement with the data's own physics (xrd-strain refinement engine: 2theta
+offset search, several starts, local fits, a global stage when they stay poor).
+The refined profile is the answer: result.json gets "refined": true and a
+"refinement" block (path that won, sigma_i of the network's start and of the
+answer, noise floor, evaluations, time, every parameter with its uncertainty),
+profile.csv holds the refined profile and profile_network.csv the network's,
+curve.csv adds the start's curve, and fit.png shows both curves and profiles.
+Any crystal, reflection and wavelength (a built-in name or a CIF) can be refined:
+when the model was trained for another one, its answer is read on the strain
+axis (Delta Q / Q_B = -e) and mapped onto the data's crystal as the start.
+
+A descending scan is accepted. A scan that does not contain the stated
+reflection's Bragg peak, or is too short to hold a layer's signal, is refused
+with a message saying so. A file that cannot be read or inverted is reported on
+stderr and skipped; the others still run. Exit status: 0 if every file was inverted, 1 if any failed,
 2 for bad options (unknown material, unreadable model bundle).
 """
 
@@ -34,6 +48,8 @@ EPILOG = """\
 example:
   xrd-strain invert ysz_400_irradiated.xy --material YSZ --hkl 4 0 0 \\
       --wavelength-angstrom 1.5406 --out results/
+  xrd-strain invert sic.xy --material SiC-3C --hkl 4 0 0 \\
+      --wavelength-angstrom 1.5498 --refine --dw decoupled --out results/
 """
 
 
@@ -61,6 +77,34 @@ def register(subparsers) -> None:
                              "--wavelength-angstrom (the shipped YSZ 400 / Cu K-alpha1 model "
                              "until another is promoted)")
     parser.add_argument("--no-plot", action="store_true", help="do not write fit.png")
+    refine = parser.add_argument_group("refinement (--refine)")
+    refine.add_argument("--refine", action="store_true",
+                        help="refine the network's answer by least squares with the data's own physics "
+                             "(needed for a crystal, reflection or wavelength the model was not trained for)")
+    refine.add_argument("--refine-budget-s", metavar="S", type=float, default=3.0,
+                        help="wall-clock budget of the starts, offset search and local fits, seconds "
+                             "(default 3)")
+    refine.add_argument("--global-budget-s", metavar="S", type=float, default=12.0,
+                        help="extra budget of the global stage, run only when the local fits stay well "
+                             "above the counting-noise floor; 0 disables it (default 12)")
+    refine.add_argument("--strain-weights", metavar="N", type=int, default=10,
+                        help="B-spline weights of the refined strain profile (default 10, >= 3)")
+    refine.add_argument("--dw", choices=("coupled", "decoupled"), default="coupled",
+                        help="Debye-Waller profile: coupled to the strain through DW_min as in the paper "
+                             "(default), or its own B-spline weights (--dw-weights)")
+    refine.add_argument("--dw-weights", metavar="N", type=int, default=6,
+                        help="weights of a decoupled DW profile (default 6)")
+    refine.add_argument("--background", choices=("constant", "sloped"), default="constant",
+                        help="background model (default constant)")
+    refine.add_argument("--free-mismatch", action="store_true",
+                        help="also refine the substrate's lattice mismatch to the stated material (off by "
+                             "default: over a short scan it is nearly the same as the 2theta zero offset)")
+    refine.add_argument("--fix", metavar="NAME", nargs="+", default=(),
+                        help="hold parameters at their start values: thickness_nm, fwhm_deg, eta, "
+                             "zero_offset_deg, dw_min, w0..wN, d0..dN, log10_scale, log10_background")
+    refine.add_argument("--weighting", choices=("auto", "counts", "none"), default="auto",
+                        help="weights of the log residuals: counting statistics when the intensities are "
+                             "(scaled) counts ('auto' detects them), or equal weights (default auto)")
     tiled = parser.add_argument_group("publishing to Tiled")
     tiled.add_argument("--publish", metavar="TILED_URL", default=None,
                        help="also store each result in Tiled, in the same layout as live inversions "
@@ -75,20 +119,36 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     """Invert every FILE; return 0 if all succeeded, 1 if any failed."""
+    from xrd_strain_plugin.cli import CommandError
     from xrd_strain_plugin.inference import Inverter, load_bundle
-    from xrd_strain_plugin.inference.registry import ModelKey, ModelRegistry
+    from xrd_strain_plugin.inference.registry import ModelKey, ModelRegistry, RegistryError
     from xrd_strain_plugin.io import read_curve
     from xrd_strain_plugin.physics.materials import reflection
 
     with option_errors("--material/--hkl/--wavelength-angstrom"):
         refl = reflection(args.material, tuple(args.hkl), args.wavelength_angstrom)
+    options = _refine_options(args) if args.refine else None
     with option_errors("--model"):
         registry = ModelRegistry()
-        entry = registry.resolve(args.model) if args.model else registry.current(ModelKey(
-            material=args.material, hkl=tuple(args.hkl), wavelength_angstrom=args.wavelength_angstrom))
+        if args.model:
+            entry = registry.resolve(args.model)
+        else:
+            try:
+                entry = registry.current(ModelKey(material=args.material, hkl=tuple(args.hkl),
+                                                  wavelength_angstrom=args.wavelength_angstrom))
+            except RegistryError:
+                # no model for this key: an equivalent reflection of a shipped model's crystal, or
+                # (with --refine) any crystal, starts from the shipped model
+                entry = next(e for e in registry.entries() if e.shipped)
         bundle = load_bundle(entry.path)
-        bundle.card.check_reflection(refl)
     inverter = Inverter(bundle)
+    if not args.refine and not inverter.same_reflection(refl):
+        card = bundle.card
+        raise CommandError(
+            f"--model: {card.model_id} was trained for {card.material} {tuple(card.hkl)} at "
+            f"{card.wavelength_angstrom:g} A, not for {args.material} {tuple(args.hkl)} at "
+            f"{args.wavelength_angstrom:g} A; add --refine to start from its answer and refine with the "
+            f"data's own physics")
     out_dir = Path(args.out)
     with option_errors("--out"):
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -98,17 +158,27 @@ def run(args) -> int:
         path = Path(name)
         try:
             two_theta, intensity = read_curve(path)
-            result = inverter.invert(two_theta, intensity, refl)
+            result = inverter.invert(two_theta, intensity, refl, transfer=args.refine)
+            refined = None
+            if args.refine:
+                from xrd_strain_plugin.refinement import refine_curve
+
+                refined = refine_curve(two_theta, intensity, refl, start=result, options=options)
             target = out_dir / path.stem
-            write_result(target, result, source=path, plot=not args.no_plot)
+            write_result(target, result, source=path, plot=not args.no_plot, refined=refined)
         except (ValueError, OSError) as error:
             failed += 1
             message = str(error) if str(path) in str(error) else f"{path}: {error}"
             print(f"xrd-strain invert: {message}", file=sys.stderr)
             continue
-        print(f"{path}: e_max {result.strain_max_percent:.2f} % at {result.depth_of_max_nm:.0f} nm, "
-              f"t {result.thickness_nm:.0f} nm, DW_min {result.dw_min:.2f}, "
-              f"sigma_I {result.sigma_i:.3f} -> {target}")
+        answer = refined or result
+        line = (f"{path}: e_max {answer.strain_max_percent:.2f} % at {answer.depth_of_max_nm:.0f} nm, "
+                f"t {answer.thickness_nm:.0f} nm, DW_min {answer.dw_min:.2f}, sigma_I {answer.sigma_i:.3f}")
+        if refined is not None:
+            line += (f" (refined, path {refined.path}, network's start {refined.sigma_i_start:.3f}, "
+                     f"noise floor {refined.noise_floor_sigma_i or float('nan'):.3f}, {refined.elapsed_s:.1f} s"
+                     + (", POOR FIT" if refined.poor_fit else "") + ")")
+        print(f"{line} -> {target}")
         done.append((result, path))
     if args.publish and done:
         import os
@@ -126,12 +196,39 @@ def run(args) -> int:
     return 1 if failed else 0
 
 
-def write_result(target: Path, result, *, source: Path, plot: bool = True) -> None:
-    """Write result.json, profile.csv, curve.csv and (optionally) fit.png into ``target``."""
+def _refine_options(args):
+    from xrd_strain_plugin.cli import CommandError
+    from xrd_strain_plugin.refinement import ModelConfig, RefineOptions
+
+    try:
+        config = ModelConfig(n_strain_weights=args.strain_weights, dw_mode=args.dw, n_dw_weights=args.dw_weights,
+                             background=args.background, vary_mismatch=args.free_mismatch)
+        return RefineOptions(budget_s=args.refine_budget_s, global_budget_s=args.global_budget_s, model=config,
+                             weighting=args.weighting, fix=tuple(args.fix))
+    except ValueError as error:
+        raise CommandError(f"--refine options: {error}") from error
+
+
+def write_result(target: Path, result, *, source: Path, plot: bool = True, refined=None) -> None:
+    """Write result.json, profile.csv, curve.csv and (optionally) fit.png into ``target``.
+
+    With ``refined`` (a RefinementResult) the refined profile is the answer; the network's is kept
+    in result.json["network"] and profile_network.csv.
+    """
     import numpy as np
 
     target.mkdir(parents=True, exist_ok=True)
     summary = result.summary()
+    if refined is not None:
+        network = {k: summary[k] for k in ("strain_max_percent", "depth_of_max_nm", "thickness_nm", "dw_min",
+                                           "fwhm_deg", "sigma_i", "transfer") if k in summary}
+        block = refined.summary()
+        summary.update({k: block[k] for k in ("strain_max_percent", "depth_of_max_nm", "thickness_nm", "dw_min",
+                                              "sigma_i")})
+        summary["fwhm_deg"] = block["values"]["fwhm_deg"]
+        summary["refined"] = True
+        summary["network"] = network
+        summary["refinement"] = block
     summary["inputs"] = {"file": str(source), "material": result.material,
                          "hkl": list(result.hkl),
                          "wavelength_angstrom": result.wavelength_angstrom,
@@ -140,21 +237,27 @@ def write_result(target: Path, result, *, source: Path, plot: bool = True) -> No
                                                  float(result.two_theta_deg[-1])]}
     summary["written_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     (target / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
+    answer = refined or result
     np.savetxt(target / "profile.csv",
-               np.column_stack([result.depth_nm, result.strain_percent, result.debye_waller]),
+               np.column_stack([answer.depth_nm, answer.strain_percent, answer.debye_waller]),
                delimiter=",", header="depth_nm,strain_percent,debye_waller", comments="",
                fmt="%.6g")
-    np.savetxt(target / "curve.csv",
-               np.column_stack([result.two_theta_deg, result.intensity_measured,
-                                result.intensity_model]),
-               delimiter=",", header="two_theta_deg,intensity_measured,intensity_model",
+    columns, header = [answer.two_theta_deg, answer.intensity_measured, answer.intensity_model], \
+        "two_theta_deg,intensity_measured,intensity_model"
+    if refined is not None:
+        np.savetxt(target / "profile_network.csv",
+                   np.column_stack([result.depth_nm, result.strain_percent, result.debye_waller]),
+                   delimiter=",", header="depth_nm,strain_percent,debye_waller", comments="", fmt="%.6g")
+        columns.append(refined.intensity_start)
+        header += ",intensity_start"
+    np.savetxt(target / "curve.csv", np.column_stack(columns), delimiter=",", header=header,
                comments="", fmt="%.8g")
     if plot:
-        plot_result(result, target / "fit.png")
+        plot_result(result, target / "fit.png", refined=refined)
 
 
-def plot_result(result, path: Path) -> None:
-    """Measured and model curves (log scale); strain and DW versus depth."""
+def plot_result(result, path: Path, *, refined=None) -> None:
+    """Measured and model curves (log scale); strain and DW versus depth (start and refined)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -163,19 +266,36 @@ def plot_result(result, path: Path) -> None:
     fig, (ax_curve, ax_strain) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     measured = result.intensity_measured
     ax_curve.semilogy(result.two_theta_deg, measured, ".", ms=2, color="k", label="measured")
-    ax_curve.semilogy(result.two_theta_deg, result.intensity_model, "-", color="C3",
-                      label=f"model (sigma_I = {result.sigma_i:.3f})")
+    if refined is None:
+        ax_curve.semilogy(result.two_theta_deg, result.intensity_model, "-", color="C3",
+                          label=f"model (sigma_I = {result.sigma_i:.3f})")
+    else:
+        ax_curve.semilogy(refined.two_theta_deg, refined.intensity_start, "-", color="0.6", lw=0.8,
+                          label=f"network's start (sigma_I = {refined.sigma_i_start:.3f})")
+        ax_curve.semilogy(refined.two_theta_deg, refined.intensity_model, "-", color="C3",
+                          label=f"refined, {refined.path} (sigma_I = {refined.sigma_i:.3f})")
     ax_curve.set_xlabel("2theta (deg)")
     ax_curve.set_ylabel("intensity")
     ax_curve.legend(fontsize=8)
-    ax_strain.plot(result.depth_nm, result.strain_percent, color="C0")
+    if refined is None:
+        ax_strain.plot(result.depth_nm, result.strain_percent, color="C0")
+    else:
+        ax_strain.plot(result.depth_nm, result.strain_percent, color="C0", ls=":", label="network")
+        ax_strain.plot(refined.depth_nm, refined.strain_percent, color="C0", label="refined")
+        ax_strain.legend(fontsize=8, loc="upper left")
     ax_strain.set_xlabel("depth from surface (nm)")
     ax_strain.set_ylabel("strain (%)", color="C0")
     ax_dw = ax_strain.twinx()
-    ax_dw.plot(result.depth_nm, result.debye_waller, color="C2")
+    if refined is None:
+        ax_dw.plot(result.depth_nm, result.debye_waller, color="C2")
+    else:
+        ax_dw.plot(result.depth_nm, result.debye_waller, color="C2", ls=":")
+        ax_dw.plot(refined.depth_nm, refined.debye_waller, color="C2")
     ax_dw.set_ylabel("Debye-Waller factor", color="C2")
     ax_dw.set_ylim(0, 1.05)
-    fig.suptitle(f"{result.material} {tuple(result.hkl)}  model {result.model_id} "
-                 f"v{result.model_version}", fontsize=9)
+    title = f"{result.material} {tuple(result.hkl)}  model {result.model_id} v{result.model_version}"
+    if refined is not None:
+        title += f"  refined ({refined.path}{', POOR FIT' if refined.poor_fit else ''})"
+    fig.suptitle(title, fontsize=9)
     fig.savefig(path, dpi=110)
     plt.close(fig)

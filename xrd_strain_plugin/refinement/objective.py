@@ -85,8 +85,10 @@ def _log_sigma_counts(counts) -> np.ndarray:
 def noise_floor_sigma_i(model_counts) -> float:
     """Expected ``sigma_I`` of a perfect model: counting noise alone, for Poisson means ``model_counts``.
 
-    For a mean ``mu`` the rms of ``log10 N - log10 mu`` over Poisson ``N > 0`` is computed exactly for
-    ``mu < 50`` (sum over the distribution) and as ``1 / (ln 10 sqrt(mu))`` above.
+    sigma_I averages over the points that have counts, so each point's mean square of
+    ``log10 N - log10 mu`` over Poisson ``N > 0`` is weighted by its chance ``P(N > 0)`` of having
+    counts; both are summed over the distribution for ``mu < 50`` and taken as
+    ``1 / (ln 10^2 mu)`` and 1 above.
 
     Parameters
     ----------
@@ -100,6 +102,7 @@ def noise_floor_sigma_i(model_counts) -> float:
     """
     mu = np.maximum(np.asarray(model_counts, float), 1e-6)
     var = 1.0 / (_LN10**2 * mu)
+    weight = np.ones_like(mu)
     small = mu < 50
     if np.any(small):
         from scipy.stats import poisson
@@ -109,7 +112,8 @@ def noise_floor_sigma_i(model_counts) -> float:
         pmf = poisson.pmf(n, m)
         p_pos = np.maximum(pmf.sum(axis=1), 1e-300)
         var[small] = (pmf * (np.log10(n) - np.log10(m)) ** 2).sum(axis=1) / p_pos
-    return float(np.sqrt(np.mean(var)))
+        weight[small] = p_pos
+    return float(np.sqrt(np.sum(weight * var) / np.sum(weight)))
 
 
 def fit_scale_background(counts, reflectivity, *, weights=None, slope_x=None, n_iter: int = 12):

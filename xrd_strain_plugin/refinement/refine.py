@@ -45,9 +45,11 @@ class RefineOptions:
     Parameters
     ----------
     budget_s : float
-        Wall-clock budget of the starts, offset search and local fits, seconds.
+        Budget of the starts, offset search and local fits, CPU seconds of the calling thread
+        (see :class:`~xrd_strain_plugin.refinement.fitter.Budget`; equal to wall seconds on an
+        idle core).
     global_budget_s : float
-        Extra budget of the global stage (0 disables it).
+        Extra budget of the global stage (0 disables it), CPU seconds.
     model : ModelConfig
         Profile parameterisation and instrument model.
     weighting : {"auto", "counts", "none"}
@@ -66,6 +68,9 @@ class RefineOptions:
         Starts given a short fit on the screening model (the given start always is one).
     short_fit_nfev, final_fit_nfev : int
         Residual evaluations of a short fit and of each round of the final fit.
+    generic_starts : bool
+        Also try the generic low-strain starts (:data:`GENERIC_SHAPES` x :data:`GENERIC_THICKNESSES_NM`).
+        Always on when no start is given.
     poor_factor : float
         Flag the answer poor (and run the global stage) when sigma_I > ``poor_factor * floor + 0.02``
         (floor: the sigma_I counting noise alone would give, or 0.09 where counts are unknown).
@@ -85,6 +90,7 @@ class RefineOptions:
     short_fit_nfev: int = 6
     final_fit_nfev: int = 30
     poor_factor: float = 1.35
+    generic_starts: bool = True
     seed: int = 0
 
     def __post_init__(self):
@@ -389,6 +395,7 @@ def refine_curve(two_theta_deg, intensity, reflection, *, start=None,
         short to hold a layer's signal (the message says which).
     """
     options = options or RefineOptions()
+    wall0 = time.perf_counter()
     budget = Budget(options.budget_s)
     angles, counts = prepare_curve(two_theta_deg, intensity)
     check_scan_covers_reflection(angles, reflection)
@@ -416,7 +423,8 @@ def refine_curve(two_theta_deg, intensity, reflection, *, start=None,
             upd = {"thickness_nm": t0 * ft}
             upd.update({f"w{k}": w0[k] * fe for k in range(w0.size)})
             candidates.append(("multi-start", _with(p0, model, upd)))
-    candidates += _low_strain_starts(model, fwhm_start, e_max)
+    if options.generic_starts or start is None:
+        candidates += _low_strain_starts(model, fwhm_start, e_max)
     candidates = [(label, _fix(params, options.fix)) for label, params in candidates]
 
     # 2-theta offset search on the first start (the substrate peak fixes it for all), then every start
@@ -523,7 +531,7 @@ def refine_curve(two_theta_deg, intensity, reflection, *, start=None,
         poor_fit=bool(best.sigma_i > poor_threshold), poor_threshold=float(poor_threshold),
         values=values, uncertainties=best.uncertainties(),
         fixed=tuple(p.name for p in best.parameters if not p.vary), n_evaluations=n_eval, n_curves=n_curves,
-        elapsed_s=budget.elapsed, stages=tuple(stages),
+        elapsed_s=time.perf_counter() - wall0, cpu_s=budget.elapsed, stages=tuple(stages),
         start_source=start.source if start is not None else "low-strain",
         start_transfer=dict(start.transfer) if start is not None else {},
         model_config=asdict(options.model), material=str(reflection.material),

@@ -51,7 +51,9 @@ class RefinementResult:
     n_curves : int
         Curves simulated (all stages, Jacobians included).
     elapsed_s : float
-        Wall time of the refinement.
+        Wall time of the refinement, seconds.
+    cpu_s : float
+        CPU time of the refinement's thread, seconds (what the budget counts).
     stages : tuple of dict
         Each stage tried: name, sigma_I reached, seconds.
     start_source : str
@@ -84,6 +86,7 @@ class RefinementResult:
     n_evaluations: int = 0
     n_curves: int = 0
     elapsed_s: float = 0.0
+    cpu_s: float = 0.0
     stages: tuple = ()
     start_source: str = ""
     start_transfer: dict = field(default_factory=dict)
