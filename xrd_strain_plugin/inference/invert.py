@@ -275,6 +275,112 @@ class Inverter:
             transfer=mapping,
         )
 
+    def invert_many(self, curves, reflection) -> list:
+        """Invert several curves of one reflection at once: one network call for the batch and one
+        simulation per group of curves with the same number of points (the array path of
+        ``simulate_scan``). Each curve's answer is :meth:`invert`'s (same steps, same functions).
+
+        Parameters
+        ----------
+        curves : sequence of (two_theta_deg, intensity)
+            Each as for :meth:`invert` (1-D; a descending scan is reversed).
+        reflection : Reflection
+            Shared by every curve; must be the model's (no transfer).
+
+        Returns
+        -------
+        list
+            One entry per curve, in order: its :class:`InversionResult`, or the exception that
+            curve alone raised (``CurveError`` for an unusable curve...), so that one bad curve
+            does not fail the others.
+
+        Raises
+        ------
+        BundleMismatchError
+            If the data's reflection is not the model's (then every curve would fail).
+        """
+        t0 = time.perf_counter()
+        card = self.card
+        if not self.same_reflection(reflection):
+            self.invert(*curves[0], reflection) if curves else None  # raises the one clear mismatch error
+        out: list = [None] * len(curves)
+        ready = []  # (index, angles, counts, model input)
+        for i, (two_theta_deg, intensity) in enumerate(curves):
+            try:
+                if np.ndim(two_theta_deg) != 1 or np.ndim(intensity) != 1:
+                    raise ValueError("invert_many takes 1-D curves")
+                angles, counts = prepare_curve(two_theta_deg, intensity)
+                check_scan_covers_reflection(angles, reflection)
+                x = to_model_input(angles, counts, wavelength_angstrom=reflection.wavelength_angstrom,
+                                   q_bragg_inv_angstrom=reflection.q_bragg_inv_angstrom, grid=card.grid)
+                ready.append((i, angles, counts, x))
+            except Exception as exc:
+                out[i] = exc
+        if not ready:
+            return out
+        t1 = time.perf_counter()
+        labels = self.predictor.predict_labels(np.concatenate([np.atleast_2d(r[3]) for r in ready]))
+        t2 = time.perf_counter()
+        decoded = decode_labels(labels, n_weights=card.n_weights, n_slices=self.n_slices)
+        model_refl: dict[int, np.ndarray] = {}
+        groups: dict[int, list[int]] = {}
+        for j, r in enumerate(ready):
+            groups.setdefault(r[1].size, []).append(j)
+        for members in groups.values():
+            try:
+                from xrd_strain_plugin.physics.instrument import simulate_scan
+
+                sub = _rows(decoded, members)
+                batch = np.asarray(simulate_scan(
+                    np.stack([ready[j][1] for j in members]), sub.strain, sub.debye_waller, sub.thickness_nm,
+                    reflection, resolution_fwhm_deg=sub.resolution_fwhm_deg, check_layer_in_scan=False))
+                model_refl.update({j: batch[k] for k, j in enumerate(members)})
+            except Exception:  # one curve must not sink its group: simulate those one by one
+                for j in members:
+                    try:
+                        model_refl[j] = self._simulate(ready[j][1], _rows(decoded, [j]), reflection)
+                    except Exception as exc:
+                        out[ready[j][0]] = exc
+        t3 = time.perf_counter()
+        n = len(ready)
+        shared = {"preprocess": (t1 - t0) / n, "network": (t2 - t1) / n, "simulate": (t3 - t2) / n,
+                  "batch_size": n}
+        for j, (i, angles, counts, _) in enumerate(ready):
+            if j in model_refl:
+                try:
+                    out[i] = self._result_of(angles, counts, labels[j], _rows(decoded, [j]), model_refl[j],
+                                             reflection, elapsed_s=(time.perf_counter() - t0) / n, timings=shared)
+                except Exception as exc:
+                    out[i] = exc
+        return out
+
+    def _result_of(self, angles, counts, labels_row, decoded, model_refl, reflection, *, elapsed_s, timings):
+        """One curve's :class:`InversionResult` from its decoded labels (batch of one) and model
+        reflectivity, as :meth:`invert` assembles it."""
+        card = self.card
+        t3 = time.perf_counter()
+        log_scale, log_bg = fit_scale_background(counts, model_refl)
+        scale, background = 10.0 ** float(log_scale[0]), 10.0 ** float(log_bg[0])
+        intensity_model = scale * model_refl + background
+        t4 = time.perf_counter()
+        depth, strain_pct, dw = self._table(labels_row[: card.n_weights], decoded)
+        i_max = int(np.argmax(strain_pct))
+        return InversionResult(
+            depth_nm=depth, strain_percent=strain_pct, debye_waller=dw,
+            strain_max_percent=float(strain_pct[i_max]), depth_of_max_nm=float(depth[i_max]),
+            thickness_nm=float(decoded.thickness_nm[0]), dw_min=float(decoded.dw_min[0]),
+            fwhm_deg=float(decoded.resolution_fwhm_deg[0]),
+            dynamic_range=float(decoded.dynamic_range[0]),
+            two_theta_deg=angles, intensity_measured=counts, intensity_model=intensity_model,
+            q_inv_angstrom=two_theta_deg_to_q(angles, reflection.wavelength_angstrom),
+            sigma_i=sigma_i(counts, intensity_model), scale=float(scale),
+            background=float(background), material=str(reflection.material),
+            hkl=tuple(int(i) for i in reflection.hkl),
+            wavelength_angstrom=float(reflection.wavelength_angstrom),
+            model_id=card.model_id, model_version=card.version, model_sha256=card.weights_sha256,
+            elapsed_s=elapsed_s + (t4 - t3), timings={**timings, "fit": t4 - t3},
+        )
+
     def _transfer(self, decoded, reflection):
         """Map a decoded answer from the model's crystal onto the data's (module docstring)."""
         from dataclasses import replace as _replace
@@ -313,3 +419,11 @@ class Inverter:
         e_max = decoded.strain_max_percent[0]
         dw = profiles.dw_coupled(strain_pct / 100.0, e_max / 100.0, decoded.dw_min[0])[0]
         return z * decoded.thickness_nm[0], strain_pct, dw
+
+
+def _rows(decoded, rows):
+    """The decoded labels of some rows of a batch (still batch-first)."""
+    import dataclasses
+
+    return dataclasses.replace(decoded, **{f.name: np.asarray(getattr(decoded, f.name))[rows]
+                                           for f in dataclasses.fields(decoded)})
