@@ -474,7 +474,13 @@ def refine_curve(two_theta_deg, intensity, reflection, *, start=None,
         n_eval += fit.n_evaluations
         fits.append((fit.cost, label, fit))
     fits.sort(key=lambda f: f[0])
-    _, path, best_short = fits[0]
+    # Curves of different profiles can match within counting noise. Among fits whose chi-square differs by
+    # less than its own standard deviation (sqrt(2 n)), keep the one closest to the given start: the start
+    # (the network's answer) carries the prior the data cannot decide.
+    tolerance = math.sqrt(2 * angles.size) / 2  # in cost = chi^2 / 2
+    rank = {"local": 0, "multi-start": 1, "low-strain": 2}
+    equivalent = [f for f in fits if f[0] <= fits[0][0] + tolerance]
+    _, path, best_short = min(equivalent, key=lambda f: (rank.get(f[1], 3), f[0]))
     stages.append({"stage": "short-fits", "fits": len(fits), "path": path, "sigma_i": best_short.sigma_i,
                    "seconds": time.perf_counter() - t_stage})
     t_stage = time.perf_counter()
