@@ -61,6 +61,10 @@ class TrainConfig:
         Network widths (:func:`training.networks.build_cnn`; defaults are the paper's).
     input_pool : int
         Input decimation of :func:`training.networks.build_cnn` (1: the paper's network).
+    init_from : str or None
+        A ``.keras`` file (or bundle directory) of the same architecture whose weights start
+        the run (fine-tuning, e.g. the low-strain specialist from the general model); the label
+        scaling is still fitted on this run's data.
     snapshot_epochs : tuple of int
         After these epochs, keep a copy of the best-so-far weights as
         ``best-at-epoch<k>.keras`` (set-size studies compare runs at equal epochs).
@@ -83,6 +87,7 @@ class TrainConfig:
     filters: tuple[int, ...] = (16, 32, 64, 128)
     dense_units: tuple[int, ...] = (1000, 100)
     input_pool: int = 1
+    init_from: str | None = None
     snapshot_epochs: tuple[int, ...] = ()
     final_anneal: float | None = 0.75
 
@@ -168,6 +173,10 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
         model = build_cnn(n_input=n_input or x.shape[1], n_labels=y.shape[1],
                           filters=config.filters, dense_units=config.dense_units,
                           input_pool=config.input_pool)
+        if config.init_from:
+            source = Path(config.init_from)
+            source = source / "model.keras" if source.is_dir() else source
+            model.set_weights(keras.models.load_model(source, compile=False).get_weights())
         model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=config.learning_rate),
                       loss="mse")
         history = {"loss": [], "val_loss": [], "learning_rate": [], "seconds": []}

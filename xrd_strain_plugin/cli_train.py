@@ -81,6 +81,19 @@ def _register_train(subparsers) -> None:
                    help="seed of the train/validation split and the initial weights")
     p.add_argument("--snapshot-epochs", type=int, nargs="*", default=(),
                    help="keep the best-so-far weights after these epochs (set-size studies)")
+    p.add_argument("--filters", type=int, nargs=4, default=(16, 32, 64, 128),
+                   metavar=("F1", "F2", "F3", "F4"),
+                   help="filters of the four conv blocks (default: the paper's 16 32 64 128)")
+    p.add_argument("--dense-units", type=int, nargs="+", default=(1000, 100), metavar="N",
+                   help="hidden dense widths (default: the paper's 1000 100)")
+    p.add_argument("--input-pool", type=int, default=1, metavar="K",
+                   help="average the 1001-point input over K points before the convolutions "
+                        "(decimation; default: 1, the paper's network)")
+    p.add_argument("--init-from", default=None, metavar="KERAS_OR_BUNDLE",
+                   help="start from these weights (same architecture), e.g. the general model "
+                        "for a low-strain specialist")
+    p.add_argument("--test", default=None, metavar="DIR",
+                   help="held-out test set to evaluate on (default: DATA/test if present)")
     p.set_defaults(func=run_train)
 
 
@@ -156,7 +169,9 @@ def run_train(args) -> int:
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
                          learning_rate=args.learning_rate, max_curves=args.max_curves,
                          max_minutes=args.max_minutes, seed=args.seed,
-                         snapshot_epochs=tuple(args.snapshot_epochs))
+                         snapshot_epochs=tuple(args.snapshot_epochs), filters=tuple(args.filters),
+                         dense_units=tuple(args.dense_units), input_pool=args.input_pool,
+                         init_from=args.init_from)
     result = train(dataset, args.run, config)
     manifest = dataset.manifest
     model_id = args.model_id or "{}-{}-{}".format(
@@ -167,8 +182,9 @@ def run_train(args) -> int:
     export_bundle(bundle_path, model=result.model, scaling=result.scaling,
                   train_manifest=manifest, train_state=result.state, model_id=model_id,
                   version=args.version)
-    if (data / "test" / "manifest.json").is_file():
-        test = load_dataset(data / "test")
+    test_dir = Path(args.test) if args.test else data / "test"
+    if (test_dir / "manifest.json").is_file():
+        test = load_dataset(test_dir)
         test_manifest = test.manifest
         bundle = load_bundle(bundle_path)
         ev, _ = evaluate_bundle(bundle, test)
