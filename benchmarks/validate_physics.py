@@ -5,8 +5,12 @@ Sections (``--sections``):
                curves convolved with a 0.02 deg Gaussian in theta), exact and paper-linearised Bragg law
   convergence  rms log10 of an N-lamella curve against 3200 lamellae (500 nm Gaussian 2 % profile)
   traps        the three traps of the issue, measured: absorption sign, depth orientation, substrate peak
+  dw           intermediate and depth-varying static Debye-Waller factors: agreement with xrayutilities'
+               DynamicalModel given per-lamella atomic displacement factors B (uniform DW 0.9-0.1, DW coupled
+               to graded strain, DW decoupled from strain), and the kinematic limit (thin layer: layer-peak
+               intensity ratio R(DW)/R(1) = DW^2 away from the substrate; R(DW) quadratic in DW at every angle)
 
-Run: .venv/bin/python benchmarks/validate_physics.py --sections convergence traps xu --out FILE
+Run: .venv/bin/python benchmarks/validate_physics.py --sections convergence traps xu dw --out FILE
 """
 
 import argparse
@@ -17,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.physics.xu_reference import compare_with_xu, graded_profile  # noqa: E402
+from tests.physics.xu_reference import (  # noqa: E402
+    compare_with_xu, dw_sweep_cases, graded_profile, kinematic_dw_bound, layer_peak_dw_ratio, quadratic_dw_deviation)
 
 
 def convergence():
@@ -108,16 +113,85 @@ def xu_table():
     return "\n".join(rows)
 
 
+def _dw_sensitivity(strain, dw, thickness_nm):
+    """rms log10 (0.02 deg Gaussian in theta) between our curves at DW and at 0.99 DW: the size of a 1 % DW error."""
+    import math
+
+    from xrd_strain_plugin.physics.dynamical import reflectivity
+    from xrd_strain_plugin.physics.materials import reflection
+
+    r = reflection("YSZ", (4, 0, 0), 1.5406)
+    th_b = math.degrees(r.theta_bragg)
+    th_layer = math.degrees(math.asin(math.sin(r.theta_bragg) / (1 + strain.max())))
+    th = np.linspace(th_layer - 0.3 - 0.3 * (th_b - th_layer), th_b + 0.15, 600)
+    a, b = reflectivity(np.radians(th), np.stack([strain, strain]), np.stack([dw, 0.99 * dw]), thickness_nm, r)
+    step, s = th[1] - th[0], 0.02 / (2 * math.sqrt(2 * math.log(2)))
+    g = np.exp(-0.5 * (step * np.arange(-int(4 * s / step) - 1, int(4 * s / step) + 2) / s) ** 2)
+    conv = lambda x: np.convolve(x, g, "same") / np.convolve(np.ones_like(x), g, "same")
+    return float(np.sqrt(np.mean(np.log10(conv(a) / conv(b)) ** 2)))
+
+
+def kinematic_dw():
+    """Kinematic limit of the DW factor (figures quoted by tests/physics/test_debye_waller.py)."""
+    import math
+
+    from xrd_strain_plugin.physics.materials import reflection
+
+    r = reflection("YSZ", (4, 0, 0), 1.5406)
+    dws = (0.9, 0.6, 0.3, 0.1)
+    rows = ["Layer peak of a uniform layer (5 lamellae): R(DW)/(DW^2 R(1)) - 1, with the substrate tail's relative "
+            "amplitude rho = sqrt(R(DW=0)/R(1)) and, in brackets, the kinematic bound "
+            "2 rho (1 + rho)(1/DW - 1) + rho^2 (1/DW^2 - 1):", "",
+            "| t (nm) | e (%) | rho | " + " | ".join(f"DW {d:g}" for d in dws) + " |",
+            "| --- | --- | --- | " + " | ".join("---" for _ in dws) + " |"]
+    for t_nm in (20.0, 50.0, 100.0):
+        for e in (0.005, 0.01, 0.02, 0.04, 0.08):
+            rho, dev = layer_peak_dw_ratio(e, t_nm, dws)
+            rows.append(f"| {t_nm:g} | {100 * e:g} | {rho:.1e} | "
+                        + " | ".join(f"{x:+.1e} ({kinematic_dw_bound(rho, d):.1e})" for x, d in zip(dev, dws)) + " |")
+    rows += ["", "R(DW) = a DW^2 + b DW + c at every angle (a, b, c from DW = 0, 0.5, 1; 20 lamellae, 1500 angles "
+             "from 0.3 deg below the layer peak to 0.1 deg above theta_B): largest "
+             "|R - prediction| / (|a| DW^2 + |b| DW + c) over the angles; last column: the same test on a simulator "
+             "that would scale chi_H by DW^2 (negative control, DW 0.3):", "",
+             "| t (nm) | e_max (%) | profile | " + " | ".join(f"DW {d:g}" for d in dws) + " | DW^2 control |",
+             "| --- | --- | --- | " + " | ".join("---" for _ in dws) + " | --- |"]
+    z = (np.arange(20) + 0.5) / 20
+    for t_nm in (20.0, 50.0, 100.0, 300.0):
+        for e in (0.005, 0.02):
+            th_l = math.asin(math.sin(r.theta_bragg) / (1 + e))
+            th = np.radians(np.linspace(math.degrees(th_l) - 0.3, math.degrees(r.theta_bragg) + 0.1, 1500))
+            for name, shape in (("uniform", np.ones(20)), ("ramp", 1 - z)):
+                dev = quadratic_dw_deviation(th, e * shape, t_nm, dws)
+                neg = quadratic_dw_deviation(th, e * shape, t_nm, (0.3,), dw_map=lambda d: d * d)[0]
+                rows.append(f"| {t_nm:g} | {100 * e:g} | {name} | " + " | ".join(f"{x:.1e}" for x in dev)
+                            + f" | {neg:.1e} |")
+                print(rows[-1], flush=True)
+    return "\n".join(rows)
+
+
+def dw_table():
+    rows = ["| case | t (nm) | rms log10 vs xrayutilities | a 1 % DW error would give |", "| --- | --- | --- | --- |"]
+    worst = {}
+    for group, label, prof, dw, t in dw_sweep_cases():
+        v = compare_with_xu(prof, t, debye_waller=dw)
+        worst[group] = max(worst.get(group, 0.0), v)
+        rows.append(f"| {label} | {t:g} | {v:.1e} | {_dw_sensitivity(prof, dw, t):.1e} |")
+        print(rows[-1], flush=True)
+    rows.append("")
+    rows.append("Largest per group: " + ", ".join(f"{k} {v:.1e}" for k, v in worst.items()) + ".")
+    return "\n".join(rows) + "\n\n" + kinematic_dw()
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sections", nargs="+", default=["convergence", "traps", "xu"],
-                   choices=["convergence", "traps", "xu"], help="what to compute (default: all)")
+    p.add_argument("--sections", nargs="+", default=["convergence", "traps", "xu", "dw"],
+                   choices=["convergence", "traps", "xu", "dw"], help="what to compute (default: all)")
     p.add_argument("--out", help="write the markdown here too")
     args = p.parse_args(argv)
     parts = []
     for name in args.sections:
         t0 = time.time()
-        body = {"convergence": convergence, "traps": traps, "xu": xu_table}[name]()
+        body = {"convergence": convergence, "traps": traps, "xu": xu_table, "dw": dw_table}[name]()
         parts.append(f"### {name}\n\n{body}\n\n({time.time() - t0:.0f} s)\n")
         print(parts[-1], flush=True)
     if args.out:
