@@ -143,3 +143,46 @@ def test_extra_noise_widens_and_background_profile_is_smooth():
         apply_counts(refl, scale=1.0)
     with pytest.raises(ValueError, match="non-negative"):
         apply_counts(-refl, scale=1.0, rng=rng)
+
+
+def test_pseudo_voigt_tails_reach_across_the_whole_scan():
+    """A Lorentzian tail falls as 1/x^2: cut at 12 FWHM it loses ~3 % of its weight and the points far from
+    the substrate peak lose the tail's counts. Reference: direct quadrature with the uncut pseudo-Voigt."""
+    fwhm, eta = 0.01, 0.05
+    scan = np.arange(72.8, 73.8, 0.004)
+    fine = 0.0002
+    tf = np.arange(scan[0] - 0.2, scan[-1] + 0.2, fine)
+    rf = reflectivity(np.radians(tf / 2), E, DW, 300.0, R)[0]
+    offsets = fine * np.arange(-tf.size, tf.size + 1)
+    kern = resolution_kernel(offsets, fwhm, shape="pseudo-voigt", eta=eta) * fine / fwhm  # unit area, uncut
+    ref = np.interp(scan, tf, np.convolve(rf, kern, "full")[tf.size:2 * tf.size])
+    ours = simulate_scan(scan, E, DW, 300.0, R, resolution_fwhm_deg=fwhm, shape="pseudo-voigt", eta=eta)[0]
+    far = np.abs(scan - R.two_theta_bragg_deg) > 0.3  # more than 30 FWHM from the substrate peak
+    assert rms_log10(ours[far], ref[far]) < 0.01
+
+
+def test_eta_per_curve_equals_separate_calls():
+    """eta is a per-curve parameter like the FWHM (a batch of refinement trial curves)."""
+    etas = np.array([0.0, 0.02, 0.3])
+    batch = simulate_scan(SCAN, E, DW, 300.0, R, resolution_fwhm_deg=0.02, shape="pseudo-voigt", eta=etas,
+                          fine_step_deg=0.0025, pad_deg=0.1)
+    for k, eta in enumerate(etas):
+        alone = simulate_scan(SCAN, E, DW, 300.0, R, resolution_fwhm_deg=0.02, shape="pseudo-voigt", eta=float(eta),
+                              fine_step_deg=0.0025, pad_deg=0.1)[0]
+        np.testing.assert_allclose(batch[k], alone, rtol=1e-12)
+    with pytest.raises(ValueError, match="eta"):
+        simulate_scan(SCAN, E, DW, 300.0, R, resolution_fwhm_deg=0.02, shape="pseudo-voigt", eta=1.5)
+
+
+def test_fixed_fine_grid_makes_the_curve_continuous_in_the_resolution():
+    """By default the fine grid's sub-step count jumps with the FWHM (here at 0.04 deg for a 0.005 deg scan
+    step: 8 points per FWHM), and so does the curve; with a fixed fine_step_deg the curve is smooth."""
+    fwhms = np.array([0.0399999, 0.04, 0.0400001])
+    default = np.stack([simulate_scan(SCAN, E, DW, 300.0, R, resolution_fwhm_deg=f)[0] for f in fwhms])
+    fixed = np.stack([simulate_scan(SCAN, E, DW, 300.0, R, resolution_fwhm_deg=f, fine_step_deg=0.0025,
+                                    pad_deg=0.2)[0] for f in fwhms])
+    change = lambda c, a, b: np.abs(np.log10(c[b]) - np.log10(c[a])).max()
+    # two steps of 1e-7 deg: the fixed grid changes by equal tiny amounts; the default one jumps by ~0.01 decades
+    assert change(fixed, 0, 1) < 1e-4 and change(fixed, 1, 2) < 1e-4
+    assert change(fixed, 0, 1) == pytest.approx(change(fixed, 1, 2), rel=0.05)
+    assert max(change(default, 0, 1), change(default, 1, 2)) > 5e-3

@@ -160,7 +160,7 @@ def simulate_scan(
     strain = xp.asarray(strain, dtype=xp.float64)
     strain = strain[None, :] if strain.ndim == 1 else strain
     _check_scan(tt)
-    n_batch = max(tt.shape[0], strain.shape[0])
+    n_batch = max(tt.shape[0], strain.shape[0], np.size(resolution_fwhm_deg), np.size(thickness_nm), np.size(eta))
     tt = xp.broadcast_to(tt, (n_batch, tt.shape[1]))
     fwhm = np.broadcast_to(np.asarray(resolution_fwhm_deg, dtype=float).reshape(-1), (n_batch,))
     t_nm = np.broadcast_to(np.asarray(thickness_nm, dtype=float).reshape(-1), (n_batch,))
