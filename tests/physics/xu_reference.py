@@ -47,8 +47,9 @@ def b_factor_for_dw(debye_waller, strain):
     return -np.log(dw) * (4 * math.pi / h_n) ** 2
 
 
-def xu_reflectivity(theta_deg, strain, thickness_nm, wavelength_angstrom=1.5406, *, debye_waller=None):
-    """Unconvolved sigma-polarised reflectivity of YSZ 004 with layers given surface first.
+def xu_reflectivity(theta_deg, strain, thickness_nm, wavelength_angstrom=1.5406, *, debye_waller=None,
+                    polarization="S"):
+    """Unconvolved reflectivity of YSZ 004 with layers given surface first (``polarization`` "S" = sigma, "P" = pi).
 
     ``debye_waller`` (same shape as ``strain``, default all 1) is applied through per-lamella B factors
     (:func:`b_factor_for_dw`); the substrate keeps B = 0.
@@ -64,7 +65,7 @@ def xu_reflectivity(theta_deg, strain, thickness_nm, wavelength_angstrom=1.5406,
     for i in range(len(strain) - 1, -1, -1):  # substrate side first
         stack.append(xu.simpack.Layer(ysz_cell(float(strain[i]), f"l{i}", b_angstrom2=float(b[i])), t_slice))
     hxrd = xu.HXRD((1, 0, 0), (0, 0, 1), wl=wavelength_angstrom)
-    model = xu.simpack.DynamicalModel(stack, experiment=hxrd, resolution_width=0, polarization="S")
+    model = xu.simpack.DynamicalModel(stack, experiment=hxrd, resolution_width=0, polarization=polarization)
     model.set_hkl((0, 0, 4))
     return np.abs(model.simulate(np.asarray(theta_deg, dtype=float), rettype="field")) ** 2
 
@@ -75,13 +76,13 @@ def xu_absorption_length_um(wavelength_angstrom=1.5406):
 
 
 def compare_with_xu(strain, thickness_nm, *, debye_waller=None, xu_debye_waller=None, n_points=600,
-                    fwhm_theta_deg=0.02, bragg="exact"):
+                    fwhm_theta_deg=0.02, bragg="exact", polarization="sigma"):
     """rms of log10 differences between our recursion and xrayutilities' DynamicalModel.
 
     Both curves are computed on the same theta grid (covering the layer peak and the substrate) and
     convolved with the same Gaussian of ``fwhm_theta_deg`` FWHM in theta. ``debye_waller`` defaults to 1
     in every lamella; ``xu_debye_waller`` (default: the same) is what xrayutilities is given, to show how
-    large a wrong DW would look.
+    large a wrong DW would look. ``polarization``: "sigma" or "pi" (xrayutilities' "S" or "P").
 
     Returns
     -------
@@ -97,8 +98,9 @@ def compare_with_xu(strain, thickness_nm, *, debye_waller=None, xu_debye_waller=
     th_b = math.degrees(r.theta_bragg)
     th_layer = math.degrees(math.asin(math.sin(r.theta_bragg) / (1 + strain.max())))
     th = np.linspace(th_layer - 0.3 - 0.3 * (th_b - th_layer), th_b + 0.15, n_points)
-    ours = reflectivity(np.radians(th), strain, dw, thickness_nm, r, bragg=bragg)[0]
-    ref = xu_reflectivity(th, strain, thickness_nm, debye_waller=dw if xu_debye_waller is None else xu_debye_waller)
+    ours = reflectivity(np.radians(th), strain, dw, thickness_nm, r, bragg=bragg, polarization=polarization)[0]
+    ref = xu_reflectivity(th, strain, thickness_nm, debye_waller=dw if xu_debye_waller is None else xu_debye_waller,
+                          polarization={"sigma": "S", "pi": "P"}[polarization])
     step = th[1] - th[0]
     s = fwhm_theta_deg / (2 * math.sqrt(2 * math.log(2)))
     k = int(math.ceil(4 * s / step))
