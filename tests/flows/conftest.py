@@ -35,3 +35,13 @@ def tiny_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("flow-data")
     result = regenerate(workers=1, data_root=str(root), **TINY)
     return root, result
+
+
+@pytest.fixture(scope="session")
+def tiled_server(tmp_path_factory):
+    """A real Tiled server (SQLite, own process) on loopback, as the live tests start one."""
+    from tests.live.live_support import TiledProcess
+
+    server = TiledProcess(tmp_path_factory.mktemp("tiled")).start()
+    yield server
+    server.stop()
