@@ -1,10 +1,11 @@
-"""Results layout, writer, queries and spool against a real Tiled server on loopback."""
+"""Results layout (v2, and v1 still read), writer, queries and spool against a real Tiled server on loopback."""
 
 from __future__ import annotations
 
 import uuid
 
 import numpy as np
+import pandas as pd
 import pytest
 from live_support import TiledProcess, free_port, synthetic_record
 
@@ -35,25 +36,38 @@ def test_a_written_result_reads_back_as_named_arrays_with_its_metadata(tiled_ser
     for name in ARRAY_NAMES:
         np.testing.assert_array_equal(got["arrays"][name], record.arrays[name])
     assert got["metadata"]["strain_max_percent"] == 1.7
-    assert got["metadata"]["layout"] == {"name": LAYOUT_NAME, "version": "1"}
+    assert got["metadata"]["layout"] == {"name": LAYOUT_NAME, "version": "2"}
     assert got["metadata"]["raw_path"] == f"raw/{record.raw_uid}"
-    assert {(s.name, s.version) for s in node.specs} >= {(LAYOUT_NAME, "1")}
+    assert got["metadata"]["refinement"] == {"status": "none"}
+    assert {(s.name, s.version) for s in node.specs} >= {(LAYOUT_NAME, "2")}
+
+
+def results_per_raw_uid(client, uids):
+    """Read every result of ``uids`` back and count them per raw uid (a listing cannot show a duplicate)."""
+    counts = {u: 0 for u in uids}
+    for path, node in find_results(client).items():
+        got = read_result(node)  # every one must read back, arrays included
+        raw = got["metadata"]["raw_uid"]
+        if raw in counts:
+            assert path[0] == raw
+            counts[raw] += 1
+    return counts
 
 
 def test_writing_a_record_twice_leaves_one_node_and_completes_a_partial_one(tiled_server):
     client = tiled_server.client()
     writer = TiledResultsWriter(client)
     record = synthetic_record(uid(), 0, seed=3)
-    # A crash after the node was made but before its tables: the replay must complete it.
-    from xrd_strain_plugin.tiled.writer import _specs
-
-    run = writer.results.create_container(record.raw_uid)
-    run.create_container("0", metadata=dict(record.metadata), specs=_specs())
+    # A crash after the node was made but before its arrays: the replay must complete it.
+    writer.prepare()
+    run = client["results"].create_container(record.raw_uid)
+    run.create_container("0", metadata={"raw_uid": record.raw_uid, "status": "ok"})
     writer.write(record)
     writer.write(record)
 
     hits = find_results(client, raw_uid=record.raw_uid)
     assert list(hits) == [(record.raw_uid, "0")]
+    assert results_per_raw_uid(client, [record.raw_uid]) == {record.raw_uid: 1}
     np.testing.assert_array_equal(read_result(hits[(record.raw_uid, "0")])["arrays"]["strain"], record.arrays["strain"])
 
 
@@ -123,11 +137,11 @@ def test_results_spooled_while_tiled_is_down_are_written_in_order_exactly_once_a
         assert publisher.publish(records[3]) is True  # replays the three first, then writes this one
         assert len(publisher.spool) == 0
         assert publisher.flush() is True
-        assert _result_uids(server.client()) == [r.raw_uid for r in records]
+        assert _result_uids(server.client()) == [r.raw_uid for r in records]  # in order
         # Crash between a write and its removal from the spool: the replay must not duplicate.
         publisher.spool.append(records[1])
         assert publisher.flush() is True
-        assert _result_uids(server.client()) == [r.raw_uid for r in records]
+        assert results_per_raw_uid(server.client(), [r.raw_uid for r in records]) == {r.raw_uid: 1 for r in records}
         got = read_result(server.client()["results"][records[2].raw_uid])
         np.testing.assert_array_equal(got["arrays"]["depth_nm"], records[2].arrays["depth_nm"])
     finally:
@@ -154,20 +168,91 @@ def test_a_record_must_carry_a_known_status_and_complete_tables():
         ResultRecord(raw_uid="u", curve_index=None, metadata={"status": "ok"}, arrays=arrays)
 
 
-def test_a_prepared_node_is_invisible_to_queries_until_its_result_is_written(tiled_server):
+def test_a_batch_costs_one_request_per_result_plus_one_and_each_reads_back_its_own_arrays(tiled_server):
     client = tiled_server.client()
     writer = TiledResultsWriter(client)
-    record = synthetic_record(uid(), sample="prepared", seed=5)
-    assert writer.prepare(raw_uid=record.raw_uid, curve_index=None) is True
-    assert find_results(client, raw_uid=record.raw_uid) == {}
-    writer.write(record)
-    hits = find_results(client, raw_uid=record.raw_uid)
+    writer.prepare()  # off the critical path: containers and an arrays table made ahead
+    multi = uid()
+    records = [synthetic_record(uid(), e_max=i, seed=i) for i in range(5)] + [
+        synthetic_record(multi, 0, seed=7), synthetic_record(uid(), status="rejected")]
+    writer.prepare(raw_uid=multi, curve_index=0)  # the multi-curve run's node, also ahead
+    before = writer.requests
+    writer.write_many(records)
+    assert writer.requests - before == len(records) + 1  # one node each, one arrays table for all
+    for record in records:
+        got = read_result(find_results(client, raw_uid=record.raw_uid)[record.path])
+        assert got["metadata"]["status"] == record.status
+        assert set(got["arrays"]) == (set(ARRAY_NAMES) if record.arrays else set())
+        for name, values in record.arrays.items():
+            np.testing.assert_array_equal(got["arrays"][name], values)
+    pointers = {find_results(client, raw_uid=r.raw_uid)[r.path].metadata["arrays"]["node"] for r in records if r.arrays}
+    assert len(pointers) == 1  # the arrays of the batch share one table
+
+
+def test_results_of_layout_v1_are_still_found_and_read(tiled_server):
+    """A node written by the version-1 writer (composite node, two tables) before the upgrade."""
+    from tiled.structures.core import Spec
+
+    client = tiled_server.client()
+    TiledResultsWriter(client).prepare()
+    record = synthetic_record(uid(), sample="old-v1", e_max=2.2, seed=9)
+    md = dict(record.metadata, layout={"name": LAYOUT_NAME, "version": "1"})
+    node = client["results"].create_container(record.raw_uid, metadata=md,
+                                              specs=[Spec(LAYOUT_NAME, version="1"), Spec("composite")])
+    for table, columns in record.tables().items():
+        node.base.write_table(pd.DataFrame(columns), key=table) if hasattr(node, "base") else node.write_table(
+            pd.DataFrame(columns), key=table)
+    hits = find_results(client, sample="old-v1")
     assert list(hits) == [(record.raw_uid,)]
     got = read_result(hits[(record.raw_uid,)])
-    assert got["metadata"]["sample"] == "prepared" and "pending" not in got["metadata"]
-    np.testing.assert_array_equal(got["arrays"]["debye_waller"], record.arrays["debye_waller"])
-    # A stub left by a previous process (prepared, never written) is completed by a new writer.
-    other = synthetic_record(uid(), sample="stub", seed=6)
-    writer.prepare(raw_uid=other.raw_uid, curve_index=None)
-    TiledResultsWriter(tiled_server.client()).write(other)
-    assert read_result(tiled_server.client()["results"][other.raw_uid])["metadata"]["sample"] == "stub"
+    for name in ARRAY_NAMES:
+        np.testing.assert_array_equal(got["arrays"][name], record.arrays[name])
+    assert find_results(client, sample="old-v1", layout_version="2") == {}
+
+
+def test_a_record_that_cannot_be_written_is_set_aside_with_its_reason_and_the_rest_of_its_batch_written(
+        tiled_server, tmp_path):
+    good = [synthetic_record(uid(), seed=i) for i in range(2)]
+    bad = synthetic_record(uid(), seed=5)
+    bad = ResultRecord(raw_uid=bad.raw_uid, curve_index=None, metadata=bad.metadata,
+                       arrays={**bad.arrays, "strain": np.array(["x"] * bad.arrays["strain"].size)})
+    spool = Spool(tmp_path / "spool")
+    spool.append_many([good[0], bad, good[1]])  # one batch file, as an outage leaves it
+    publisher = SpoolingPublisher(lambda: TiledResultsWriter.from_uri(tiled_server.url, api_key="testsecret"),
+                                  spool, retry_interval_s=0.0)
+    assert publisher.flush() is True
+    assert len(spool) == 0 and spool.pending() == []
+    quarantined = sorted((tmp_path / "spool" / "quarantine").glob("*.npz"))
+    assert [Spool.load(p).raw_uid for p in quarantined] == [bad.raw_uid]
+    assert "could not convert string to float" in quarantined[0].with_suffix(".reason.txt").read_text()
+    client = tiled_server.client()
+    assert results_per_raw_uid(client, [r.raw_uid for r in good] + [bad.raw_uid]) == {
+        good[0].raw_uid: 1, good[1].raw_uid: 1, bad.raw_uid: 0}
+    spool.close()
+
+
+def test_stale_temporary_files_of_a_crashed_append_are_removed_and_never_replayed(tmp_path):
+    spool = Spool(tmp_path / "spool")
+    kept = synthetic_record(uid())
+    spool.append(kept)
+    spool.close()
+    # A process killed between writing a temporary file and renaming it into place.
+    stale = tmp_path / "spool" / ".tmp-000000000001.npz"
+    stale.write_bytes(b"half a record")
+    reopened = Spool(tmp_path / "spool")
+    assert not stale.exists()
+    assert [Spool.load(p).raw_uid for p in reopened.pending()] == [kept.raw_uid] and len(reopened) == 1
+    assert reopened.append(kept).name == "000000000001.npz"
+    reopened.close()
+
+
+def test_a_batch_spooled_in_one_file_replays_in_order(tmp_path):
+    spool = Spool(tmp_path / "spool")
+    records = [synthetic_record(uid(), seed=i) for i in range(4)]
+    spool.append_many(records[:3])
+    spool.append(records[3])
+    assert len(spool) == 4 and len(spool.pending()) == 2
+    back = [r for p in spool.pending() for r in Spool.load_all(p)]
+    assert [r.raw_uid for r in back] == [r.raw_uid for r in records]
+    np.testing.assert_array_equal(back[2].arrays["intensity_model"], records[2].arrays["intensity_model"])
+    spool.close()

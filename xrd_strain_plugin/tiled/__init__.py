@@ -1,4 +1,5 @@
-"""Tiled adapter: the results layout, an idempotent writer, a durable spool and queries.
+"""Tiled adapter: the results layout, an idempotent batched writer, a durable spool, queries and
+the refinement state of a result.
 
 Importing this package does not import the Tiled client or server; they are
 imported where a connection is made.
@@ -7,8 +8,10 @@ imported where a connection is made.
 from .layout import ARRAY_NAMES, LAYOUT_NAME, LAYOUT_VERSION, ResultRecord, base_metadata
 from .queries import ResultRow, find_results, format_table, read_result
 from .records import offline_record, publish_offline, record_from_result
+from .refinement import (claim_refinement, fail_refinement, find_unrefined, read_refinement, refinement_inputs,
+                         release_refinement, write_refinement)
 from .spool import Spool, SpoolingPublisher, SpoolLockedError
-from .writer import TiledResultsWriter
+from .writer import TiledAuthError, TiledResultsWriter
 
 __all__ = [
     "ARRAY_NAMES",
@@ -19,12 +22,20 @@ __all__ = [
     "Spool",
     "SpoolLockedError",
     "SpoolingPublisher",
+    "TiledAuthError",
     "TiledResultsWriter",
     "base_metadata",
+    "claim_refinement",
+    "fail_refinement",
     "find_results",
+    "find_unrefined",
     "format_table",
     "offline_record",
     "publish_offline",
+    "read_refinement",
     "read_result",
     "record_from_result",
+    "refinement_inputs",
+    "release_refinement",
+    "write_refinement",
 ]

@@ -1,33 +1,43 @@
-"""The results layout in Tiled, version 1.
+"""The results layout in Tiled, version 2 (version 1 is still read).
 
-One inverted curve is one node::
+One inverted curve is one node, a container whose metadata is the result::
 
     results/<raw run uid>                  single-curve run
     results/<raw run uid>/<curve index>    run that records several curves
+    result_arrays/<batch id>               the arrays of the results written together
 
-A result node is a Tiled *composite* container (specs ``xrd_strain_result``
-version ``"1"`` and ``composite``) holding two tables whose columns are
-readable directly as arrays of the node (``node["strain"].read()``):
+Version 2 (specs ``xrd_strain_result`` version ``"2"``): a result node holds all
+the metadata listed below and points, with ``arrays`` = {``node``, ``row``}, to
+its row of an *arrays table*: a table with one row per result of one write
+batch, columns ``raw_uid``, ``curve_index`` (-1 for a one-curve run) and one
+list column per array:
 
-========== =============================================================
-table      columns (1-D, equal length within the table)
-========== =============================================================
-``profile`` ``depth_nm`` (nm, 0 = surface), ``strain`` (percent),
-            ``debye_waller`` (1 = perfect crystal, 0 = amorphous)
-``curve``   ``q_inv_angstrom`` (1/Å), ``intensity_measured`` (counts),
-            ``intensity_model`` (counts, the curve computed from the
-            network's prediction, on the same scale)
-========== =============================================================
+========================= ===========================================================
+column                    content (1-D)
+========================= ===========================================================
+``depth_nm``              depth, nm (0 = surface)
+``strain``                strain, percent (same length as ``depth_nm``)
+``debye_waller``          1 = perfect crystal, 0 = amorphous (same length)
+``q_inv_angstrom``        scattering vector of the measured points, 1/Å
+``intensity_measured``    counts (same length as ``q_inv_angstrom``)
+``intensity_model``       counts, the curve computed from the network's prediction
+========================= ===========================================================
 
-Two tables rather than six arrays because each Tiled node costs two HTTP
-round trips; the layout then costs 5 requests per result instead of 13,
-which is what keeps the stop-to-readable latency within budget.
+Why: every Tiled request costs ~15-40 ms of server time on the beamline
+machine, and a node costs a request, so version 1 (a composite node with two
+tables: 5 requests per result) capped the live rate at ~3 curves/s. In version
+2 a result costs one request (its node, created with its full metadata) plus
+its share of one table write for every result written together; the table
+itself is created ahead of time. :func:`~xrd_strain_plugin.tiled.queries.read_result`
+reads both versions. A result node may later get a child ``refinement``
+(:mod:`xrd_strain_plugin.tiled.refinement`): the refined profile, beside the
+network's answer, never over it.
 
 A run that records several curves has a plain container at
 ``results/<raw uid>`` (spec ``xrd_strain_run``) holding one result node per
 curve. A curve that could not be inverted (aborted run, rejected data, a
 failure in the plugin) is a result node with ``status`` other than ``"ok"``,
-a ``reason`` and no tables.
+a ``reason`` and no arrays.
 
 Metadata of a result node (JSON): ``layout`` {name, version}, ``status``
 (``ok``, ``rejected``, ``aborted``, ``failed``, ``error``), ``reason``,
@@ -36,8 +46,15 @@ Metadata of a result node (JSON): ``layout`` {name, version}, ``status``
 ``model`` {id, version, sha256}, the derived figures ``strain_max_percent``
 (e_max), ``depth_of_max_nm``, ``thickness_nm``, ``dw_min``, ``fwhm_deg``
 (H), ``dynamic_range`` (log10 Imax/Imin), ``sigma_i`` (rms of log10
-differences between measured and model curves), ``timings`` (seconds),
-``plugin`` {version} and ``created`` (ISO 8601, UTC).
+differences between measured and model curves), ``scale`` and
+``background`` (counts), ``timings`` (seconds), ``plugin`` {version},
+``created`` (ISO 8601, UTC), ``arrays`` {node, row} and, for ``ok`` results,
+``refinement`` {status: none | pending | done | failed, ...}.
+
+Version 1 (still read): the result node is a composite container (specs
+``xrd_strain_result`` version ``"1"`` and ``composite``) with two tables,
+``profile`` (depth_nm, strain, debye_waller) and ``curve`` (q_inv_angstrom,
+intensity_measured, intensity_model).
 """
 
 from __future__ import annotations
@@ -51,10 +68,13 @@ from typing import Any
 import numpy as np
 
 LAYOUT_NAME = "xrd_strain_result"
-LAYOUT_VERSION = "1"
+LAYOUT_VERSION = "2"
+READ_VERSIONS = ("1", "2")
 RUN_SPEC_NAME = "xrd_strain_run"
 RESULTS_KEY = "results"
 RAW_KEY = "raw"
+ARRAYS_KEY = "result_arrays"
+ARRAYS_SPEC_NAME = "xrd_strain_arrays"
 
 PROFILE_COLUMNS = ("depth_nm", "strain", "debye_waller")
 CURVE_COLUMNS = ("q_inv_angstrom", "intensity_measured", "intensity_model")
@@ -178,3 +198,38 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def arrays_schema():
+    """Arrow schema of an arrays table (layout v2): one row per result, a list column per array."""
+    import pyarrow as pa
+
+    values = pa.list_(pa.float64())
+    return pa.schema([("raw_uid", pa.string()), ("curve_index", pa.int64())] + [(n, values) for n in ARRAY_NAMES])
+
+
+def arrays_ipc(records) -> bytes:
+    """The arrays of ``records`` (each with arrays) as one Arrow IPC file, one row per record."""
+    import pyarrow as pa
+
+    columns = {
+        "raw_uid": pa.array([r.raw_uid for r in records], pa.string()),
+        "curve_index": pa.array([-1 if r.curve_index is None else int(r.curve_index) for r in records], pa.int64()),
+    }
+    for name in ARRAY_NAMES:
+        columns[name] = pa.array([np.asarray(r.arrays[name], dtype=np.float64) for r in records], pa.list_(pa.float64()))
+    table = pa.Table.from_pydict(columns, schema=arrays_schema())
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def arrays_of_row(table, row: int, *, raw_uid: str, curve_index: int | None) -> dict[str, np.ndarray]:
+    """The arrays of one result from an arrays table (``pyarrow.Table``), checked against its node."""
+    expected = -1 if curve_index is None else int(curve_index)
+    got_uid, got_index = table.column("raw_uid")[row].as_py(), table.column("curve_index")[row].as_py()
+    if (got_uid, got_index) != (raw_uid, expected):
+        raise ValueError(f"arrays row {row} belongs to {got_uid}/{got_index}, not to {raw_uid}/{expected}")
+    return {name: table.column(name)[row].values.to_numpy(zero_copy_only=False).astype(float)
+            for name in ARRAY_NAMES if name in table.column_names}

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .layout import ARRAY_NAMES, LAYOUT_NAME, RESULTS_KEY, TABLES
+from .layout import ARRAY_NAMES, LAYOUT_NAME, RESULTS_KEY, TABLES, arrays_of_row
 
 
 def find_results(
@@ -30,6 +30,8 @@ def find_results(
     strain_max_percent: tuple[float | None, float | None] | None = None,
     model_version: str | None = None,
     status: str | None = None,
+    refinement_status: str | None = None,
+    layout_version: str | None = None,
     results_key: str = RESULTS_KEY,
 ) -> dict[tuple[str, ...], Any]:
     """Result nodes matching every given criterion.
@@ -48,6 +50,11 @@ def find_results(
         ``model.version`` of the bundle that answered.
     status : str, optional
         ``"ok"``, ``"rejected"``, ``"aborted"``, ``"failed"`` or ``"error"``.
+    refinement_status : str, optional
+        ``"none"``, ``"pending"``, ``"done"`` or ``"failed"`` (layout v2; see
+        :mod:`xrd_strain_plugin.tiled.refinement`).
+    layout_version : str, optional
+        ``"1"`` or ``"2"``; both are found by default.
 
     Returns
     -------
@@ -66,6 +73,10 @@ def find_results(
         queries.append(Key("model.version") == model_version)
     if status is not None:
         queries.append(Key("status") == status)
+    if refinement_status is not None:
+        queries.append(Key("refinement.status") == refinement_status)
+    if layout_version is not None:
+        queries.append(Key("layout.version") == layout_version)
     if strain_max_percent is not None:
         lo, hi = strain_max_percent
         if lo is not None:
@@ -78,21 +89,44 @@ def find_results(
 
 
 def read_result(node) -> dict[str, Any]:
-    """Metadata and arrays of one result node.
+    """Metadata and arrays of one result node (layout version 1 or 2).
 
     Returns
     -------
     dict
         ``{"metadata": dict, "arrays": {name: numpy.ndarray}}``; ``arrays`` is
         empty for a result without a profile (status other than ``"ok"``).
+
+    Raises
+    ------
+    ValueError
+        If a v2 node points at an arrays row that belongs to another result.
     """
-    metadata = dict(node.metadata)
-    base = getattr(node, "base", node)  # the tables behind the composite view: one read per table
-    arrays = {}
-    for table in set(base) & set(TABLES):
-        frame = base[table].read()
-        arrays.update({c: np.asarray(frame[c], dtype=float) for c in TABLES[table] if c in frame})
-    return {"metadata": _plain(metadata), "arrays": {k: arrays[k] for k in ARRAY_NAMES if k in arrays}}
+    metadata = _plain(dict(node.metadata))
+    version = (metadata.get("layout") or {}).get("version")
+    arrays: dict[str, np.ndarray] = {}
+    if version == "1":
+        base = getattr(node, "base", node)  # the tables behind the composite view: one read per table
+        for table in set(base) & set(TABLES):
+            frame = base[table].read()
+            arrays.update({c: np.asarray(frame[c], dtype=float) for c in TABLES[table] if c in frame})
+    elif metadata.get("arrays"):
+        pointer = metadata["arrays"]
+        table = read_arrow_table(node.context, pointer["node"])
+        arrays = arrays_of_row(table, int(pointer["row"]), raw_uid=metadata["raw_uid"],
+                               curve_index=metadata.get("curve_index"))
+    return {"metadata": metadata, "arrays": {k: arrays[k] for k in ARRAY_NAMES if k in arrays}}
+
+
+def read_arrow_table(context, path: str):
+    """A whole table node at ``path`` (below the server root) as a ``pyarrow.Table``, in one request."""
+    import pyarrow as pa
+
+    from .writer import ARROW_FILE, check_response
+
+    url = f"{str(context.api_uri).rstrip('/')}/table/full/{path}"
+    response = check_response(context.http_client.get(url, params={"format": ARROW_FILE}))
+    return pa.ipc.open_file(pa.py_buffer(response.content)).read_all()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -60,6 +60,8 @@ def record_from_result(
         "fwhm_deg": result.fwhm_deg,
         "dynamic_range": result.dynamic_range,
         "sigma_i": result.sigma_i,
+        "scale": result.scale,
+        "background": result.background,
     }
     all_timings = dict(timings or {})
     all_timings["inverter_total_s"] = float(result.elapsed_s)

@@ -1,0 +1,171 @@
+"""A refinement beside the network's answer, in the same result node (layout v2).
+
+The state lives in the result's metadata, ``refinement.status``, so queries see it:
+``none`` (an ``ok`` result nobody has refined), ``pending`` (claimed), ``done``, ``failed``.
+A refiner *claims* a result by creating its child container ``refinement`` (a fixed key):
+Tiled creates a key once and answers 409 to every later attempt, so of several concurrent
+refiners (the live callback's worker, the Prefect flow ``refine_new_results``, a person)
+exactly one gets the result. The refined arrays go into that child as one table
+(``arrays``: one row, a list column per array) and the summary into its metadata and,
+shortened, into the result's ``refinement`` metadata. The network's answer is never touched.
+
+Examples
+--------
+>>> for path, node in find_unrefined(client, limit=50).items():  # doctest: +SKIP
+...     if claim_refinement(node, worker="refine_new_results"):
+...         two_theta_deg, counts, reflection, start = refinement_inputs(node)
+...         write_refinement(node, refine_curve(two_theta_deg, counts, reflection, start=start))
+"""
+
+from __future__ import annotations
+
+import datetime
+import socket
+from typing import Any
+
+import httpx
+import numpy as np
+
+from .layout import RESULTS_KEY, jsonable
+from .queries import find_results, read_result
+
+REFINEMENT_KEY = "refinement"
+ARRAYS_TABLE = "arrays"
+#: Scalars of a refinement copied into the result's own ``refinement`` metadata (what queries need).
+SUMMARY_KEYS = ("sigma_i", "sigma_i_start", "strain_max_percent", "depth_of_max_nm", "thickness_nm", "dw_min",
+                "path", "poor_fit", "elapsed_s", "n_evaluations")
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+
+def _merge(node, refinement: dict) -> None:
+    node.patch_metadata(metadata_patch={REFINEMENT_KEY: jsonable(refinement)},
+                        content_type="application/merge-patch+json", drop_revision=True)
+
+
+def find_unrefined(client, *, limit: int | None = None, results_key: str = RESULTS_KEY) -> dict[tuple[str, ...], Any]:
+    """``ok`` results of layout v2 that nobody has refined (``refinement.status == "none"``), oldest first.
+
+    Parameters
+    ----------
+    client : tiled.client.container.Container
+        Server root (or any node holding ``results_key``).
+    limit : int, optional
+        At most this many (the oldest).
+    """
+    hits = find_results(client, status="ok", layout_version="2", refinement_status="none", results_key=results_key)
+    items = sorted(hits.items(), key=lambda kv: str(kv[1].metadata.get("created") or ""))
+    return dict(items[:limit] if limit is not None else items)
+
+
+def claim_refinement(node, *, worker: str | None = None) -> bool:
+    """Claim ``node`` for refinement, atomically. Return False if another refiner has it.
+
+    Creates the child container ``refinement`` (fixed key) with ``status: pending``; Tiled
+    refuses a second creation with 409, which is the lock. Then marks the result
+    ``refinement.status = "pending"`` for queries.
+
+    Raises
+    ------
+    httpx.HTTPStatusError, OSError
+        Any failure other than "already claimed" (an outage is not a refusal).
+    """
+    claim = {"status": "pending", "worker": worker or f"{socket.gethostname()}", "claimed_at": _now()}
+    try:
+        node.create_container(REFINEMENT_KEY, metadata=claim)
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code == httpx.codes.CONFLICT:
+            return False
+        raise
+    _merge(node, claim)
+    return True
+
+
+def release_refinement(node) -> None:
+    """Delete a claim (a refiner that died leaves ``pending``): the result is offered again."""
+    if REFINEMENT_KEY in node:
+        node[REFINEMENT_KEY].delete(recursive=True, external_only=False)
+    _merge(node, {"status": "none", "worker": None, "claimed_at": None, "reason": None})
+
+
+def refinement_inputs(node):
+    """What :func:`xrd_strain_plugin.refinement.refine_curve` needs, from a stored result.
+
+    Returns
+    -------
+    two_theta_deg : numpy.ndarray, shape (n_points,)
+        Measured angles, ascending, degrees of 2-theta.
+    counts : numpy.ndarray, shape (n_points,)
+        Measured intensities.
+    reflection : Reflection
+        Material, reflection and wavelength of the result.
+    start : StartProfile
+        The network's profile and resolution, as the refinement's start.
+    """
+    from xrd_strain_plugin.physics.materials import reflection as make_reflection
+    from xrd_strain_plugin.physics.qspace import q_to_two_theta_deg
+    from xrd_strain_plugin.refinement import StartProfile
+
+    got = read_result(node)
+    md, arrays = got["metadata"], got["arrays"]
+    if md.get("status") != "ok" or not arrays:
+        raise ValueError(f"result {md.get('raw_uid')} has no profile to refine (status {md.get('status')!r})")
+    wavelength = float(md["wavelength_angstrom"])
+    refl = make_reflection(md["material"], tuple(md["reflection"]["hkl"]), wavelength)
+    two_theta = np.asarray(q_to_two_theta_deg(arrays["q_inv_angstrom"], wavelength), dtype=float)
+    model = md.get("model") or {}
+    start = StartProfile(depth_nm=arrays["depth_nm"], strain_percent=arrays["strain"],
+                         debye_waller=arrays["debye_waller"], fwhm_deg=float(md["fwhm_deg"]),
+                         source=f"network:{model.get('id')}@{model.get('version')}")
+    return two_theta, np.asarray(arrays["intensity_measured"], dtype=float), refl, start
+
+
+def write_refinement(node, result) -> None:
+    """Store a :class:`~xrd_strain_plugin.refinement.RefinementResult` in the claimed ``node``.
+
+    The arrays go into ``refinement/arrays`` (one row, a list column per array), the whole
+    summary into the metadata of ``refinement``, the scalars queries need into the result's
+    ``refinement`` metadata with ``status: done``.
+
+    Raises
+    ------
+    KeyError
+        If ``node`` was not claimed (no ``refinement`` child).
+    """
+    import pyarrow as pa
+
+    child = node[REFINEMENT_KEY]
+    arrays = result.arrays()
+    table = pa.table({name: pa.array([np.asarray(v, dtype=np.float64)], pa.list_(pa.float64()))
+                      for name, v in arrays.items()})
+    child.write_table(table.to_pandas(), key=ARRAYS_TABLE)
+    summary = jsonable(result.summary())
+    done = {"status": "done", "finished_at": _now()}
+    child.replace_metadata(metadata={**dict(child.metadata), **summary, **done}, drop_revision=True)
+    _merge(node, {**{k: summary.get(k) for k in SUMMARY_KEYS}, **done, "reason": None})
+
+
+def fail_refinement(node, *, reason: str) -> None:
+    """Mark a claimed refinement failed with ``reason`` (the network's answer stands)."""
+    failed = {"status": "failed", "reason": str(reason)[:2000], "finished_at": _now()}
+    if REFINEMENT_KEY in node:
+        child = node[REFINEMENT_KEY]
+        child.replace_metadata(metadata={**dict(child.metadata), **failed}, drop_revision=True)
+    _merge(node, failed)
+
+
+def read_refinement(node) -> dict[str, Any] | None:
+    """``{"metadata": dict, "arrays": {name: ndarray}}`` of a result's refinement, or None.
+
+    ``arrays`` is empty until the refinement is done.
+    """
+    if REFINEMENT_KEY not in node:
+        return None
+    child = node[REFINEMENT_KEY]
+    arrays = {}
+    if ARRAYS_TABLE in child:
+        frame = child[ARRAYS_TABLE].read()
+        arrays = {name: np.asarray(frame[name].iloc[0], dtype=float) for name in frame.columns}
+    return {"metadata": dict(child.metadata), "arrays": arrays}

@@ -1,0 +1,56 @@
+"""The Tiled catalog as deployed for live results (used from ``deploy/tiled/config.yml``).
+
+``tree: xrd_strain_plugin.tiled.server:catalog`` in a ``tiled serve config`` file builds
+Tiled's own SQL catalog (:func:`tiled.catalog.from_uri`, same arguments) and, when the
+catalog is SQLite, sets ``PRAGMA synchronous`` on every connection it opens.
+
+Why: Tiled puts SQLite in WAL mode, where the default ``synchronous=FULL`` fsyncs the log on
+every commit, and every node Tiled creates is a commit; on the project's machine that fsync
+was the largest single cost of writing a result (measured in docs/bench_live.md).
+``NORMAL`` in WAL mode keeps the database consistent after any crash and loses no committed
+transaction when the *process* dies; only an operating-system crash or power cut can lose the
+last transactions before a checkpoint (SQLite's documentation). Results are still in the
+listener's spool until Tiled acknowledged them, so what such a loss could take is the last
+few seconds of results written before the power cut. Use ``synchronous: FULL`` where that is
+not acceptable, or PostgreSQL.
+
+Only this module is imported by the server; it pulls in nothing else of the plugin.
+"""
+
+from __future__ import annotations
+
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+_mode = {"synchronous": None}
+
+
+def _set_synchronous(dbapi_connection, connection_record):
+    kind = type(dbapi_connection)
+    if _mode["synchronous"] and "sqlite" in f"{kind.__module__}.{kind.__name__}".lower():
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA synchronous={_mode['synchronous']}")
+        cursor.close()
+
+
+def catalog(uri, *, synchronous: str = "NORMAL", **kwargs):
+    """Tiled's SQL catalog (``tiled.catalog.from_uri(uri, **kwargs)``), SQLite tuned for writes.
+
+    Parameters
+    ----------
+    uri : str
+        Catalog database (``sqlite:///path/catalog.db`` or ``postgresql+asyncpg://...``).
+    synchronous : str
+        SQLite ``PRAGMA synchronous`` (``NORMAL`` or ``FULL``); ignored for other databases.
+    **kwargs
+        Passed to :func:`tiled.catalog.from_uri` (``writable_storage``, ``init_if_not_exists``...).
+    """
+    mode = str(synchronous).upper()
+    if mode not in _SYNCHRONOUS:
+        raise ValueError(f"synchronous must be one of {_SYNCHRONOUS}, got {synchronous!r}")
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+    from tiled.catalog import from_uri
+
+    _mode["synchronous"] = mode
+    if not event.contains(Engine, "connect", _set_synchronous):
+        event.listen(Engine, "connect", _set_synchronous)
+    return from_uri(uri, **kwargs)
