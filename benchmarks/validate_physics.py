@@ -9,8 +9,10 @@ Sections (``--sections``):
                DynamicalModel given per-lamella atomic displacement factors B (uniform DW 0.9-0.1, DW coupled
                to graded strain, DW decoupled from strain), and the kinematic limit (thin layer: layer-peak
                intensity ratio R(DW)/R(1) = DW^2 away from the substrate; R(DW) quadratic in DW at every angle)
+  asym         asymmetric YSZ 204 on (001), grazing incidence and exit, graded strain with coupled DW, against
+               xrayutilities: as shipped, and with F_H(e) taken at the lamella's own |H_n|
 
-Run: .venv/bin/python benchmarks/validate_physics.py --sections convergence traps xu dw --out FILE
+Run: .venv/bin/python benchmarks/validate_physics.py --sections convergence traps xu dw asym --out FILE
 """
 
 import argparse
@@ -182,16 +184,34 @@ def dw_table():
     return "\n".join(rows) + "\n\n" + kinematic_dw()
 
 
+def asym_table():
+    from tests.physics.xu_reference import compare_asymmetric_with_xu, coupled_dw
+
+    rows = ["| grazing | e_max (%) | t (nm) | rms log10 as shipped | F_H(e) at the exact |H_n| | DW = 1, as shipped |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for g, es in (("incidence", (0.005, 0.02, 0.04)), ("exit", (0.005, 0.02))):
+        for e_max in es:
+            for t in (100.0, 300.0, 1000.0):
+                e = graded_profile("gauss", e_max)
+                dw = coupled_dw(e, 0.3)
+                vals = (compare_asymmetric_with_xu(e, t, grazing=g, debye_waller=dw),
+                        compare_asymmetric_with_xu(e, t, grazing=g, debye_waller=dw, exact_fh=True),
+                        compare_asymmetric_with_xu(e, t, grazing=g))
+                rows.append(f"| {g} | {100 * e_max:g} | {t:g} | " + " | ".join(f"{v:.1e}" for v in vals) + " |")
+                print(rows[-1], flush=True)
+    return "\n".join(rows)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sections", nargs="+", default=["convergence", "traps", "xu", "dw"],
-                   choices=["convergence", "traps", "xu", "dw"], help="what to compute (default: all)")
+    p.add_argument("--sections", nargs="+", default=["convergence", "traps", "xu", "dw", "asym"],
+                   choices=["convergence", "traps", "xu", "dw", "asym"], help="what to compute (default: all)")
     p.add_argument("--out", help="write the markdown here too")
     args = p.parse_args(argv)
     parts = []
     for name in args.sections:
         t0 = time.time()
-        body = {"convergence": convergence, "traps": traps, "xu": xu_table, "dw": dw_table}[name]()
+        body = {"convergence": convergence, "traps": traps, "xu": xu_table, "dw": dw_table, "asym": asym_table}[name]()
         parts.append(f"### {name}\n\n{body}\n\n({time.time() - t0:.0f} s)\n")
         print(parts[-1], flush=True)
     if args.out:

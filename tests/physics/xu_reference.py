@@ -37,28 +37,41 @@ def ysz_cell(strain: float = 0.0, name: str = "YSZ", *, b_angstrom2: float = 0.0
     return xu.materials.Crystal(name, lat)
 
 
-def b_factor_for_dw(debye_waller, strain):
-    """B (A^2) such that exp(-B (|H_n|/(4 pi))^2) = DW at the 004 reflection of the strained cell,
-    |H_n| = 8 pi / (a (1 + e)), i.e. B = -ln(DW) (a (1 + e) / 2)^2."""
+def b_factor_for_dw(debye_waller, strain, hkl=(0, 0, 4)):
+    """B (A^2) such that exp(-B (|H_n|/(4 pi))^2) = DW at reflection ``hkl`` (l along the normal) of the strained
+    cell, |H_n| = 2 pi sqrt(h^2 + k^2 + l^2/(1 + e)^2) / a; for 004, B = -ln(DW) (a (1 + e) / 2)^2."""
     dw = np.asarray(debye_waller, dtype=float)
     if np.any(dw <= 0) or np.any(dw > 1):
         raise ValueError("the xrayutilities reference needs 0 < DW <= 1 (its eigenvectors divide by chi_-H)")
-    h_n = 8 * math.pi / (A_YSZ * (1 + np.asarray(strain, dtype=float)))
+    h, k, l = hkl
+    h_n = 2 * math.pi / A_YSZ * np.sqrt(h * h + k * k + (l / (1 + np.asarray(strain, dtype=float))) ** 2)
     return -np.log(dw) * (4 * math.pi / h_n) ** 2
 
 
-def xu_reflectivity(theta_deg, strain, thickness_nm, wavelength_angstrom=1.5406, *, debye_waller=None,
-                    polarization="S"):
-    """Unconvolved reflectivity of YSZ 004 with layers given surface first (``polarization`` "S" = sigma, "P" = pi).
+def asymmetry_rad(hkl, grazing="incidence"):
+    """Our ``asymmetry`` for reflection hkl of a (001) surface: the angle between H and the normal, positive
+    for grazing incidence (incidence theta - asymmetry), negative for grazing exit."""
+    h, k, l = hkl
+    phi = math.atan2(math.hypot(h, k), l)
+    return phi if grazing == "incidence" else -phi
 
-    ``debye_waller`` (same shape as ``strain``, default all 1) is applied through per-lamella B factors
-    (:func:`b_factor_for_dw`); the substrate keeps B = 0.
+
+def xu_reflectivity(theta_deg, strain, thickness_nm, wavelength_angstrom=1.5406, *, debye_waller=None,
+                    polarization="S", hkl=(0, 0, 4), grazing="incidence"):
+    """Unconvolved reflectivity of YSZ ``hkl`` (l along the surface normal; default 004) with layers given surface
+    first, at our Bragg-angle variable ``theta_deg`` (incidence theta - asymmetry, see :func:`asymmetry_rad`).
+
+    ``polarization`` "S" (sigma) or "P" (pi); ``grazing`` "incidence" or "exit" for asymmetric reflections
+    (xrayutilities' "lo_hi" / "hi_lo"). ``debye_waller`` (same shape as ``strain``, default all 1) is applied
+    through per-lamella B factors (:func:`b_factor_for_dw`); the substrate keeps B = 0.
     """
     strain = np.atleast_1d(np.asarray(strain, dtype=float))
     dw = np.ones_like(strain) if debye_waller is None else np.atleast_1d(np.asarray(debye_waller, dtype=float))
     if dw.shape != strain.shape:
         raise ValueError(f"debye_waller {dw.shape} and strain {strain.shape} differ in shape")
-    b = b_factor_for_dw(dw, strain)
+    if grazing not in ("incidence", "exit"):
+        raise ValueError(f"grazing must be 'incidence' or 'exit', got {grazing!r}")
+    b = b_factor_for_dw(dw, strain, hkl)
     t_slice = thickness_nm * 10 / len(strain)
     sub = xu.simpack.Layer(ysz_cell(0.0, "sub"), np.inf)
     stack = xu.simpack.LayerStack("s", sub)
@@ -66,8 +79,10 @@ def xu_reflectivity(theta_deg, strain, thickness_nm, wavelength_angstrom=1.5406,
         stack.append(xu.simpack.Layer(ysz_cell(float(strain[i]), f"l{i}", b_angstrom2=float(b[i])), t_slice))
     hxrd = xu.HXRD((1, 0, 0), (0, 0, 1), wl=wavelength_angstrom)
     model = xu.simpack.DynamicalModel(stack, experiment=hxrd, resolution_width=0, polarization=polarization)
-    model.set_hkl((0, 0, 4))
-    return np.abs(model.simulate(np.asarray(theta_deg, dtype=float), rettype="field")) ** 2
+    model.set_hkl(tuple(hkl))
+    incidence = np.asarray(theta_deg, dtype=float) - math.degrees(asymmetry_rad(hkl, grazing))
+    field = model.simulate(incidence, rettype="field", geometry="lo_hi" if grazing == "incidence" else "hi_lo")
+    return np.abs(field) ** 2
 
 
 def xu_absorption_length_um(wavelength_angstrom=1.5406):
@@ -137,6 +152,54 @@ def dw_profile(kind, n=30):
     if kind == "low":  # DW near 0.1 through the whole layer (the issue's real-sample example), 0.08 -> 0.16
         return 0.08 + 0.08 * z
     raise ValueError(kind)
+
+
+def fh_ratio_coeffs_at_exact_h_n(hkl, wavelength_angstrom=1.5406):
+    """F_H(e)/F_H(0) (polynomial in e, lowest order first, as ``Reflection.fh_strain_coeffs``) with the form
+    factors at the strained cell's own |H_n| = |(H_x, H_z/(1+e))|, from xrayutilities; (coeffs H, coeffs -H)."""
+    en = xu.lam2en(wavelength_angstrom)
+    strains = np.linspace(-0.10, 0.25, 15)
+    out = []
+    for sign in (1, -1):
+        h = tuple(sign * i for i in hkl)
+        ref = ysz_cell(0.0).StructureFactor(ysz_cell(0.0).Q(*h), en=en)
+        vals = np.array([ysz_cell(float(e)).StructureFactor(ysz_cell(float(e)).Q(*h), en=en) / ref for e in strains])
+        re = np.polynomial.polynomial.polyfit(strains, vals.real, 4)
+        im = np.polynomial.polynomial.polyfit(strains, vals.imag, 4)
+        out.append(tuple(complex(a, b) for a, b in zip(re, im)))
+    return tuple(out)
+
+
+def compare_asymmetric_with_xu(strain, thickness_nm, *, hkl=(2, 0, 4), grazing="incidence", debye_waller=None,
+                               exact_fh=False, n_points=800, fwhm_theta_deg=0.02):
+    """rms log10 difference (both curves convolved with a Gaussian in theta) for an asymmetric reflection of
+    a (001) YSZ surface, ours with ``asymmetry = asymmetry_rad(hkl, grazing)`` against xrayutilities.
+
+    ``exact_fh``: replace our F_H(e) (form factors at |H|/(1+e), exact for symmetric reflections) by the
+    form factors at the strained lamella's own |H_n| (:func:`fh_ratio_coeffs_at_exact_h_n`), to separate that
+    approximation from the geometry of the recursion.
+    """
+    import dataclasses
+
+    from xrd_strain_plugin.physics.dynamical import reflectivity
+    from xrd_strain_plugin.physics.materials import reflection
+
+    r = reflection("YSZ", tuple(hkl), 1.5406)
+    if exact_fh:
+        fh_c, fmh_c = fh_ratio_coeffs_at_exact_h_n(hkl)
+        r = dataclasses.replace(r, fh_strain_coeffs=fh_c, fmh_strain_coeffs=fmh_c)
+    strain = np.asarray(strain, dtype=float)
+    dw = np.ones_like(strain) if debye_waller is None else np.asarray(debye_waller, dtype=float)
+    th_b = math.degrees(r.theta_bragg)
+    th = np.linspace(th_b - 1.3 * strain.max() * math.degrees(math.tan(r.theta_bragg)) - 0.3, th_b + 0.15, n_points)
+    ours = reflectivity(np.radians(th), strain, dw, thickness_nm, r, asymmetry=asymmetry_rad(hkl, grazing))[0]
+    ref = xu_reflectivity(th, strain, thickness_nm, debye_waller=dw, hkl=hkl, grazing=grazing)
+    step = th[1] - th[0]
+    s = fwhm_theta_deg / (2 * math.sqrt(2 * math.log(2)))
+    k = int(math.ceil(4 * s / step))
+    g = np.exp(-0.5 * (step * np.arange(-k, k + 1) / s) ** 2)
+    conv = lambda x: np.convolve(x, g, "same") / np.convolve(np.ones_like(x), g, "same")
+    return float(np.sqrt(np.mean((np.log10(conv(ours)) - np.log10(conv(ref))) ** 2)))
 
 
 def rms_log10_tolerance(thickness_nm):
