@@ -26,6 +26,7 @@ def _row(what, value, unit, note=""):
 
 
 def bench_generation(n: int) -> None:
+    """Curves per second, one process: the v1 generator against the issue-9 levers, same draws."""
     from training.generate import simulate_batch
     from training.presets import get_preset
     from training.sampling import draw_parameters
@@ -33,15 +34,23 @@ def bench_generation(n: int) -> None:
     from xrd_strain_plugin.physics.qspace import ModelGrid
 
     refl, grid = reflection(), ModelGrid(strain_min=-0.01, strain_max=0.10)
-    for name in ("CNN2", "CNN3"):
+    two_theta_b = refl.two_theta_bragg_deg
+    cases = (("v1 generator (sub-batches of 16 on one padded axis)", "grouped", 1),
+             ("each curve on its own grid, cache-sized calls", "per_curve", 1),
+             ("same, 4 draws per intrinsic curve", "per_curve", 4))
+    for name in ("CNN2", "CNN2-PAPER", "CNN3-PAPER"):
         preset = get_preset(name)
-        rng = np.random.default_rng(0)
-        simulate_batch(draw_parameters(rng, preset, 16), preset, refl, grid, rng)  # warm-up/JIT
-        draw = draw_parameters(rng, preset, n)
-        t0 = time.perf_counter()
-        simulate_batch(draw, preset, refl, grid, rng)
-        _row(f"generation {name} (one process, {preset.n_slices} lamellae, noise + grid)",
-             n / (time.perf_counter() - t0), "curves/s per core")
+        for label, layout, k in cases:
+            rng = np.random.default_rng(0)
+            warm = draw_parameters(rng, preset, 8, two_theta_bragg_deg=two_theta_b, per_profile=k)
+            simulate_batch(warm, preset, refl, grid, rng, draws_per_profile=k, layout=layout)
+            rng = np.random.default_rng(1)
+            draw = draw_parameters(rng, preset, n, two_theta_bragg_deg=two_theta_b, per_profile=k)
+            t0, c0 = time.perf_counter(), time.process_time()
+            simulate_batch(draw, preset, refl, grid, rng, draws_per_profile=k, layout=layout)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            _row(f"generation {name}: {label}", n / cpu, "curves per CPU-second",
+                 f"{n / wall:.1f} curves/s wall; {preset.n_slices} lamellae, noise + grid")
 
 
 def bench_training(n: int) -> None:

@@ -62,9 +62,14 @@ class TrainConfig:
     input_pool : int
         Input decimation of :func:`training.networks.build_cnn` (1: the paper's network).
     init_from : str or None
-        A ``.keras`` file (or bundle directory) of the same architecture whose weights start
-        the run (fine-tuning, e.g. the low-strain specialist from the general model); the label
-        scaling is still fitted on this run's data.
+        A ``.keras`` file or a bundle directory of the same architecture whose weights start
+        the run (warm start / fine-tuning, e.g. the low-strain specialist from the general
+        model). From a bundle the label scaling is the bundle's (its outputs keep their meaning);
+        from a ``.keras`` file it is fitted on this run's data.
+    epoch_curves : int or None
+        Train on a random subset of this many curves per epoch (a short "epoch": checkpoints,
+        validation, batch-norm recalibration and the time-budget check come that often on a slow
+        CPU). None: the whole training part.
     snapshot_epochs : tuple of int
         After these epochs, keep a copy of the best-so-far weights as
         ``best-at-epoch<k>.keras`` (set-size studies compare runs at equal epochs).
@@ -88,6 +93,7 @@ class TrainConfig:
     dense_units: tuple[int, ...] = (1000, 100)
     input_pool: int = 1
     init_from: str | None = None
+    epoch_curves: int | None = None
     snapshot_epochs: tuple[int, ...] = ()
     final_anneal: float | None = 0.75
 
@@ -155,6 +161,13 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
         x, labels = x[: config.max_curves], labels[: config.max_curves]
     train_idx, val_idx = split_indices(x.shape[0], config.validation_fraction, config.seed)
     scaling = LabelScaling.fit(labels[train_idx], dataset.label_names)
+    if config.init_from and Path(config.init_from).is_dir():
+        # warm start from a bundle: keep its label scaling, so its outputs mean the same at once
+        from xrd_strain_plugin.inference.bundle import read_card
+
+        scaling = read_card(config.init_from).labels
+        if tuple(scaling.names) != tuple(dataset.label_names):
+            raise ValueError(f"{config.init_from} predicts other labels than this dataset's")
     y = scaling.scale(labels)
     x = x[..., np.newaxis]
     identity = {"config": json.loads(json.dumps(asdict(config))), "fingerprint": dataset.fingerprint,
@@ -193,7 +206,7 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
     rng = np.random.default_rng([config.seed, start_epoch])
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
-        order = rng.permutation(x_train.shape[0])
+        order = rng.permutation(x_train.shape[0])[:config.epoch_curves]
         fit = model.fit(x_train[order], y_train[order], batch_size=config.batch_size, epochs=1,
                         shuffle=False, verbose=0)
         recalibrate_batch_norm(model, x_calib)
@@ -240,6 +253,7 @@ def _same_config(old, new) -> bool:
     if old is None:
         return False
     keys = set(new) - {"epochs", "max_minutes", "snapshot_epochs", "final_anneal"}
+    keys = {k for k in keys if k in old or new[k] is not None}  # options newer than the run
     return all(old.get(k) == new[k] for k in keys)
 
 

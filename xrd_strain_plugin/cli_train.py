@@ -92,6 +92,9 @@ def _register_train(subparsers) -> None:
     p.add_argument("--init-from", default=None, metavar="KERAS_OR_BUNDLE",
                    help="start from these weights (same architecture), e.g. the general model "
                         "for a low-strain specialist")
+    p.add_argument("--epoch-curves", type=int, default=None, metavar="N",
+                   help="curves per (short) epoch, drawn at random from the training part; "
+                        "checkpoints and the time-budget check come once per epoch (default: all)")
     p.add_argument("--test", default=None, metavar="DIR",
                    help="held-out test set to evaluate on (default: DATA/test if present)")
     p.set_defaults(func=run_train)
@@ -171,7 +174,7 @@ def run_train(args) -> int:
                          max_minutes=args.max_minutes, seed=args.seed,
                          snapshot_epochs=tuple(args.snapshot_epochs), filters=tuple(args.filters),
                          dense_units=tuple(args.dense_units), input_pool=args.input_pool,
-                         init_from=args.init_from)
+                         init_from=args.init_from, epoch_curves=args.epoch_curves)
     result = train(dataset, args.run, config)
     manifest = dataset.manifest
     model_id = args.model_id or "{}-{}-{}".format(

@@ -50,3 +50,22 @@ def test_training_reduces_the_loss_and_resumes(tiny_dataset_dir, tmp_path):
     np.testing.assert_allclose(
         Inverter(bundle).predictor.predict_scaled(x),
         second.model.predict(x[..., None], verbose=0), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow  # three short training runs
+def test_warm_start_from_a_bundle_keeps_its_scaling(tiny_dataset_dir, tmp_path):
+    ds = load_dataset(tiny_dataset_dir)
+    base = train(ds, tmp_path / "base", TrainConfig(epochs=1, **SMALL), verbose=0)
+    export_bundle(tmp_path / "b", model=base.model, scaling=base.scaling,
+                  train_manifest=ds.manifest, train_state=base.state, model_id="base")
+    # a warm start on another subset: short epochs, the bundle's weights and label scaling
+    sub = load_dataset(tiny_dataset_dir, max_curves=24)
+    warm = train(sub, tmp_path / "warm", TrainConfig(epochs=2, epoch_curves=8,
+                                                     init_from=str(tmp_path / "b"), **SMALL),
+                 verbose=0)
+    assert warm.scaling == base.scaling
+    assert len(warm.history["loss"]) == 2
+    # first epoch starts from the bundle's weights: its loss is near the base's, not a fresh net's
+    fresh = train(sub, tmp_path / "fresh", TrainConfig(epochs=1, epoch_curves=8, **SMALL),
+                  verbose=0)
+    assert warm.history["val_loss"][0] < fresh.history["val_loss"][0]
