@@ -279,14 +279,18 @@ def section_heldout(lines, n, seed, rows_path, ceiling_every=4):
     from xrd_strain_plugin.inference.registry import ModelKey, ModelRegistry
     from xrd_strain_plugin.refinement import StartProfile, refine_curve
 
+    import hashlib
+
     entry = ModelRegistry().current(ModelKey(material="YSZ", hkl=(4, 0, 0), wavelength_angstrom=1.5406))
     inverter = Inverter(entry.path)
+    code = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(
+        (ROOT / "xrd_strain_plugin" / "refinement").glob("*.py")))).hexdigest()[:12]
     rows_path = Path(rows_path)
     done = {}
     if rows_path.is_file():
         for line in rows_path.read_text().splitlines():
             row = json.loads(line)
-            if row.get("model") == entry.ref and row.get("seed") == seed:
+            if row.get("model") == entry.ref and row.get("seed") == seed and row.get("code") == code:
                 done[row["index"]] = row
     load0 = _load()
     try:
@@ -297,7 +301,7 @@ def section_heldout(lines, n, seed, rows_path, ceiling_every=4):
         for i, tt, counts, truth, refl in tqdm(_heldout_curves(n, seed), total=n, desc="held-out curves"):
             if i in done:
                 continue
-            row = {"index": i, "seed": seed, "model": entry.ref, "thickness_true": truth["thickness_nm"],
+            row = {"index": i, "seed": seed, "model": entry.ref, "code": code, "thickness_true": truth["thickness_nm"],
                    "emax_true": truth["strain_max_percent"]}
             try:
                 net = inverter.invert(tt, counts, refl)
@@ -335,7 +339,8 @@ def section_heldout(lines, n, seed, rows_path, ceiling_every=4):
     paths = {p: sum(r["ref_path"] == p for r in rows) for p in sorted({r["ref_path"] for r in rows})}
     lines += [f"## Held-out curves drawn with the paper's recipe (CNN2 ranges), network alone and refined", "",
               f"{len(rows)} curves (preset CNN2-PAPER, seed {seed}, exact physics, pseudo-Voigt eta 0.001, Poisson "
-              f"counts; {len(errors)} refused as unusable input); model {entry.ref}; default refinement options; "
+              f"counts; {len(errors)} refused as unusable input); model {entry.ref}; refinement code {code}, default "
+              f"options; "
               f"load {load0:.1f} at start.", "",
               "| | a(t) | a(e_max) | a(strain) | median sigma_I |", "| --- | --- | --- | --- | --- |",
               f"| network alone | {acc('net_t_err'):.0f} % | {acc('net_emax_err'):.0f} % | {acc('net_strain_err'):.0f} % | "

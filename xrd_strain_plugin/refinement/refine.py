@@ -478,25 +478,39 @@ def refine_curve(two_theta_deg, intensity, reflection, *, start=None,
     # less than its own standard deviation (sqrt(2 n)), keep the one closest to the given start: the start
     # (the network's answer) carries the prior the data cannot decide.
     tolerance = math.sqrt(2 * angles.size) / 2  # in cost = chi^2 / 2
-    rank = {"local": 0, "multi-start": 1, "low-strain": 2}
-    equivalent = [f for f in fits if f[0] <= fits[0][0] + tolerance]
-    _, path, best_short = min(equivalent, key=lambda f: (rank.get(f[1], 3), f[0]))
+    rank = {"local": 0, "multi-start": 1, "low-strain": 2, "global": 3}
+
+    def choose(items):
+        equivalent = [f for f in items if f[0] <= min(f[0] for f in items) + tolerance]
+        return min(equivalent, key=lambda f: (rank.get(f[1], 4), f[0]))
+
+    _, path, best_short = choose(fits)
     stages.append({"stage": "short-fits", "fits": len(fits), "path": path, "sigma_i": best_short.sigma_i,
                    "seconds": time.perf_counter() - t_stage})
+
+    # the chosen start to convergence on the full model; then, while a quarter of the budget is left, the
+    # runners-up too (the short fits rank them only roughly)
     t_stage = time.perf_counter()
-    best = None
-    params = best_short.parameters
-    for _ in range(3):  # refit until converged, the grid re-derived for the current resolution
-        fit = fit_local(model, objective, params, budget=budget, max_nfev=options.final_fit_nfev,
-                        ftol=1e-5, xtol=1e-5)
-        n_curves += fit.n_curves
-        n_eval += fit.n_evaluations
-        improved = best is None or fit.cost < best.cost * (1 - 1e-4)
-        if best is None or fit.cost <= best.cost:
-            best = fit
-        params = best.parameters
-        if fit.converged or not improved or budget.left <= 0:
+    queue = [(path, best_short)] + [(label, fit) for _, label, fit in fits if fit is not best_short]
+    finals = []
+    for label, short in queue:
+        if finals and budget.left < 0.25 * options.budget_s:
             break
+        best = None
+        params = short.parameters
+        for _ in range(3):  # refit until converged, the grid re-derived for the current resolution
+            fit = fit_local(model, objective, params, budget=budget, max_nfev=options.final_fit_nfev,
+                            ftol=1e-5, xtol=1e-5)
+            n_curves += fit.n_curves
+            n_eval += fit.n_evaluations
+            improved = best is None or fit.cost < best.cost * (1 - 1e-4)
+            if best is None or fit.cost <= best.cost:
+                best = fit
+            params = best.parameters
+            if fit.converged or not improved or budget.left <= 0:
+                break
+        finals.append((best.cost, label, best))
+    _, path, best = choose(finals)
     stages.append({"stage": "local", "path": path, "sigma_i": best.sigma_i,
                    "seconds": time.perf_counter() - t_stage})
 
