@@ -37,10 +37,12 @@ A run that records several curves has a plain container at
 ``results/<raw uid>`` (spec ``xrd_strain_run``) holding one result node per
 curve. A curve that could not be inverted (aborted run, rejected data, a
 failure in the plugin) is a result node with ``status`` other than ``"ok"``,
-a ``reason`` and no arrays.
+a ``reason`` and no arrays; the one exception is ``partial``: the curve of a run
+stopped before its planned number of points (start document ``num_points``),
+inverted and stored with its arrays, and a ``reason`` saying how many points it has.
 
 Metadata of a result node (JSON): ``layout`` {name, version}, ``status``
-(``ok``, ``rejected``, ``aborted``, ``failed``, ``error``), ``reason``,
+(``ok``, ``partial``, ``rejected``, ``aborted``, ``failed``, ``error``), ``reason``,
 ``raw_uid``, ``raw_path`` (``raw/<uid>``), ``scan_id``, ``curve_index``,
 ``sample``, ``material``, ``reflection`` {hkl}, ``wavelength_angstrom``,
 ``model`` {id, version, sha256}, the derived figures ``strain_max_percent``
@@ -81,7 +83,7 @@ CURVE_COLUMNS = ("q_inv_angstrom", "intensity_measured", "intensity_model")
 ARRAY_NAMES = PROFILE_COLUMNS + CURVE_COLUMNS
 TABLES = {"profile": PROFILE_COLUMNS, "curve": CURVE_COLUMNS}
 
-STATUSES = ("ok", "rejected", "aborted", "failed", "error")
+STATUSES = ("ok", "partial", "rejected", "aborted", "failed", "error")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
