@@ -175,9 +175,9 @@ def compare_asymmetric_with_xu(strain, thickness_nm, *, hkl=(2, 0, 4), grazing="
     """rms log10 difference (both curves convolved with a Gaussian in theta) for an asymmetric reflection of
     a (001) YSZ surface, ours with ``asymmetry = asymmetry_rad(hkl, grazing)`` against xrayutilities.
 
-    ``exact_fh``: replace our F_H(e) (form factors at |H|/(1+e), exact for symmetric reflections) by the
-    form factors at the strained lamella's own |H_n| (:func:`fh_ratio_coeffs_at_exact_h_n`), to separate that
-    approximation from the geometry of the recursion.
+    ``exact_fh``: replace our F_H(e) table by one tabulated directly at the strained lamella's own |H_n|
+    (:func:`fh_ratio_coeffs_at_exact_h_n`). Kept for the record: the simulator now reads its |H|/(1+e) table
+    at the equivalent strain of |H_n| itself, so this option applies the correction twice.
     """
     import dataclasses
 

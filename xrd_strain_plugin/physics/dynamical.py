@@ -238,8 +238,12 @@ def reflectivity(
         g = math.pi / (lam * xp.sqrt(gamma0 * gammah))
         b_lam = 0.5 * h_len * math.cos(asymmetry) / (1 + strain)
         volume_ratio = 1 + strain  # uniaxial strain along the normal: V_n = V (1 + e_n)
-        fh_ratio = _poly(xp, reflection.fh_strain_coeffs, strain)
-        fmh_ratio = _poly(xp, reflection.fmh_strain_coeffs, strain)
+        # F_H is tabulated at |H| / (1 + e); a strain along the normal scales only H_z, so an asymmetric
+        # lamella's |H_n| = |H| sqrt(sin^2 phi + cos^2 phi / (1 + e)^2): read the table at that length
+        e_fh = strain if asymmetry == 0 else (
+            1 / xp.sqrt(math.sin(asymmetry) ** 2 + math.cos(asymmetry) ** 2 / (1 + strain) ** 2) - 1)
+        fh_ratio = _poly(xp, reflection.fh_strain_coeffs, e_fh)
+        fmh_ratio = _poly(xp, reflection.fmh_strain_coeffs, e_fh)
         b_sub = 0.5 * h_len * math.cos(asymmetry)
     else:
         g0b, ghb = math.sin(th_b - asymmetry), math.sin(th_b + asymmetry)
