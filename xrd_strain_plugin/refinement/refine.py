@@ -45,9 +45,10 @@ class RefineOptions:
     Parameters
     ----------
     budget_s : float
-        Budget of the starts, offset search and local fits, CPU seconds of the calling thread
-        (see :class:`~xrd_strain_plugin.refinement.fitter.Budget`; equal to wall seconds on an
-        idle core).
+        Cap on the starts, offset search and local fits, CPU seconds of the calling thread (see
+        :class:`~xrd_strain_plugin.refinement.fitter.Budget`; equal to wall seconds on an idle core).
+        The stages do a fixed amount of work (so a curve always gets the same answer); the cap only
+        stops a pathological case (typical: 1.5-3 s).
     global_budget_s : float
         Extra budget of the global stage (0 disables it), CPU seconds.
     model : ModelConfig
@@ -66,6 +67,8 @@ class RefineOptions:
         Offsets tried per start.
     n_short_fits : int
         Starts given a short fit on the screening model (the given start always is one).
+    n_final_fits : int
+        Short-fit results fitted to convergence on the full model (the chosen one and runners-up).
     short_fit_nfev, final_fit_nfev : int
         Residual evaluations of a short fit and of each round of the final fit.
     generic_starts : bool
@@ -78,7 +81,7 @@ class RefineOptions:
         Seed of the global stage's random generator.
     """
 
-    budget_s: float = 3.0
+    budget_s: float = 6.0
     global_budget_s: float = 12.0
     model: ModelConfig = field(default_factory=ModelConfig)
     weighting: str = "auto"
@@ -87,6 +90,7 @@ class RefineOptions:
     offset_search_deg: float = 0.05
     n_offsets: int = 21
     n_short_fits: int = 4
+    n_final_fits: int = 2
     short_fit_nfev: int = 6
     final_fit_nfev: int = 30
     poor_factor: float = 1.35
@@ -488,13 +492,14 @@ def refine_curve(two_theta_deg, intensity, reflection, *, start=None,
     stages.append({"stage": "short-fits", "fits": len(fits), "path": path, "sigma_i": best_short.sigma_i,
                    "seconds": time.perf_counter() - t_stage})
 
-    # the chosen start to convergence on the full model; then, while a quarter of the budget is left, the
-    # runners-up too (the short fits rank them only roughly)
+    # the chosen start to convergence on the full model, and the best runner-up (the short fits rank them
+    # only roughly); a fixed amount of work, so the same curve always gets the same answer, the budget
+    # being only a cap
     t_stage = time.perf_counter()
     queue = [(path, best_short)] + [(label, fit) for _, label, fit in fits if fit is not best_short]
     finals = []
-    for label, short in queue:
-        if finals and budget.left < 0.25 * options.budget_s:
+    for label, short in queue[: options.n_final_fits]:
+        if finals and budget.left <= 0:
             break
         best = None
         params = short.parameters
