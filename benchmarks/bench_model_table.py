@@ -1,0 +1,108 @@
+"""Table 2 side by side: several bundles (and the general + specialist routing) on held-out test
+sets, plus sigma_I of the network alone on the real YSZ curve (issue 9); not a test.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_model_table.py --model v1=BUNDLE --model v2=BUNDLE \\
+        --specialist cnn3=BUNDLE --route v2+cnn3 --test CNN2=DIR --test CNN3=DIR [--json OUT]
+
+Prints one markdown table per test set (with the paper's row) and the sigma_I table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+PAPER = {"CNN2": ("paper CNN2 network, its CNN2 test set", "91 % | 94 % | 90 % | 93 % | 100 % | 82 %"),
+         "CNN3": ("paper CNN3 specialist, its CNN3 test set", "86 % | 94 % | - | - | - | 76 %")}
+KEYS = ("a_t", "a_emax", "a_dw", "a_h", "a_dr", "a_strain")
+
+
+def _pairs(items):
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"expected NAME=VALUE, got {item!r}")
+        out[name] = value
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", default=[], metavar="NAME=BUNDLE")
+    parser.add_argument("--route", action="append", default=[], metavar="GENERAL+SPECIALIST",
+                        help="also evaluate the routed pair (names from --model)")
+    parser.add_argument("--test", action="append", default=[], metavar="NAME=DIR")
+    parser.add_argument("--real", default=str(Path(__file__).resolve().parents[2] / "shared" /
+                                              "data" / "ysz_400_irradiated.xy"))
+    parser.add_argument("--json", default=None, help="write all figures here")
+    args = parser.parse_args()
+
+    from training.dataset import load_dataset
+    from training.evaluate import evaluate_predictions
+    from xrd_strain_plugin.inference import Inverter, load_bundle
+    from xrd_strain_plugin.inference.predictor import Predictor
+    from xrd_strain_plugin.inference.specialist import RoutedPredictor
+    from xrd_strain_plugin.io import read_curve
+    from xrd_strain_plugin.physics.materials import reflection
+
+    bundles = {name: load_bundle(path) for name, path in _pairs(args.model).items()}
+    predictors = {name: Predictor(b) for name, b in bundles.items()}
+    for pair in args.route:
+        general, specialist = pair.split("+")
+        predictors[pair] = RoutedPredictor(bundles[general], bundles[specialist])
+    results = {}
+    for test_name, test_dir in _pairs(args.test).items():
+        test = load_dataset(test_dir)
+        print(f"\n### {test_name}: {test.n} curves, preset {test.manifest['preset']['name']}, "
+              f"fingerprint {test.manifest['fingerprint'][:12]}\n")
+        print("| model | test MSE | a(t) | a(e_max) | a(DW) | a(H) | a(DR) | a(strain) | "
+              "specialist answered | load |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for name, predictor in predictors.items():
+            t0 = time.perf_counter()
+            pred = predictor.predict_labels(test.x)
+            card = predictor.bundle.card
+            ev = evaluate_predictions(test.labels, pred, scaling=card.labels,
+                                      n_weights=card.n_weights, n_slices=card.n_slices)
+            routed = getattr(predictor, "last_models", None)
+            share = (f"{100 * np.mean([m['role'] == 'specialist' for m in routed]):.0f} %"
+                     if routed else "-")
+            accs = " | ".join(f"{100 * ev.accuracies[k]:.0f} %" for k in KEYS)
+            print(f"| {name} | {ev.mse:.2e} | {accs} | {share} | {os.getloadavg()[0]:.1f} |",
+                  flush=True)
+            results[f"{test_name}/{name}"] = {"mse": ev.mse, **ev.accuracies, "n": ev.n,
+                                              "seconds": time.perf_counter() - t0,
+                                              "bands": {"strain_max_percent":
+                                                        ev.by_band("strain_max_percent")}}
+        label, row = PAPER.get(test_name.split("-")[0], (None, None))
+        if label:
+            print(f"| {label} | - | {row} | | |")
+    two_theta, intensity = read_curve(args.real)
+    refl = reflection("YSZ", (4, 0, 0), 1.5406)
+    print("\n| model | sigma_I (network alone) | e_max (%) | t (nm) | DW_min |\n|---|---|---|---|---|")
+    for name, predictor in predictors.items():
+        inverter = Inverter(predictor.bundle)
+        inverter.predictor = predictor
+        r = inverter.invert(two_theta, intensity, refl)
+        print(f"| {name} | {r.sigma_i:.3f} | {r.strain_max_percent:.2f} | {r.thickness_nm:.0f} | "
+              f"{r.dw_min:.2f} |")
+        results[f"real/{name}"] = {"sigma_i": r.sigma_i, "strain_max_percent": r.strain_max_percent,
+                                   "thickness_nm": r.thickness_nm, "dw_min": r.dw_min}
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=float) + "\n")
+
+
+if __name__ == "__main__":
+    main()
