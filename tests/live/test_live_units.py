@@ -99,3 +99,65 @@ def test_importing_the_adapters_loads_no_ml_ophyd_or_tiled_stack():
              " ('tensorflow', 'keras', 'ophyd', 'tiled', 'bluesky', 'jax', 'torch'))))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def _stopped_run(n_planned, n_taken, *, exit_status="success"):
+    """Documents of a one-curve 2theta run that planned ``n_planned`` points and took ``n_taken``."""
+    from event_model import compose_run
+
+    from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer
+    from xrd_strain_plugin.demo import SAMPLES
+
+    refl = reflection("YSZ", (4, 0, 0), 1.5406)
+    diff = SimulatedDiffractometer(reflection=refl, sample=SAMPLES[1].simulated(), rng=np.random.default_rng(4))
+    two_theta = np.linspace(71.6, 74.2, n_planned)[:n_taken]
+    counts = diff.counts(two_theta)
+    run = compose_run(metadata={"hints": {"dimensions": [[["tth"], "primary"]]}, "num_points": n_planned})
+    desc = run.compose_descriptor(name="primary", data_keys={"tth": NUM, "det": NUM}, hints={"det": {"fields": ["det"]}})
+    docs = [("start", run.start_doc), ("descriptor", desc.descriptor_doc)]
+    if n_taken:
+        docs.append(("event_page", desc.compose_event_page(
+            data={"tth": two_theta, "det": counts}, timestamps={"tth": two_theta * 0, "det": counts * 0},
+            seq_num=list(range(1, n_taken + 1)), time=list(two_theta * 0))))
+    docs.append(("stop", run.compose_stop(exit_status=exit_status)))
+    return docs
+
+
+def _collect(docs):
+    from xrd_strain_plugin.bluesky.collector import RunCollector
+
+    out = []
+    collector = RunCollector(plan_from_start(docs[0][1], RockingCurveConfig()), out.append)
+    for name, doc in docs:
+        collector(name, doc)
+    return out
+
+
+def test_a_run_stopped_before_its_planned_points_is_inverted_and_marked_partial(inverter):
+    from xrd_strain_plugin.bluesky.records import record_from_job
+
+    (full,) = _collect(_stopped_run(261, 261))
+    assert full.partial is None and full.planned_points == 261
+    assert record_from_job(full, inverter).status == "ok"
+
+    (job,) = _collect(_stopped_run(261, 230))  # RE.stop() past the Bragg peak: exit status 'success'
+    assert job.partial == "run stopped after 230 of 261 planned points"
+    record = record_from_job(job, inverter)
+    assert record.status == "partial" and record.metadata["reason"] == job.partial
+    assert record.metadata["n_points"] == 230 and record.metadata["planned_points"] == 261
+    assert record.arrays["intensity_measured"].shape == (230,)  # still inverted: the curve holds enough
+
+    (short,) = _collect(_stopped_run(261, 120))  # stopped before the Bragg peak: rejected, saying both
+    rejected = record_from_job(short, inverter)
+    assert rejected.status == "rejected"
+    assert rejected.metadata["reason"].startswith("run stopped after 120 of 261 planned points: the scan")
+    assert "does not contain the Bragg peak" in rejected.metadata["reason"]
+
+    (aborted,) = _collect(_stopped_run(261, 120, exit_status="abort"))  # an abort stays an abort
+    assert aborted.status == "aborted"
+
+
+def test_planned_points_come_from_the_start_document_only_when_it_says():
+    assert plan_from_start(start([[["omega"], "primary"]], num_points=41), RockingCurveConfig()).num_points == 41
+    for bad in (None, "41", 0, -3, True, float("nan")):
+        assert plan_from_start(start([[["omega"], "primary"]], num_points=bad), RockingCurveConfig()).num_points is None

@@ -45,6 +45,10 @@ class CurveJob:
         position change): the origin of the latency figures.
     fields : dict
         Motor and detector fields read, recorded with the result.
+    planned_points : int, optional
+        Points the run's plan meant to take (start document ``num_points``), all curves together.
+    partial : str, optional
+        Why the curve is incomplete (the run stopped before its planned points), else None.
     """
 
     raw_uid: str
@@ -58,6 +62,8 @@ class CurveJob:
     wavelength_angstrom: float
     completed_at: float
     fields: dict
+    planned_points: int | None = None
+    partial: str | None = None
 
 
 class RunCollector(event_model.DocumentRouter):
@@ -86,6 +92,7 @@ class RunCollector(event_model.DocumentRouter):
         self._counts: list[float] = []
         self._position: tuple | None = None
         self._next_index = 0
+        self._n_taken = 0  # points of every curve of the run, for the comparison with num_points
         self._multi = bool(plan.position_fields)
 
     def __call__(self, name, doc, validate=False):
@@ -137,6 +144,7 @@ class RunCollector(event_model.DocumentRouter):
                     if self._angles:
                         self._finish_curve()
                     self._position = pos
+            self._n_taken += 1
             self._angles.append(float(angles[i]))
             self._counts.append(float(counts[i]) if counts[i] is not None else np.nan)
         return doc
@@ -155,13 +163,18 @@ class RunCollector(event_model.DocumentRouter):
             elif self._next_index == 0:
                 self._emit_problem("rejected", f"no events in stream {self.plan.stream_name!r}")
         else:
-            self._finish_curve()
+            planned = self.plan.num_points
+            partial = None
+            if planned is not None and self._n_taken < planned:
+                # RE.stop() ends a run with exit status 'success': only the count tells.
+                partial = f"run stopped after {self._n_taken} of {planned} planned points"
+            self._finish_curve(partial=partial)
         return doc
 
     def _index(self) -> int | None:
         return self._next_index if self._multi else None
 
-    def _finish_curve(self):
+    def _finish_curve(self, partial: str | None = None):
         scale = 1.0 if self.plan.axis == "two_theta" else 2.0  # coupled ω-2θ: 2θ = 2ω
         job = CurveJob(
             raw_uid=self.uid,
@@ -176,6 +189,8 @@ class RunCollector(event_model.DocumentRouter):
             completed_at=time.perf_counter(),
             fields={"motor": self.fields.motor, "detector": self.fields.detector, "axis": self.plan.axis,
                     "positions": dict(zip(self.fields.positions, self._position or ()))},
+            planned_points=self.plan.num_points,
+            partial=partial,
         )
         self._angles, self._counts = [], []
         self._next_index += 1

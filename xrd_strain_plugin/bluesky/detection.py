@@ -15,7 +15,9 @@ Start-document metadata understood (all optional, top level or inside an
 ``xrd_strain`` dict, the latter winning): ``motor_field``, ``detector_field``,
 ``axis`` (``two_theta``, ``omega``, ``theta``), ``material``, ``hkl``,
 ``wavelength_angstrom``, ``sample`` (str or dict with ``name``), ``samples``
-(list of names, one per curve of a multi-curve run).
+(list of names, one per curve of a multi-curve run). ``num_points`` (set by
+bluesky's plans) is the number of points planned: a run that stops with fewer
+(``RE.stop()`` ends it with exit status ``success``) is marked ``partial``.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ class RunPlan:
     sample: str | None
     samples: tuple[str, ...] | None
     problem: str | None = None
+    num_points: int | None = None
 
     def sample_for(self, curve_index: int | None) -> str | None:
         """Sample name of a curve (per-curve names win over the run's)."""
@@ -189,7 +192,16 @@ def plan_from_start(start: Mapping[str, Any], config: RockingCurveConfig) -> Run
         sample=None if sample is None else str(sample),
         samples=None if samples is None else tuple(str(s) for s in samples),
         problem=problem,
+        num_points=_planned_points(start),
     )
+
+
+def _planned_points(start: Mapping[str, Any]) -> int | None:
+    """Points the plan meant to take (bluesky's ``num_points``), or None when the start does not say."""
+    n = start.get("num_points")
+    if isinstance(n, bool) or not isinstance(n, (int, float)) or n != n or n < 1:
+        return None
+    return int(n)
 
 
 def _is_scalar_number(key: Mapping[str, Any]) -> bool:

@@ -8,6 +8,7 @@ be inverted, provenance and timings in the layout's metadata.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 
@@ -35,7 +36,11 @@ def _acquisition_to_increasing(two_theta_deg: np.ndarray, intensity: np.ndarray)
 
 
 def record_from_job(job: CurveJob, inverter) -> ResultRecord:
-    """Invert one curve and return its record (``ok``, ``rejected`` or ``error``); never raises.
+    """Invert one curve and return its record (``ok``, ``partial``, ``rejected`` or ``error``); never raises.
+
+    A curve of a run stopped before its planned number of points (``job.partial``) is still
+    inverted when validation accepts it, and stored with status ``partial`` and the reason;
+    if it is too short to invert, the ``rejected`` reason says that the run was stopped.
 
     Parameters
     ----------
@@ -59,6 +64,7 @@ def record_from_job(job: CurveJob, inverter) -> ResultRecord:
         "wavelength_angstrom": job.wavelength_angstrom,
         "fields": job.fields,
         "n_points": int(job.intensity.size),
+        "planned_points": job.planned_points,
         "model": _model_info(inverter),
     }
     try:
@@ -68,7 +74,8 @@ def record_from_job(job: CurveJob, inverter) -> ResultRecord:
         result = inverter.invert(two_theta, counts, refl)
     except (CurveError, MaterialError, BundleError) as exc:
         timings["invert_s"] = time.perf_counter() - started
-        md = base_metadata(status="rejected", reason=str(exc), extra=extra | {"timings": timings}, **common)
+        reason = str(exc) if job.partial is None else f"{job.partial}: {exc}"
+        md = base_metadata(status="rejected", reason=reason, extra=extra | {"timings": timings}, **common)
         return ResultRecord(raw_uid=job.raw_uid, curve_index=job.curve_index, metadata=md)
     except Exception as exc:  # a bug or a resource problem: recorded, not raised
         timings["invert_s"] = time.perf_counter() - started
@@ -76,7 +83,11 @@ def record_from_job(job: CurveJob, inverter) -> ResultRecord:
                            extra=extra | {"timings": timings}, **common)
         return ResultRecord(raw_uid=job.raw_uid, curve_index=job.curve_index, metadata=md)
     timings["invert_s"] = time.perf_counter() - started
-    return record_from_result(result, extra={"fields": job.fields}, timings=timings, **common)
+    record = record_from_result(result, extra={"fields": job.fields, "planned_points": job.planned_points},
+                                timings=timings, **common)
+    if job.partial is not None:
+        record = dataclasses.replace(record, metadata={**record.metadata, "status": "partial", "reason": job.partial})
+    return record
 
 
 def _model_info(inverter) -> dict:
