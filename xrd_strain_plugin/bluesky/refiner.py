@@ -33,8 +33,9 @@ class RefinementWorker:
         Tiled server URL.
     api_key : str, optional
         Key allowed to write.
-    budget_s : float
-        Wall-time budget of one refinement (``RefineOptions(budget_s=...)``).
+    budget_s, global_budget_s : float
+        CPU budgets of one refinement and of its global stage (``RefineOptions``; 0 disables the
+        global stage).
     max_pending : int
         Results waiting for the process; beyond, results are left for the flow.
     niceness : int
@@ -43,7 +44,8 @@ class RefinementWorker:
         Container of the result nodes.
     """
 
-    def __init__(self, uri: str, *, api_key: str | None = None, budget_s: float = 3.0, max_pending: int = 256,
+    def __init__(self, uri: str, *, api_key: str | None = None, budget_s: float = 3.0, global_budget_s: float = 12.0,
+                 max_pending: int = 256,
                  niceness: int = 10, results_key: str = "results"):
         ctx = multiprocessing.get_context("spawn")
         self._todo = ctx.Queue(maxsize=max_pending)
@@ -52,7 +54,8 @@ class RefinementWorker:
         self.counts = collections.Counter()
         self.finished: collections.deque = collections.deque(maxlen=10_000)
         self._process = ctx.Process(target=_main, name="xrd-strain-refiner", daemon=True,
-                                    args=(uri, api_key, budget_s, niceness, self._todo, self._done))
+                                    args=(uri, api_key, {"budget_s": budget_s, "global_budget_s": global_budget_s},
+                                          niceness, self._todo, self._done))
         self._process.start()
 
     def submit(self, record, start) -> bool:
@@ -115,7 +118,7 @@ class RefinementWorker:
         self.poll()
 
 
-def _main(uri, api_key, budget_s, niceness, todo, done):  # pragma: no cover - runs in the child process
+def _main(uri, api_key, options, niceness, todo, done):  # pragma: no cover - runs in the child process
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s refiner: %(message)s")
     try:
         os.nice(niceness)
@@ -128,7 +131,7 @@ def _main(uri, api_key, budget_s, niceness, todo, done):  # pragma: no cover - r
     from xrd_strain_plugin.tiled.refinement import claim_refinement, fail_refinement, write_refinement
 
     client = None
-    options = RefineOptions(budget_s=budget_s)
+    options = RefineOptions(**options)
     worker = f"live-refiner:{os.getpid()}"
     while True:
         item = todo.get()

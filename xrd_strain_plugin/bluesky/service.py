@@ -199,6 +199,10 @@ class LiveInversion:
 
         from .records import reflection_for, warm_up
 
+        # Credentials are checked now (a refused key is a configuration error, not an outage);
+        # an unreachable Tiled is fine: results wait in the spool.
+        first = {"writer": check_credentials(uri, api_key=api_key)}
+
         def warm(inverter):
             card = inverter.bundle.card
             warm_up(inverter, reflection_for(card.material, tuple(card.hkl), card.wavelength_angstrom))
@@ -210,9 +214,6 @@ class LiveInversion:
         else:  # a bundle directory or model_id[@version]
             inverter = Inverter(ModelRegistry().resolve(bundle).path)
             warm(inverter)
-        # Credentials are checked now (a refused key is a configuration error, not an outage);
-        # an unreachable Tiled is fine: results wait in the spool.
-        first = {"writer": check_credentials(uri, api_key=api_key)}
 
         def connect():
             writer = first.pop("writer", None)

@@ -27,7 +27,7 @@ import httpx
 import numpy as np
 
 from .layout import RESULTS_KEY, jsonable
-from .queries import find_results, read_result
+from .queries import find_results, read_arrow_table, read_result
 
 REFINEMENT_KEY = "refinement"
 ARRAYS_TABLE = "arrays"
@@ -134,13 +134,8 @@ def write_refinement(node, result) -> None:
     KeyError
         If ``node`` was not claimed (no ``refinement`` child).
     """
-    import pyarrow as pa
-
     child = node[REFINEMENT_KEY]
-    arrays = result.arrays()
-    table = pa.table({name: pa.array([np.asarray(v, dtype=np.float64)], pa.list_(pa.float64()))
-                      for name, v in arrays.items()})
-    child.write_table(table.to_pandas(), key=ARRAYS_TABLE)
+    _write_one_row_table(child, ARRAYS_TABLE, result.arrays())
     summary = jsonable(result.summary())
     done = {"status": "done", "finished_at": _now()}
     child.replace_metadata(metadata={**dict(child.metadata), **summary, **done}, drop_revision=True)
@@ -166,6 +161,35 @@ def read_refinement(node) -> dict[str, Any] | None:
     child = node[REFINEMENT_KEY]
     arrays = {}
     if ARRAYS_TABLE in child:
-        frame = child[ARRAYS_TABLE].read()
-        arrays = {name: np.asarray(frame[name].iloc[0], dtype=float) for name in frame.columns}
+        import pyarrow as pa
+
+        table = read_arrow_table(child.context, "/".join((*child.path_parts, ARRAYS_TABLE)))
+        arrays = {field.name: table.column(field.name)[0].values.to_numpy(zero_copy_only=False).astype(float)
+                  for field in table.schema if pa.types.is_list(field.type)}  # not the server's index column
     return {"metadata": dict(child.metadata), "arrays": arrays}
+
+
+def _write_one_row_table(parent, key: str, arrays: dict) -> None:
+    """A table of one row with a list column per array (arrays of different lengths), two requests."""
+    import dataclasses
+
+    import pyarrow as pa
+    from tiled.structures.data_source import DataSource
+    from tiled.structures.table import TableStructure
+
+    from .writer import ARROW_FILE, check_response
+
+    table = pa.table({name: pa.array([np.asarray(v, dtype=np.float64)], pa.list_(pa.float64()))
+                      for name, v in arrays.items()})
+    source = DataSource(structure=TableStructure.from_schema(table.schema), structure_family="table")
+    base = str(parent.context.api_uri).rstrip("/")
+    path = "/".join(parent.path_parts)
+    http = parent.context.http_client
+    check_response(http.post(f"{base}/metadata/{path}", json={
+        "id": key, "structure_family": "table", "metadata": {}, "specs": [],
+        "data_sources": [dataclasses.asdict(source)]}, headers={"Accept": "application/json"}))
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    check_response(http.put(f"{base}/table/full/{path}/{key}", content=sink.getvalue().to_pybytes(),
+                            headers={"Content-Type": ARROW_FILE}))
