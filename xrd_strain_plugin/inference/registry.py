@@ -548,6 +548,10 @@ class CurrentModel:
         """Invert with the model in use (see :meth:`Inverter.invert`)."""
         return self._inverter.invert(two_theta_deg, intensity, reflection)
 
+    def invert_many(self, curves, reflection) -> list:
+        """Invert a batch with the model in use (see :meth:`Inverter.invert_many`)."""
+        return self._inverter.invert_many(curves, reflection)
+
 
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")

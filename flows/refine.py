@@ -1,0 +1,157 @@
+"""``refine_new_results``: least-squares refinement of every stored result that has none yet.
+
+A thin wrapper over :mod:`xrd_strain_plugin.tiled.refinement` (find, claim, read inputs, write,
+fail) and :func:`xrd_strain_plugin.refinement.refine_curve`. Each result is one task. The claim is
+Tiled's: creating the result's child ``refinement`` succeeds once and answers 409 afterwards, so
+two overlapping flow runs (or the flow and the live plugin's own refiner) refine each result exactly
+once; the refined profile is written beside the network's answer, which is never changed.
+
+The flow runs on a schedule (every few minutes, :mod:`flows.deployments`) and can be triggered
+right after a live result is stored, without waiting for it: :func:`trigger_refinement`
+(``run_deployment(..., timeout=0)``).
+
+The Tiled API key never travels as a flow parameter (parameters are stored in Prefect's
+database): name an environment variable (``api_key_env``, default ``TILED_API_KEY``) or a Prefect
+``Secret`` block (``api_key_block``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+from prefect import flow, get_run_logger, task
+from prefect.task_runners import ThreadPoolTaskRunner
+
+__all__ = ["refine_new_results", "refine_result", "trigger_refinement", "DEPLOYMENT"]
+
+#: ``flow name/deployment name`` of the served refinement (see :mod:`flows.deployments`).
+DEPLOYMENT = "refine_new_results/refine-new-results"
+
+
+def api_key(api_key_env: str | None = "TILED_API_KEY", api_key_block: str | None = None):
+    """The Tiled API key from a Prefect ``Secret`` block (if named) or the environment."""
+    if api_key_block:
+        from prefect.blocks.system import Secret
+
+        return Secret.load(api_key_block).get()
+    return os.environ.get(api_key_env) if api_key_env else None
+
+
+@functools.lru_cache(maxsize=8)
+def _client(tiled_url: str, api_key_env: str | None, api_key_block: str | None):
+    # One connection per server for every task of this process (tasks run in threads).
+    from tiled.client import from_uri
+
+    return from_uri(tiled_url, api_key=api_key(api_key_env, api_key_block))
+
+
+def _node(client, path, results_key: str):
+    node = client[results_key]
+    for key in path:
+        node = node[key]
+    return node
+
+
+@task(task_run_name="refine-{name}")
+def refine_result(tiled_url: str, path: list[str], *, name: str, worker: str, options: dict,
+                  api_key_env: str | None = "TILED_API_KEY", api_key_block: str | None = None,
+                  results_key: str = "results") -> dict:
+    """Claim, refine and store one result; ``outcome`` is ``refined`` or ``claimed elsewhere``.
+
+    Raises
+    ------
+    Exception
+        What the refinement raised, after the result was marked ``failed`` with the reason.
+    """
+    from xrd_strain_plugin.refinement import RefineOptions, refine_curve
+    from xrd_strain_plugin.tiled.refinement import (claim_refinement, fail_refinement,
+                                                    refinement_inputs, write_refinement)
+
+    node = _node(_client(tiled_url, api_key_env, api_key_block), path, results_key)
+    if not claim_refinement(node, worker=worker):
+        return {"path": "/".join(path), "outcome": "claimed elsewhere"}
+    try:
+        two_theta_deg, counts, reflection, start = refinement_inputs(node)
+        refined = refine_curve(two_theta_deg, counts, reflection, start=start,
+                               options=RefineOptions(**options))
+    except Exception as exc:
+        fail_refinement(node, reason=f"{type(exc).__name__}: {exc}")
+        raise
+    write_refinement(node, refined)
+    return {"path": "/".join(path), "outcome": "refined", "sigma_i_start": refined.sigma_i_start,
+            "sigma_i": refined.sigma_i, "fit_path": refined.path, "elapsed_s": refined.elapsed_s}
+
+
+@flow(name="refine_new_results", task_runner=ThreadPoolTaskRunner(max_workers=2))
+def refine_new_results(tiled_url: str, limit: int = 50, budget_s: float | None = None,
+                       global_budget_s: float | None = None, api_key_env: str | None = "TILED_API_KEY", api_key_block: str | None = None,
+                       results_key: str = "results") -> dict:
+    """Refine the oldest results that have no refinement yet.
+
+    Parameters
+    ----------
+    tiled_url : str
+        Tiled server, e.g. ``http://tiled-host:8000/api/v1``.
+    limit : int
+        At most this many results per run (the next run takes the rest).
+    budget_s, global_budget_s : float, optional
+        Refinement budgets per curve, CPU seconds (``RefineOptions``; default: the engine's).
+        ``global_budget_s=0`` skips the global stage of poor fits.
+    api_key_env, api_key_block : str, optional
+        Environment variable, or Prefect ``Secret`` block, holding a Tiled key that may write.
+    results_key : str
+        Container of the results.
+
+    Returns
+    -------
+    dict
+        ``refined`` (list of task summaries), ``claimed_elsewhere`` (paths), ``found``.
+
+    Raises
+    ------
+    RuntimeError
+        If any refinement failed (those results are marked ``failed`` in Tiled with the reason;
+        the others are stored).
+    """
+    from prefect.runtime import flow_run
+
+    from xrd_strain_plugin.tiled.refinement import find_unrefined
+
+    logger = get_run_logger()
+    client = _client(tiled_url, api_key_env, api_key_block)
+    found = find_unrefined(client, limit=limit, results_key=results_key)
+    worker = f"refine_new_results:{flow_run.id or os.getpid()}"
+    options = {k: v for k, v in (("budget_s", budget_s), ("global_budget_s", global_budget_s))
+               if v is not None}
+    logger.info("%d results without a refinement", len(found))
+    futures = [refine_result.submit(tiled_url, list(path), name="/".join(path)[:40], worker=worker,
+                                    options=options, api_key_env=api_key_env,
+                                    api_key_block=api_key_block, results_key=results_key)
+               for path in found]
+    refined, elsewhere, failed = [], [], []
+    for path, future in zip(found, futures):
+        future.wait()
+        if future.state.is_completed():
+            out = future.result()
+            (refined if out["outcome"] == "refined" else elsewhere).append(
+                out if out["outcome"] == "refined" else out["path"])
+        else:
+            failed.append(f"{'/'.join(path)}: {future.state.message}")
+    logger.info("refined %d, claimed by another refiner %d, failed %d", len(refined),
+                len(elsewhere), len(failed))
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(found)} refinements failed (marked 'failed' in "
+                           f"Tiled; the network's answers stand): " + "; ".join(failed[:3]))
+    return {"found": len(found), "refined": refined, "claimed_elsewhere": elsewhere}
+
+
+def trigger_refinement(*, deployment: str = DEPLOYMENT, parameters: dict | None = None):
+    """Start a run of the refinement deployment now and return at once (``timeout=0``): what the
+    live side calls right after it stored a result, so the refined answer appears within seconds.
+
+    Needs a Prefect API (``PREFECT_API_URL``) where the deployment is served.
+    """
+    from prefect.deployments import run_deployment
+
+    return run_deployment(deployment, parameters=parameters or {}, timeout=0)
