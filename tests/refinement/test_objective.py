@@ -19,6 +19,7 @@ def test_count_quantum_finds_scaled_counts_and_refuses_continuous_data():
     rng = np.random.default_rng(1)
     counts = rng.poisson(np.geomspace(0.5, 5e4, 400)).astype(float)
     assert count_quantum(counts) == pytest.approx(1.0)
+    assert count_quantum(counts + 40) == pytest.approx(1.0)  # a background of 40 counts: still counts
     assert count_quantum(counts * 0.00646) == pytest.approx(0.00646)
     assert count_quantum(np.geomspace(0.013, 70.0, 400)) is None
 

@@ -44,10 +44,11 @@ def sigma_i(measured, model) -> float:
 def count_quantum(intensity, *, tolerance: float = 0.02) -> float | None:
     """Intensity of one count if the data are (scaled) photon counts, else None.
 
-    Measured curves are often published scaled: every value is an integer multiple of one count's
-    intensity ``q``. ``q`` is taken as the smallest positive value, or the smallest difference of the
-    low values where that one is several counts; it is accepted if the 50 lowest positive values are
-    multiples of it within ``tolerance`` (relative to ``q``).
+    Integer-valued data are counts (``q = 1``). Measured curves are also often published scaled:
+    every value is an integer multiple of one count's intensity ``q``. ``q`` is then taken as the
+    smallest positive value, or the smallest difference of the low values where that one is several
+    counts; it is accepted if the 50 lowest positive values are multiples of it within ``tolerance``
+    (relative to ``q``).
 
     Parameters
     ----------
@@ -64,6 +65,8 @@ def count_quantum(intensity, *, tolerance: float = 0.02) -> float | None:
     positive = np.sort(values[values > 0])
     if positive.size < 10:
         return None
+    if np.all(values == np.round(values)):
+        return 1.0  # integer counts, whatever the background level
     low = np.unique(positive[:50])
     candidates = [low[0]]
     if low.size > 1:
