@@ -18,10 +18,20 @@ from xrd_strain_plugin.cli import CommandError, option_errors
 API_KEY_ENV = "TILED_API_KEY"
 
 LISTEN_EPILOG = """\
-example (RunEngine host publishes to a proxy on beamline-ws:5577/5578):
+examples:
+  # the listener also writes the raw runs: read a durable journal kept on the RunEngine host
+  # (RE.subscribe(JournalWriter("/var/lib/bluesky/journal")); xrd-strain journal serve there)
+  TILED_API_KEY=secret xrd-strain listen --journal beamline-ws:5579 \\
+      --tiled http://tiled-host:8000 --spool /var/spool/xrd-strain --raw
+  # the RunEngine host writes the raw runs to Tiled itself: 0MQ, and catch-up from Tiled
   bluesky-0MQ-proxy 5577 5578 &
   TILED_API_KEY=secret xrd-strain listen --zmq beamline-ws:5578 \\
-      --tiled http://tiled-host:8000 --spool /var/spool/xrd-strain --raw
+      --tiled http://tiled-host:8000 --spool /var/spool/xrd-strain
+
+Nothing is missed across restarts of the listener: with --journal it resumes
+from the last position it made durable (kept in the spool directory); with
+--zmq and without --raw it inverts, oldest first, every finished raw run in
+Tiled that has no result (catch-up), while new scans keep flowing.
 
 The API key comes from --api-key or the TILED_API_KEY environment variable
 (prefer the variable: command lines are visible to other users). Results wait
@@ -29,10 +39,19 @@ in the spool directory while Tiled is unreachable and are written, in order,
 once it answers again, also after a restart of the listener.
 """
 
+JOURNAL_EPILOG = """\
+on the RunEngine host:
+  from xrd_strain_plugin.bluesky.journal import JournalWriter
+  RE.subscribe(JournalWriter("/var/lib/bluesky/journal"))      # in the RunEngine session
+  xrd-strain journal serve /var/lib/bluesky/journal --port 5579  # a service beside it
+then: xrd-strain listen --journal beamline-ws:5579 ...
+"""
+
 
 def register(subparsers) -> None:
-    """Add the ``listen``, ``results`` and ``demo`` subcommands."""
+    """Add the ``listen``, ``journal``, ``results`` and ``demo`` subcommands."""
     _register_listen(subparsers)
+    _register_journal(subparsers)
     _register_results(subparsers)
     _register_demo(subparsers)
 
@@ -49,16 +68,34 @@ def _tiled_options(parser, *, write: bool):
 def _register_listen(subparsers):
     p = subparsers.add_parser(
         "listen", help="invert rocking curves from a bluesky 0MQ proxy into Tiled (live plugin, out of process)",
-        description="Subscribe to a bluesky 0MQ proxy, invert each rocking curve with the model bundle and "
-                    "write the result to Tiled under results/<raw uid>[/<curve index>].",
+        description="Read documents from a bluesky 0MQ proxy (--zmq) or a durable journal on the RunEngine host "
+                    "(--journal), invert each rocking curve with the model bundle and write the result to Tiled "
+                    "under results/<raw uid>[/<curve index>].",
         epilog=LISTEN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--zmq", metavar="HOST:PORT", required=True,
-                   help="outbound (subscriber) address of the bluesky 0MQ proxy")
-    p.add_argument("--prefix", default="", help="only documents published with this prefix")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--zmq", metavar="HOST:PORT",
+                        help="outbound (subscriber) address of the bluesky 0MQ proxy (live only: what is published "
+                             "while the listener is down is recovered from Tiled by catch-up, not by 0MQ)")
+    source.add_argument("--journal", metavar="HOST:PORT",
+                        help="address of `xrd-strain journal serve` on the RunEngine host (durable: resumes after a "
+                             "restart from the position saved in the spool directory)")
+    p.add_argument("--prefix", default="", help="with --zmq: only documents published with this prefix")
     _tiled_options(p, write=True)
     p.add_argument("--spool", metavar="DIR", required=True,
                    help="directory for results waiting while Tiled is unreachable (durable, replayed in order)")
-    p.add_argument("--raw", action="store_true", help="also write the raw runs to Tiled (raw/<uid>)")
+    p.add_argument("--raw", action="store_true", help="also write the raw runs to Tiled (raw/<uid>); use with --journal, "
+                   "so that raw runs made while the listener is down are not lost")
+    p.add_argument("--catch-up", choices=("auto", "on", "off"), default="auto",
+                   help="invert finished raw runs in Tiled that have no result, oldest first (auto: on with --zmq "
+                        "without --raw, where another writer stores the raw runs)")
+    p.add_argument("--catch-up-hours", type=float, default=24.0,
+                   help="on the first start, how far back catch-up looks (later starts continue from the saved "
+                        "watermark; default: %(default)s)")
+    p.add_argument("--catch-up-grace-s", type=float, default=10.0,
+                   help="catch-up leaves a run alone until its stop is this old (the live path goes first; "
+                        "default: %(default)s)")
+    p.add_argument("--catch-up-interval-s", type=float, default=5.0,
+                   help="seconds between catch-up passes (default: %(default)s)")
     p.add_argument("--model", metavar="BUNDLE", default=None, help="model bundle (default: the shipped model)")
     _reading_options(p)
     p.set_defaults(func=_run_listen)
@@ -92,16 +129,21 @@ def _api_key(args):
 
 def _run_listen(args) -> int:
     import logging
+    import pathlib
 
     # The spool is the retry mechanism; the Tiled client's own retries (up to 45 s) would stall the worker.
     os.environ.setdefault("TILED_RETRY_ATTEMPTS", "2")
     os.environ.setdefault("TILED_RETRY_TIMEOUT", "5")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from xrd_strain_plugin.bluesky.remote import listen
     from xrd_strain_plugin.bluesky.service import LiveInversion
 
     from xrd_strain_plugin.tiled.spool import SpoolLockedError
+    from xrd_strain_plugin.tiled.writer import TiledAuthError
 
+    for option in ("catch_up_hours", "catch_up_grace_s", "catch_up_interval_s"):
+        if getattr(args, option) <= 0:
+            raise CommandError(f"--{option.replace('_', '-')}: must be positive, got {getattr(args, option)}")
+    catch_up_on = args.catch_up == "on" or (args.catch_up == "auto" and args.zmq and not args.raw)
     config = _config(args)
     raw = None
     if args.raw:  # raw runs need Tiled now; results alone can wait in the spool
@@ -114,16 +156,132 @@ def _run_listen(args) -> int:
                                           bundle=args.model, config=config)
     except SpoolLockedError as exc:
         raise CommandError(f"--spool: {exc}") from exc
-    callbacks = [live] if raw is None else [raw, live]
-    print(f"xrd-strain listen: {args.zmq} -> {args.tiled} (spool {args.spool}); Ctrl-C to stop", file=sys.stderr)
+    except TiledAuthError as exc:  # a refused key is a configuration error, not an outage to spool through
+        if raw is not None:
+            raw.close()
+        raise CommandError(f"--api-key: {exc} (set --api-key or ${API_KEY_ENV})") from exc
+    spool = pathlib.Path(args.spool)
+    catch_up = None
+    if catch_up_on:
+        from xrd_strain_plugin.bluesky.catchup import CatchUp
+
+        catch_up = CatchUp(lambda: _connect(args), live, state_path=spool / "catch-up.json",
+                           since_s=args.catch_up_hours * 3600.0, grace_s=args.catch_up_grace_s,
+                           interval_s=args.catch_up_interval_s).start()
+    source = f"journal {args.journal}" if args.journal else f"0MQ {args.zmq}"
+    print(f"xrd-strain listen: {source} -> {args.tiled} (spool {args.spool}"
+          f"{'; catch-up from Tiled' if catch_up else ''}); Ctrl-C to stop", file=sys.stderr)
     try:
-        listen(args.zmq, callbacks, prefix=args.prefix.encode())
+        if args.journal:
+            _listen_journal(args, live, raw, spool)
+        else:
+            from xrd_strain_plugin.bluesky.remote import listen
+
+            callbacks = [live] if raw is None else [raw, live]
+            if catch_up is not None:
+                callbacks.insert(0, catch_up.note)
+            listen(args.zmq, callbacks, prefix=args.prefix.encode())
     finally:
+        if catch_up is not None:
+            catch_up.close()
         if raw is not None:
             raw.close()
         live.close()
         print(f"xrd-strain listen: stopped; {dict(live.counts)}; {len(live.publisher.spool)} result(s) still spooled",
               file=sys.stderr)
+    return 0
+
+
+def _listen_journal(args, live, raw, spool):
+    import logging
+
+    from xrd_strain_plugin.bluesky.remote import Cursor, ReplayGuard, listen_journal
+
+    guard = None
+    try:
+        guard = ReplayGuard(_connect(args), spooled={r.raw_uid for p in live.publisher.spool.pending()
+                                                     for r in live.publisher.spool.load_all(p)})
+    except CommandError as exc:  # Tiled away: replayed runs are handled again (writes are idempotent)
+        logging.getLogger(__name__).warning("no replay check: %s", exc)
+    listen_journal(args.journal, live=live, raw=raw, cursor=Cursor(spool / "journal-position.json"), guard=guard)
+
+
+def _register_journal(subparsers):
+    p = subparsers.add_parser(
+        "journal", help="the durable document journal on the RunEngine host (serve it, show it, prune it)",
+        description="A JournalWriter subscribed to the RunEngine appends every document to a journal directory; "
+                    "`journal serve` lets listeners (`xrd-strain listen --journal`) read it by position, so a "
+                    "listener that was down resumes where it stopped and misses nothing.",
+        epilog=JOURNAL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="journal_command", required=True, metavar="ACTION")
+    serve = sub.add_parser("serve", help="serve a journal directory to listeners over 0MQ",
+                           description="Answer listeners' requests for documents by position (long poll).")
+    serve.add_argument("directory", help="journal directory (the JournalWriter's)")
+    serve.add_argument("--port", type=int, default=5579, help="TCP port (default: %(default)s)")
+    serve.add_argument("--bind", default="*", help="interface to bind (default: all)")
+    serve.set_defaults(func=_run_journal_serve)
+    status = sub.add_parser("status", help="segments, documents and each listener's acknowledged position")
+    status.add_argument("directory", help="journal directory")
+    status.set_defaults(func=_run_journal_status)
+    prune = sub.add_parser("prune", help="delete segments every listener has acknowledged",
+                           description="Delete journal segments that every recorded listener has acknowledged and "
+                                       "that are older than --keep-days (the newest segment is always kept).")
+    prune.add_argument("directory", help="journal directory")
+    prune.add_argument("--keep-days", type=float, default=7.0, help="keep segments younger than this (default: %(default)s)")
+    prune.set_defaults(func=_run_journal_prune)
+
+
+def _journal_dir(path):
+    import pathlib
+
+    d = pathlib.Path(path)
+    if not d.is_dir():
+        raise CommandError(f"journal directory {path!r} does not exist")
+    return d
+
+
+def _run_journal_serve(args) -> int:
+    import logging
+    import signal
+
+    from xrd_strain_plugin.bluesky.journal import JournalServer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        server = JournalServer(_journal_dir(args.directory), f"tcp://{args.bind}:{args.port}")
+    except Exception as exc:  # zmq.ZMQError: address in use...
+        if isinstance(exc, CommandError):
+            raise
+        raise CommandError(f"--port: cannot listen on {args.bind}:{args.port}: {exc}") from exc
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: server.stop())
+    print(f"xrd-strain journal: serving {args.directory} on {server.endpoint}; Ctrl-C to stop", file=sys.stderr,
+          flush=True)
+    server.serve_forever()
+    return 0
+
+
+def _run_journal_status(args) -> int:
+    from xrd_strain_plugin.bluesky.journal import JournalReader, segments
+
+    d = _journal_dir(args.directory)
+    reader = JournalReader(d)
+    head = reader.refresh()
+    files = segments(d)
+    size = sum(f.stat().st_size for f in files)
+    out = {"directory": str(d), "segments": len(files), "bytes": size, "first": reader.first(), "head": head,
+           "consumers": {}}
+    for c in sorted((d / "consumers").glob("*.json")) if (d / "consumers").exists() else []:
+        out["consumers"][c.stem] = json.loads(c.read_text())
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+def _run_journal_prune(args) -> int:
+    from xrd_strain_plugin.bluesky.journal import prune
+
+    deleted = prune(_journal_dir(args.directory), keep_s=args.keep_days * 86400.0)
+    print(f"deleted {len(deleted)} segment(s)")
     return 0
 
 
@@ -140,8 +298,9 @@ def _register_results(subparsers):
     p.add_argument("--emax-min", type=float, help="smallest e_max, percent")
     p.add_argument("--emax-max", type=float, help="largest e_max, percent")
     p.add_argument("--model-version", help="version of the model that answered")
-    p.add_argument("--status", choices=("ok", "rejected", "aborted", "failed", "error"),
-                   help="only results with this status (ok: a profile was retrieved; the others carry the reason)")
+    p.add_argument("--status", choices=("ok", "partial", "rejected", "aborted", "failed", "error"),
+                   help="only results with this status (ok: a profile was retrieved; partial: retrieved from a run "
+                        "stopped before its planned points; the others carry the reason)")
     p.add_argument("--show", metavar="PATH", help="show one result (<uid> or <uid>/<curve index>)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_run_results)

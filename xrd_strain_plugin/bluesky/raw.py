@@ -59,6 +59,10 @@ class BackgroundCallback:
         """Block until every queued document has been handled."""
         self._queue.join()
 
+    def idle(self) -> bool:
+        """Whether every queued document has been handled (does not block)."""
+        return self._queue.unfinished_tasks == 0
+
     def close(self, timeout: float | None = None) -> None:
         """Drain and stop."""
         self._queue.put(_STOP)

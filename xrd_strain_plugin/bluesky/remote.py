@@ -5,14 +5,22 @@ The RunEngine host publishes with ``bluesky.callbacks.zmq.Publisher`` to a
 ``RemoteDispatcher`` and feeds the documents to a callback (a
 :class:`~.service.LiveInversion`, plus the raw-run writer when wanted), so
 inference can run on a GPU host while the RunEngine runs elsewhere.
+
+0MQ delivers only to whoever listens at that instant; :func:`listen_journal` reads a
+durable journal kept on the RunEngine side instead (:mod:`.journal`), by position, and
+resumes after a restart from the last position it made durable.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import json
 import logging
+import os
 import signal
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +126,176 @@ class ListenerThread:
         self._stop.set()
         self.thread.join(timeout)
         self.publisher.close()
+
+
+class Cursor:
+    """The listener's durable position in a journal: the next sequence number to process.
+
+    Stored as JSON in ``path`` (written to a temporary file, fsync'd, renamed), so a restarted
+    listener resumes where the last acknowledged position was.
+    """
+
+    def __init__(self, path):
+        import pathlib
+
+        self.path = pathlib.Path(path)
+        try:
+            self.position = int(json.loads(self.path.read_text())["next"])
+        except FileNotFoundError:
+            self.position = 0
+
+    def save(self, position: int) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with open(tmp, "w") as fh:
+            json.dump({"next": int(position), "time": time.time()}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+        self.position = int(position)
+
+
+def _run_of(name: str, doc: dict, descriptors: dict) -> str | None:
+    """uid of the run a document belongs to (``descriptors`` maps descriptor uid -> run uid)."""
+    if name == "start":
+        return doc["uid"]
+    if name in ("descriptor", "stop", "resource", "stream_resource"):
+        return doc.get("run_start")
+    if name in ("event", "event_page"):
+        return descriptors.get(doc.get("descriptor"))
+    return None
+
+
+class ReplayGuard:
+    """What a restarted listener must not do twice, decided per run from Tiled.
+
+    Runs between the acknowledged position and the journal's head at restart may have been
+    handled already by the listener that died. For each of them (only those: ``check`` is
+    called for replayed starts), the raw writer is skipped when ``raw/<uid>`` is complete (has
+    its stop), and a partial one is deleted so that the raw writer rewrites it whole; the plugin
+    is skipped when ``results/<uid>`` already holds a result or its record waits in the spool.
+    """
+
+    def __init__(self, client, *, spooled=frozenset(), raw_key: str = "raw", results_key: str = "results"):
+        self.client = client
+        self.spooled = set(spooled)
+        self.raw_key = raw_key
+        self.results_key = results_key
+        self.skip_raw: set[str] = set()
+        self.skip_live: set[str] = set()
+
+    def check(self, uid: str) -> None:
+        raw = self.client[self.raw_key] if self.raw_key in self.client else None
+        if raw is not None and uid in raw:
+            if (raw[uid].metadata or {}).get("stop") is not None:
+                self.skip_raw.add(uid)
+            else:
+                log.info("replay: raw run %s was written in part; rewriting it", uid)
+                raw[uid].delete(recursive=True, external_only=False)
+        results = self.client[self.results_key] if self.results_key in self.client else None
+        if uid in self.spooled:
+            self.skip_live.add(uid)
+        elif results is not None and uid in results and (results[uid].metadata or {}).get("layout"):
+            self.skip_live.add(uid)  # a one-curve result; a multi-curve run is redone (idempotent writes)
+
+
+def listen_journal(address: str, *, live, raw=None, cursor: Cursor, guard: ReplayGuard | None = None,
+                   extra=(), ready: threading.Event | None = None, stop: threading.Event | None = None,
+                   consumer: str = "xrd-strain-listen", wait_s: float = 0.5, max_docs: int = 2000) -> dict:
+    """Process documents from a journal server from ``cursor`` on, until SIGINT/SIGTERM or ``stop``.
+
+    Every document goes to ``raw`` (the raw-run writer, optional), the ``extra`` callbacks and
+    ``live``, in order. The cursor advances to a run boundary once everything before it is
+    durable: the raw writer has handled it and every result is written or spooled (checked when
+    both are idle, so it costs nothing on the hot path). On the way out, both are drained and
+    the cursor saved. Return counts (documents, runs, replayed, skipped).
+
+    Parameters
+    ----------
+    address : str
+        ``host:port`` of the journal server (``xrd-strain journal serve``).
+    live : LiveInversion
+        The plugin.
+    raw : BackgroundCallback, optional
+        Raw-run writer (``--raw``).
+    cursor : Cursor
+        Durable position, in the spool directory.
+    guard : ReplayGuard, optional
+        Skips, in the replayed part of the journal, what the previous listener had finished.
+    """
+    from .journal import JournalClient, JournalUnavailable
+
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    client = JournalClient(address, consumer=consumer)
+    position = cursor.position
+    replay_until: int | None = None  # the head when we (re)started: documents before it are replays
+    descriptors: dict[str, str] = {}
+    open_runs: set[str] = set()
+    boundary = position
+    counts = collections.Counter()
+    warned = False
+    if ready is not None:
+        ready.set()
+
+    def durable() -> bool:
+        return (raw is None or raw.idle()) and live.wait(0)
+
+    try:
+        while not stop.is_set():
+            try:
+                batch = client.fetch(position, max_docs=max_docs, wait_s=wait_s, ack=cursor.position)
+            except JournalUnavailable as exc:
+                if not warned:
+                    log.warning("%s; retrying (documents wait in the journal)", exc)
+                    warned = True
+                continue
+            if warned:
+                log.info("journal server %s answers again", address)
+                warned = False
+            if replay_until is None:
+                replay_until = client.head
+                if replay_until > position:
+                    log.info("replaying journal documents %d..%d", position, replay_until - 1)
+            for seq, name, doc in batch:
+                run = _run_of(name, doc, descriptors)
+                if name == "start":
+                    open_runs.add(run)
+                    counts["runs"] += 1
+                    if guard is not None and seq < replay_until:
+                        counts["replayed_runs"] += 1
+                        try:
+                            guard.check(run)
+                        except Exception:
+                            log.exception("replay: could not check run %s in Tiled; handling it again", run)
+                elif name == "descriptor":
+                    descriptors[doc["uid"]] = run
+                skip_raw = guard is not None and run in guard.skip_raw
+                skip_live = guard is not None and run in guard.skip_live
+                if raw is not None and not skip_raw:
+                    raw(name, doc)
+                for cb in extra:
+                    cb(name, doc)
+                if not skip_live:
+                    live(name, doc)
+                else:
+                    counts["skipped_documents"] += 1
+                if name == "stop":
+                    open_runs.discard(run)
+                    descriptors = {d: r for d, r in descriptors.items() if r != run}
+                position = seq + 1
+                counts["documents"] += 1
+                if not open_runs:
+                    boundary = position
+            if boundary > cursor.position and durable():
+                cursor.save(boundary)
+    finally:
+        if raw is not None:
+            raw.wait()
+        live.wait()
+        if boundary > cursor.position:
+            cursor.save(boundary)
+        client.close()
+        log.info("journal listener stopped at %d (%s)", cursor.position, dict(counts))
+    return dict(counts)
