@@ -127,6 +127,15 @@ def run(args) -> int:
 
     with option_errors("--material/--hkl/--wavelength-angstrom"):
         refl = reflection(args.material, tuple(args.hkl), args.wavelength_angstrom)
+    if args.publish:  # a refused key fails now, in one line, not after the inversions (issue 10)
+        import os
+
+        from xrd_strain_plugin.tiled.writer import TiledAuthError, check_credentials
+
+        try:
+            check_credentials(args.publish, api_key=args.api_key or os.environ.get("TILED_API_KEY"))
+        except TiledAuthError as exc:
+            raise CommandError(f"--api-key: {exc} (set --api-key or $TILED_API_KEY)") from exc
     options = _refine_options(args) if args.refine else None
     with option_errors("--model"):
         registry = ModelRegistry()
