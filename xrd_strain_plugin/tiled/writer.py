@@ -48,8 +48,12 @@ log = logging.getLogger(__name__)
 ARROW_FILE = "application/vnd.apache.arrow.file"
 
 
-class TiledAuthError(PermissionError):
-    """Tiled refused the credentials (401/403): not an outage; retrying will not help."""
+class TiledAuthError(Exception):
+    """Tiled refused the credentials (401/403): not an outage; retrying will not help.
+
+    Deliberately not an ``OSError``: code that treats I/O errors as "Tiled is away" must not
+    catch it.
+    """
 
 
 def _spec(name, version=LAYOUT_VERSION):
@@ -155,7 +159,8 @@ class TiledResultsWriter:
             raise
         except RuntimeError as exc:  # the client's own words for a server that wants a key
             if "API key" in str(exc):
-                raise TiledAuthError(f"Tiled at {uri} requires an API key and none was given") from None
+                what = "requires an API key and none was given" if not api_key else "refused the API key"
+                raise TiledAuthError(f"Tiled at {uri} {what}") from None
             raise
         return cls(client, **kwargs)
 
