@@ -8,8 +8,9 @@ skips finished shards (resumable). Tasks per run = shards (a 10^6-curve set in s
 1000 tasks), well inside what a Prefect/Dask deployment handles.
 
 Runs on this machine by default (a process pool, one worker per core); given
-``scheduler_address`` it runs on a Dask cluster through prefect-dask's ``DaskTaskRunner``
-(:func:`regenerate`).
+``scheduler_address`` it runs on a Dask cluster through prefect-dask's ``DaskTaskRunner``. The
+runner is chosen per run: each split is a subflow started with that runner, so the choice also
+holds for a served deployment (whose runs load the flow afresh).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 
-__all__ = ["regenerate_dataset", "regenerate", "dataset_dir", "task_runner", "make_shard_task"]
+__all__ = ["regenerate_dataset", "regenerate", "generate_split", "dataset_dir", "heldout_dir",
+           "task_runner", "make_shard_task"]
 
 
 def dataset_dir(data_root, *, preset: str, material: str, hkl, wavelength_angstrom: float,
@@ -88,8 +90,17 @@ def _record(spec, out: Path, manifest: dict, infos: list[dict]) -> dict:
     return manifest
 
 
-def _split(spec, out: Path, logger) -> dict:
-    """Submit the missing shards of one split, wait, write the manifest; raise on failures."""
+@flow(name="generate_split", flow_run_name="{spec.split}-{spec.n_curves}")
+def generate_split(spec, out: str) -> dict:
+    """Submit the missing shards of one split, wait, write the manifest; raise on failures.
+
+    Returns
+    -------
+    dict
+        The manifest (finished shards are kept in it even when others failed).
+    """
+    logger = get_run_logger()
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     manifest, todo = _plan(spec, out)
     logger.info("%s: %d of %d shards to make (%d curves each)", out, len(todo), spec.n_shards,
@@ -115,7 +126,8 @@ def regenerate_dataset(data_root: str, preset: str = "CNN2", n_curves: int = 10_
                        test_curves: int = 5000, seed: int | None = None, test_seed: int = 2023,
                        shard_size: int = 1000, material: str = "YSZ",
                        hkl: tuple[int, int, int] = (4, 0, 0), wavelength_angstrom: float = 1.5406,
-                       options: dict | None = None, draws_per_profile: int = 1) -> dict:
+                       options: dict | None = None, draws_per_profile: int = 1,
+                       scheduler_address: str | None = None, workers: int | None = None) -> dict:
     """Generate a training set under ``data_root`` and, if missing, the fixed held-out test set.
 
     Parameters
@@ -139,6 +151,12 @@ def regenerate_dataset(data_root: str, preset: str = "CNN2", n_curves: int = 10_
         Preset options (``training.presets.get_preset(name, **options)``).
     draws_per_profile : int
         See :class:`training.generate.DatasetSpec`.
+    scheduler_address : str, optional
+        ``tcp://host:8786`` of a Dask scheduler: the shards run on its workers (which need this
+        package installed and ``data_root`` on a shared file system).
+    workers : int, optional
+        Local worker processes when there is no scheduler (default: all cores; 1: threads in the
+        flow's process).
 
     Returns
     -------
@@ -150,6 +168,11 @@ def regenerate_dataset(data_root: str, preset: str = "CNN2", n_curves: int = 10_
     from training.presets import get_preset
 
     logger = get_run_logger()
+
+    def split(spec, directory):
+        runner = task_runner(scheduler_address=scheduler_address, workers=workers)
+        return generate_split.with_options(task_runner=runner)(spec, str(directory))
+
     if seed is None:
         seed = int(_dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d"))
     spec_preset = get_preset(preset, **dict(options or {}))
@@ -159,13 +182,12 @@ def regenerate_dataset(data_root: str, preset: str = "CNN2", n_curves: int = 10_
     if test_curves > 0:
         test_dir = heldout_dir(data_root, preset=preset, material=material, hkl=hkl,
                                wavelength_angstrom=wavelength_angstrom)
-        m = _split(DatasetSpec(split="test", seed=test_seed, n_curves=test_curves, **common),
-                   test_dir, logger)
+        m = split(DatasetSpec(split="test", seed=test_seed, n_curves=test_curves, **common),
+                  test_dir)
         out["test"] = {"path": str(test_dir), **_brief(m)}
     train_dir = dataset_dir(data_root, preset=preset, material=material, hkl=hkl,
                             wavelength_angstrom=wavelength_angstrom, seed=seed) / "train"
-    m = _split(DatasetSpec(split="train", seed=seed, n_curves=n_curves, **common), train_dir,
-               logger)
+    m = split(DatasetSpec(split="train", seed=seed, n_curves=n_curves, **common), train_dir)
     out["train"] = {"path": str(train_dir), **_brief(m)}
     logger.info("training set %s: %d curves, fingerprint %s", train_dir, m["n_curves"],
                 m["fingerprint"][:12])
@@ -209,6 +231,5 @@ def regenerate(*, scheduler_address: str | None = None, workers: int | None = No
     **parameters
         The flow's parameters.
     """
-    runner = task_runner(scheduler_address=scheduler_address, workers=workers)
-    return regenerate_dataset.with_options(task_runner=runner)(**parameters,
-                                                               return_state=return_state)
+    return regenerate_dataset(scheduler_address=scheduler_address, workers=workers,
+                              return_state=return_state, **parameters)

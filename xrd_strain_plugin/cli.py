@@ -29,6 +29,7 @@ COMMANDS = (
     "xrd_strain_plugin.cli_invert",
     "xrd_strain_plugin.cli_train",
     "xrd_strain_plugin.cli_live",
+    "xrd_strain_plugin.cli_flows",
 )
 
 #: Exit status for bad input (the argparse convention).

@@ -68,7 +68,8 @@ def test_a_failing_shard_is_retried_then_reported(tmp_path):
     """A directory where shard 1's temporary file must go makes that shard fail for real: the task
     runs three times (two retries), the other shard is kept, and the flow fails naming shard 1."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterId,
+                                               FlowRunFilterParentFlowRunId)
 
     from flows.regenerate import dataset_dir, regenerate
 
@@ -84,8 +85,10 @@ def test_a_failing_shard_is_retried_then_reported(tmp_path):
     assert sorted(manifest["shards"]) == ["0"] and not manifest["complete"]
 
     with get_client(sync_client=True) as client:
+        splits = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id])))
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
-            id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+            id=FlowRunFilterId(any_=[r.id for r in splits])))
     by_name = {r.name: r for r in runs}
     assert by_name["shard-1"].run_count == 3 and by_name["shard-1"].state.is_failed()
     assert by_name["shard-0"].run_count == 1 and by_name["shard-0"].state.is_completed()
