@@ -32,13 +32,17 @@ CNN2 = {"strain_max_percent": [0.5, 8.0], "thickness_nm": [100.0, 1000.0]}
 CNN3 = {"strain_max_percent": [0.5, 2.0], "thickness_nm": [100.0, 1000.0]}
 
 
+@pytest.fixture(scope="module")
+def specialist(tmp_path_factory):
+    return _constant_bundle(tmp_path_factory.mktemp("s") / "s", _labels(0.9, 300.0),
+                            model_id="low-strain", preset=CNN3)
+
+
 @pytest.mark.parametrize("e_max, routed", [(1.2, True), (5.0, False), (2.3, False)])
-def test_routing_follows_the_general_answer(tmp_path, e_max, routed):
+def test_routing_follows_the_general_answer(tmp_path, specialist, e_max, routed):
     general = _constant_bundle(tmp_path / "g", _labels(e_max, 400.0), model_id="general",
                                preset=CNN2)
-    special = _constant_bundle(tmp_path / "s", _labels(0.9, 300.0), model_id="low-strain",
-                               preset=CNN3)
-    predictor = RoutedPredictor(general, special)
+    predictor = RoutedPredictor(general, specialist)
     out = predictor.predict_labels(np.full((3, 301), -2.0, dtype=np.float32))
     expected = _labels(0.9, 300.0) if routed else _labels(e_max, 400.0)
     np.testing.assert_allclose(out, np.tile(expected, (3, 1)), rtol=1e-5, atol=1e-5)
