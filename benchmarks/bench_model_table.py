@@ -46,6 +46,9 @@ def main() -> None:
     parser.add_argument("--test", action="append", default=[], metavar="NAME=DIR")
     parser.add_argument("--real", default=str(Path(__file__).resolve().parents[2] / "shared" /
                                               "data" / "ysz_400_irradiated.xy"))
+    parser.add_argument("--run", action="append", default=[], metavar="NAME=RUN_DIR",
+                        help="accuracy versus budget: evaluate the run's best-at-epoch*.keras "
+                             "snapshots on the first --test set")
     parser.add_argument("--json", default=None, help="write all figures here")
     args = parser.parse_args()
 
@@ -89,6 +92,8 @@ def main() -> None:
         label, row = PAPER.get(test_name.split("-")[0], (None, None))
         if label:
             print(f"| {label} | - | {row} | | |")
+    if args.run:
+        _budget_curve(_pairs(args.run), next(iter(_pairs(args.test).values())), results)
     two_theta, intensity = read_curve(args.real)
     refl = reflection("YSZ", (4, 0, 0), 1.5406)
     print("\n| model | sigma_I (network alone) | e_max (%) | t (nm) | DW_min |\n|---|---|---|---|---|")
@@ -102,6 +107,46 @@ def main() -> None:
                                    "thickness_nm": r.thickness_nm, "dw_min": r.dw_min}
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=float) + "\n")
+
+
+def _budget_curve(runs: dict, test_dir: str, results: dict) -> None:
+    """Snapshots of training runs on one test set: samples seen and training time against
+    accuracy (the run's state.json gives the history and the label scaling)."""
+    import re
+
+    import keras
+
+    from training.dataset import load_dataset
+    from training.evaluate import evaluate_predictions
+    from xrd_strain_plugin.inference.labels import LabelScaling
+
+    test = load_dataset(test_dir)
+    print(f"\n### Accuracy versus training budget ({test.manifest['preset']['name']}, {test.n} "
+          f"curves)\n")
+    print("| run | epoch | samples seen | training s | test MSE | a(t) | a(e_max) | a(strain) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, run in runs.items():
+        state = json.loads((Path(run) / "state.json").read_text())
+        scaling = LabelScaling.from_dict(state["scaling"])
+        per_epoch = state["config"].get("epoch_curves") or state["n_train"]
+        seconds = np.cumsum(state["history"]["seconds"])
+        snaps = sorted(Path(run).glob("best-at-epoch*.keras"),
+                       key=lambda p: int(re.findall(r"\d+", p.name)[-1]))
+        for snap in snaps + [Path(run) / "best.keras"]:
+            epoch = (int(re.findall(r"\d+", snap.name)[-1]) if "epoch" in snap.name
+                     else len(seconds))
+            model = keras.models.load_model(snap, compile=False)
+            out = np.concatenate([np.asarray(model(test.x[i:i + 1000, :, None], training=False))
+                                  for i in range(0, test.n, 1000)])
+            ev = evaluate_predictions(test.labels, scaling.unscale(out), scaling=scaling,
+                                      n_weights=10, n_slices=200)
+            a = ev.accuracies
+            print(f"| {name} | {epoch} | {epoch * per_epoch} | {seconds[epoch - 1]:.0f} | "
+                  f"{ev.mse:.2e} | {100 * a['a_t']:.0f} % | {100 * a['a_emax']:.0f} % | "
+                  f"{100 * a['a_strain']:.0f} % |", flush=True)
+            results[f"budget/{name}/{snap.name}"] = {"epoch": epoch, "samples": epoch * per_epoch,
+                                                    "seconds": float(seconds[epoch - 1]),
+                                                    "mse": ev.mse, **a}
 
 
 if __name__ == "__main__":
