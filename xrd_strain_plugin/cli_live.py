@@ -135,6 +135,7 @@ def _run_listen(args) -> int:
     os.environ.setdefault("TILED_RETRY_ATTEMPTS", "2")
     os.environ.setdefault("TILED_RETRY_TIMEOUT", "5")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would bury what matters
     from xrd_strain_plugin.bluesky.service import LiveInversion
 
     from xrd_strain_plugin.tiled.spool import SpoolLockedError

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -134,6 +135,14 @@ def stopped_scan(RE, diff, tag, n_events):
     return uid
 
 
+def final_counts(out):
+    """The listener's closing counts (``xrd-strain listen: stopped; {...}``)."""
+    import ast
+
+    line = next(line for line in out.splitlines() if line.startswith("xrd-strain listen: stopped; "))
+    return ast.literal_eval(line.split("; ")[1])
+
+
 def wait_for_results(client, uids, timeout):
     deadline = time.monotonic() + timeout
     missing = list(uids)
@@ -209,6 +218,10 @@ def test_a_journal_listener_killed_mid_series_resumes_and_every_scan_gets_its_ra
         assert_exactly_one_result_each(client, uids, stopped)
         assert_raw_runs_complete(client, uids)
         assert "replaying journal documents" in out
+        # Inverted exactly once: the restarted listener inverted the killed scan, the two made while
+        # it was down, the stopped one and the two after; what the first one finished was skipped.
+        counts = final_counts(out)
+        assert (counts.get("ok", 0), counts.get("partial", 0)) == (5, 1), counts
         position = int(__import__("json").loads((spool / "journal-position.json").read_text())["next"])
         assert position == journal.next_seq  # everything acknowledged at the end
     finally:
@@ -260,7 +273,12 @@ def test_a_zmq_listener_killed_mid_series_catches_up_from_tiled_while_new_scans_
         time.sleep(2.5)  # two more catch-up passes: a duplicate would come now, if at all
         out = listener.stop()
         assert_exactly_one_result_each(client, uids, stopped)
-        assert "has no result; inverting it" in out
+        caught_up = re.findall(r"catch-up: run (\S+) has no result; inverting it", out)
+        assert len(caught_up) == len(set(caught_up)) and set(caught_up) <= set(uids)
+        assert set(uids[2:6]) <= set(caught_up)  # the killed scan, the two made while down, the stopped one
+        # Inverted exactly once: each run the restarted listener handled, it handled by one path only.
+        counts = final_counts(out)
+        assert counts.get("ok", 0) + counts.get("partial", 0) == len(set(caught_up) | set(uids[6:])), counts
     finally:
         listener.stop()
         publisher.close()

@@ -4,7 +4,7 @@ When the RunEngine host stores its raw runs in Tiled itself (a ``TiledWriter`` s
 the RunEngine side), a listener that was down or restarting can recover every scan it missed
 from Tiled: :class:`CatchUp` looks for finished raw runs without a result, oldest first,
 reads each as users read runs (databroker's :class:`~databroker.client.BlueskyRun` over Tiled:
-``run.metadata["start"]``, ``run["primary"].descriptors``, ``run["primary"].read()``), and feeds
+``run.metadata["start"]``, ``run["primary"].descriptors``, the stream's columns), and feeds
 its documents to the same :class:`~.service.LiveInversion`, through a router of its own, so
 partial, aborted or rejected runs are recognised exactly as they are live.
 
@@ -71,11 +71,9 @@ def run_documents(run, config):
             except Exception:  # the collector will name the problem from the descriptor
                 names = []
             if names:
-                columns = {name: np.asarray(stream[name].read()) for name in names}
+                columns, seq, times = _columns(stream, names)
                 n = len(columns[names[0]])
                 if n:
-                    seq = np.asarray(stream["seq_num"].read()) if "seq_num" in stream else np.arange(1, n + 1)
-                    times = np.asarray(stream["time"].read()) if "time" in stream else np.zeros(n)
                     yield "event_page", {
                         "descriptor": descriptors[0]["uid"],
                         "uid": [f"{descriptors[0]['uid']}-catch-up-{i}" for i in range(n)],
@@ -87,6 +85,30 @@ def run_documents(run, config):
                     }
     if stop is not None:
         yield "stop", dict(stop)
+
+
+def _columns(stream, names):
+    """``({name: array}, seq_num, time)`` of an event stream: one table read where the stream keeps
+    its scalar columns in one table (bluesky-tiled-plugins' layout), else one read per column."""
+    wanted = list(dict.fromkeys([*names, "seq_num", "time"]))
+    table = None
+    try:
+        base = getattr(stream, "base", None)
+        if base is not None and "internal" in base:
+            table = base["internal"].read(columns=[c for c in wanted if c in base["internal"].columns])
+    except Exception:  # another layout: read column by column
+        table = None
+    if table is not None and all(name in table for name in names):
+        columns = {name: np.asarray(table[name]) for name in names}
+        n = len(columns[names[0]])
+        seq = np.asarray(table["seq_num"]) if "seq_num" in table else np.arange(1, n + 1)
+        times = np.asarray(table["time"]) if "time" in table else np.zeros(n)
+        return columns, seq, times
+    columns = {name: np.asarray(stream[name].read()) for name in names}
+    n = len(columns[names[0]])
+    seq = np.asarray(stream["seq_num"].read()) if "seq_num" in stream else np.arange(1, n + 1)
+    times = np.asarray(stream["time"].read()) if "time" in stream else np.zeros(n)
+    return columns, seq, times
 
 
 class CatchUp:

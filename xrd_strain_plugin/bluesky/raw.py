@@ -35,11 +35,14 @@ class BackgroundCallback:
     def __init__(self, callback, *, queue_size: int = 100_000, name: str = "xrd-strain-raw"):
         self.callback = callback
         self.errors = 0
+        self.submitted = 0  # documents queued so far
+        self.handled = 0  # documents handled so far (in order), written or given up on with an error
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._thread.start()
 
     def __call__(self, name: str, doc: dict) -> None:
+        self.submitted += 1
         self._queue.put((name, doc))
 
     def _work(self):
@@ -53,6 +56,8 @@ class BackgroundCallback:
                 self.errors += 1
                 log.exception("raw-run writer failed on a %s document", item[0])
             finally:
+                if item is not _STOP:
+                    self.handled += 1
                 self._queue.task_done()
 
     def wait(self) -> None:

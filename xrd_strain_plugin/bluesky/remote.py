@@ -198,16 +198,62 @@ class ReplayGuard:
             self.skip_live.add(uid)  # a one-curve result; a multi-curve run is redone (idempotent writes)
 
 
+class _CountedLive:
+    """Feed documents to the plugin through a router of our own that counts what it submits.
+
+    The plugin publishes in submission order, so ``published >= n`` (written or spooled) means
+    that everything submitted before the n-th item is durable: that is how the listener knows a
+    run boundary may be acknowledged without waiting for the plugin to be idle.
+    """
+
+    def __init__(self, live):
+        import event_model
+
+        self.live = live
+        self.submitted = 0
+        self._router = event_model.RunRouter([self._factory])
+
+    def _submit(self, item) -> None:
+        self.submitted += 1
+        self.live.submit(item)
+
+    def _factory(self, name, start):
+        from .collector import RunCollector
+        from .detection import plan_from_start
+
+        try:
+            plan_from_start(start, self.live.config)
+        except Exception:
+            self.submitted += 1  # the plugin records an unreadable start as an error, itself
+        callbacks, subfactories = self.live.factory(name, start)
+        for cb in callbacks:
+            if isinstance(cb, RunCollector):
+                cb._submit = self._submit
+        return callbacks, subfactories
+
+    @property
+    def published(self) -> int:
+        return self.live.counts["written"] + self.live.counts["spooled"]
+
+    def __call__(self, name, doc) -> None:
+        try:
+            self._router(name, doc)
+        except Exception:  # never stop the listener: the plugin's own router would log and go on too
+            self.live.counts["document_errors"] += 1
+            log.exception("xrd-strain: could not route %s document", name)
+
+
 def listen_journal(address: str, *, live, raw=None, cursor: Cursor, guard: ReplayGuard | None = None,
                    extra=(), ready: threading.Event | None = None, stop: threading.Event | None = None,
                    consumer: str = "xrd-strain-listen", wait_s: float = 0.5, max_docs: int = 2000) -> dict:
     """Process documents from a journal server from ``cursor`` on, until SIGINT/SIGTERM or ``stop``.
 
     Every document goes to ``raw`` (the raw-run writer, optional), the ``extra`` callbacks and
-    ``live``, in order. The cursor advances to a run boundary once everything before it is
-    durable: the raw writer has handled it and every result is written or spooled (checked when
-    both are idle, so it costs nothing on the hot path). On the way out, both are drained and
-    the cursor saved. Return counts (documents, runs, replayed, skipped).
+    ``live``, in order. The cursor advances to a run boundary (after a stop, with no run open)
+    once everything before it is durable: the raw writer has handled every document up to it and
+    the plugin has written or spooled every curve submitted up to it (both process in order, so
+    this is a comparison of counters; the plugin being idle also counts). On the way out, both
+    are drained and the cursor saved. Return counts (documents, runs, replayed, skipped).
 
     Parameters
     ----------
@@ -229,18 +275,30 @@ def listen_journal(address: str, *, live, raw=None, cursor: Cursor, guard: Repla
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
     client = JournalClient(address, consumer=consumer)
+    counted = _CountedLive(live)
     position = cursor.position
     replay_until: int | None = None  # the head when we (re)started: documents before it are replays
     descriptors: dict[str, str] = {}
     open_runs: set[str] = set()
-    boundary = position
+    boundaries: collections.deque = collections.deque()  # (position, raw documents, plugin items) to acknowledge
     counts = collections.Counter()
     warned = False
     if ready is not None:
         ready.set()
 
-    def durable() -> bool:
-        return (raw is None or raw.idle()) and live.wait(0)
+    def acknowledge():
+        idle = None
+        last = None
+        while boundaries:
+            at, raw_n, live_n = boundaries[0]
+            raw_done = raw is None or raw.handled >= raw_n
+            if raw_done and counted.published < live_n and idle is None:
+                idle = live.wait(0)
+            if not (raw_done and (counted.published >= live_n or idle)):
+                break
+            last = boundaries.popleft()[0]
+        if last is not None and last > cursor.position:
+            cursor.save(last)
 
     try:
         while not stop.is_set():
@@ -250,6 +308,7 @@ def listen_journal(address: str, *, live, raw=None, cursor: Cursor, guard: Repla
                 if not warned:
                     log.warning("%s; retrying (documents wait in the journal)", exc)
                     warned = True
+                acknowledge()
                 continue
             if warned:
                 log.info("journal server %s answers again", address)
@@ -278,7 +337,7 @@ def listen_journal(address: str, *, live, raw=None, cursor: Cursor, guard: Repla
                 for cb in extra:
                     cb(name, doc)
                 if not skip_live:
-                    live(name, doc)
+                    counted(name, doc)
                 else:
                     counts["skipped_documents"] += 1
                 if name == "stop":
@@ -287,15 +346,15 @@ def listen_journal(address: str, *, live, raw=None, cursor: Cursor, guard: Repla
                 position = seq + 1
                 counts["documents"] += 1
                 if not open_runs:
-                    boundary = position
-            if boundary > cursor.position and durable():
-                cursor.save(boundary)
+                    boundaries.append((position, 0 if raw is None else raw.submitted, counted.submitted))
+                    while len(boundaries) > 10_000:  # bounded: keep the newest
+                        boundaries.popleft()
+            acknowledge()
     finally:
         if raw is not None:
             raw.wait()
         live.wait()
-        if boundary > cursor.position:
-            cursor.save(boundary)
+        acknowledge()
         client.close()
         log.info("journal listener stopped at %d (%s)", cursor.position, dict(counts))
     return dict(counts)
