@@ -273,7 +273,7 @@ def _slices(depth_nm, strain_percent, thickness_nm, n=200):
     return np.interp(mid, depth_nm, strain_percent) / 100.0
 
 
-def section_heldout(lines, n, seed, rows_path, ceiling_every=4):
+def section_heldout(lines, n, seed, rows_path, ceiling_every=4, part=(0, 1)):
     from training.evaluate import profile_rms_error
     from xrd_strain_plugin.inference import Inverter
     from xrd_strain_plugin.inference.registry import ModelKey, ModelRegistry
@@ -299,7 +299,7 @@ def section_heldout(lines, n, seed, rows_path, ceiling_every=4):
         tqdm = lambda x, **k: x
     with rows_path.open("a") as fh:
         for i, tt, counts, truth, refl in tqdm(_heldout_curves(n, seed), total=n, desc="held-out curves"):
-            if i in done:
+            if i in done or i % part[1] != part[0]:
                 continue
             row = {"index": i, "seed": seed, "model": entry.ref, "code": code, "thickness_true": truth["thickness_nm"],
                    "emax_true": truth["strain_max_percent"]}
@@ -366,6 +366,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=20261130, help="seed of the held-out draw")
     parser.add_argument("--ceiling-every", type=int, default=4,
                         help="also refine from the true profile every K-th held-out curve (the ceiling)")
+    parser.add_argument("--part", default="0/1", metavar="K/M",
+                        help="held-out curves i with i %% M == K only (run M processes side by side; they share --rows)")
     parser.add_argument("--rows", default=str(ROOT / "out" / "bench_refinement_heldout.jsonl"),
                         help="per-curve rows of the held-out section (appended; a rerun resumes)")
     parser.add_argument("--out", default=None, help="write the markdown here (default: print)")
@@ -375,7 +377,8 @@ def main(argv=None):
              f"Date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", ""]
     for name in args.sections:
         if name == "heldout":
-            section_heldout(lines, args.heldout, args.seed, args.rows, args.ceiling_every)
+            k, m = (int(x) for x in args.part.split("/"))
+            section_heldout(lines, args.heldout, args.seed, args.rows, args.ceiling_every, (k, m))
         else:
             globals()[f"section_{name}"](lines)
         print("\n".join(lines), flush=True)

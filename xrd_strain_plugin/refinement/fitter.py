@@ -91,7 +91,7 @@ class LocalFit:
 
 def fit_local(model: CurveModel, objective: Objective, parameters, *, budget: Budget | None = None,
               max_nfev: int = 60, fine_step_deg: float | None = None, pad_deg: float | None = None,
-              ftol: float = 1e-6, xtol: float = 1e-6) -> LocalFit:
+              ftol: float = 1e-6, xtol: float = 1e-6, smoothness: float = 0.0) -> LocalFit:
     """Bounded least squares from ``parameters``.
 
     Parameters
@@ -106,6 +106,12 @@ def fit_local(model: CurveModel, objective: Objective, parameters, *, budget: Bu
         Most residual evaluations.
     fine_step_deg, pad_deg : float, optional
         The simulator's grid for this fit (default: :meth:`CurveModel.grid_for` of the start).
+    smoothness : float
+        Weight ``lambda`` of a Tikhonov prior on the strain (and decoupled DW) weights: extra residuals
+        ``lambda * (w[k-1] - 2 w[k] + w[k+1]) / s`` with ``s`` the start's largest |weight|. Small
+        (~1-3): it costs a constrained feature less than one standard deviation of chi-square but
+        picks the smooth profile among those the data cannot tell apart (a strain where DW is low
+        scatters little and can ring freely otherwise).
 
     Returns
     -------
@@ -124,6 +130,25 @@ def fit_local(model: CurveModel, objective: Objective, parameters, *, budget: Bu
     x0 = np.clip(values0[free], lower, upper)
     idx = model.index
     i_scale, i_bg, i_slope = idx["log10_scale"], idx["log10_background"], idx["background_slope"]
+    # second-difference operator on the profile weights (rows: residuals, columns: all parameters)
+    c = model.config
+    groups = [[model.index[f"w{k}"] for k in range(c.n_strain_weights)]]
+    if c.dw_mode == "decoupled":
+        groups.append([model.index[f"d{k}"] for k in range(c.n_dw_weights)])
+    reg_rows = []
+    if smoothness > 0:
+        for group in groups:
+            scale = max(float(np.max(np.abs(values0[group]))), 0.05)
+            for k in range(1, len(group) - 1):
+                row = np.zeros(values0.size)
+                row[group[k - 1]], row[group[k]], row[group[k + 1]] = 1.0, -2.0, 1.0
+                reg_rows.append(smoothness * row / scale)
+    reg = np.array(reg_rows).reshape(-1, values0.size)
+    reg_free = reg[:, free]
+
+    def with_prior(res, v):
+        return np.concatenate([res, reg @ v]) if reg.size else res
+
     cache: dict = {}
     stats = {"nfev": 0, "curves": 0, "enforce": budget is not None}
     best = {"cost": np.inf, "x": x0}
@@ -148,7 +173,7 @@ def fit_local(model: CurveModel, objective: Objective, parameters, *, budget: Bu
     def fun(x):
         v, refl = evaluate(x)
         stats["nfev"] += 1
-        res = objective.residuals(model.intensity(v, refl)[0])
+        res = with_prior(objective.residuals(model.intensity(v, refl)[0]), v)
         cost = 0.5 * float(res @ res)
         if cost < best["cost"]:
             best.update(cost=cost, x=x.copy())
@@ -188,7 +213,7 @@ def fit_local(model: CurveModel, objective: Objective, parameters, *, budget: Bu
                 else:
                     d = 10.0 ** v[i_bg] * model._x_deg * (1.0 + v[i_slope] * model._x_deg > 1e-3)
                 cols[:, free.index(i)] = dlog * d
-        return cols
+        return np.vstack([cols, reg_free]) if reg.size else cols
 
     converged = False
     x_best = x0
@@ -203,7 +228,7 @@ def fit_local(model: CurveModel, objective: Objective, parameters, *, budget: Bu
     v = full(x_best)
     refl = model.reflectivity(v, fine_step_deg=fine_step_deg, pad_deg=pad_deg)[0]
     intensity = model.intensity(v, refl)[0]
-    res = objective.residuals(intensity)
+    res = with_prior(objective.residuals(intensity), v)
     j = jac(x_best) if free else np.zeros((res.size, 0))
     new_params = tuple(p if i not in free else p.clipped(v[i]) for i, p in enumerate(params))
     return LocalFit(parameters=new_params, cost=0.5 * float(res @ res), sigma_i=objective.sigma_i(intensity),

@@ -71,6 +71,9 @@ class RefineOptions:
         Short-fit results fitted to convergence on the full model (the chosen one and runners-up).
     short_fit_nfev, final_fit_nfev : int
         Residual evaluations of a short fit and of each round of the final fit.
+    smoothness : float
+        Weight of the Tikhonov smoothness prior on the profile weights
+        (:func:`~xrd_strain_plugin.refinement.fitter.fit_local`); 0 disables it.
     generic_starts : bool
         Also try the generic low-strain starts (:data:`GENERIC_SHAPES` x :data:`GENERIC_THICKNESSES_NM`).
         Always on when no start is given.
@@ -90,10 +93,11 @@ class RefineOptions:
     offset_search_deg: float = 0.05
     n_offsets: int = 21
     n_short_fits: int = 4
-    n_final_fits: int = 2
+    n_final_fits: int = 3
     short_fit_nfev: int = 6
     final_fit_nfev: int = 30
     poor_factor: float = 1.35
+    smoothness: float = 2.0
     generic_starts: bool = True
     seed: int = 0
 
@@ -473,7 +477,8 @@ def refine_curve(two_theta_deg, intensity, reflection, *, start=None,
     share = Budget(0.5 * max(budget.left, 0.0))
     for _, label, params, _ in shortlist:
         fit = fit_local(screen, objective, params, budget=_Slice(share, len(shortlist) - len(fits)),
-                        max_nfev=options.short_fit_nfev, ftol=1e-3, xtol=1e-4)
+                        max_nfev=options.short_fit_nfev, ftol=1e-3, xtol=1e-4,
+                        smoothness=options.smoothness)
         n_curves += fit.n_curves
         n_eval += fit.n_evaluations
         fits.append((fit.cost, label, fit))
@@ -505,7 +510,7 @@ def refine_curve(two_theta_deg, intensity, reflection, *, start=None,
         params = short.parameters
         for _ in range(3):  # refit until converged, the grid re-derived for the current resolution
             fit = fit_local(model, objective, params, budget=budget, max_nfev=options.final_fit_nfev,
-                            ftol=1e-5, xtol=1e-5)
+                            ftol=1e-5, xtol=1e-5, smoothness=options.smoothness)
             n_curves += fit.n_curves
             n_eval += fit.n_evaluations
             improved = best is None or fit.cost < best.cost * (1 - 1e-4)
@@ -534,7 +539,7 @@ def refine_curve(two_theta_deg, intensity, reflection, *, start=None,
                                          step, pad)
         n_curves += n
         polish = Budget(max(options.budget_s, 1.0))
-        fit = fit_local(model, objective, params, budget=polish, max_nfev=60)
+        fit = fit_local(model, objective, params, budget=polish, max_nfev=60, smoothness=options.smoothness)
         n_curves += fit.n_curves
         n_eval += fit.n_evaluations
         stages.append({"stage": "global", "sigma_i": fit.sigma_i, "seconds": time.perf_counter() - t_stage})
