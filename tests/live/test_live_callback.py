@@ -45,8 +45,18 @@ def live(tiled_server, inverter, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def RE(live):
+def raw_writer(tiled_server):
+    from xrd_strain_plugin.bluesky.raw import raw_run_writer
+
+    writer = raw_run_writer(tiled_server.client())
+    yield writer
+    writer.close(30)
+
+
+@pytest.fixture(scope="module")
+def RE(live, raw_writer):
     RE = RunEngine({})
+    RE.subscribe(raw_writer)  # raw runs -> raw/<uid>, as deployed
     RE.subscribe(live)
     return RE
 
@@ -67,14 +77,20 @@ def degrees_axis(name="omega"):
     return SynAxis(name=name, egu="deg", kind=Kind.hinted)
 
 
-def test_a_rocking_curve_scan_becomes_a_profile_in_tiled_linked_to_its_run(RE, live, diffractometer, tiled_server):
+def test_a_rocking_curve_scan_becomes_a_profile_in_tiled_linked_to_its_run(RE, live, diffractometer, tiled_server,
+                                                                         raw_writer):
     lo, hi = diffractometer.scan_range()
     (uid,) = RE(scan([diffractometer.detector], diffractometer.motor, lo, hi, 161), sample="S1")
     assert live.wait(60)
+    raw_writer.wait()
 
     got = only_result(tiled_server, uid)
     md, arrays = got["metadata"], got["arrays"]
     assert md["status"] == "ok" and md["sample"] == "S1" and md["raw_uid"] == uid
+    # Linked to its run: the raw run the link names exists in Tiled and is this scan.
+    raw = tiled_server.client()[md["raw_path"]]
+    assert raw.metadata["start"]["uid"] == uid and raw.metadata["stop"]["exit_status"] == "success"
+    assert raw.metadata["start"]["sample"] == "S1"
     assert md["model"]["version"] == "0.0.test" and len(md["model"]["sha256"]) == 64
     assert md["fields"] == {"motor": "omega", "detector": "det", "axis": "omega", "positions": {}}
     assert arrays["q_inv_angstrom"].shape == (161,)

@@ -134,6 +134,7 @@ class LiveInversion:
         self._lock = threading.Lock()
         self._router = event_model.RunRouter([self.factory])
         self._on_outcome = on_outcome
+        self._result_callbacks: list = []
         self.outcomes: collections.deque[Outcome] = collections.deque(maxlen=10_000)
         self.counts = collections.Counter()
         self.peak_queue_depth = 0
@@ -280,6 +281,12 @@ class LiveInversion:
             self._overflow.put(item)
             self.counts["overflow"] += 1
             self.peak_overflow = max(self.peak_overflow, len(self._overflow))
+
+    def subscribe_results(self, callback) -> None:
+        """Give ``callback(name, doc)`` each result as the documents of a derived run (linked to the
+        raw run by uid; :mod:`.derived`), once the result is written or spooled. Called from the
+        publishing thread; an exception in ``callback`` is logged and contained."""
+        self._result_callbacks.append(callback)
 
     # -- worker side: two stages, so that one batch is inverted while the last one is written --
     def _next_batch(self) -> list | None:
@@ -452,6 +459,25 @@ class LiveInversion:
                 self.refiner.submit(record, start)
             if self._on_outcome is not None:
                 self._on_outcome(outcome)
+            if self._result_callbacks:
+                self._emit_documents(record)
+
+    def _emit_documents(self, record) -> None:
+        from .derived import result_documents
+
+        try:
+            docs = result_documents(record)
+        except Exception:
+            log.exception("xrd-strain: could not compose the documents of result %s", "/".join(record.path))
+            return
+        for callback in self._result_callbacks:
+            for name, doc in docs:
+                try:
+                    callback(name, doc)
+                except Exception:
+                    self.counts["result_callback_errors"] += 1
+                    log.exception("xrd-strain: a result subscriber failed on a %s document", name)
+                    break
 
     # -- lifecycle ----------------------------------------------------------------------------
     def wait(self, timeout: float | None = None) -> bool:

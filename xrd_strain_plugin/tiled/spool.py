@@ -86,7 +86,7 @@ class Spool:
 
     def __len__(self) -> int:
         """Records waiting (not files)."""
-        return sum(self._sizes.values())
+        return sum(list(self._sizes.values()))  # a copy: another thread may be replaying
 
     def append(self, record: ResultRecord) -> pathlib.Path:
         """Store ``record`` durably; return its file."""

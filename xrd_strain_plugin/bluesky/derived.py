@@ -1,0 +1,53 @@
+"""Results as Bluesky documents: a derived run per result, linked to the raw run by uid.
+
+Other callbacks (live plots, agents deciding the next measurement) can subscribe to the
+plugin's results the way they subscribe to a RunEngine: ``live.subscribe_results(callback)``
+hands them, for each result written, the documents of a small run
+
+- start: ``xrd_strain`` {``raw_uid``, ``curve_index``, ``result_path``, ``status``}, ``sample``,
+  ``scan_id`` of the raw run, and the layout's figures (``strain_max_percent``...);
+- descriptor of the stream ``result``: the six arrays (depth profile and curves), with shapes;
+- one event with the arrays;
+- stop (``success``; ``fail`` with the reason for a result without a profile).
+
+They are a live feed, not storage: Tiled keeps the results in the results layout (one request
+per result), because writing each derived run with bluesky's ``TiledWriter`` costs a node per
+run, per stream and per table, ~8 requests per result (measured in docs/bench_live.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xrd_strain_plugin.tiled.layout import ARRAY_NAMES
+
+FIGURES = ("strain_max_percent", "depth_of_max_nm", "thickness_nm", "dw_min", "fwhm_deg", "dynamic_range",
+           "sigma_i")
+
+
+def result_documents(record, *, results_key: str = "results") -> list[tuple[str, dict]]:
+    """The documents of the derived run of one :class:`~xrd_strain_plugin.tiled.layout.ResultRecord`."""
+    from event_model import compose_run
+
+    md = record.metadata
+    link = {"raw_uid": record.raw_uid, "curve_index": record.curve_index, "status": record.status,
+            "result_path": "/".join((results_key, *record.path)), "model": md.get("model")}
+    start_md = {"xrd_strain": link, "sample": md.get("sample"), "raw_scan_id": md.get("scan_id"),
+                "purpose": "xrd-strain result", **{k: md.get(k) for k in FIGURES if md.get(k) is not None}}
+    run = compose_run(metadata=start_md)
+    docs = [("start", run.start_doc)]
+    if not record.arrays:
+        docs.append(("stop", run.compose_stop(exit_status="fail", reason=str(md.get("reason") or record.status))))
+        return docs
+    arrays = {name: np.asarray(record.arrays[name], dtype=float) for name in ARRAY_NAMES}
+    data_keys = {name: {"dtype": "array", "shape": list(a.shape), "source": "xrd-strain",
+                        "units": _UNITS.get(name, "")} for name, a in arrays.items()}
+    desc = run.compose_descriptor(name="result", data_keys=data_keys)
+    docs.append(("descriptor", desc.descriptor_doc))
+    docs.append(("event", desc.compose_event(data=arrays, timestamps=dict.fromkeys(arrays, run.start_doc["time"]))))
+    docs.append(("stop", run.compose_stop()))
+    return docs
+
+
+_UNITS = {"depth_nm": "nm", "strain": "%", "debye_waller": "", "q_inv_angstrom": "1/angstrom",
+          "intensity_measured": "counts", "intensity_model": "counts"}
