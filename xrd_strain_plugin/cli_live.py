@@ -361,6 +361,8 @@ def _register_demo(subparsers):
     p.add_argument("--model", metavar="BUNDLE", default=None, help="model bundle (default: the shipped model)")
     p.add_argument("--seed", type=int, default=1, help="seed of the counting noise (default: %(default)s)")
     p.add_argument("--zmq", action="store_true", help="route documents through a local 0MQ proxy and listener")
+    p.add_argument("--samples", type=int, choices=(1, 2, 3), default=3,
+                   help="scan the first N of the three samples (default: %(default)s; 1 for a quick check)")
     p.set_defaults(func=_run_demo)
 
 
@@ -368,4 +370,5 @@ def _run_demo(args) -> int:
     from xrd_strain_plugin.demo import run_demo
 
     with option_errors("--model"):
-        return run_demo(out=args.out, data_dir=args.data_dir, bundle=args.model, seed=args.seed, via_zmq=args.zmq)
+        return run_demo(out=args.out, data_dir=args.data_dir, bundle=args.model, seed=args.seed, via_zmq=args.zmq,
+                        n_samples=args.samples)
