@@ -124,3 +124,21 @@ def test_gate_promotes_only_without_regression():
                                                     reasons=("no current model for this key",))
     with pytest.raises(ValueError, match="finite and >= 0"):
         PromotionGate(tolerances={"a_t": -0.1})
+
+
+def test_current_model_follows_the_pointer_between_runs_and_survives_a_bad_bundle(tmp_path):
+    from xrd_strain_plugin.inference.registry import CurrentModel
+
+    registry = ModelRegistry(tmp_path / "reg")
+    v2 = registry.add(copy_bundle(tmp_path, "b2", version="2"))
+    v3 = registry.add(copy_bundle(tmp_path, "b3", version="3"))
+    model = CurrentModel(registry, YSZ)
+    assert model.card.version == "1" and not model.refresh("run-a")
+    registry.promote(v2.ref)
+    assert not model.refresh("run-a")            # same run: no switch in the middle of a run
+    assert model.refresh("run-b") and model.card.version == "2" and model.reloads == 1
+    assert not model.refresh("run-c")            # pointer unchanged: nothing reloaded
+    (v3.path / "model.keras").write_bytes(b"corrupted after registration")
+    registry.promote(v3.ref)
+    assert not model.refresh("run-d")            # fails to load: logged, the old model stays
+    assert model.card.version == "2" and model.reloads == 1
