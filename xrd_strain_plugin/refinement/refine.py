@@ -286,22 +286,31 @@ def _fix(params, names):
     return tuple(replace(p, vary=False) if p.name in names else p for p in params)
 
 
+def _score_rows(model, objective, rows, step, pad):
+    """Curves of a batch of parameter rows in one call, scale and background fitted for each.
+
+    Returns the rows with the fitted scale/background, their costs and curves (counts).
+    """
+    rows = np.array(rows, dtype=float)
+    refl = model.reflectivity(rows, fine_step_deg=step, pad_deg=pad)
+    ls, lb = fit_scale_background(objective.intensity, refl, weights=objective.weights)
+    rows[:, model.index["log10_scale"]] = ls
+    rows[:, model.index["log10_background"]] = lb
+    curves = model.intensity(rows, refl)
+    res = objective.residuals(curves)
+    return rows, 0.5 * np.sum(res * res, axis=1), curves
+
+
 def _offset_search(model, objective, params, offsets, step, pad):
     """Best 2-theta offset of one start: one batched call over the offsets, scale/background fitted."""
     v = np.array([p.value for p in params])
     rows = np.repeat(v[None, :], len(offsets), axis=0)
     rows[:, model.index["zero_offset_deg"]] = offsets
-    refl = model.reflectivity(rows, fine_step_deg=step, pad_deg=pad)
-    ls, lb = fit_scale_background(objective.intensity, refl, weights=objective.weights)
-    rows[:, model.index["log10_scale"]] = ls
-    rows[:, model.index["log10_background"]] = lb
-    intensity = model.intensity(rows, refl)
-    res = objective.residuals(intensity)
-    cost = 0.5 * np.sum(res * res, axis=1)
+    rows, cost, curves = _score_rows(model, objective, rows, step, pad)
     k = int(np.argmin(cost))
     best = _with(params, model, {n: rows[k, model.index[n]] for n in
                                  ("zero_offset_deg", "log10_scale", "log10_background")})
-    return best, float(cost[k]), intensity[k], len(offsets)
+    return best, float(cost[k]), curves[k], len(offsets)
 
 
 def _global_stage(model_full: CurveModel, objective, best: LocalFit, options: RefineOptions, budget: Budget,
@@ -451,15 +460,11 @@ def refine_curve(two_theta_deg, intensity, reflection, *, start=None,
     candidates = [(label, _with(params, model, {"zero_offset_deg": offset})) for label, params in candidates]
     rows = np.array([[p.value for p in params] for _, params in candidates])
     step, pad = screen.grid_for(rows)
-    refl_rows = screen.reflectivity(rows, fine_step_deg=step, pad_deg=pad)
+    rows, costs, curves = _score_rows(screen, objective, rows, step, pad)
     n_curves += len(rows)
-    ls, lb = fit_scale_background(objective.intensity, refl_rows, weights=objective.weights)
-    rows[:, model.index["log10_scale"]] = ls
-    rows[:, model.index["log10_background"]] = lb
-    curves = screen.intensity(rows, refl_rows)
-    res = objective.residuals(curves)
-    costs = 0.5 * np.sum(res * res, axis=1)
-    scored = sorted(((float(costs[k]), label, _with(params, model, {"log10_scale": ls[k], "log10_background": lb[k]}),
+    i_s, i_b = model.index["log10_scale"], model.index["log10_background"]
+    scored = sorted(((float(costs[k]), label, _with(params, model, {"log10_scale": rows[k, i_s],
+                                                                    "log10_background": rows[k, i_b]}),
                       curves[k]) for k, (label, params) in enumerate(candidates)), key=lambda item: item[0])
     i_given = next((k for k, item in enumerate(scored) if item[1] == "local"), None)
     intensity_start = scored[i_given if i_given is not None else 0][3]
