@@ -273,7 +273,7 @@ def _slices(depth_nm, strain_percent, thickness_nm, n=200):
     return np.interp(mid, depth_nm, strain_percent) / 100.0
 
 
-def section_heldout(lines, n, seed, rows_path, ceiling_every=4, part=(0, 1)):
+def section_heldout(lines, n, seed, rows_path, ceiling_every=4, part=(0, 1), compute=True):
     from training.evaluate import profile_rms_error
     from xrd_strain_plugin.inference import Inverter
     from xrd_strain_plugin.inference.registry import ModelKey, ModelRegistry
@@ -290,7 +290,7 @@ def section_heldout(lines, n, seed, rows_path, ceiling_every=4, part=(0, 1)):
     if rows_path.is_file():
         for line in rows_path.read_text().splitlines():
             row = json.loads(line)
-            if row.get("model") == entry.ref and row.get("seed") == seed and row.get("code") == code:
+            if row.get("model") == entry.ref and row.get("seed") == seed and (row.get("code") == code or not compute):
                 done[row["index"]] = row
     load0 = _load()
     try:
@@ -299,6 +299,8 @@ def section_heldout(lines, n, seed, rows_path, ceiling_every=4, part=(0, 1)):
         tqdm = lambda x, **k: x
     with rows_path.open("a") as fh:
         for i, tt, counts, truth, refl in tqdm(_heldout_curves(n, seed), total=n, desc="held-out curves"):
+            if not compute:
+                break
             if i in done or i % part[1] != part[0]:
                 continue
             row = {"index": i, "seed": seed, "model": entry.ref, "code": code, "thickness_true": truth["thickness_nm"],
@@ -331,6 +333,10 @@ def section_heldout(lines, n, seed, rows_path, ceiling_every=4, part=(0, 1)):
             fh.write(json.dumps(row) + "\n")
             fh.flush()
     rows = [done[i] for i in sorted(done) if i < n and "error" not in done[i]]
+    code = ", ".join(sorted({r.get("code", "?") for r in done.values()})) or code
+    if not rows:
+        lines += ["## Held-out curves: no rows yet", ""]
+        return
     errors = [done[i] for i in sorted(done) if i < n and "error" in done[i]]
     acc = lambda key: 100 * np.mean([r[key] < 0.1 for r in rows if key in r])
     n_ceil = sum("ceil_t_err" in r for r in rows)
@@ -368,6 +374,8 @@ def main(argv=None):
                         help="also refine from the true profile every K-th held-out curve (the ceiling)")
     parser.add_argument("--part", default="0/1", metavar="K/M",
                         help="held-out curves i with i %% M == K only (run M processes side by side; they share --rows)")
+    parser.add_argument("--summary-only", action="store_true",
+                        help="held-out table from the rows already in --rows, computing nothing new")
     parser.add_argument("--rows", default=str(ROOT / "out" / "bench_refinement_heldout.jsonl"),
                         help="per-curve rows of the held-out section (appended; a rerun resumes)")
     parser.add_argument("--out", default=None, help="write the markdown here (default: print)")
@@ -378,7 +386,8 @@ def main(argv=None):
     for name in args.sections:
         if name == "heldout":
             k, m = (int(x) for x in args.part.split("/"))
-            section_heldout(lines, args.heldout, args.seed, args.rows, args.ceiling_every, (k, m))
+            section_heldout(lines, args.heldout, args.seed, args.rows, args.ceiling_every, (k, m),
+                            compute=not args.summary_only)
         else:
             globals()[f"section_{name}"](lines)
         print("\n".join(lines), flush=True)
