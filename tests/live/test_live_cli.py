@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
+
+import pytest
 
 from live_support import API_KEY, synthetic_record
 
@@ -101,3 +104,19 @@ def test_invert_publish_stores_results_in_tiled_and_spools_when_it_is_away(tiled
     saved = json.loads((tmp_path / "b" / path.stem / "result.json").read_text())
     assert stored["metadata"]["strain_max_percent"] == saved["strain_max_percent"]
     assert len(stored["arrays"]["strain"]) > 10
+
+
+@pytest.mark.parametrize("source", ["--zmq", "--journal"])
+@pytest.mark.parametrize("raw", [False, True])
+def test_listen_with_a_wrong_or_missing_key_fails_at_start_with_one_line(tiled_server, tmp_path, capsys, monkeypatch,
+                                                                          source, raw, tiny_bundle):
+    monkeypatch.delenv("TILED_API_KEY", raising=False)
+    common = [source, "127.0.0.1:9", "--tiled", tiled_server.url, "--spool", str(tmp_path / "spool"),
+              "--model", str(tiny_bundle)] + (["--raw"] if raw else [])
+    for key in (["--api-key", "wrong-key"], []):
+        t0 = time.monotonic()
+        assert main(["listen", *common, *key]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("xrd-strain listen: error: --"), err
+        assert ("--api-key" in err[0]) or ("--tiled: cannot open" in err[0] and raw), err
+        assert time.monotonic() - t0 < 30  # at start, not after retries
