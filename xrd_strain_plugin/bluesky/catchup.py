@@ -54,7 +54,16 @@ def run_documents(run, config):
         A raw run (``client["raw"][uid]``).
     config : RockingCurveConfig
         How the plugin reads runs (the same as live).
+
+    Raises
+    ------
+    TypeError
+        If ``run`` is not a BlueskyRun (a node that is not a bluesky run, under ``raw/``).
     """
+    from databroker.client import BlueskyRun
+
+    if not isinstance(run, BlueskyRun):
+        raise TypeError(f"not a bluesky run: {type(run).__name__} (specs {[s.name for s in run.specs]})")
     start = dict(run.metadata["start"])
     stop = run.metadata.get("stop")
     yield "start", start
