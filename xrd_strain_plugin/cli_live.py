@@ -174,7 +174,7 @@ def _run_listen(args) -> int:
           f"{'; catch-up from Tiled' if catch_up else ''}); Ctrl-C to stop", file=sys.stderr)
     try:
         if args.journal:
-            _listen_journal(args, live, raw, spool)
+            _listen_journal(args, live, raw, spool, extra=[catch_up.note] if catch_up is not None else [])
         else:
             from xrd_strain_plugin.bluesky.remote import listen
 
@@ -193,7 +193,7 @@ def _run_listen(args) -> int:
     return 0
 
 
-def _listen_journal(args, live, raw, spool):
+def _listen_journal(args, live, raw, spool, *, extra=()):
     import logging
 
     from xrd_strain_plugin.bluesky.remote import Cursor, ReplayGuard, listen_journal
@@ -204,7 +204,8 @@ def _listen_journal(args, live, raw, spool):
                                                      for r in live.publisher.spool.load_all(p)})
     except CommandError as exc:  # Tiled away: replayed runs are handled again (writes are idempotent)
         logging.getLogger(__name__).warning("no replay check: %s", exc)
-    listen_journal(args.journal, live=live, raw=raw, cursor=Cursor(spool / "journal-position.json"), guard=guard)
+    listen_journal(args.journal, live=live, raw=raw, cursor=Cursor(spool / "journal-position.json"), guard=guard,
+                   extra=extra)
 
 
 def _register_journal(subparsers):
@@ -354,8 +355,9 @@ def _register_demo(subparsers):
     p = subparsers.add_parser(
         "demo", help="the live demo: simulated diffractometer -> RunEngine -> live inversion -> Tiled -> table and PNG",
         description="Start an embedded Tiled server (SQLite catalog and files in --data-dir), scan three simulated "
-                    "samples with known profiles, invert them live, print the results table from a Tiled query and "
-                    "write OUT/demo_live.png (true vs retrieved profiles, measured vs model curves).")
+                    "samples with known profiles, invert them live, refine each answer in the background (written beside "
+                    "it in Tiled), print the results table from a Tiled query and write OUT/demo_live.png (true, "
+                    "network and refined profiles; measured, network and refined curves).")
     p.add_argument("--out", default="out", help="output directory (default: %(default)s)")
     p.add_argument("--data-dir", default=None, help="Tiled data directory (default: OUT/tiled, wiped first)")
     p.add_argument("--model", metavar="BUNDLE", default=None, help="model bundle (default: the shipped model)")
@@ -363,6 +365,8 @@ def _register_demo(subparsers):
     p.add_argument("--zmq", action="store_true", help="route documents through a local 0MQ proxy and listener")
     p.add_argument("--samples", type=int, choices=(1, 2, 3), default=3,
                    help="scan the first N of the three samples (default: %(default)s; 1 for a quick check)")
+    p.add_argument("--no-refine", action="store_true",
+                   help="show the network's answers only (no background least-squares refinement)")
     p.set_defaults(func=_run_demo)
 
 
@@ -371,4 +375,4 @@ def _run_demo(args) -> int:
 
     with option_errors("--model"):
         return run_demo(out=args.out, data_dir=args.data_dir, bundle=args.model, seed=args.seed, via_zmq=args.zmq,
-                        n_samples=args.samples)
+                        n_samples=args.samples, refine=not args.no_refine)
