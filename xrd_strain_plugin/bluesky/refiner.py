@@ -120,6 +120,7 @@ class RefinementWorker:
 
 def _main(uri, api_key, options, niceness, todo, done):  # pragma: no cover - runs in the child process
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s refiner: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request is noise
     try:
         os.nice(niceness)
     except OSError:
