@@ -3,8 +3,10 @@
 ``make demo`` (``xrd-strain demo``) starts an embedded Tiled server (SQLite catalog and
 files in a data directory), a RunEngine with the simulated diffractometer, scans three
 samples with different known strain/disorder profiles, inverts each curve live as its run
-stops, prints a results table from a Tiled query and writes ``demo_live.png``: true vs
-retrieved profiles and measured vs model curves, one row per sample.
+stops, refines each network answer by least squares in a background process (written beside
+it in the same result node), prints a results table from a Tiled query and writes
+``demo_live.png``: true, network and refined profiles and the measured curve with the network's
+and the refined model curves, one row per sample.
 """
 
 # TensorFlow bundles its own SQLite without FTS5; if it is loaded first, the embedded Tiled
@@ -95,7 +97,7 @@ def scan_limits_two_theta_deg(reflection, strain_max_percent: float) -> tuple[fl
 
 
 def run_demo(*, out="out", data_dir=None, bundle=None, seed: int = 1, via_zmq: bool = False,
-             n_samples: int = len(SAMPLES)) -> int:
+             n_samples: int = len(SAMPLES), refine: bool = True) -> int:
     """Run the live demo; return the exit status (0 when every sample was inverted).
 
     Parameters
@@ -112,6 +114,8 @@ def run_demo(*, out="out", data_dir=None, bundle=None, seed: int = 1, via_zmq: b
         Send documents through a local 0MQ proxy to a listener thread (the out-of-process path).
     n_samples : int
         Scan the first ``n_samples`` of :data:`SAMPLES` (1 to 3; fewer for a quick check).
+    refine : bool
+        Refine every network answer in the live callback's background refiner and show it.
     """
     if not 1 <= n_samples <= len(SAMPLES):
         raise ValueError(f"n_samples must be 1 to {len(SAMPLES)}, got {n_samples}")
@@ -141,7 +145,8 @@ def run_demo(*, out="out", data_dir=None, bundle=None, seed: int = 1, via_zmq: b
     client = from_uri(url, api_key=server.api_key)
     step.done(f"Tiled server at {url} (data in {data_dir})")
 
-    live = LiveInversion.from_uri(url, api_key=server.api_key, spool_directory=out / "spool", bundle=bundle)
+    live = LiveInversion.from_uri(url, api_key=server.api_key, spool_directory=out / "spool", bundle=bundle,
+                                  refine=refine)
     card = live.inverter.bundle.card
     step.done(f"model {card.model_id} {card.version} loaded and warmed up")
     raw = raw_run_writer(client)
@@ -183,6 +188,12 @@ def run_demo(*, out="out", data_dir=None, bundle=None, seed: int = 1, via_zmq: b
     print("\nResults from a Tiled query (results/ with layout xrd_strain_result):")
     print(format_table(rows))
     results = [read_result(client["results"][uid]) for uid in uids if (uid,) in hits]
+    if refine:
+        refined = _wait_for_refinements(client, [uid for uid in uids if (uid,) in hits], timeout=180)
+        for res in results:
+            res["refinement"] = refined.get(res["metadata"]["raw_uid"])
+        step.done(f"{sum(1 for r in refined.values() if r and r['arrays'])} of {len(results)} results refined "
+                  f"in the background and written beside the network's answers")
 
     latencies = [o.latency_s for o in live.outcomes if o.latency_s is not None]
     summary = _summary(chosen, samples, results, uids, latencies, card)
@@ -193,7 +204,13 @@ def run_demo(*, out="out", data_dir=None, bundle=None, seed: int = 1, via_zmq: b
         print(f"  {s['sample']:<14} e_max {t['strain_max_percent']:.2f} -> {r.get('strain_max_percent', float('nan')):.2f} %"
               f"   t {t['thickness_nm']:.0f} -> {r.get('thickness_nm', float('nan')):.0f} nm"
               f"   DW_min {t['dw_min']:.2f} -> {r.get('dw_min', float('nan')):.2f}"
-              f"   sigma_I {r.get('sigma_i', float('nan')):.3f}")
+              f"   sigma_I {r.get('sigma_i', float('nan')):.3f}  (network)")
+        f = s.get("refined")
+        if f:
+            print(f"  {'':<14} e_max {t['strain_max_percent']:.2f} -> {f['strain_max_percent']:.2f} %"
+                  f"   t {t['thickness_nm']:.0f} -> {f['thickness_nm']:.0f} nm"
+                  f"   DW_min {t['dw_min']:.2f} -> {f['dw_min']:.2f}   sigma_I {f['sigma_i']:.3f}  (refined, "
+                  f"path {f['path']}, noise floor {f['noise_floor_sigma_i']:.3f})")
     png = out / "demo_live.png"
     _plot(png, chosen, samples, results, refl, card)
     print(f"\nraw runs in Tiled: {[u[:8] for u in uids if u in client['raw']]}; "
@@ -246,6 +263,22 @@ def _wait_for_results(client, uids, *, timeout):
         time.sleep(0.2)
 
 
+def _wait_for_refinements(client, uids, *, timeout):
+    """Refinements of the results of ``uids`` (raw uid -> read_refinement dict or None), once done."""
+    from xrd_strain_plugin.tiled.refinement import read_refinement
+
+    deadline = time.monotonic() + timeout
+    found = {}
+    while time.monotonic() < deadline:
+        for uid in uids:
+            if found.get(uid) is None or found[uid]["metadata"].get("status") not in ("done", "failed"):
+                found[uid] = read_refinement(client["results"][uid])
+        if all(f is not None and f["metadata"].get("status") in ("done", "failed") for f in found.values()):
+            break
+        time.sleep(0.5)
+    return found
+
+
 def _summary(demo_samples, samples, results, uids, latencies, card):
     out = {"model": {"id": card.model_id, "version": card.version}, "latency_s": latencies, "samples": []}
     for d, s, uid in zip(demo_samples, samples, uids):
@@ -259,6 +292,12 @@ def _summary(demo_samples, samples, results, uids, latencies, card):
             "retrieved": {k: md.get(k) for k in ("strain_max_percent", "thickness_nm", "dw_min", "depth_of_max_nm",
                                                   "sigma_i", "status", "reason") if k in md},
         })
+        refined = (res or {}).get("refinement")
+        if refined and refined["arrays"]:
+            rmd = refined["metadata"]
+            out["samples"][-1]["refined"] = {k: rmd.get(k) for k in (
+                "strain_max_percent", "thickness_nm", "dw_min", "depth_of_max_nm", "sigma_i", "sigma_i_start",
+                "noise_floor_sigma_i", "path", "poor_fit", "elapsed_s")}
     return out
 
 
@@ -280,6 +319,11 @@ def _plot(path, demo_samples, samples, results, refl, card):
             a = res["arrays"]
             ax.plot(a["depth_nm"], a["strain"], "C3-", lw=1.5, label="strain, retrieved")
             ax_dw.plot(a["depth_nm"], a["debye_waller"], "C0--", lw=1.2, label="DW, retrieved")
+        refined = (res or {}).get("refinement")
+        if refined and refined["arrays"]:
+            f = refined["arrays"]
+            ax.plot(f["depth_nm"], f["strain_percent"], "C2-", lw=1.8, label="strain, refined")
+            ax_dw.plot(f["depth_nm"], f["debye_waller"], "C2--", lw=1.2, label="DW, refined")
         ax.set_xlabel("depth (nm)")
         ax.set_ylabel("strain (%)")
         ax_dw.set_ylabel("Debye-Waller factor")
@@ -295,6 +339,12 @@ def _plot(path, demo_samples, samples, results, refl, card):
             cx.semilogy(tt, a["intensity_measured"], ".", ms=2.5, color="0.3", label="measured (simulated)")
             cx.semilogy(tt, a["intensity_model"], "C3-", lw=1.2,
                         label=f"model from the network, σ_I = {res['metadata']['sigma_i']:.3f}")
+            refined = res.get("refinement")
+            if refined and refined["arrays"]:
+                f = refined["arrays"]
+                cx.semilogy(f["two_theta_deg"], f["intensity_model"], "C2-", lw=1.2,
+                            label=f"refined ({refined['metadata'].get('path')}), "
+                                  f"σ_I = {refined['metadata'].get('sigma_i'):.3f}")
         else:
             reason = res["metadata"].get("reason") if res else "no result in Tiled"
             cx.text(0.5, 0.5, f"no profile: {reason}", ha="center", va="center", transform=cx.transAxes, wrap=True)
