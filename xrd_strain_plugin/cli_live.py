@@ -215,7 +215,8 @@ def _register_journal(subparsers):
                     "`journal serve` lets listeners (`xrd-strain listen --journal`) read it by position, so a "
                     "listener that was down resumes where it stopped and misses nothing.",
         epilog=JOURNAL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="journal_command", required=True, metavar="ACTION")
+    sub = p.add_subparsers(dest="journal_command", required=True, metavar="ACTION",
+                           help="serve: run the journal server; status: positions and backlog; prune: drop acknowledged segments")
     serve = sub.add_parser("serve", help="serve a journal directory to listeners over 0MQ",
                            description="Answer listeners' requests for documents by position (long poll).")
     serve.add_argument("directory", help="journal directory (the JournalWriter's)")
@@ -231,6 +232,7 @@ def _register_journal(subparsers):
     prune.add_argument("directory", help="journal directory")
     prune.add_argument("--keep-days", type=float, default=7.0, help="keep segments younger than this (default: %(default)s)")
     prune.set_defaults(func=_run_journal_prune)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])  # an ACTION is required: argparse stops first
 
 
 def _journal_dir(path):
