@@ -5,6 +5,10 @@ scans, then started again), behind a real `xrd-strain journal serve` process or 
 `bluesky-0MQ-proxy` process, against a real Tiled server on loopback; a real RunEngine scans the
 simulated diffractometer in this process. Afterwards every scan's result is read back and
 counted per raw uid: exactly one each, and the stopped scan is marked partial.
+
+The journal test (deploy/'s setup) runs in the default suite; the 0MQ + catch-up one is marked
+slow (catch-up's logic is tested in process by test_live_catchup.py), to keep the default
+suite's cost down.
 """
 
 from __future__ import annotations
@@ -231,6 +235,7 @@ def test_a_journal_listener_killed_mid_series_resumes_and_every_scan_gets_its_ra
         journal.close()
 
 
+@pytest.mark.slow  # ~55 s at load 9; catch-up itself is covered in the default suite by test_live_catchup.py
 def test_a_zmq_listener_killed_mid_series_catches_up_from_tiled_while_new_scans_flow(
         tmp_path, tiled_server, tiny_bundle, diffractometer):
     """--zmq without --raw: the RunEngine host writes the raw runs; the restarted listener finds
