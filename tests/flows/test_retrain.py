@@ -57,7 +57,7 @@ def test_a_worse_candidate_is_kept_but_not_promoted(tiny_data, tmp_path):
     root, data = tiny_data
     registry = ModelRegistry(tmp_path / "registry")  # current: the shipped model
     out = retrain(data_root=str(root), registry_root=str(registry.root),
-                  work_dir=str(tmp_path / "work"), train_config=TINY_NET)
+                  work_dir=str(tmp_path / "work"), train_config={**TINY_NET, "epochs": 2})
     assert out["current_before"] == out["current_after"] == "ysz-400-cuka1-cnn2@1"
     assert out["candidate"] == "ysz-400-cuka1-cnn2@2" and not out["promoted"]
     assert any("regressed" in r for r in out["reasons"]), out["reasons"]
