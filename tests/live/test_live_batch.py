@@ -87,7 +87,14 @@ def test_curves_that_wait_are_inverted_and_written_together_and_published_as_der
         np.testing.assert_allclose(got["arrays"]["intensity_measured"], counts)
         batched += got["metadata"]["timings"].get("batch_size", 1) > 1
     assert batched > 0  # curves that waited were inverted in one network call
-    # Each result as a derived run linked to its raw run, arrays as stored.
+    # Each result as a derived run linked to its raw run, arrays as stored; valid documents.
+    import event_model
+
+    for name, doc in documents:
+        plain = {k: v for k, v in doc.items()}
+        if name == "event":
+            plain["data"] = {k: np.asarray(v).tolist() for k, v in doc["data"].items()}
+        event_model.schema_validators[event_model.DocumentNames[name]].validate(plain)
     starts = [d for n, d in documents if n == "start"]
     assert sorted(s["xrd_strain"]["raw_uid"] for s in starts) == sorted(uids)
     by_run = {}
