@@ -184,13 +184,18 @@ class ReplayGuard:
         self.skip_live: set[str] = set()
 
     def check(self, uid: str) -> None:
+        from tiled.queries import Key
+
         raw = self.client[self.raw_key] if self.raw_key in self.client else None
-        if raw is not None and uid in raw:
-            if (raw[uid].metadata or {}).get("stop") is not None:
+        # An exact query: a catalog of bluesky runs answers ``uid in raw`` for a missing uid with a
+        # partial-uid (full-text) lookup that can match other runs.
+        found = list(raw.search(Key("start.uid") == uid).values()) if raw is not None else []
+        if found:
+            if (found[0].metadata or {}).get("stop") is not None:
                 self.skip_raw.add(uid)
             else:
                 log.info("replay: raw run %s was written in part; rewriting it", uid)
-                raw[uid].delete(recursive=True, external_only=False)
+                found[0].delete(recursive=True, external_only=False)
         results = self.client[self.results_key] if self.results_key in self.client else None
         if uid in self.spooled:
             self.skip_live.add(uid)
