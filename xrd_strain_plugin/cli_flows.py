@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from xrd_strain_plugin.cli import CommandError, option_errors
 
@@ -126,6 +127,12 @@ def register(subparsers) -> None:
     o.set_defaults(func=run_promote)
 
 
+def _prefect_env() -> None:
+    """Before Prefect is imported: a one-off run without PREFECT_API_URL starts a temporary
+    server, which needs more than Prefect's default 20 s on a busy machine."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+
 def _data_root(p) -> None:
     p.add_argument("--data-root", required=True, metavar="DIR",
                    help="directory of the datasets (and of retraining runs and candidates)")
@@ -181,6 +188,7 @@ def _tolerances(items) -> dict:
 
 
 def run_serve(args) -> int:
+    _prefect_env()
     from flows.deployments import FlowSettings, Schedules, serve
 
     settings = FlowSettings(data_root=args.data_root, registry_root=args.registry,
@@ -198,6 +206,7 @@ def run_serve(args) -> int:
 
 
 def run_regenerate(args) -> int:
+    _prefect_env()
     from flows.regenerate import regenerate
 
     with option_errors("--data-root"):
@@ -209,6 +218,7 @@ def run_regenerate(args) -> int:
 
 
 def run_retrain(args) -> int:
+    _prefect_env()
     from flows.retrain import retrain
 
     config = {"epochs": args.epochs, "max_minutes": args.max_minutes, "batch_size": args.batch_size}
@@ -225,6 +235,7 @@ def run_retrain(args) -> int:
 
 
 def run_refine(args) -> int:
+    _prefect_env()
     from flows.refine import refine_new_results
 
     out = refine_new_results(args.tiled_url, limit=args.limit, budget_s=args.budget_s,
@@ -235,6 +246,7 @@ def run_refine(args) -> int:
 
 
 def run_trigger(args) -> int:
+    _prefect_env()
     from flows.deployments import DEPLOYMENT_NAMES
     from flows.refine import trigger_refinement
 
