@@ -7,7 +7,8 @@
    journal's included: on a loaded machine the wall time says more about the scheduler).
 2. Replay: documents/s a listener reads back from a journal server from position 0 (the restart
    after an outage), for a journal of ``--replay-runs`` one-curve runs.
-3. Catch-up from Tiled: runs/s read back as databroker BlueskyRuns into documents (the cost per
+3. Transport latency: from the RunEngine's call to the document in a long-polling listener.
+4. Catch-up from Tiled: runs/s read back as databroker BlueskyRuns into documents (the cost per
    missed run when another writer stores the raw runs), ``--catch-up-runs`` runs written by a
    TiledWriter into a Tiled server in its own process.
 
@@ -122,6 +123,40 @@ def replay_speed(n_runs: int, n_points: int) -> dict:
             "replay_s": replay_s, "replay_docs_per_s": read / replay_s, "replay_runs_per_s": n_runs / replay_s}
 
 
+def transport_latency(n: int) -> dict:
+    """Seconds from ``JournalWriter.__call__`` to the document in a long-polling client's hands."""
+    import threading
+
+    from xrd_strain_plugin.bluesky.journal import JournalClient, JournalWriter, serve_in_thread
+
+    directory = tempfile.mkdtemp(prefix="bench-latency-")
+    writer = JournalWriter(directory)
+    server, thread = serve_in_thread(directory)
+    client = JournalClient(server.endpoint)
+    sent: dict[int, float] = {}
+
+    def produce():
+        for i in range(n):
+            time.sleep(0.05)
+            sent[i] = time.perf_counter()
+            writer("event", {"i": i})
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    latencies, position = [], 0
+    while len(latencies) < n:
+        for seq, _name, doc in client.fetch(position, wait_s=1.0):
+            latencies.append(time.perf_counter() - sent[doc["i"]])
+            position = seq + 1
+    producer.join()
+    client.close()
+    server.stop()
+    thread.join(5)
+    writer.close()
+    latencies.sort()
+    return {"n": n, "p50_s": latencies[n // 2], "p95_s": latencies[int(0.95 * (n - 1))]}
+
+
 SERVE = """
 import sys
 from tiled.server import SimpleTiledServer
@@ -183,7 +218,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", metavar="PATH", help="also write the figures here")
     args = p.parse_args(argv)
     out = {"load_average": os.getloadavg(), "scan": scan_cost(args.repeats, args.points),
-           "replay": replay_speed(args.replay_runs, args.replay_points)}
+           "replay": replay_speed(args.replay_runs, args.replay_points), "latency": transport_latency(100)}
     if args.catch_up_runs:
         out["catch_up"] = catch_up_read(args.catch_up_runs, args.points)
     out["load_average_after"] = os.getloadavg()
@@ -193,6 +228,9 @@ def main(argv=None) -> int:
     r = out["replay"]
     print(f"journal: wrote {r['documents']} documents ({r['bytes'] / 1e6:.1f} MB) at {r['write_docs_per_s']:.0f} docs/s; "
           f"replayed them in {r['replay_s']:.2f} s ({r['replay_docs_per_s']:.0f} docs/s, {r['replay_runs_per_s']:.0f} runs/s)")
+    lat = out["latency"]
+    print(f"journal transport, write -> in the listener's hands: p50 {lat['p50_s'] * 1e3:.1f} ms, "
+          f"p95 {lat['p95_s'] * 1e3:.1f} ms ({lat['n']} documents)")
     if "catch_up" in out:
         c = out["catch_up"]
         print(f"catch-up: read {c['runs']} {c['points']}-point raw runs back from Tiled as BlueskyRuns in "
