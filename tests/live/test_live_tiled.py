@@ -256,3 +256,45 @@ def test_a_batch_spooled_in_one_file_replays_in_order(tmp_path):
     assert [r.raw_uid for r in back] == [r.raw_uid for r in records]
     np.testing.assert_array_equal(back[2].arrays["intensity_model"], records[2].arrays["intensity_model"])
     spool.close()
+
+
+def test_the_deployed_server_configuration_serves_results_with_its_catalog_in_wal_mode(tmp_path):
+    """deploy/tiled/config.yml as shipped: `tiled serve config`, the plugin's catalog factory."""
+    import os
+    import pathlib
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    repo = pathlib.Path(__file__).resolve().parents[2]
+    port = free_port()
+    (tmp_path / "data").mkdir()
+    env = dict(os.environ, TILED_SINGLE_USER_API_KEY="testsecret", XRD_STRAIN_TILED_DIR=str(tmp_path),
+               PYTHONPATH=str(repo))
+    server = subprocess.Popen([sys.executable, "-m", "tiled", "serve", "config", str(repo / "deploy/tiled/config.yml"),
+                               "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, "tiled serve config did not start"
+            time.sleep(0.2)
+        url = f"http://127.0.0.1:{port}/api/v1"
+        record = synthetic_record(uid(), sample="deployed")
+        TiledResultsWriter.from_uri(url, api_key="testsecret").write(record)
+        from tiled.client import from_uri
+
+        got = read_result(find_results(from_uri(url), sample="deployed")[(record.raw_uid,)])  # public reads
+        np.testing.assert_array_equal(got["arrays"]["strain"], record.arrays["strain"])
+        with sqlite3.connect(tmp_path / "catalog.db") as db:
+            assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        server.terminate()
+        server.wait(30)
