@@ -165,3 +165,11 @@ def test_another_crystal_and_wavelength_from_a_generic_start():
     assert result.material == "SiC-3C" and result.wavelength_angstrom == 1.5498
     assert result.sigma_i < 1.3 * result.noise_floor_sigma_i
     assert _profile_error(result, depth, strain_pct) < 0.15
+
+
+def test_the_answer_is_never_worse_than_the_given_start(ysz):
+    """A budget cut short must not return something worse than what it was given."""
+    tt, counts, depth, strain_pct, dw = _known_sample(ysz)
+    start = StartProfile(depth_nm=depth, strain_percent=strain_pct * 0.95, debye_waller=dw, fwhm_deg=0.02)
+    result = refine_curve(tt, counts, ysz, start=start, options=RefineOptions(budget_s=0.05, global_budget_s=0.0))
+    assert result.sigma_i <= 1.02 * result.sigma_i_start

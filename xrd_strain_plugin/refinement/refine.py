@@ -526,6 +526,13 @@ def refine_curve(two_theta_deg, intensity, reflection, *, start=None,
                 break
         finals.append((best.cost, label, best))
     _, path, best = choose(finals)
+    if i_given is not None:
+        # never answer worse than the given start (a budget cut short, a pathological curve): the start
+        # itself, at its best offset, scale and background, on the full model
+        as_given = fit_local(model, objective, scored[i_given][2], max_nfev=1, smoothness=options.smoothness)
+        n_curves += as_given.n_curves
+        if as_given.cost < best.cost:
+            best, path = as_given, "start"
     stages.append({"stage": "local", "path": path, "sigma_i": best.sigma_i,
                    "seconds": time.perf_counter() - t_stage})
 

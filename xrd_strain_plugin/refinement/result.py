@@ -15,6 +15,7 @@ PATHS = {
     "multi-start": "least squares from a start derived from the given one (thickness/strain variants)",
     "low-strain": "least squares from a generic low-strain start (no usable start given, or it lost)",
     "global": "differential evolution under a time budget, then least squares",
+    "start": "the given start itself (at its best offset, scale and background): nothing found was better",
 }
 
 
