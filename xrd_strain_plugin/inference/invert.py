@@ -250,30 +250,9 @@ class Inverter:
             decoded, mapping = self._transfer(decoded, reflection)
         model_refl = self._simulate(angles, decoded, reflection)
         t3 = time.perf_counter()
-        log_scale, log_bg = fit_scale_background(counts, model_refl)
-        scale, background = 10.0 ** float(log_scale[0]), 10.0 ** float(log_bg[0])
-        intensity_model = scale * model_refl + background
-        t4 = time.perf_counter()
-        depth, strain_pct, dw = self._table(labels[0, : card.n_weights], decoded)
-        i_max = int(np.argmax(strain_pct))
-        return InversionResult(
-            depth_nm=depth, strain_percent=strain_pct, debye_waller=dw,
-            strain_max_percent=float(strain_pct[i_max]), depth_of_max_nm=float(depth[i_max]),
-            thickness_nm=float(decoded.thickness_nm[0]), dw_min=float(decoded.dw_min[0]),
-            fwhm_deg=float(decoded.resolution_fwhm_deg[0]),
-            dynamic_range=float(decoded.dynamic_range[0]),
-            two_theta_deg=angles, intensity_measured=counts, intensity_model=intensity_model,
-            q_inv_angstrom=two_theta_deg_to_q(angles, reflection.wavelength_angstrom),
-            sigma_i=sigma_i(counts, intensity_model), scale=float(scale),
-            background=float(background), material=str(reflection.material),
-            hkl=tuple(int(i) for i in reflection.hkl),
-            wavelength_angstrom=float(reflection.wavelength_angstrom),
-            model_id=card.model_id, model_version=card.version, model_sha256=card.weights_sha256,
-            elapsed_s=time.perf_counter() - t0,
-            timings={"preprocess": t1 - t0, "network": t2 - t1, "simulate": t3 - t2,
-                     "fit": t4 - t3},
-            transfer=mapping,
-        )
+        return self._result_of(angles, counts, labels[0], decoded, model_refl, reflection, elapsed_s=t3 - t0,
+                               timings={"preprocess": t1 - t0, "network": t2 - t1, "simulate": t3 - t2},
+                               transfer=mapping)
 
     def invert_many(self, curves, reflection) -> list:
         """Invert several curves of one reflection at once: one network call for the batch and one
@@ -354,7 +333,8 @@ class Inverter:
                     out[i] = exc
         return out
 
-    def _result_of(self, angles, counts, labels_row, decoded, model_refl, reflection, *, elapsed_s, timings):
+    def _result_of(self, angles, counts, labels_row, decoded, model_refl, reflection, *, elapsed_s, timings,
+                   transfer=None):
         """One curve's :class:`InversionResult` from its decoded labels (batch of one) and model
         reflectivity, as :meth:`invert` assembles it."""
         card = self.card
@@ -378,7 +358,7 @@ class Inverter:
             hkl=tuple(int(i) for i in reflection.hkl),
             wavelength_angstrom=float(reflection.wavelength_angstrom),
             model_id=card.model_id, model_version=card.version, model_sha256=card.weights_sha256,
-            elapsed_s=elapsed_s + (t4 - t3), timings={**timings, "fit": t4 - t3},
+            elapsed_s=elapsed_s + (t4 - t3), timings={**timings, "fit": t4 - t3}, transfer=dict(transfer or {}),
         )
 
     def _transfer(self, decoded, reflection):
