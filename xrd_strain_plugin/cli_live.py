@@ -81,6 +81,10 @@ def _register_listen(subparsers):
                              "restart from the position saved in the spool directory)")
     p.add_argument("--prefix", default="", help="with --zmq: only documents published with this prefix")
     _tiled_options(p, write=True)
+    p.add_argument("--refine", action="store_true",
+                   help="refine each result by least squares in a background process (lower priority), written "
+                        "beside the network's answer in the same result node; results it cannot take are left for "
+                        "the Prefect flow refine_new_results")
     p.add_argument("--spool", metavar="DIR", required=True,
                    help="directory for results waiting while Tiled is unreachable (durable, replayed in order)")
     p.add_argument("--raw", action="store_true", help="also write the raw runs to Tiled (raw/<uid>); use with --journal, "
@@ -154,7 +158,7 @@ def _run_listen(args) -> int:
     try:
         with option_errors("--model"):
             live = LiveInversion.from_uri(args.tiled, api_key=_api_key(args), spool_directory=args.spool,
-                                          bundle=args.model, config=config)
+                                          bundle=args.model, config=config, refine=args.refine)
     except SpoolLockedError as exc:
         raise CommandError(f"--spool: {exc}") from exc
     except TiledAuthError as exc:  # a refused key is a configuration error, not an outage to spool through
