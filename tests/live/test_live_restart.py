@@ -27,7 +27,7 @@ import pytest
 from bluesky import RunEngine
 from bluesky.plans import count, scan
 from bluesky.utils import RunEngineInterrupted
-from live_support import API_KEY, free_port
+from live_support import API_KEY, TiledProcess, free_port
 
 from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer, SimulatedSample
 from xrd_strain_plugin.physics import profiles
@@ -241,12 +241,16 @@ def test_a_journal_listener_killed_mid_series_resumes_and_every_scan_gets_its_ra
 
 @pytest.mark.slow  # ~55 s at load 9; catch-up itself is covered in the default suite by test_live_catchup.py
 def test_a_zmq_listener_killed_mid_series_catches_up_from_tiled_while_new_scans_flow(
-        tmp_path, tiled_server, tiny_bundle, diffractometer):
+        tmp_path, tiny_bundle, diffractometer):
     """--zmq without --raw: the RunEngine host writes the raw runs; the restarted listener finds
-    the runs it missed in Tiled and inverts each once, oldest first, while new scans keep flowing."""
+    the runs it missed in Tiled and inverts each once, oldest first, while new scans keep flowing.
+
+    A Tiled server of its own: catch-up would rightly take up other tests' runs without results."""
     from bluesky.callbacks.zmq import Publisher
 
     from xrd_strain_plugin.bluesky.raw import raw_run_writer
+
+    tiled_server = TiledProcess(tmp_path / "tiled").start()
 
     in_port, out_port = free_port(), free_port()
     proxy = service([str(BIN / "bluesky-0MQ-proxy"), str(in_port), str(out_port)], tmp_path / "proxy.log")
@@ -294,3 +298,4 @@ def test_a_zmq_listener_killed_mid_series_catches_up_from_tiled_while_new_scans_
         raw.close()
         proxy.send_signal(signal.SIGTERM)
         proxy.wait(30)
+        tiled_server.stop()

@@ -145,7 +145,7 @@ class CatchUp:
     """
 
     def __init__(self, client, live, *, state_path, since_s: float = 86400.0, grace_s: float = 10.0,
-                 interval_s: float = 5.0, margin_s: float = 300.0, raw_key: str = "raw",
+                 interval_s: float = 5.0, margin_s: float = 120.0, raw_key: str = "raw",
                  results_key: str = "results"):
         self._client_or_factory = client
         self.client = None if callable(client) and not hasattr(client, "search") else client
@@ -222,11 +222,18 @@ class CatchUp:
                 continue
         return uids
 
-    def _with_results(self, uids: list[str]) -> set[str]:
+    def _with_results(self, uids: list[str], batch: int = 100) -> set[str]:
+        """The uids among ``uids`` that have a node in ``results/`` (one query per ``batch`` uids)."""
+        from tiled.queries import In
+
         if not uids or self.results_key not in self.client:
             return set()
         results = self.client[self.results_key]
-        return {uid for uid in uids if uid in results}
+        found: set[str] = set()
+        for i in range(0, len(uids), batch):
+            chunk = uids[i:i + batch]
+            found.update(k for k in results.search(In("raw_uid", chunk)).keys() if k in chunk)
+        return found
 
     def run_once(self) -> int:
         """One pass: submit every missing run (waiting for the plugin to be idle before each).

@@ -215,7 +215,9 @@ class _CountedLive:
         import event_model
 
         self.live = live
-        self.submitted = 0
+        # Start level with what is published already (curves a previous process left on disk
+        # are published by the plugin first; the caller waits for them): count ours from there.
+        self.submitted = self.published
         self._router = event_model.RunRouter([self._factory])
 
     def _submit(self, item) -> None:
@@ -280,6 +282,7 @@ def listen_journal(address: str, *, live, raw=None, cursor: Cursor, guard: Repla
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
     client = JournalClient(address, consumer=consumer)
+    live.wait()  # curves a previous process left in the plugin's overflow are published first
     counted = _CountedLive(live)
     position = cursor.position
     replay_until: int | None = None  # the head when we (re)started: documents before it are replays
