@@ -172,7 +172,9 @@ def test_a_burst_of_1000_curves_is_all_processed_in_order_with_bounded_memory_ne
     assert live.counts["overflow"] > 0 and live.peak_queue_depth <= 16 and len(live._overflow) == 0
     assert live._router._start_to_start_doc == {}
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before < 200_000  # kB
-    assert longest_call < 0.5, longest_call  # a disk write at most, never a wait for the worker
+    # a disk write at most, never a wait for the worker (which would take tens of seconds for this burst);
+    # generous because a loaded machine stretches any single call
+    assert longest_call < 3.0, longest_call
     print(f"burst: 1000 curves in {elapsed:.1f} s; longest document call {1e3 * longest_call:.0f} ms")
 
 
