@@ -128,7 +128,7 @@ def section_paths(lines):
     load0 = _load()
     lines += ["## Time per refinement by path", "",
               f"Three simulated YSZ 400 curves with known truth (t 220/450/120 nm, e_max 0.8/1.2/2 %, Poisson "
-              f"counts, scale 2e5); default budgets (3 s local, 12 s global, CPU seconds); load {load0:.1f} at start.",
+              f"counts, scale 2e5); default budget caps (6 s local, 12 s global, CPU seconds); load {load0:.1f} at start.",
               "", "| path asked for | path that won | CPU s (mean) | wall s (mean) | sigma_I / noise floor (mean) |",
               "| --- | --- | --- | --- | --- |"]
     for name, run in runs.items():
