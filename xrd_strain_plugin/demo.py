@@ -145,8 +145,10 @@ def run_demo(*, out="out", data_dir=None, bundle=None, seed: int = 1, via_zmq: b
     client = from_uri(url, api_key=server.api_key)
     step.done(f"Tiled server at {url} (data in {data_dir})")
 
+    # the demo shows the local refinement stages only: the global stage (up to 12 CPU s per poor fit)
+    # belongs to the background flow, and would double the demo's time
     live = LiveInversion.from_uri(url, api_key=server.api_key, spool_directory=out / "spool", bundle=bundle,
-                                  refine=refine)
+                                  refine=refine, refine_global_budget_s=0.0)
     card = live.inverter.bundle.card
     step.done(f"model {card.model_id} {card.version} loaded and warmed up")
     raw = raw_run_writer(client)

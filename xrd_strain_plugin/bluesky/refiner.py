@@ -116,6 +116,9 @@ class RefinementWorker:
                 self._process.terminate()
                 self._process.join(5)
         self.poll()
+        for q in (self._todo, self._done):  # release the queues' semaphores and feeder threads
+            q.close()
+            q.join_thread()
 
 
 def _main(uri, api_key, options, niceness, todo, done):  # pragma: no cover - runs in the child process

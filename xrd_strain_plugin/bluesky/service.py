@@ -159,6 +159,7 @@ class LiveInversion:
         config: RockingCurveConfig = RockingCurveConfig(),
         retry_interval_s: float = 2.0,
         refine: bool = False,
+        refine_global_budget_s: float = 12.0,
         **kwargs,
     ) -> "LiveInversion":
         """Load the model (and warm it up), open the spool, and prepare writing to ``uri``.
@@ -183,6 +184,8 @@ class LiveInversion:
             Seconds between spool replay attempts while Tiled is away.
         refine : bool
             Refine each ``ok`` result in a background process (:class:`~.refiner.RefinementWorker`).
+        refine_global_budget_s : float
+            CPU seconds of the refiner's global stage for a fit that stays poor (0: local stages only).
         **kwargs
             Passed to the constructor (``queue_size``, ``max_batch``, ``on_outcome``...).
 
@@ -225,7 +228,7 @@ class LiveInversion:
         if refine:
             from .refiner import RefinementWorker
 
-            refiner = RefinementWorker(uri, api_key=api_key)
+            refiner = RefinementWorker(uri, api_key=api_key, global_budget_s=refine_global_budget_s)
         return cls(inverter, publisher, config=config, refiner=refiner, **kwargs)
 
     # -- document side (RunEngine thread) -------------------------------------------------
