@@ -91,8 +91,7 @@ class LocalFit:
 
 def fit_local(model: CurveModel, objective: Objective, parameters, *, budget: Budget | None = None,
               max_nfev: int = 60, fine_step_deg: float | None = None, pad_deg: float | None = None,
-              ftol: float = 1e-6, xtol: float = 1e-6, smoothness: float = 0.0,
-              jacobian_model: CurveModel | None = None) -> LocalFit:
+              ftol: float = 1e-6, xtol: float = 1e-6, smoothness: float = 0.0) -> LocalFit:
     """Bounded least squares from ``parameters``.
 
     Parameters
@@ -102,15 +101,11 @@ def fit_local(model: CurveModel, objective: Objective, parameters, *, budget: Bu
     parameters : sequence of Parameter
         Start values, bounds and which vary (order of ``model.names``).
     budget : Budget, optional
-        Stops early (keeping the best point so far) when the wall-clock budget runs out.
+        Stops early (keeping the best point so far) when the budget (thread CPU seconds) runs out.
     max_nfev : int
         Most residual evaluations.
     fine_step_deg, pad_deg : float, optional
         The simulator's grid for this fit (default: :meth:`CurveModel.grid_for` of the start).
-    jacobian_model : CurveModel, optional
-        A cheaper model (fewer lamellae) for the finite-difference columns only: the residuals, and so
-        the minimum found, stay those of ``model``; the Jacobian is approximate (trust-region
-        least squares converges with it, in a few more iterations at a fraction of the cost).
     smoothness : float
         Weight ``lambda`` of a Tikhonov prior on the strain (and decoupled DW) weights: extra residuals
         ``lambda * (w[k-1] - 2 w[k] + w[k+1]) / s`` with ``s`` the start's largest |weight|. Small
@@ -196,7 +191,7 @@ def fit_local(model: CurveModel, objective: Objective, parameters, *, budget: Bu
             if stats["enforce"] and budget.left <= 0:
                 raise _OutOfTime
             steps = []
-            rows = np.repeat(v[None, :], len(free_sim) + (jacobian_model is not None), axis=0)
+            rows = np.repeat(v[None, :], len(free_sim), axis=0)
             for r, i in enumerate(free_sim):
                 p = params[i]
                 h = p.fd_step * max(1.0, abs(v[i])) if p.name == "thickness_nm" else p.fd_step
@@ -204,11 +199,9 @@ def fit_local(model: CurveModel, objective: Objective, parameters, *, budget: Bu
                     h = -h
                 rows[r, i] += h
                 steps.append(h)
-            jm = model if jacobian_model is None else jacobian_model
-            refl_h = jm.reflectivity(rows, fine_step_deg=fine_step_deg, pad_deg=pad_deg)
+            refl_h = model.reflectivity(rows, fine_step_deg=fine_step_deg, pad_deg=pad_deg)
             stats["curves"] += rows.shape[0]
-            base = refl if jacobian_model is None else refl_h[-1]  # differences within one model
-            d_refl = (refl_h[: len(free_sim)] - base[None, :]) / np.asarray(steps)[:, None]
+            d_refl = (refl_h - refl[None, :]) / np.asarray(steps)[:, None]
             for r, i in enumerate(free_sim):
                 cols[:, free.index(i)] = dlog * scale * d_refl[r]
         for name, i in (("log10_scale", i_scale), ("log10_background", i_bg), ("background_slope", i_slope)):
