@@ -24,7 +24,7 @@ Shards are checked byte-identical.
 Prints a markdown report (pasted into BENCHMARKS.md) with the load average before and after.
 """
 
-import sqlite3  # noqa: F401  isort: skip  (before TensorFlow: see xrd_strain_plugin.demo)
+import sqlite3  # noqa: F401  isort: skip  (before TensorFlow: see xrd_strain_plugin.cli.demo)
 
 import argparse
 import json

@@ -45,7 +45,7 @@ def scan_cost(repeats: int, n_points: int) -> dict:
     from xrd_strain_plugin.bluesky.journal import JournalWriter
     from xrd_strain_plugin.bluesky.remote import start_proxy
     from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer
-    from xrd_strain_plugin.demo import SAMPLES
+    from xrd_strain_plugin.cli.demo import SAMPLES
     from xrd_strain_plugin.physics.materials import reflection
 
     refl = reflection("YSZ", (4, 0, 0), 1.5406)
@@ -179,7 +179,7 @@ def catch_up_read(n_runs: int, n_points: int) -> dict:
     from xrd_strain_plugin.bluesky.detection import RockingCurveConfig
     from xrd_strain_plugin.bluesky.raw import raw_run_writer
     from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer
-    from xrd_strain_plugin.demo import SAMPLES
+    from xrd_strain_plugin.cli.demo import SAMPLES
     from xrd_strain_plugin.physics.materials import reflection
 
     port = _free_port()

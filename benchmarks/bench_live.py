@@ -32,7 +32,7 @@ Modes:
 Prints a markdown report (pasted into docs/bench_live.md) and, with ``--json``, the figures.
 """
 
-import sqlite3  # noqa: F401  isort: skip  (before TensorFlow: see xrd_strain_plugin.demo)
+import sqlite3  # noqa: F401  isort: skip  (before TensorFlow: see xrd_strain_plugin.cli.demo)
 
 import argparse
 import json
@@ -153,7 +153,7 @@ class PeakRSS:
 
 def diffractometer():
     from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer
-    from xrd_strain_plugin.demo import SAMPLES
+    from xrd_strain_plugin.cli.demo import SAMPLES
     from xrd_strain_plugin.physics.materials import reflection
 
     refl = reflection("YSZ", (4, 0, 0), 1.5406)

@@ -29,7 +29,7 @@ def run_demo(out, *args, timeout=600):
 
 
 def check(out, stdout, n_samples):
-    from xrd_strain_plugin.demo import SAMPLES
+    from xrd_strain_plugin.cli.demo import SAMPLES
 
     summary = json.loads((out / "demo_live.json").read_text())
     assert [s["sample"] for s in summary["samples"]] == [s.name for s in SAMPLES[:n_samples]]

@@ -17,7 +17,7 @@ from xrd_strain_plugin.bluesky.collector import RunCollector
 from xrd_strain_plugin.bluesky.detection import RockingCurveConfig, plan_from_start
 from xrd_strain_plugin.bluesky.raw import raw_run_writer
 from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer
-from xrd_strain_plugin.demo import SAMPLES
+from xrd_strain_plugin.cli.demo import SAMPLES
 from xrd_strain_plugin.physics.materials import reflection
 from xrd_strain_plugin.tiled import Spool, SpoolingPublisher, TiledResultsWriter, find_results
 

@@ -48,7 +48,7 @@ def test_offline_inversions_publish_in_the_live_layout_once_per_file(tiled_serve
     import numpy as np
 
     from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer
-    from xrd_strain_plugin.demo import SAMPLES
+    from xrd_strain_plugin.cli.demo import SAMPLES
     from xrd_strain_plugin.io import read_curve
     from xrd_strain_plugin.physics.materials import reflection
     from xrd_strain_plugin.tiled import find_results, read_result
@@ -80,7 +80,7 @@ def test_invert_publish_stores_results_in_tiled_and_spools_when_it_is_away(tiled
     import numpy as np
 
     from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer
-    from xrd_strain_plugin.demo import SAMPLES
+    from xrd_strain_plugin.cli.demo import SAMPLES
     from xrd_strain_plugin.physics.materials import reflection
     from xrd_strain_plugin.tiled import find_results, read_result
     from xrd_strain_plugin.tiled.records import offline_uid

@@ -73,7 +73,7 @@ def test_detector_comes_from_hints_and_units_must_be_degrees():
 
 def test_simulated_detector_sees_the_substrate_peak_over_a_poisson_background():
     from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer
-    from xrd_strain_plugin.demo import SAMPLES
+    from xrd_strain_plugin.cli.demo import SAMPLES
 
     refl = reflection("YSZ", (4, 0, 0), 1.5406)
     sample = SAMPLES[0].simulated()
@@ -94,7 +94,7 @@ def test_simulated_detector_sees_the_substrate_peak_over_a_poisson_background():
 
 
 def test_importing_the_adapters_loads_no_ml_ophyd_or_tiled_stack():
-    probe = ("import json, sys; import xrd_strain_plugin.bluesky, xrd_strain_plugin.tiled, xrd_strain_plugin.cli_live;"
+    probe = ("import json, sys; import xrd_strain_plugin.bluesky, xrd_strain_plugin.tiled, xrd_strain_plugin.cli.live;"
              "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in"
              " ('tensorflow', 'keras', 'ophyd', 'tiled', 'bluesky', 'jax', 'torch'))))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
@@ -106,7 +106,7 @@ def _stopped_run(n_planned, n_taken, *, exit_status="success"):
     from event_model import compose_run
 
     from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer
-    from xrd_strain_plugin.demo import SAMPLES
+    from xrd_strain_plugin.cli.demo import SAMPLES
 
     refl = reflection("YSZ", (4, 0, 0), 1.5406)
     diff = SimulatedDiffractometer(reflection=refl, sample=SAMPLES[1].simulated(), rng=np.random.default_rng(4))

@@ -11,6 +11,7 @@ import json
 import os
 
 from xrd_strain_plugin.cli import CommandError, option_errors
+from xrd_strain_plugin.cli.options import API_KEY_ENV, add_budget_options, add_reflection_options, budgets
 
 DESCRIPTION = """\
 Scheduled dataset regeneration, retraining behind a promotion gate, and least-squares
@@ -83,7 +84,7 @@ def register(subparsers) -> None:
                                    "it only if no accuracy drops by more than its tolerance.")
     _data_root(r)
     _registry(r)
-    _reflection(r)
+    add_reflection_options(r)
     r.add_argument("--model-id", default=None,
                    help="candidate id (default: the current model's, next version)")
     r.add_argument("--epochs", type=int, default=70, help="maximum epochs (default: %(default)s)")
@@ -101,8 +102,7 @@ def register(subparsers) -> None:
     f.add_argument("--tiled-url", metavar="URL", required=True, help="Tiled server")
     _api_key(f)
     f.add_argument("--limit", type=int, default=50, help="at most this many results")
-    f.add_argument("--budget-s", type=float, default=None,
-                   help="refinement budget per curve, CPU seconds (default: the engine's)")
+    add_budget_options(f, budget_option="--budget-s")
     f.set_defaults(func=run_refine)
 
     t = sub.add_parser("trigger", help="start a run of a served deployment, return at once",
@@ -145,23 +145,14 @@ def _registry(p) -> None:
 
 
 def _api_key(p) -> None:
-    p.add_argument("--api-key-env", default="TILED_API_KEY", metavar="VAR",
+    p.add_argument("--api-key-env", default=API_KEY_ENV, metavar="VAR",
                    help="environment variable holding the Tiled API key (default: %(default)s)")
     p.add_argument("--api-key-block", default=None, metavar="NAME",
                    help="Prefect Secret block holding the Tiled API key (instead of the variable)")
 
 
-def _reflection(p) -> None:
-    p.add_argument("--material", default="YSZ", metavar="NAME_OR_CIF",
-                   help="material (default: %(default)s)")
-    p.add_argument("--hkl", nargs=3, type=int, default=(4, 0, 0), metavar=("H", "K", "L"),
-                   help="reflection (default: 4 0 0)")
-    p.add_argument("--wavelength-angstrom", type=float, default=1.5406, metavar="L",
-                   help="X-ray wavelength in angstrom (default: %(default)s)")
-
-
 def _dataset_options(p) -> None:
-    _reflection(p)
+    add_reflection_options(p)
     p.add_argument("--preset", default="CNN2", help="training preset (default: %(default)s)")
     p.add_argument("--n-curves", type=int, default=10_000,
                    help="training curves per regeneration (default: %(default)s)")
@@ -238,7 +229,7 @@ def run_refine(args) -> int:
     _prefect_env()
     from flows.refine import refine_new_results
 
-    out = refine_new_results(args.tiled_url, limit=args.limit, budget_s=args.budget_s,
+    out = refine_new_results(args.tiled_url, limit=args.limit, **budgets(args, budget_option="--budget-s"),
                              api_key_env=args.api_key_env, api_key_block=args.api_key_block)
     print(f"{out['found']} found, {len(out['refined'])} refined, "
           f"{len(out['claimed_elsewhere'])} taken by another refiner")

@@ -7,7 +7,12 @@ stops, refines each network answer by least squares in a background process (wri
 it in the same result node), prints a results table from a Tiled query and writes
 ``demo_live.png``: true, network and refined profiles and the measured curve with the network's
 and the refined model curves, one row per sample.
+
+bluesky, tiled and the model are imported when the demo runs, not with this module, so that
+``xrd-strain --help`` stays light.
 """
+
+from __future__ import annotations
 
 # TensorFlow bundles its own SQLite without FTS5; if it is loaded first, the embedded Tiled
 # catalog cannot index metadata. Importing the system sqlite3 first keeps the right one.
@@ -18,13 +23,16 @@ import json
 import logging
 import pathlib
 import shutil
-import sys
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xrd_strain_plugin.bluesky.simulated import SimulatedSample
+from xrd_strain_plugin.cli import option_errors
 from xrd_strain_plugin.physics import profiles
+
+if TYPE_CHECKING:
+    from xrd_strain_plugin.bluesky.simulated import SimulatedSample
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +71,8 @@ class DemoSample:
 
     def simulated(self) -> SimulatedSample:
         """The sample as the simulated diffractometer sees it (spline-smoothed like the training set)."""
+        from xrd_strain_plugin.bluesky.simulated import SimulatedSample
+
         z = profiles.slice_midpoints(N_SLICES)
         sigma = np.where(z < self.peak_depth, self.sigma_left, self.sigma_right)
         shape = np.exp(-0.5 * ((z - self.peak_depth) / sigma) ** 2)
@@ -82,6 +92,33 @@ SAMPLES = (
     DemoSample(name="YSZ-high-dose", strain_max_percent=3.5, thickness_nm=480.0, dw_min=0.15,
                peak_depth=0.35, sigma_left=0.35, sigma_right=0.2),
 )
+
+
+def register(subparsers) -> None:
+    """Add the ``demo`` subcommand."""
+    p = subparsers.add_parser(
+        "demo", help="the live demo: simulated diffractometer -> RunEngine -> live inversion -> Tiled -> table and PNG",
+        description="Start an embedded Tiled server (SQLite catalog and files in --data-dir), scan three simulated "
+                    "samples with known profiles, invert them live, refine each answer in the background (written beside "
+                    "it in Tiled), print the results table from a Tiled query and write OUT/demo_live.png (true, "
+                    "network and refined profiles; measured, network and refined curves).")
+    p.add_argument("--out", default="out", help="output directory (default: %(default)s)")
+    p.add_argument("--data-dir", default=None, help="Tiled data directory (default: OUT/tiled, wiped first)")
+    p.add_argument("--model", metavar="BUNDLE", default=None, help="model bundle (default: the shipped model)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the counting noise (default: %(default)s)")
+    p.add_argument("--zmq", action="store_true", help="route documents through a local 0MQ proxy and listener")
+    p.add_argument("--samples", type=int, choices=(1, 2, 3), default=3,
+                   help="scan the first N of the three samples (default: %(default)s; 1 for a quick check)")
+    p.add_argument("--no-refine", action="store_true",
+                   help="show the network's answers only (no background least-squares refinement)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    """Run the demo the options describe; 0 when every sample was inverted."""
+    with option_errors("--model"):
+        return run_demo(out=args.out, data_dir=args.data_dir, bundle=args.model, seed=args.seed, via_zmq=args.zmq,
+                        n_samples=args.samples, refine=not args.no_refine)
 
 
 def scan_limits_two_theta_deg(reflection, strain_max_percent: float) -> tuple[float, float]:
@@ -358,14 +395,3 @@ def _plot(path, demo_samples, samples, results, refl, card):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def main(argv=None) -> int:
-    """``python -m xrd_strain_plugin.demo`` (same as ``xrd-strain demo``)."""
-    from xrd_strain_plugin.cli import main as cli_main
-
-    return cli_main(["demo", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,7 @@
 """The ``xrd-strain`` command line.
 
-Every subcommand lives in its own small module, listed in :data:`COMMANDS`.  A
+One module per command family, listed in :data:`COMMANDS`; the option groups several commands
+share (reflection, refinement budgets, Tiled access) are declared once in :mod:`.options`.  A
 command module exposes ``register(subparsers)``, which adds its parser (with help
 for every option) and sets ``func`` to a ``run(args) -> int`` function returning
 the exit status.  Command modules import heavy dependencies (xrayutilities, Keras,
@@ -25,11 +26,12 @@ __all__ = ["COMMANDS", "CommandError", "build_parser", "main", "option_errors"]
 
 #: Subcommand modules, in the order ``--help`` lists them.  Add one line per command.
 COMMANDS = (
-    "xrd_strain_plugin.cli_simulate",
-    "xrd_strain_plugin.cli_invert",
-    "xrd_strain_plugin.cli_train",
-    "xrd_strain_plugin.cli_live",
-    "xrd_strain_plugin.cli_flows",
+    "xrd_strain_plugin.cli.simulate",
+    "xrd_strain_plugin.cli.invert",
+    "xrd_strain_plugin.cli.train",
+    "xrd_strain_plugin.cli.live",
+    "xrd_strain_plugin.cli.flows",
+    "xrd_strain_plugin.cli.demo",
 )
 
 #: Exit status for bad input (the argparse convention).
@@ -102,10 +104,3 @@ def _describe(error: BaseException) -> str:
         return f"{error.filename}: {error.strerror}"
     return str(error)
 
-
-if __name__ == "__main__":
-    # Under ``python -m`` this file runs as __main__; command modules import the package's
-    # copy, so run that one (one CommandError class, not two).
-    from xrd_strain_plugin.cli import main as _package_main
-
-    sys.exit(_package_main())

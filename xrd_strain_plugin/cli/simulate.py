@@ -7,6 +7,14 @@ import math
 import sys
 
 from xrd_strain_plugin.cli import CommandError, option_errors
+from xrd_strain_plugin.cli.options import (
+    add_reflection_options,
+    finite_float,
+    fraction,
+    non_negative_float,
+    positive_float,
+    positive_int,
+)
 
 #: Most points a scan may have (a guard against a mistyped STEP).
 MAX_POINTS = 2_000_000
@@ -47,19 +55,9 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     crystal = parser.add_argument_group("crystal and reflection")
+    add_reflection_options(crystal)
     crystal.add_argument(
-        "--material", metavar="NAME_OR_CIF", default="YSZ",
-        help="built-in material name (YSZ, ZrO2, Si, Ge, GaN, MgO, GaAs, Al2O3, SiC-3C) "
-             "or path to a CIF file (default: %(default)s)")
-    crystal.add_argument(
-        "--hkl", metavar=("H", "K", "L"), nargs=3, type=int, default=(4, 0, 0),
-        help="Miller indices of the reflection, planes parallel to the surface "
-             "(default: 4 0 0)")
-    crystal.add_argument(
-        "--wavelength-angstrom", metavar="L", type=_positive_float, default=1.5406,
-        help="X-ray wavelength in angstrom (default: %(default)s, Cu K-alpha1)")
-    crystal.add_argument(
-        "--asymmetry-deg", metavar="A", type=_finite_float, default=0.0,
+        "--asymmetry-deg", metavar="A", type=finite_float, default=0.0,
         help="angle between the reflecting planes and the surface in degrees "
              "(miscut or asymmetric reflection; default: 0, symmetric Bragg geometry)")
 
@@ -68,7 +66,7 @@ def register(subparsers) -> None:
         "--profile", metavar="PROFILE.csv", required=True,
         help="depth profile: CSV with header depth_nm,strain_percent,debye_waller")
     sample.add_argument(
-        "--lamellae", metavar="N", type=_positive_int, default=500,
+        "--lamellae", metavar="N", type=positive_int, default=500,
         help="number of equal lamellae the layer is sliced into (default: %(default)s, "
              "as in Boulle & Debelle 2023)")
     sample.add_argument(
@@ -78,18 +76,18 @@ def register(subparsers) -> None:
 
     scan = parser.add_argument_group("scan and instrument")
     scan.add_argument(
-        "--two-theta-deg", metavar=("START", "STOP", "STEP"), nargs=3, type=_finite_float,
+        "--two-theta-deg", metavar=("START", "STOP", "STEP"), nargs=3, type=finite_float,
         required=True,
         help="scan range in degrees of 2theta: first angle, last angle (included when on "
              "the step grid), step")
     scan.add_argument(
-        "--resolution-fwhm-deg", metavar="W", type=_positive_float, required=True,
+        "--resolution-fwhm-deg", metavar="W", type=positive_float, required=True,
         help="full width at half maximum of the resolution function, degrees of 2theta (> 0)")
     scan.add_argument(
         "--resolution-shape", choices=("gaussian", "pseudo-voigt"), default="gaussian",
         help="shape of the resolution function (default: %(default)s)")
     scan.add_argument(
-        "--eta", metavar="ETA", type=_fraction, default=0.5,
+        "--eta", metavar="ETA", type=fraction, default=0.5,
         help="Lorentzian fraction of the pseudo-Voigt resolution, in [0, 1] (default: %(default)s)")
 
     scan.add_argument(
@@ -99,14 +97,14 @@ def register(subparsers) -> None:
 
     counting = parser.add_argument_group("counting statistics (optional)")
     counting.add_argument(
-        "--counts", metavar="MAX", type=_positive_float,
+        "--counts", metavar="MAX", type=positive_float,
         help="write Poisson counts instead of the reflectivity, scaled so that the noise-free "
              "curve peaks at MAX counts")
     counting.add_argument(
         "--seed", metavar="S", type=int,
         help="seed of the random generator for --counts (default: fresh entropy, not reproducible)")
     counting.add_argument(
-        "--background", metavar="B", type=_non_negative_float, default=0.0,
+        "--background", metavar="B", type=non_negative_float, default=0.0,
         help="constant background in counts added before drawing the noise, with --counts "
              "(default: %(default)s)")
 
@@ -284,44 +282,3 @@ def _title(args, reflection) -> str:
     h, k, l = args.hkl
     return (f"{args.material} {h}{k}{l}, λ = {args.wavelength_angstrom:g} Å, "
             f"2θ_B = {reflection.two_theta_bragg_deg:.3f}°, resolution {args.resolution_fwhm_deg:g}°")
-
-
-def _finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = _finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = _finite_float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must lie within [0, 1], got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value

@@ -9,6 +9,15 @@ import time
 from pathlib import Path
 
 from xrd_strain_plugin.cli import option_errors
+from xrd_strain_plugin.cli.options import (
+    API_KEY_ENV,
+    add_api_key_option,
+    add_budget_options,
+    add_reflection_options,
+    api_key,
+    budgets,
+    reflection_of,
+)
 
 DESCRIPTION = """\
 Invert measured XRD curves (two columns: 2theta in degrees, intensity) into depth
@@ -62,12 +71,7 @@ def register(subparsers) -> None:
     parser.add_argument("files", metavar="FILE", nargs="+",
                         help="two-column 2theta/intensity file (.xy, .dat, .txt, .csv; headers "
                              "and '#' comments allowed)")
-    parser.add_argument("--material", metavar="NAME_OR_CIF", required=True,
-                        help="built-in material name (e.g. YSZ) or path to a CIF file")
-    parser.add_argument("--hkl", metavar=("H", "K", "L"), nargs=3, type=int, required=True,
-                        help="Miller indices of the (symmetric) reflection")
-    parser.add_argument("--wavelength-angstrom", metavar="L", type=float, required=True,
-                        help="X-ray wavelength in angstrom (Cu K-alpha1: 1.5406)")
+    add_reflection_options(parser, required=True)
     parser.add_argument("--out", metavar="DIR", required=True,
                         help="output directory; one sub-directory per FILE")
     parser.add_argument("--model", metavar="BUNDLE|ID[@VERSION]", default=None,
@@ -81,12 +85,8 @@ def register(subparsers) -> None:
     refine.add_argument("--refine", action="store_true",
                         help="refine the network's answer by least squares with the data's own physics "
                              "(needed for a crystal, reflection or wavelength the model was not trained for)")
-    refine.add_argument("--refine-budget-s", metavar="S", type=float, default=3.0,
-                        help="wall-clock budget of the starts, offset search and local fits, seconds "
-                             "(default 3)")
-    refine.add_argument("--global-budget-s", metavar="S", type=float, default=12.0,
-                        help="extra budget of the global stage, run only when the local fits stay well "
-                             "above the counting-noise floor; 0 disables it (default 12)")
+    # shorter than the engine's 6 CPU s: an interactive command answers in seconds
+    add_budget_options(refine, budget_s=3.0, global_budget_s=12.0)
     refine.add_argument("--strain-weights", metavar="N", type=int, default=10,
                         help="B-spline weights of the refined strain profile (default 10, >= 3)")
     refine.add_argument("--dw", choices=("coupled", "decoupled"), default="coupled",
@@ -109,8 +109,7 @@ def register(subparsers) -> None:
     tiled.add_argument("--publish", metavar="TILED_URL", default=None,
                        help="also store each result in Tiled, in the same layout as live inversions "
                             "(results/<file content uid>; publishing the same file again gives one node)")
-    tiled.add_argument("--api-key", metavar="KEY", default=None,
-                       help="Tiled API key allowed to write (default: $TILED_API_KEY)")
+    add_api_key_option(tiled)
     tiled.add_argument("--spool", metavar="DIR", default=None,
                        help="where results wait while Tiled is unreachable, written by the next publish "
                             "using the same directory (default: DIR/.spool under --out)")
@@ -123,19 +122,15 @@ def run(args) -> int:
     from xrd_strain_plugin.inference import Inverter, load_bundle
     from xrd_strain_plugin.inference.registry import ModelKey, ModelRegistry, RegistryError
     from xrd_strain_plugin.io import read_curve
-    from xrd_strain_plugin.physics.materials import reflection
 
-    with option_errors("--material/--hkl/--wavelength-angstrom"):
-        refl = reflection(args.material, tuple(args.hkl), args.wavelength_angstrom)
+    refl = reflection_of(args)
     if args.publish:  # a refused key fails now, in one line, not after the inversions (issue 10)
-        import os
-
         from xrd_strain_plugin.tiled.writer import TiledAuthError, check_credentials
 
         try:
-            check_credentials(args.publish, api_key=args.api_key or os.environ.get("TILED_API_KEY"))
+            check_credentials(args.publish, api_key=api_key(args))
         except TiledAuthError as exc:
-            raise CommandError(f"--api-key: {exc} (set --api-key or $TILED_API_KEY)") from exc
+            raise CommandError(f"--api-key: {exc} (set --api-key or ${API_KEY_ENV})") from exc
     options = _refine_options(args) if args.refine else None
     with option_errors("--model"):
         registry = ModelRegistry()
@@ -190,12 +185,10 @@ def run(args) -> int:
         print(f"{line} -> {target}")
         done.append((result, path))
     if args.publish and done:
-        import os
-
         from xrd_strain_plugin.tiled.records import publish_offline
 
         spool = Path(args.spool) if args.spool else out_dir / ".spool"
-        counts = publish_offline(done, args.publish, api_key=args.api_key or os.environ.get("TILED_API_KEY"),
+        counts = publish_offline(done, args.publish, api_key=api_key(args),
                                  spool_directory=spool)
         print(f"published to {args.publish}: {counts['written']} written"
               + (f", {counts['spooled']} spooled in {spool} (Tiled unreachable; kept for the next publish)"
@@ -212,8 +205,7 @@ def _refine_options(args):
     try:
         config = ModelConfig(n_strain_weights=args.strain_weights, dw_mode=args.dw, n_dw_weights=args.dw_weights,
                              background=args.background, vary_mismatch=args.free_mismatch)
-        return RefineOptions(budget_s=args.refine_budget_s, global_budget_s=args.global_budget_s, model=config,
-                             weighting=args.weighting, fix=tuple(args.fix))
+        return RefineOptions(**budgets(args), model=config, weighting=args.weighting, fix=tuple(args.fix))
     except ValueError as error:
         raise CommandError(f"--refine options: {error}") from error
 

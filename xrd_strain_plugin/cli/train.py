@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from xrd_strain_plugin.cli import CommandError, option_errors
+from xrd_strain_plugin.cli.options import add_reflection_options
 
 
 def register(subparsers) -> None:
@@ -49,12 +50,7 @@ def _register_generate(subparsers) -> None:
                         "noise/scan-window draws share one intrinsic reflectivity (about K/1.4 "
                         "times cheaper at K=4; the test split always uses 1) (default: %(default)s)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    p.add_argument("--material", default="YSZ", metavar="NAME_OR_CIF",
-                   help="built-in material or CIF path (default: %(default)s)")
-    p.add_argument("--hkl", nargs=3, type=int, default=(4, 0, 0), metavar=("H", "K", "L"),
-                   help="symmetric reflection (default: 4 0 0)")
-    p.add_argument("--wavelength-angstrom", type=float, default=1.5406, metavar="L",
-                   help="X-ray wavelength in angstrom (default: %(default)s, Cu K-alpha1)")
+    add_reflection_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_generate)
 

@@ -1,9 +1,8 @@
-"""``xrd-strain listen``, ``xrd-strain results`` and ``xrd-strain demo``: the live side.
+"""``xrd-strain listen``, ``xrd-strain journal`` and ``xrd-strain results``: the live side.
 
-``listen`` consumes documents from a bluesky 0MQ proxy, inverts rocking curves
-and writes results (and, with ``--raw``, the raw runs) to a Tiled server;
-``results`` searches and shows stored results; ``demo`` runs the whole chain
-on a simulated diffractometer with an embedded Tiled server.
+``listen`` consumes documents from a bluesky 0MQ proxy or a durable journal, inverts rocking
+curves and writes results (and, with ``--raw``, the raw runs) to a Tiled server; ``journal``
+serves the RunEngine-side journal; ``results`` searches and shows stored results.
 """
 
 from __future__ import annotations
@@ -14,8 +13,7 @@ import os
 import sys
 
 from xrd_strain_plugin.cli import CommandError, option_errors
-
-API_KEY_ENV = "TILED_API_KEY"
+from xrd_strain_plugin.cli.options import API_KEY_ENV, add_api_key_option, add_reflection_options, api_key
 
 LISTEN_EPILOG = """\
 examples:
@@ -49,20 +47,17 @@ then: xrd-strain listen --journal beamline-ws:5579 ...
 
 
 def register(subparsers) -> None:
-    """Add the ``listen``, ``journal``, ``results`` and ``demo`` subcommands."""
+    """Add the ``listen``, ``journal`` and ``results`` subcommands."""
     _register_listen(subparsers)
     _register_journal(subparsers)
     _register_results(subparsers)
-    _register_demo(subparsers)
 
 
 def _tiled_options(parser, *, write: bool):
     group = parser.add_argument_group("Tiled")
     group.add_argument("--tiled", metavar="URL", required=True,
                        help="Tiled server, e.g. http://tiled-host:8000 (the /api/v1 suffix is optional)")
-    group.add_argument("--api-key", metavar="KEY", default=None,
-                       help=f"Tiled API key ({'needed to write; ' if write else ''}default: ${API_KEY_ENV}, "
-                            "else anonymous)")
+    add_api_key_option(group, write=write)
 
 
 def _register_listen(subparsers):
@@ -85,6 +80,10 @@ def _register_listen(subparsers):
                    help="refine each result by least squares in a background process (lower priority), written "
                         "beside the network's answer in the same result node; results it cannot take are left for "
                         "the Prefect flow refine_new_results")
+    p.add_argument("--refine-stop-s", type=float, default=20.0,
+                   help="on SIGTERM, seconds the refinement in progress gets before it is cut short and its claim "
+                        "released; queued results are left for refine_new_results (default: %(default)s; keep it "
+                        "well under the unit's TimeoutStopSec)")
     p.add_argument("--spool", metavar="DIR", required=True,
                    help="directory for results waiting while Tiled is unreachable (durable, replayed in order)")
     p.add_argument("--raw", action="store_true", help="also write the raw runs to Tiled (raw/<uid>); use with --journal, "
@@ -111,11 +110,7 @@ def _reading_options(p):
     g.add_argument("--detector-field", default=None, help="event field of the intensity (default: from descriptor hints)")
     g.add_argument("--axis", choices=("auto", "two_theta", "omega", "theta"), default="auto",
                    help="what the motor angle is; for omega/theta 2theta = 2 x angle (default: from the name)")
-    g.add_argument("--material", default="YSZ", help="material when the run does not say (default: %(default)s)")
-    g.add_argument("--hkl", nargs=3, type=int, metavar=("H", "K", "L"), default=(4, 0, 0),
-                   help="reflection when the run does not say (default: 4 0 0)")
-    g.add_argument("--wavelength-angstrom", type=float, default=1.5406,
-                   help="wavelength when the run does not say (default: %(default)s)")
+    add_reflection_options(g, when="when the run does not say")
 
 
 def _config(args):
@@ -125,10 +120,6 @@ def _config(args):
         return RockingCurveConfig(motor_field=args.motor_field, detector_field=args.detector_field, axis=args.axis,
                                   material=args.material, hkl=tuple(args.hkl),
                                   wavelength_angstrom=args.wavelength_angstrom)
-
-
-def _api_key(args):
-    return args.api_key or os.environ.get(API_KEY_ENV) or None
 
 
 def _run_listen(args) -> int:
@@ -145,7 +136,7 @@ def _run_listen(args) -> int:
     from xrd_strain_plugin.tiled.spool import SpoolLockedError
     from xrd_strain_plugin.tiled.writer import TiledAuthError
 
-    for option in ("catch_up_hours", "catch_up_grace_s", "catch_up_interval_s"):
+    for option in ("catch_up_hours", "catch_up_grace_s", "catch_up_interval_s", "refine_stop_s"):
         if getattr(args, option) <= 0:
             raise CommandError(f"--{option.replace('_', '-')}: must be positive, got {getattr(args, option)}")
     catch_up_on = args.catch_up == "on" or (args.catch_up == "auto" and args.zmq and not args.raw)
@@ -157,7 +148,7 @@ def _run_listen(args) -> int:
         raw = raw_run_writer(_connect(args), backup_directory=os.path.join(args.spool, "raw-backup"))
     try:
         with option_errors("--model"):
-            live = LiveInversion.from_uri(args.tiled, api_key=_api_key(args), spool_directory=args.spool,
+            live = LiveInversion.from_uri(args.tiled, api_key=api_key(args), spool_directory=args.spool,
                                           bundle=args.model, config=config, refine=args.refine)
     except SpoolLockedError as exc:
         raise CommandError(f"--spool: {exc}") from exc
@@ -191,9 +182,10 @@ def _run_listen(args) -> int:
             catch_up.close()
         if raw is not None:
             raw.close()
-        live.close()
-        print(f"xrd-strain listen: stopped; {dict(live.counts)}; {len(live.publisher.spool)} result(s) still spooled",
-              file=sys.stderr)
+        live.close(refine_drain=False, refine_grace_s=args.refine_stop_s)
+        refined = "" if live.refiner is None else f"; refiner {dict(live.refiner.counts)}"
+        print(f"xrd-strain listen: stopped; {dict(live.counts)}; {len(live.publisher.spool)} result(s) still spooled"
+              f"{refined}", file=sys.stderr)
     return 0
 
 
@@ -318,7 +310,7 @@ def _connect(args):
     from tiled.client import from_uri
 
     try:
-        return from_uri(args.tiled, api_key=_api_key(args))
+        return from_uri(args.tiled, api_key=api_key(args))
     except Exception as exc:  # connection refused, auth required, not a Tiled server...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CommandError(f"--tiled: cannot open {args.tiled}: {first}") from exc
@@ -355,30 +347,3 @@ def _run_results(args) -> int:
         print(format_table(rows))
         print(f"{len(rows)} result(s)")
     return 0
-
-
-def _register_demo(subparsers):
-    p = subparsers.add_parser(
-        "demo", help="the live demo: simulated diffractometer -> RunEngine -> live inversion -> Tiled -> table and PNG",
-        description="Start an embedded Tiled server (SQLite catalog and files in --data-dir), scan three simulated "
-                    "samples with known profiles, invert them live, refine each answer in the background (written beside "
-                    "it in Tiled), print the results table from a Tiled query and write OUT/demo_live.png (true, "
-                    "network and refined profiles; measured, network and refined curves).")
-    p.add_argument("--out", default="out", help="output directory (default: %(default)s)")
-    p.add_argument("--data-dir", default=None, help="Tiled data directory (default: OUT/tiled, wiped first)")
-    p.add_argument("--model", metavar="BUNDLE", default=None, help="model bundle (default: the shipped model)")
-    p.add_argument("--seed", type=int, default=1, help="seed of the counting noise (default: %(default)s)")
-    p.add_argument("--zmq", action="store_true", help="route documents through a local 0MQ proxy and listener")
-    p.add_argument("--samples", type=int, choices=(1, 2, 3), default=3,
-                   help="scan the first N of the three samples (default: %(default)s; 1 for a quick check)")
-    p.add_argument("--no-refine", action="store_true",
-                   help="show the network's answers only (no background least-squares refinement)")
-    p.set_defaults(func=_run_demo)
-
-
-def _run_demo(args) -> int:
-    from xrd_strain_plugin.demo import run_demo
-
-    with option_errors("--model"):
-        return run_demo(out=args.out, data_dir=args.data_dir, bundle=args.model, seed=args.seed, via_zmq=args.zmq,
-                        n_samples=args.samples, refine=not args.no_refine)
