@@ -198,14 +198,59 @@ def test_batch_equals_single_calls():
         np.testing.assert_allclose(batch[i], reflectivity(th, e[i], dw[i], t[i], R)[0], rtol=1e-3)
 
 
-def test_compiled_and_array_engines_run_the_same_physics():
-    """numba is pinned in requirements.lock; without it engine='auto' falls back to the array path."""
+@pytest.mark.parametrize(
+    "case",
+    [
+        dict(),  # the default: symmetric, sigma, exact phase
+        dict(asymmetry=math.radians(8.0), polarization="pi"),
+        dict(bragg="linearized", polarization="unpolarized"),
+        dict(t_nm=5000.0, n=40),  # thick layer: sub-slicing and the 5th-order refraction series
+    ],
+    ids=["default", "asymmetric-pi", "linearized-unpolarized", "5um-subsliced"],
+)
+@pytest.mark.parametrize("series", ["short", "long"])
+def test_compiled_kernel_equals_the_array_reference(case, series, monkeypatch):
+    """The fused numba kernel (the default engine on numpy) and the array reference path are two
+    writings of one recursion: same curves to 1e-10 relative, on a batch whose point count is not a
+    multiple of the kernel's block, single- and multi-threaded. numba is pinned in requirements.lock."""
     assert HAVE_NUMBA
-    th = TH_B + np.radians(np.linspace(-0.5, 0.05, 300))
-    e, dw = _ramp(50), np.linspace(0.2, 1, 50)
-    a = reflectivity(th, e, dw, 600.0, R, engine="array")
-    c = reflectivity(th, e, dw, 600.0, R, engine="compiled")
-    np.testing.assert_allclose(a, c, rtol=1e-10)
+    from xrd_strain_plugin.physics import dynamical
+
+    if series == "long":  # the 5th-order exp series the kernel uses for strongly refracting lamellae
+        monkeypatch.setattr(dynamical, "_SHORT_SERIES_LIMIT", 0.0)
+    case = dict(case)
+    t_nm, n = case.pop("t_nm", 600.0), case.pop("n", 50)
+    th = TH_B + np.radians(np.linspace(-0.5, 0.05, 301))  # 301 = 18 blocks of 16 + a tail of 13
+    e = np.stack([_ramp(n), _ramp(n, 0.02)[::-1], np.full(n, 0.004)])
+    dw = np.stack([np.linspace(0.2, 1, n), np.ones(n), np.full(n, 0.7)])
+    a = reflectivity(th, e, dw, t_nm, R, engine="array", **case)
+    c = reflectivity(th, e, dw, t_nm, R, engine="compiled", **case)
+    c2 = reflectivity(th, e, dw, t_nm, R, engine="compiled", threads=2, **case)
+    assert a.shape == c.shape == (3, 301)
+    np.testing.assert_allclose(c, a, rtol=1e-10)
+    np.testing.assert_allclose(c2, c, rtol=1e-12)  # threads split curves, not a curve's arithmetic
+    np.testing.assert_array_equal(reflectivity(th, e, dw, t_nm, R, **case), c)  # "auto" is the kernel
+
+
+def test_compiled_kernel_is_built_once_per_process():
+    """Calls of any batch, point and lamella count reuse one compiled specialisation (no
+    recompilation per call, per task of a worker, or per shape)."""
+    from xrd_strain_plugin.physics import dynamical
+
+    th = TH_B + np.radians(np.linspace(-0.3, 0.05, 77))
+    reflectivity(th, _ramp(20), np.ones(20), 300.0, R)
+    kernel = dynamical._fused_kernel(3, False)
+    n_sig = len(kernel.signatures)
+    for n_pts, n_sl, t in ((50, 10, 100.0), (333, 64, 800.0), (16, 3, 50.0)):
+        th = TH_B + np.radians(np.linspace(-0.3, 0.05, n_pts))
+        reflectivity(th, np.tile(_ramp(n_sl), (4, 1)), np.ones((4, n_sl)), t, R)
+    assert dynamical._fused_kernel(3, False) is kernel
+    assert len(kernel.signatures) == n_sig == 1
+
+
+def test_unknown_engine_is_refused():
+    with pytest.raises(ValueError, match="engine must be one of"):
+        reflectivity(np.array([TH_B]), np.zeros(2), np.ones(2), 10.0, R, engine="gpu")
 
 
 def test_polarization_factor_narrows_pi_and_unpolarized_is_the_mean():

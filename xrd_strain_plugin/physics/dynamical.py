@@ -29,8 +29,9 @@ paper's linearised form (``bragg="linearized"``) uses ``theta_Bn = theta_B - e_n
 Because ``Q`` is a per-point term minus a per-lamella term plus a tiny refraction term, ``E``
 factorises into a per-point and a per-lamella exponential times ``exp(small)``, evaluated by a short
 Taylor series: the recursion needs no transcendental function per (point, lamella) step. The same
-step function is used by the vectorised array path (numpy, cupy, jax.numpy, torch) and, on numpy
-with numba installed, by a fused compiled loop (one implementation of the physics).
+step is written once as array algebra (the reference path, any array namespace: numpy, cupy,
+jax.numpy, torch) and once as a fused numba kernel that keeps each point's amplitude in registers
+across all lamellae (the default on numpy; the two agree to ~1e-12, tested).
 
 Geometry: ``theta`` is the Bragg-angle variable (half of 2-theta, radians). The incidence angle on
 the surface is ``theta - asymmetry`` and the exit angle ``theta + asymmetry``. Depth index 0 of the
@@ -42,14 +43,24 @@ from __future__ import annotations
 import functools
 import importlib.util
 import math
+import os
+import threading
 
 import numpy as np
 
-__all__ = ["reflectivity", "DEFAULT_MAX_COUPLING"]
+__all__ = ["reflectivity", "substrate_amplitude", "DEFAULT_MAX_COUPLING", "HAVE_NUMBA", "ENGINES"]
 
 #: largest coupling |C sqrt(chi_h chi_-h)| G t_n allowed per lamella before sub-slicing
 DEFAULT_MAX_COUPLING = 0.01
 _TAYLOR_LIMIT = 0.05  # |x| below which exp(x) uses the series in _lamella_step
+#: |x| below which the compiled kernel's 3rd-order series is exact to < 1e-14 (x^4/24)
+_SHORT_SERIES_LIMIT = 1e-3
+#: points the compiled kernel advances together across the lamellae (one SIMD-friendly block)
+_KERNEL_BLOCK = 16
+#: recursion engines: "auto" = "compiled" where numba and numpy inputs allow, else "array"
+ENGINES = ("auto", "array", "compiled")
+
+HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 
 
 def _namespace(*arrays):
@@ -64,11 +75,11 @@ def _namespace(*arrays):
 
 
 def _lamella_step(xi, e_point, k_lam, x_point, du_lam, a_point, b_lam, c0_lam, rho_point, cg_point, r_lam, p_lam):
-    """Propagate the amplitude ratio across one lamella (the physics of the recursion).
+    """Propagate the amplitude ratio across one lamella (the reference form of the physics).
 
-    Works elementwise on scalars (inside the compiled loop) and on broadcastable arrays of any
-    array namespace. Per-point quantities (``*_point``) vary with the angle, per-lamella
-    quantities (``*_lam``) with depth.
+    Works on broadcastable arrays of any array namespace. Per-point quantities (``*_point``) vary
+    with the angle, per-lamella quantities (``*_lam``) with depth. The compiled kernel
+    (:func:`_fused_kernel`) is the same algebra written out in real arithmetic.
 
     ``Q = t (A - B + chi0_n rho)`` with ``a_point = t A``, ``b_lam = t B_n``, ``c0_lam = t chi0_n``;
     ``E = exp(-2iQ) = e_point * k_lam * exp(x_point * du_lam)`` where ``e_point = exp(-2i t (A + chi0 rho))``,
@@ -83,31 +94,136 @@ def _lamella_step(xi, e_point, k_lam, x_point, du_lam, a_point, b_lam, c0_lam, r
     return (two_q * e * xi + one_m_e * (cg_point * r_lam)) / (two_q - one_m_e * (cg_point * p_lam) * xi)
 
 
-@functools.lru_cache(maxsize=1)
-def _compiled_recursion():
-    """The numba-compiled driver of the very same step function (built on first use; numba optional)."""
+@functools.lru_cache(maxsize=None)
+def _fused_kernel(series_order: int, parallel: bool):
+    """The compiled recursion: every point's amplitude stays in registers across all lamellae.
+
+    Points advance in blocks of :data:`_KERNEL_BLOCK` contiguous angles (the inner loop LLVM turns
+    into SIMD lanes), the lamella constants of one step are scalars shared by the block, and all
+    complex algebra is written in real arithmetic (no allocation, no branch, one reciprocal per step).
+    ``series_order`` (3 or 5) is the Taylor order of exp(x) for the refraction term; it is a
+    compile-time constant. ``parallel`` spreads the curves of a batch over numba's threads. Compiled
+    once per process; the single-thread variant is cached on disk by numba (``cache=True``), so worker
+    processes load it instead of recompiling.
+    """
     import numba
 
-    step = numba.njit(cache=True, fastmath=True)(_lamella_step)
+    blk = _KERNEL_BLOCK
+    order5 = series_order == 5
+    loop = numba.prange if parallel else range
 
-    @numba.njit(cache=True, parallel=True, fastmath=True)
-    def recurse(xi0, e_pt, x_pt, a_pt, rho_pt, cg_pt, k_l, du_l, b_l, c0_l, r_l, p_l):
-        n_batch, n_points = xi0.shape
-        n_lam = k_l.shape[1]
-        out = xi0.copy()
-        for ib in numba.prange(n_batch):  # curves in parallel over the cores
-            xi = out[ib]
-            ep, xp_, ap, rp, cp = e_pt[ib], x_pt[ib], a_pt[ib], rho_pt[ib], cg_pt[ib]
-            for n in range(n_lam - 1, -1, -1):  # interface -> surface
-                kn, dn, bn, cn, rn, pn = k_l[ib, n], du_l[ib, n], b_l[ib, n], c0_l[ib, n], r_l[ib, n], p_l[ib, n]
-                for j in range(n_points):
-                    xi[j] = step(xi[j], ep[j], kn, xp_[j], dn, ap[j], bn, cn, rp[j], cp[j], rn, pn)
+    # the parallel variant is not cached: numba 0.6x fails to load a cached parallel function that
+    # returns a new array ("NRT_adapt_ndarray_to_python: descr is NULL"); it is for large batches,
+    # where compiling it once per process is amortised
+    @numba.njit(cache=not parallel, fastmath=True, nogil=True, error_model="numpy", parallel=parallel)
+    def kernel(pt, lam, xi0):  # pragma: no cover - compiled
+        # pt: (n_batch, 7, n_points) rows: e_p re/im, x_p re/im, a_p, rho, cg
+        # lam: (n_batch, 10, n_lam) rows: k re/im, du, b, c0 re/im, r re/im, p re/im
+        n_batch, _, n_points = pt.shape
+        n_lam = lam.shape[2]
+        out = np.empty((n_batch, 2, n_points))
+        for ib in loop(n_batch):
+            loc = np.empty((7, blk))
+            sr_ = np.empty(blk)
+            si_ = np.empty(blk)
+            for j0 in range(0, n_points, blk):
+                for jj in range(blk):
+                    j = min(j0 + jj, n_points - 1)  # the tail block repeats the last point
+                    for row in range(7):
+                        loc[row, jj] = pt[ib, row, j]
+                    sr_[jj] = xi0[ib, 0, j]
+                    si_[jj] = xi0[ib, 1, j]
+                for n in range(n_lam - 1, -1, -1):  # interface -> surface
+                    knr = lam[ib, 0, n]
+                    kni = lam[ib, 1, n]
+                    dn = lam[ib, 2, n]
+                    bn = lam[ib, 3, n]
+                    cnr = lam[ib, 4, n]
+                    cni = lam[ib, 5, n]
+                    rnr = lam[ib, 6, n]
+                    rni = lam[ib, 7, n]
+                    pnr = lam[ib, 8, n]
+                    pni = lam[ib, 9, n]
+                    for jj in range(blk):
+                        rh = loc[5, jj]
+                        tqr = 2.0 * (loc[4, jj] - bn + cnr * rh)  # 2Q
+                        tqi = 2.0 * cni * rh
+                        xr = loc[2, jj] * dn  # x = x_p du: exp(x) by its Taylor series
+                        xim = loc[3, jj] * dn
+                        if order5:
+                            ar = 1.0 / 24.0 + xr * (1.0 / 120.0)
+                            ai = xim * (1.0 / 120.0)
+                            ar, ai = 1.0 / 6.0 + xr * ar - xim * ai, xr * ai + xim * ar
+                            ar, ai = 0.5 + xr * ar - xim * ai, xr * ai + xim * ar
+                        else:
+                            ar = 0.5 + xr * (1.0 / 6.0)
+                            ai = xim * (1.0 / 6.0)
+                        ar, ai = 1.0 + xr * ar - xim * ai, xr * ai + xim * ar
+                        ar, ai = 1.0 + xr * ar - xim * ai, xr * ai + xim * ar
+                        t1r = loc[0, jj] * knr - loc[1, jj] * kni  # e_p k
+                        t1i = loc[0, jj] * kni + loc[1, jj] * knr
+                        er = t1r * ar - t1i * ai  # E
+                        ei = t1r * ai + t1i * ar
+                        omr = 1.0 - er
+                        omi = -ei
+                        g = loc[6, jj]
+                        x0r = sr_[jj]
+                        x0i = si_[jj]
+                        ar = tqr * er - tqi * ei  # 2Q E
+                        ai = tqr * ei + tqi * er
+                        nr = ar * x0r - ai * x0i + g * (omr * rnr - omi * rni)  # 2Q E xi + (1-E) cg r
+                        ni = ar * x0i + ai * x0r + g * (omr * rni + omi * rnr)
+                        ur = g * (omr * pnr - omi * pni)  # (1-E) cg p
+                        ui = g * (omr * pni + omi * pnr)
+                        dr = tqr - (ur * x0r - ui * x0i)  # 2Q - (1-E) cg p xi
+                        di = tqi - (ur * x0i + ui * x0r)
+                        inv = 1.0 / (dr * dr + di * di)
+                        sr_[jj] = (nr * dr + ni * di) * inv
+                        si_[jj] = (ni * dr - nr * di) * inv
+                for jj in range(min(blk, n_points - j0)):
+                    out[ib, 0, j0 + jj] = sr_[jj]
+                    out[ib, 1, j0 + jj] = si_[jj]
         return out
 
-    return recurse
+    return kernel
 
 
-HAVE_NUMBA = importlib.util.find_spec("numba") is not None
+_THREAD_LOCK = threading.Lock()
+
+
+def _run_fused(xi0, point_terms, lamella_terms, n_batch, threads):
+    """Pack the terms into the kernel's real arrays and run it; returns complex xi (n_batch, n_points)."""
+    e_p, x_p, a_p, rho, cg = point_terms
+    k_l, du, b_l, c0_l, r_l, p_l = lamella_terms
+    n_points = e_p.shape[-1]
+    pt = np.empty((n_batch, 7, n_points))
+    for row, v in enumerate((e_p.real, e_p.imag, x_p.real, x_p.imag, a_p, rho, cg)):
+        pt[:, row] = np.broadcast_to(np.real(v), (n_batch, n_points))
+    n_lam = k_l.shape[-1]
+    lam = np.empty((n_batch, 10, n_lam))
+    for row, v in enumerate((k_l.real, k_l.imag, du, b_l, c0_l.real, c0_l.imag, r_l.real, r_l.imag,
+                             p_l.real, p_l.imag)):
+        lam[:, row] = np.broadcast_to(np.real(v), (n_batch, n_lam))
+    x0 = np.empty((n_batch, 2, n_points))
+    x0[:, 0] = np.broadcast_to(xi0.real, (n_batch, n_points))
+    x0[:, 1] = np.broadcast_to(xi0.imag, (n_batch, n_points))
+    x_max = float(np.max(np.abs(x_p))) * float(np.max(np.abs(du)))
+    order = 3 if x_max < _SHORT_SERIES_LIMIT else 5
+    parallel = threads != 1 and n_batch > 1
+    kernel = _fused_kernel(order, parallel)
+    if parallel:
+        import numba
+
+        with _THREAD_LOCK:
+            previous = numba.get_num_threads()
+            numba.set_num_threads(min(numba.config.NUMBA_NUM_THREADS, threads or os.cpu_count() or 1))
+            try:
+                out = kernel(pt, lam, x0)
+            finally:
+                numba.set_num_threads(previous)
+    else:
+        out = kernel(pt, lam, x0)
+    return out[:, 0] + 1j * out[:, 1]
 
 
 def _poly(xp, coeffs, x):
@@ -130,7 +246,8 @@ def reflectivity(
     polarization: str = "sigma",
     bragg: str = "exact",
     max_coupling: float = DEFAULT_MAX_COUPLING,
-    engine: str = "array",
+    engine: str = "auto",
+    threads: int | None = 1,
 ):
     """Intrinsic reflectivity of a substrate under a graded layer (no instrument, no noise).
 
@@ -154,10 +271,14 @@ def reflectivity(
         Exact Q-space phase (default) or the paper's linearised Bragg deviation.
     max_coupling : float
         Each lamella is split in equal parts until its coupling strength is below this value.
-    engine : {"array", "compiled"}
-        "array" (default): the vectorised path, on any array namespace. "compiled": the same step
-        function in a numba loop over the curves in parallel on all cores (numpy inputs, numba
-        installed; compiled on first use). Per core both run at the same speed (BENCHMARKS.md).
+    engine : {"auto", "array", "compiled"}
+        "compiled": the fused numba kernel (numpy inputs, numba installed; compiled on first use,
+        cached on disk). "array": the vectorised reference path, on any array namespace (numpy,
+        cupy, jax.numpy, torch, array-api-strict). "auto" (default): "compiled" where it can run,
+        else "array". Both give the same curves to ~1e-12 (tests/physics/test_dynamical.py).
+    threads : int or None
+        Threads of the compiled kernel: 1 (default: the live process and every per-curve call stay
+        on one core), n, or None for numba's thread count. Threads split the batch by curves.
 
     Returns
     -------
@@ -172,8 +293,10 @@ def reflectivity(
     """
     if bragg not in ("exact", "linearized"):
         raise ValueError(f"bragg must be 'exact' or 'linearized', got {bragg!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if polarization == "unpolarized":
-        kw = dict(asymmetry=asymmetry, bragg=bragg, max_coupling=max_coupling, engine=engine)
+        kw = dict(asymmetry=asymmetry, bragg=bragg, max_coupling=max_coupling, engine=engine, threads=threads)
         r_s = reflectivity(theta, strain, debye_waller, thickness_nm, reflection, polarization="sigma", **kw)
         r_p = reflectivity(theta, strain, debye_waller, thickness_nm, reflection, polarization="pi", **kw)
         return 0.5 * (r_s + r_p)
@@ -181,6 +304,24 @@ def reflectivity(
         raise ValueError(f"polarization must be 'sigma', 'pi' or 'unpolarized', got {polarization!r}")
 
     xp = _namespace(theta, strain, debye_waller, thickness_nm)
+    theta, strain, dw, t_nm = _checked_batch(xp, theta, strain, debye_waller, thickness_nm)
+    if engine == "compiled" and not (HAVE_NUMBA and xp is np):
+        raise ValueError("engine='compiled' needs numba and numpy inputs")
+    compiled = engine == "compiled" or (engine == "auto" and HAVE_NUMBA and xp is np)
+    terms = _geometry(xp, theta, strain, reflection, asymmetry, polarization, bragg)
+    xi0 = substrate_amplitude(xp, terms, reflection)
+    point_terms, lamella_terms = _lamella_terms(xp, terms, dw, t_nm, reflection, max_coupling, bragg)
+    if compiled:
+        xi = _run_fused(xi0, point_terms, lamella_terms, theta.shape[0], threads)
+    else:
+        xi = _recurse_array(xi0, point_terms, lamella_terms)
+    # xi is normalised so that |xi|^2 is the reflected flux ratio (p and r carry no b factor:
+    # the total-reflection plateau of a thick non-absorbing crystal is 1 in any geometry)
+    return xp.abs(xi) ** 2
+
+
+def _checked_batch(xp, theta, strain, debye_waller, thickness_nm):
+    """The four inputs as float64 arrays broadcast to one batch, each checked (named errors)."""
     theta = xp.asarray(theta, dtype=xp.float64)
     strain = xp.asarray(strain, dtype=xp.float64)
     dw = xp.asarray(debye_waller, dtype=xp.float64)
@@ -211,7 +352,17 @@ def reflectivity(
     strain = xp.broadcast_to(strain, (n_batch, strain.shape[1]))
     dw = xp.broadcast_to(dw, (n_batch, dw.shape[1]))
     t_nm = xp.broadcast_to(t_nm, (n_batch,))
+    return theta, strain, dw, t_nm
 
+
+def _geometry(xp, theta, strain, reflection, asymmetry, polarization, bragg):
+    """Per-point and per-lamella terms of the deviation from the Bragg condition (a dict).
+
+    ``a_pt`` (per point) and ``b_lam`` (per lamella) are the two halves of the phase mismatch along
+    the normal, ``rho`` the refraction weight, ``cg`` = polarisation factor x G, ``b_sub`` the
+    substrate's ``b``, ``volume_ratio`` / ``fh_ratio`` / ``fmh_ratio`` the lamella's cell volume and
+    structure-factor scaling.
+    """
     lam = reflection.wavelength_angstrom
     k = 2 * math.pi / lam
     h_len = reflection.q_bragg_inv_angstrom
@@ -225,86 +376,94 @@ def reflectivity(
         raise ValueError("theta/asymmetry put the incident or diffracted beam below the surface")
     k_hz = xp.sqrt(kz_out_sq)
     gammah = k_hz / k  # |gamma_h|
-    if polarization == "sigma":
-        c_pol = xp.ones_like(theta)
-    else:
-        c_pol = xp.abs(xp.cos(2 * theta))
-
-    # per-point terms (per unit length, inverse angstrom): Q = t (a - b_n + chi0_n rho)
+    c_pol = xp.ones_like(theta) if polarization == "sigma" else xp.abs(xp.cos(2 * theta))
     if bragg == "exact":
         # exact phase mismatch along the normal: k_hz - (k_0z + H_z,n), halved
-        a_pt = 0.5 * (k_hz + k * gamma0)
-        rho = math.pi * (1 / gamma0 + 1 / gammah) / (2 * lam)
-        g = math.pi / (lam * xp.sqrt(gamma0 * gammah))
-        b_lam = 0.5 * h_len * math.cos(asymmetry) / (1 + strain)
-        volume_ratio = 1 + strain  # uniaxial strain along the normal: V_n = V (1 + e_n)
         # F_H is tabulated at |H| / (1 + e); a strain along the normal scales only H_z, so an asymmetric
         # lamella's |H_n| = |H| sqrt(sin^2 phi + cos^2 phi / (1 + e)^2): read the table at that length
         e_fh = strain if asymmetry == 0 else (
             1 / xp.sqrt(math.sin(asymmetry) ** 2 + math.cos(asymmetry) ** 2 / (1 + strain) ** 2) - 1)
-        fh_ratio = _poly(xp, reflection.fh_strain_coeffs, e_fh)
-        fmh_ratio = _poly(xp, reflection.fmh_strain_coeffs, e_fh)
-        b_sub = 0.5 * h_len * math.cos(asymmetry)
-    else:
-        g0b, ghb = math.sin(th_b - asymmetry), math.sin(th_b + asymmetry)
-        scale = math.pi * math.sin(2 * th_b) / (lam * ghb)
-        a_pt = scale * theta
-        rho = math.pi * (1 / g0b + 1 / ghb) / (2 * lam) + 0 * theta
-        g = math.pi / (lam * math.sqrt(g0b * ghb)) + 0 * theta
-        b_lam = scale * (th_b - strain * math.tan(th_b))
-        volume_ratio = 1 + 0 * strain
-        fh_ratio = fmh_ratio = xp.astype(1 + 0 * strain, xp.complex128)
-        b_sub = scale * th_b
-    cg = c_pol * g
-    chi0, chih, chimh = reflection.chi0, reflection.chih, reflection.chimh
-    if chi0.imag == 0:
-        # without absorption Q can vanish exactly and (1 - E)/(2Q) becomes 0/0; an absorption
-        # 1e-12 of the refraction keeps the lamella map regular and changes nothing measurable
-        chi0 = complex(chi0.real, -1e-12 * max(abs(chi0.real), 1e-30))
+        return dict(
+            a_pt=0.5 * (k_hz + k * gamma0),
+            rho=math.pi * (1 / gamma0 + 1 / gammah) / (2 * lam),
+            cg=c_pol * math.pi / (lam * xp.sqrt(gamma0 * gammah)),
+            b_lam=0.5 * h_len * math.cos(asymmetry) / (1 + strain),
+            volume_ratio=1 + strain,  # uniaxial strain along the normal: V_n = V (1 + e_n)
+            fh_ratio=_poly(xp, reflection.fh_strain_coeffs, e_fh),
+            fmh_ratio=_poly(xp, reflection.fmh_strain_coeffs, e_fh),
+            b_sub=0.5 * h_len * math.cos(asymmetry),
+            du=1 / (1 + strain) - 1,
+        )
+    g0b, ghb = math.sin(th_b - asymmetry), math.sin(th_b + asymmetry)
+    scale = math.pi * math.sin(2 * th_b) / (lam * ghb)
+    one = xp.astype(1 + 0 * strain, xp.complex128)
+    return dict(
+        a_pt=scale * theta,
+        rho=math.pi * (1 / g0b + 1 / ghb) / (2 * lam) + 0 * theta,
+        cg=c_pol * (math.pi / (lam * math.sqrt(g0b * ghb)) + 0 * theta),
+        b_lam=scale * (th_b - strain * math.tan(th_b)),
+        volume_ratio=1 + 0 * strain,
+        fh_ratio=one,
+        fmh_ratio=one,
+        b_sub=scale * th_b,
+        du=0 * strain,
+    )
 
-    # substrate: fixed point of the Riccati equation, the root with |xi| <= 1
-    cx = lambda v: xp.astype(v, xp.complex128)  # real -> complex before meeting complex constants
-    q_s = cx(a_pt - b_sub) + chi0 * cx(rho)
-    p_s, r_s = cx(cg) * chimh, cx(cg) * chih
+
+def _chi0(reflection):
+    """chi_0 with a vanishing absorption made tiny but non-zero: without absorption Q can vanish
+    exactly and (1 - E)/(2Q) becomes 0/0; an absorption 1e-12 of the refraction keeps the lamella map
+    regular and changes nothing measurable."""
+    chi0 = reflection.chi0
+    return chi0 if chi0.imag != 0 else complex(chi0.real, -1e-12 * max(abs(chi0.real), 1e-30))
+
+
+def _cx(xp, v):
+    return xp.astype(v, xp.complex128)  # real -> complex before meeting complex constants
+
+
+def substrate_amplitude(xp, terms, reflection):
+    """Amplitude ratio of the semi-infinite substrate: the fixed point of the Riccati equation,
+    the root with |xi| <= 1 (the boundary condition the recursion starts from)."""
+    q_s = _cx(xp, terms["a_pt"] - terms["b_sub"]) + _chi0(reflection) * _cx(xp, terms["rho"])
+    p_s, r_s = _cx(xp, terms["cg"]) * reflection.chimh, _cx(xp, terms["cg"]) * reflection.chih
     w = xp.sqrt(q_s * q_s - p_s * r_s)
     big = xp.where(xp.abs(q_s + w) >= xp.abs(q_s - w), q_s + w, q_s - w)
-    xi0 = r_s / big
+    return r_s / big
 
-    # lamella thickness, sub-slicing where the coupling per lamella would be too strong
-    n_slices = strain.shape[1]
+
+def _lamella_terms(xp, terms, dw, t_nm, reflection, max_coupling, bragg):
+    """Lamella thickness (sub-sliced where the coupling per lamella would be too strong) and the
+    per-point / per-lamella constants of :func:`_lamella_step`."""
+    chi0, chih, chimh = _chi0(reflection), reflection.chih, reflection.chimh
+    cg, vr = terms["cg"], terms["volume_ratio"]
+    n_slices = dw.shape[1]
     coupling = abs(math.sqrt(abs(chih * chimh))) * float(xp.max(cg)) * float(xp.max(t_nm)) * 10 / n_slices
     repeat = max(1, math.ceil(coupling / max_coupling))
-    t_ang = t_nm * 10 / (n_slices * repeat)
-    tt = t_ang[:, None]
-
-    du = 1 / volume_ratio - 1 if bragg == "exact" else 0 * strain
-    c0_l = cx(tt / volume_ratio) * chi0
-    r_l = cx(tt * dw / volume_ratio) * fh_ratio * chih
-    p_l = cx(tt * dw / volume_ratio) * fmh_ratio * chimh
-    b_l = tt * b_lam
-    k_l = xp.exp(2j * cx(b_l))
-    a_p = tt * a_pt
-    x_p = cx(tt * rho) * (-2j * chi0)
-    e_p = xp.exp(-2j * cx(a_p) + x_p)
+    tt = (t_nm * 10 / (n_slices * repeat))[:, None]
+    du = terms["du"]
+    c0_l = _cx(xp, tt / vr) * chi0
+    r_l = _cx(xp, tt * dw / vr) * terms["fh_ratio"] * chih
+    p_l = _cx(xp, tt * dw / vr) * terms["fmh_ratio"] * chimh
+    b_l = tt * terms["b_lam"]
+    k_l = xp.exp(2j * _cx(xp, b_l))
+    a_p = tt * terms["a_pt"]
+    x_p = _cx(xp, tt * terms["rho"]) * (-2j * chi0)
+    e_p = xp.exp(-2j * _cx(xp, a_p) + x_p)
     if repeat > 1:
         du, c0_l, r_l, p_l, b_l, k_l = (xp.repeat(v, repeat, axis=1) for v in (du, c0_l, r_l, p_l, b_l, k_l))
     if float(xp.max(xp.abs(x_p))) * float(xp.max(xp.abs(du))) > _TAYLOR_LIMIT:
         raise ValueError("layer too thick for the refraction series; increase the number of lamellae")
+    return (e_p, x_p, a_p, terms["rho"], cg), (k_l, du, b_l, c0_l, r_l, p_l)
 
-    if engine not in ("array", "compiled"):
-        raise ValueError(f"engine must be 'array' or 'compiled', got {engine!r}")
-    if engine == "compiled":
-        if not (HAVE_NUMBA and xp is np):
-            raise ValueError("engine='compiled' needs numba and numpy inputs")
-        c = lambda v: np.ascontiguousarray(np.broadcast_to(v, (n_batch, v.shape[-1])), dtype=np.complex128)
-        xi = _compiled_recursion()(c(xi0), c(e_p), c(x_p), c(a_p), c(rho), c(cg), c(k_l), c(du), c(b_l),
-                               c(c0_l), c(r_l), c(p_l))
-    else:
-        xi = xi0
-        for n in range(k_l.shape[1] - 1, -1, -1):  # interface -> surface
-            s = slice(n, n + 1)
-            xi = _lamella_step(xi, e_p, k_l[:, s], x_p, du[:, s], a_p, b_l[:, s], c0_l[:, s], rho, cg,
-                               r_l[:, s], p_l[:, s])
-    # xi is normalised so that |xi|^2 is the reflected flux ratio (p and r carry no b factor:
-    # the total-reflection plateau of a thick non-absorbing crystal is 1 in any geometry)
-    return xp.abs(xi) ** 2
+
+def _recurse_array(xi0, point_terms, lamella_terms):
+    """The reference recursion: one vectorised :func:`_lamella_step` per lamella, any array namespace."""
+    e_p, x_p, a_p, rho, cg = point_terms
+    k_l, du, b_l, c0_l, r_l, p_l = lamella_terms
+    xi = xi0
+    for n in range(k_l.shape[1] - 1, -1, -1):  # interface -> surface
+        s = slice(n, n + 1)
+        xi = _lamella_step(xi, e_p, k_l[:, s], x_p, du[:, s], a_p, b_l[:, s], c0_l[:, s], rho, cg,
+                           r_l[:, s], p_l[:, s])
+    return xi

@@ -110,7 +110,8 @@ def simulate_scan(
     polarization: str = "sigma",
     bragg: str = "exact",
     max_coupling: float = DEFAULT_MAX_COUPLING,
-    engine: str = "array",
+    engine: str = "auto",
+    threads: int | None = 1,
     check_layer_in_scan: bool = True,
     fine_step_deg: float | None = None,
     pad_deg: float | None = None,
@@ -135,7 +136,7 @@ def simulate_scan(
         Lorentzian fraction of the pseudo-Voigt, per curve (see :func:`resolution_kernel`). The
         Lorentzian tails are convolved over the whole computed range (they matter on a log scale),
         not cut at the padding.
-    asymmetry, polarization, bragg, max_coupling, engine : see :func:`~.dynamical.reflectivity`.
+    asymmetry, polarization, bragg, max_coupling, engine, threads : see :func:`~.dynamical.reflectivity`.
     check_layer_in_scan : bool
         Refuse a strain whose layer peak falls outside the scan.
     fine_step_deg : float, optional
@@ -228,7 +229,7 @@ def simulate_scan(
     theta_all = dev(np.radians(theta_all / 2))
     refl = reflectivity(theta_all, strain, debye_waller, dev(np.asarray(t_nm)), reflection,
                         asymmetry=asymmetry, polarization=polarization, bragg=bragg, max_coupling=max_coupling,
-                        engine=engine)
+                        engine=engine, threads=threads)
     r_grid = refl[:, :n_fine]
     if use_window:
         avg = xp.mean(xp.reshape(refl[:, n_fine:], (n_batch, n_win, n_sub)), axis=2)
