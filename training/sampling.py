@@ -14,6 +14,7 @@ import numpy as np
 from training.presets import Preset
 from xrd_strain_plugin.inference.labels import strain_max_percent
 from xrd_strain_plugin.physics import profiles
+from xrd_strain_plugin.physics.bragg import strain_at_two_theta_deg
 
 __all__ = ["Draw", "draw_parameters", "shape_profiles", "scan_strain_limits", "paper_shape_profiles",
            "paper_weights", "paper_scan_limits", "paper_counts_exponents"]
@@ -272,8 +273,7 @@ def paper_scan_limits(rng: np.random.Generator, strain_max_percent, two_theta_br
     r = _PAPER_WINDOW_ROUND_DEG
     lo_deg = np.round(2 * np.degrees(th_b - (e_max + eps1) * np.tan(th_b)) / r) * r
     hi_deg = np.round(2 * np.degrees(th_b + eps2 * np.tan(th_b)) / r) * r
-    strain = lambda deg: np.sin(th_b) / np.sin(np.radians(deg / 2.0)) - 1.0
-    return strain(hi_deg), strain(lo_deg)
+    return strain_at_two_theta_deg(hi_deg, th_b), strain_at_two_theta_deg(lo_deg, th_b)
 
 
 def paper_counts_exponents(rng: np.random.Generator, n: int, log10_scale, log10_background):

@@ -123,13 +123,12 @@ def run(args) -> int:
 
 def scan_limits_two_theta_deg(reflection, strain_max_percent: float) -> tuple[float, float]:
     """2θ range from 0.5 % strain below the substrate peak to 0.5 % beyond 1.1 e_max (as in training)."""
-    from xrd_strain_plugin.physics.qspace import q_to_two_theta_deg
+    from xrd_strain_plugin.physics.bragg import layer_peak_two_theta_deg
 
-    qb = reflection.q_bragg_inv_angstrom
     low_strain, high_strain = -0.005, 1.1 * strain_max_percent / 100.0 + 0.005
     # larger strain -> larger d -> smaller Q -> smaller 2θ
-    lo = float(q_to_two_theta_deg(qb / (1.0 + high_strain), reflection.wavelength_angstrom))
-    hi = float(q_to_two_theta_deg(qb / (1.0 + low_strain), reflection.wavelength_angstrom))
+    lo = float(layer_peak_two_theta_deg(high_strain, reflection.theta_bragg))
+    hi = float(layer_peak_two_theta_deg(low_strain, reflection.theta_bragg))
     return lo, hi
 
 

@@ -242,20 +242,15 @@ def _check_layer_peak_in_scan(layers, reflection, two_theta_deg):
     """The Bragg peak of the most strained diffracting lamellae must fall inside the scan."""
     import numpy as np
 
-    from xrd_strain_plugin.physics import qspace
+    from xrd_strain_plugin.physics.bragg import layer_peak_two_theta_deg
 
-    q_bragg = reflection.q_bragg_inv_angstrom
     diffracting = layers.debye_waller > 0
     if not np.any(diffracting):
         return
     for strain in (float(layers.strain[diffracting].max()), float(layers.strain[diffracting].min())):
         if strain == 0:
             continue
-        # A lattice strained by e diffracts at q_bragg / (1 + e) (qspace.strain_axis).
-        try:
-            peak = float(qspace.q_to_two_theta_deg(q_bragg / (1.0 + strain), reflection.wavelength_angstrom))
-        except ValueError:
-            peak = math.nan
+        peak = float(layer_peak_two_theta_deg(strain, reflection.theta_bragg))  # NaN: no Bragg angle
         if not two_theta_deg[0] <= peak <= two_theta_deg[-1]:
             where = f"2theta = {peak:.3f} deg" if math.isfinite(peak) else "no Bragg angle"
             raise CommandError(

@@ -31,6 +31,7 @@ import math
 
 from xrd_strain_plugin.inference.labels import decode_labels
 from xrd_strain_plugin.physics import profiles
+from xrd_strain_plugin.physics.bragg import bragg_angle, q_bragg_inv_angstrom
 from xrd_strain_plugin.physics.qspace import to_model_input, two_theta_deg_to_q
 from xrd_strain_plugin.refinement.objective import fit_scale_background, sigma_i
 from xrd_strain_plugin.refinement.refine import check_scan_covers_reflection, prepare_curve
@@ -366,8 +367,8 @@ class Inverter:
         from dataclasses import replace as _replace
 
         card = self.card
-        q_model = 2 * math.pi / card.d_spacing_angstrom
-        theta_model = math.asin(card.wavelength_angstrom / (2 * card.d_spacing_angstrom))
+        q_model = q_bragg_inv_angstrom(card.d_spacing_angstrom)
+        theta_model = bragg_angle(card.d_spacing_angstrom, card.wavelength_angstrom)
         t_factor = q_model / reflection.q_bragg_inv_angstrom
         f_factor = math.tan(reflection.theta_bragg) / math.tan(theta_model)
         mapped = _replace(decoded, thickness_nm=decoded.thickness_nm * t_factor,

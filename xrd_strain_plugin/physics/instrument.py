@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 
+from .bragg import fringe_period_two_theta_deg, layer_peak_two_theta_deg
 from .dynamical import DEFAULT_MAX_COUPLING, _namespace, reflectivity
 
 __all__ = ["simulate_scan", "apply_counts", "background_profile", "resolution_kernel", "fine_grid_step_deg"]
@@ -63,9 +64,9 @@ def fine_grid_step_deg(resolution_fwhm_deg, thickness_nm, reflection):
     """Largest 2-theta step that resolves the resolution function and the thickness fringes.
 
     The fringe period of a layer of thickness t is 2 pi / t in Q, i.e. lambda / (t cos theta_B)
-    radians of 2-theta.
+    radians of 2-theta (:func:`~.bragg.fringe_period_two_theta_deg`).
     """
-    fringe_deg = math.degrees(reflection.wavelength_angstrom / (10 * thickness_nm * math.cos(reflection.theta_bragg)))
+    fringe_deg = fringe_period_two_theta_deg(thickness_nm, reflection.wavelength_angstrom, reflection.theta_bragg)
     return min(resolution_fwhm_deg / _STEP_PER_FWHM, fringe_deg / _STEP_PER_FRINGE)
 
 
@@ -187,9 +188,8 @@ def simulate_scan(
         s_np = _to_host(strain)
         s_np = np.broadcast_to(s_np, (n_batch, s_np.shape[-1]))
         for e_lim in (s_np.max(axis=1), s_np.min(axis=1)):
-            sin_l = math.sin(reflection.theta_bragg) / (1 + e_lim)
-            peak = 2 * np.degrees(np.arcsin(np.clip(sin_l, -1, 1)))
-            bad = (np.abs(sin_l) >= 1) | (peak < lo_scan) | (peak > hi_scan)
+            peak = layer_peak_two_theta_deg(e_lim, reflection.theta_bragg)  # NaN: no Bragg angle
+            bad = ~np.isfinite(peak) | (peak < lo_scan) | (peak > hi_scan)
             if np.any(bad):
                 i = int(np.argmax(bad))
                 raise ValueError(

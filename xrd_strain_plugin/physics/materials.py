@@ -19,6 +19,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from .bragg import bragg_angle, q_bragg_inv_angstrom
+
 __all__ = ["Reflection", "reflection", "BUILTIN_MATERIALS", "MaterialError"]
 
 #: classical electron radius in angstrom
@@ -104,7 +106,7 @@ class Reflection:
     @property
     def theta_bragg(self) -> float:
         """Kinematic Bragg angle of the unstrained crystal, radians."""
-        return math.asin(self.wavelength_angstrom / (2 * self.d_spacing_angstrom))
+        return bragg_angle(self.d_spacing_angstrom, self.wavelength_angstrom)
 
     @property
     def two_theta_bragg_deg(self) -> float:
@@ -114,7 +116,7 @@ class Reflection:
     @property
     def q_bragg_inv_angstrom(self) -> float:
         """Length of the reciprocal-lattice vector, H = 2 pi / d, inverse angstrom."""
-        return 2 * math.pi / self.d_spacing_angstrom
+        return q_bragg_inv_angstrom(self.d_spacing_angstrom)
 
     # -- susceptibilities -----------------------------------------------------------------
     @property

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
+# Q <-> 2theta have their one home in .bragg; imported here for the preprocessing path and its callers.
+from .bragg import q_to_two_theta_deg, two_theta_deg_to_q
+
 __all__ = [
     "CurveError",
     "ModelGrid",
@@ -38,43 +41,6 @@ _SMALL_BATCH = 16
 
 class CurveError(ValueError):
     """A curve that cannot be used; the message names the problem."""
-
-
-def two_theta_deg_to_q(two_theta_deg, wavelength_angstrom):
-    """Scattering vector magnitude ``Q = 4 pi sin(theta) / lambda``.
-
-    Parameters
-    ----------
-    two_theta_deg : array_like
-        Scattering angle 2theta in degrees.
-    wavelength_angstrom : float or array_like
-        X-ray wavelength in angstroms (> 0).
-
-    Returns
-    -------
-    numpy.ndarray
-        ``q`` in inverse angstroms, broadcast shape of the inputs.
-    """
-    wavelength_angstrom = _positive(wavelength_angstrom, "wavelength_angstrom")
-    theta = np.deg2rad(np.asarray(two_theta_deg, dtype=float)) / 2.0
-    return 4.0 * np.pi * np.sin(theta) / wavelength_angstrom
-
-
-def q_to_two_theta_deg(q_inv_angstrom, wavelength_angstrom):
-    """Scattering angle 2theta (degrees) of a scattering vector ``q`` (1/angstrom).
-
-    Raises
-    ------
-    ValueError
-        If ``q lambda / (4 pi)`` lies outside [0, 1] (no such angle).
-    """
-    wavelength_angstrom = _positive(wavelength_angstrom, "wavelength_angstrom")
-    sin_theta = np.asarray(q_inv_angstrom, dtype=float) * wavelength_angstrom / (4.0 * np.pi)
-    if np.any(~np.isfinite(sin_theta) | (sin_theta < 0) | (sin_theta > 1)):
-        raise ValueError(
-            "q_inv_angstrom is unreachable at this wavelength_angstrom (need 0 <= q lambda/4pi <= 1)"
-        )
-    return 2.0 * np.rad2deg(np.arcsin(sin_theta))
 
 
 def strain_axis(q, q_bragg):
@@ -322,10 +288,3 @@ def _check(bad: np.ndarray, message: str, offset: int = 0) -> None:
         point = where[-1] + offset
         location = f"curve {where[0]}, point {point}" if bad.ndim == 2 else f"point {point}"
         raise CurveError(f"{message} (first at {location})")
-
-
-def _positive(value, name):
-    array = np.asarray(value, dtype=float)
-    if np.any(~np.isfinite(array) | (array <= 0)):
-        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
-    return array

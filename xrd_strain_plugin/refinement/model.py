@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from xrd_strain_plugin.physics import profiles
+from xrd_strain_plugin.physics.bragg import fringe_period_two_theta_deg
 from xrd_strain_plugin.physics.instrument import simulate_scan
 
 __all__ = ["ModelConfig", "Parameter", "CurveModel", "LINEAR_PARAMETERS"]
@@ -294,7 +295,7 @@ class CurveModel:
         fwhm_hi = float(np.max(v[:, self.index["fwhm_deg"]]))
         t_nm = float(np.max(v[:, self.index["thickness_nm"]]))
         refl = self.reflection
-        fringe_deg = math.degrees(refl.wavelength_angstrom / (10 * 1.3 * t_nm * math.cos(refl.theta_bragg)))
+        fringe_deg = fringe_period_two_theta_deg(1.3 * t_nm, refl.wavelength_angstrom, refl.theta_bragg)
         # a resolution much narrower than the fringes needs no finer grid than an eighth of a fringe
         # (measured on paper-recipe curves at FWHM 0.004 deg: <= 1.3e-3 rms log10 from a 40x finer grid,
         # 2-5x fewer points than 6 per FWHM)
