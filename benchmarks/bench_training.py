@@ -26,8 +26,10 @@ def _row(what, value, unit, note=""):
 
 
 def bench_generation(n: int) -> None:
-    """Curves per second, one process: the v1 generator against the issue-9 levers, same draws."""
+    """Curves per second, one process: the v1 generator against the issue-9 levers, same draws,
+    on the simulator's array reference path and on its fused kernel (issue 15), side by side."""
     from training.generate import simulate_batch
+    from xrd_strain_plugin.physics import dynamical
     from training.presets import get_preset
     from training.sampling import draw_parameters
     from xrd_strain_plugin.physics.materials import reflection
@@ -38,9 +40,12 @@ def bench_generation(n: int) -> None:
     cases = (("v1 generator (sub-batches of 16 on one padded axis)", "grouped", 1),
              ("each curve on its own grid, cache-sized calls", "per_curve", 1),
              ("same, 4 draws per intrinsic curve", "per_curve", 4))
+    have_numba = dynamical.HAVE_NUMBA
     for name in ("CNN2", "CNN2-PAPER", "CNN3-PAPER"):
         preset = get_preset(name)
-        for label, layout, k in cases:
+        for (label, layout, k), kernel in [(c, False) for c in cases] + [(cases[-1], True)] * have_numba:
+            dynamical.HAVE_NUMBA = kernel  # engine="auto": the fused kernel, or the array path without it
+            label = f"{label}, {'fused kernel' if kernel else 'array path'}"
             rng = np.random.default_rng(0)
             warm = draw_parameters(rng, preset, 8, two_theta_bragg_deg=two_theta_b, per_profile=k)
             simulate_batch(warm, preset, refl, grid, rng, draws_per_profile=k, layout=layout)
@@ -51,6 +56,7 @@ def bench_generation(n: int) -> None:
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             _row(f"generation {name}: {label}", n / cpu, "curves per CPU-second",
                  f"{n / wall:.1f} curves/s wall; {preset.n_slices} lamellae, noise + grid")
+    dynamical.HAVE_NUMBA = have_numba
 
 
 def bench_training(n: int) -> None:
