@@ -7,7 +7,9 @@ is written; the process claims the result node (:func:`~xrd_strain_plugin.tiled.
 claim_refinement`: exactly once even with other refiners, e.g. the Prefect flow), refines
 from the network's profile and writes the refined profile into the same node. Nothing waits
 for it: when its queue is full a result is simply left ``refinement.status = "none"`` for the
-flow ``refine_new_results`` to pick up.
+flow ``refine_new_results`` to pick up, and so are the queued results when a service stops it
+(:meth:`RefinementWorker.close` with ``drain=False``: bounded, the claim in progress released).
+How far behind it is (:attr:`RefinementWorker.backlog`) is logged every ``report_interval_s``.
 """
 
 from __future__ import annotations
@@ -45,18 +47,28 @@ class RefinementWorker:
     """
 
     def __init__(self, uri: str, *, api_key: str | None = None, budget_s: float = 3.0, global_budget_s: float = 12.0,
-                 max_pending: int = 256,
-                 niceness: int = 10, results_key: str = "results"):
+                 max_pending: int = 256, niceness: int = 10, results_key: str = "results",
+                 report_interval_s: float = 60.0):
         ctx = multiprocessing.get_context("spawn")
         self._todo = ctx.Queue(maxsize=max_pending)
         self._done = ctx.Queue()
+        self._stop = ctx.Event()
+        self.uri, self.api_key = uri, api_key
         self.results_key = results_key
+        self.report_interval_s = float(report_interval_s)
         self.counts = collections.Counter()
         self.finished: collections.deque = collections.deque(maxlen=10_000)
+        self._working: dict[str, float] = {}  # path -> when the process claimed it (not finished yet)
+        self._last_report = time.monotonic()
         self._process = ctx.Process(target=_main, name="xrd-strain-refiner", daemon=True,
                                     args=(uri, api_key, {"budget_s": budget_s, "global_budget_s": global_budget_s},
-                                          niceness, self._todo, self._done))
+                                          niceness, self._todo, self._done, self._stop))
         self._process.start()
+
+    @property
+    def backlog(self) -> int:
+        """Results handed over and not finished yet (queued or being refined): how far behind it is."""
+        return max(0, self.counts["submitted"] - len(self.finished))
 
     def submit(self, record, start) -> bool:
         """Queue the refinement of a written ``ok`` record (``start``: its InversionResult). Never blocks.
@@ -82,6 +94,12 @@ class RefinementWorker:
             log.info("xrd-strain: refinement queue full; %s left for refine_new_results", item["path"])
             return False
         self.counts["submitted"] += 1
+        self.poll()
+        if time.monotonic() - self._last_report >= self.report_interval_s:
+            self._last_report = time.monotonic()
+            log.info("xrd-strain: refiner backlog %d (submitted %d, done %d, failed %d, left for the flow %d)",
+                     self.backlog, self.counts["submitted"], self.counts["done"], self.counts["failed"],
+                     self.counts["skipped"])
         return True
 
     def poll(self) -> list[dict]:
@@ -93,9 +111,13 @@ class RefinementWorker:
             except queue.Empty:
                 break
         for outcome in got:
+            if outcome["status"] == "started":  # claimed; refining now
+                self._working[outcome["path"]] = time.time()
+                continue
+            self._working.pop(outcome["path"], None)
             self.counts[outcome["status"]] += 1
             self.finished.append(outcome)
-        return got
+        return [o for o in got if o["status"] != "started"]
 
     def wait(self, n: int, timeout: float) -> bool:
         """Block until ``n`` refinements have finished in total (tests, benchmarks)."""
@@ -107,21 +129,65 @@ class RefinementWorker:
             time.sleep(0.05)
         return True
 
-    def close(self, timeout: float | None = None) -> None:
-        """Finish the queued refinements, then stop the process."""
+    def close(self, timeout: float | None = None, *, drain: bool = True, grace_s: float = 20.0) -> None:
+        """Stop the process.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            With ``drain``: longest wait for the queued refinements (None: no limit).
+        drain : bool
+            True: finish every queued refinement first (tests, the demo). False: a bounded stop
+            (a service's SIGTERM): the refinement in progress may finish within ``grace_s``;
+            queued results, never claimed, stay ``refinement.status = "none"`` for the flow
+            ``refine_new_results``; a claim cut short is released (the result is offered again).
+        grace_s : float
+            Without ``drain``: seconds the refinement in progress gets before the process is
+            terminated.
+        """
         if self._process.is_alive():
-            self._todo.put(None)
-            self._process.join(timeout)
+            if drain:
+                self._todo.put(None)
+                self._process.join(timeout)
+            else:
+                self._stop.set()
+                try:
+                    self._todo.put_nowait(None)  # wakes a process waiting for work
+                except queue.Full:
+                    pass
+                self._process.join(grace_s)
             if self._process.is_alive():
                 self._process.terminate()
                 self._process.join(5)
         self.poll()
+        left = self.backlog - len(self._working)
+        if self._working:
+            self._release(list(self._working))
+        if left > 0 or self.counts["released"]:
+            log.info("xrd-strain: refiner stopped; %d queued result(s) left for refine_new_results, %d claim(s) "
+                     "released", max(0, left), self.counts["released"])
+        self.counts["left_for_flow"] += max(0, left)
+        self._todo.cancel_join_thread()  # what is still queued has no reader any more: do not wait to flush it
         for q in (self._todo, self._done):  # release the queues' semaphores and feeder threads
             q.close()
             q.join_thread()
 
+    def _release(self, paths) -> None:
+        from tiled.client import from_uri
 
-def _main(uri, api_key, options, niceness, todo, done):  # pragma: no cover - runs in the child process
+        from xrd_strain_plugin.tiled.refinement import release_refinement
+
+        try:
+            client = from_uri(self.uri, api_key=self.api_key)
+            for path in paths:
+                release_refinement(client[path])
+                self._working.pop(path, None)
+                self.counts["released"] += 1
+        except Exception:  # Tiled away: the claim stays pending (find_results(refinement_status="pending"))
+            log.exception("xrd-strain: could not release the refinement claims of %s", paths)
+
+
+def _main(uri, api_key, options, niceness, todo, done, stop):  # pragma: no cover - runs in the child process
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s refiner: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request is noise
     try:
@@ -137,9 +203,9 @@ def _main(uri, api_key, options, niceness, todo, done):  # pragma: no cover - ru
     client = None
     options = RefineOptions(**options)
     worker = f"live-refiner:{os.getpid()}"
-    while True:
+    while not stop.is_set():
         item = todo.get()
-        if item is None:
+        if item is None or stop.is_set():
             return
         t0 = time.perf_counter()
         outcome = {"path": item["path"], "queued_s": time.time() - item["queued_at"]}
@@ -151,6 +217,7 @@ def _main(uri, api_key, options, niceness, todo, done):  # pragma: no cover - ru
                 outcome["status"] = "claimed_elsewhere"
                 done.put(outcome)
                 continue
+            done.put({"path": item["path"], "status": "started"})
         except Exception as exc:  # Tiled away: leave it "none" for the flow
             client = None
             outcome.update(status="not_claimed", reason=f"{type(exc).__name__}: {exc}")

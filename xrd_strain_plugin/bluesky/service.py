@@ -492,9 +492,11 @@ class LiveInversion:
             time.sleep(0.005)
         return True
 
-    def close(self, timeout: float | None = None) -> None:
+    def close(self, timeout: float | None = None, *, refine_drain: bool = True, refine_grace_s: float = 20.0) -> None:
         """Drain everything (every curve inverted, and written or spooled), then stop the threads
-        (and the refiner, after its queue)."""
+        and the refiner: after its queue (``refine_drain``), or bounded (a service stopping: the
+        refinement in progress gets ``refine_grace_s``, queued results are left for the flow;
+        :meth:`~.refiner.RefinementWorker.close`)."""
         if self._closed:
             return
         self.wait(timeout)
@@ -503,7 +505,7 @@ class LiveInversion:
         for thread in self._threads:
             thread.join(timeout)
         if self.refiner is not None:
-            self.refiner.close(timeout)
+            self.refiner.close(timeout, drain=refine_drain, grace_s=refine_grace_s)
 
 
 class _Answered:
