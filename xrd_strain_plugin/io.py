@@ -69,7 +69,7 @@ def read_curve(path) -> tuple[np.ndarray, np.ndarray]:
     -------
     two_theta_deg : numpy.ndarray, shape (n_points,)
     intensity : numpy.ndarray, shape (n_points,)
-        In file order; check them with :func:`xrd_strain_plugin.physics.qspace.validate_curve`.
+        In file order; check them with :meth:`xrd_strain_plugin.physics.curve.Curve.measured`.
 
     Raises
     ------

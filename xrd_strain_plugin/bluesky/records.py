@@ -28,13 +28,6 @@ def reflection_for(material: str, hkl: tuple[int, int, int], wavelength_angstrom
     return reflection(material, tuple(hkl), wavelength_angstrom)
 
 
-def _acquisition_to_increasing(two_theta_deg: np.ndarray, intensity: np.ndarray):
-    """A scan run downwards is reversed; anything else non-increasing is left for validation to name."""
-    if two_theta_deg.size > 1 and np.all(np.diff(two_theta_deg) < 0):
-        return two_theta_deg[::-1], intensity[::-1]
-    return two_theta_deg, intensity
-
-
 def record_from_job(job: CurveJob, inverter) -> ResultRecord:
     """Invert one curve and return its record (``ok``, ``partial``, ``rejected`` or ``error``); never raises.
 
@@ -51,7 +44,7 @@ def record_from_job(job: CurveJob, inverter) -> ResultRecord:
     """
     from xrd_strain_plugin.inference.bundle import BundleError
     from xrd_strain_plugin.physics.materials import MaterialError
-    from xrd_strain_plugin.physics.qspace import CurveError, validate_curve
+    from xrd_strain_plugin.physics.curve import CurveError
 
     started = time.perf_counter()
     timings = {"queue_s": started - job.completed_at}
@@ -68,10 +61,9 @@ def record_from_job(job: CurveJob, inverter) -> ResultRecord:
         "model": _model_info(inverter),
     }
     try:
-        two_theta, counts = _acquisition_to_increasing(job.two_theta_deg, job.intensity)
-        validate_curve(two_theta, counts)
         refl = reflection_for(job.material, tuple(job.hkl), float(job.wavelength_angstrom))
-        result = inverter.invert(two_theta, counts, refl)
+        # the inverter orders (a scan run downwards is reversed) and validates the curve, once (physics.curve)
+        result = inverter.invert(job.two_theta_deg, job.intensity, refl)
     except (CurveError, MaterialError, BundleError) as exc:
         timings["invert_s"] = time.perf_counter() - started
         reason = str(exc) if job.partial is None else f"{job.partial}: {exc}"

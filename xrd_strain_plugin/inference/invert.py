@@ -32,9 +32,9 @@ import math
 from xrd_strain_plugin.inference.labels import decode_labels
 from xrd_strain_plugin.physics import profiles
 from xrd_strain_plugin.physics.bragg import bragg_angle, q_bragg_inv_angstrom
-from xrd_strain_plugin.physics.qspace import to_model_input, two_theta_deg_to_q
+from xrd_strain_plugin.physics.curve import Curve
+from xrd_strain_plugin.physics.qspace import curve_to_model_input, two_theta_deg_to_q
 from xrd_strain_plugin.refinement.objective import fit_scale_background, sigma_i
-from xrd_strain_plugin.refinement.refine import check_scan_covers_reflection, prepare_curve
 
 __all__ = ["InversionResult", "Inverter", "sigma_i"]
 
@@ -214,7 +214,7 @@ class Inverter:
 
         Raises
         ------
-        xrd_strain_plugin.physics.qspace.CurveError
+        xrd_strain_plugin.physics.curve.CurveError
             If the curve is unusable (the message names the problem).
         BundleMismatchError
             If the model was trained for another reflection or wavelength and ``transfer`` is False.
@@ -238,10 +238,9 @@ class Inverter:
                 "can only start a refinement with the data's own physics (xrd-strain invert --refine)")
         if np.ndim(two_theta_deg) != 1 or np.ndim(intensity) != 1:
             raise ValueError("invert takes one curve; call it once per curve")
-        angles, counts = prepare_curve(two_theta_deg, intensity)
-        check_scan_covers_reflection(angles, reflection)
-        x = to_model_input(angles, counts, wavelength_angstrom=reflection.wavelength_angstrom,
-                           q_bragg_inv_angstrom=reflection.q_bragg_inv_angstrom, grid=card.grid)
+        curve = Curve.measured(two_theta_deg, intensity, reflection)  # validated and ordered, once
+        angles, counts = curve.two_theta_deg, curve.counts
+        x = curve_to_model_input(curve, grid=card.grid)
         t1 = time.perf_counter()
         labels = self.predictor.predict_labels(x)
         t2 = time.perf_counter()
@@ -289,11 +288,8 @@ class Inverter:
             try:
                 if np.ndim(two_theta_deg) != 1 or np.ndim(intensity) != 1:
                     raise ValueError("invert_many takes 1-D curves")
-                angles, counts = prepare_curve(two_theta_deg, intensity)
-                check_scan_covers_reflection(angles, reflection)
-                x = to_model_input(angles, counts, wavelength_angstrom=reflection.wavelength_angstrom,
-                                   q_bragg_inv_angstrom=reflection.q_bragg_inv_angstrom, grid=card.grid)
-                ready.append((i, angles, counts, x))
+                curve = Curve.measured(two_theta_deg, intensity, reflection)
+                ready.append((i, curve.two_theta_deg, curve.counts, curve_to_model_input(curve, grid=card.grid)))
             except Exception as exc:
                 out[i] = exc
         if not ready:

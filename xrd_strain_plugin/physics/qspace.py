@@ -1,7 +1,9 @@
 """Angles, scattering vector, strain axis and the model grid: the one preprocessing path.
 
-A measured or simulated curve reaches the network only through
-:func:`to_model_input`: 2theta -> Q = 4 pi sin(theta) / lambda -> strain axis
+A measured or simulated curve reaches the network only through :func:`to_model_input`
+(batches, validated there; training) or :func:`curve_to_model_input` (one
+:class:`~.curve.Curve`, validated once when it was made; inversion, live and offline),
+which share every step: 2theta -> Q = 4 pi sin(theta) / lambda -> strain axis
 ``q_bragg / q - 1`` (a layer of strain ``e`` diffracts at ``e`` on this axis) ->
 log10(I / I_max) resampled onto a fixed :class:`ModelGrid`.  Training, live inference
 and offline inversion all call it, so they cannot drift apart.
@@ -21,6 +23,9 @@ from scipy import sparse
 # Q <-> 2theta have their one home in .bragg; imported here for the preprocessing path and its callers.
 from .bragg import q_to_two_theta_deg, two_theta_deg_to_q
 
+# The curve's checks have their one home in .curve; imported here for the batched training path.
+from .curve import Curve, CurveError, validate_curve
+
 __all__ = [
     "CurveError",
     "ModelGrid",
@@ -28,19 +33,14 @@ __all__ = [
     "grid_two_theta_deg",
     "q_to_two_theta_deg",
     "strain_axis",
+    "curve_to_model_input",
     "to_model_input",
     "two_theta_deg_to_q",
     "validate_curve",
 ]
 
-#: Fewest points a curve must have to be resampled meaningfully.
-MIN_POINTS = 10
 #: Up to this many curves, one np.interp per curve beats building a sparse interpolation matrix.
 _SMALL_BATCH = 16
-
-
-class CurveError(ValueError):
-    """A curve that cannot be used; the message names the problem."""
 
 
 def strain_axis(q, q_bragg):
@@ -112,59 +112,6 @@ def grid_two_theta_deg(grid: ModelGrid, *, wavelength_angstrom, q_bragg_inv_angs
     return q_to_two_theta_deg(q, wavelength_angstrom)
 
 
-def validate_curve(two_theta_deg, intensity, *, min_points: int = MIN_POINTS):
-    """Check a curve (or batch) and return it as float arrays, batch-first.
-
-    Parameters
-    ----------
-    two_theta_deg : array_like, shape (n_points,) or (n_batch, n_points)
-        Scattering angles in degrees, strictly increasing along the last axis.
-    intensity : array_like, shape (n_points,) or (n_batch, n_points)
-        Intensity (counts or any non-negative scale).
-    min_points : int
-        Fewest points accepted.
-
-    Returns
-    -------
-    two_theta_deg : numpy.ndarray, shape (n_points,) or (n_batch, n_points)
-        As given (1-D stays 1-D: one axis shared by the batch).
-    intensity : numpy.ndarray, shape (n_batch, n_points)
-
-    Raises
-    ------
-    CurveError
-        Naming the problem: length mismatch, too few points, NaN/inf, angles outside
-        (0, 180) degrees, unsorted or duplicate angles, negative intensity, all-zero intensity.  For a batch the
-        message gives the first bad curve's index.
-    """
-    angles = np.asarray(two_theta_deg, dtype=float)
-    counts = np.asarray(intensity, dtype=float)
-    if counts.ndim == 1:
-        counts = counts[np.newaxis, :]
-    if angles.ndim not in (1, 2) or counts.ndim != 2:
-        raise CurveError(
-            f"curves must be 1-D or (n_batch, n_points); got two_theta_deg {angles.shape}, "
-            f"intensity {np.shape(intensity)}"
-        )
-    if angles.shape[-1] != counts.shape[-1] or (angles.ndim == 2 and angles.shape != counts.shape):
-        raise CurveError(
-            f"length mismatch: two_theta_deg has shape {angles.shape}, intensity {np.shape(intensity)}"
-        )
-    if counts.shape[-1] < min_points:
-        raise CurveError(f"too few points: {counts.shape[-1]} (need at least {min_points})")
-    _check(~np.isfinite(angles), "two_theta_deg contains NaN or inf")
-    _check(~np.isfinite(counts), "intensity contains NaN or inf")
-    _check((angles <= 0) | (angles >= 180), "two_theta_deg outside (0, 180) degrees")
-    steps = np.diff(angles, axis=-1)
-    _check(steps == 0, "duplicate angles in two_theta_deg", offset=1)
-    _check(steps < 0, "two_theta_deg is not sorted in increasing order", offset=1)
-    _check(counts < 0, "negative intensity")
-    all_zero = np.all(counts == 0, axis=-1)
-    if np.any(all_zero):
-        raise CurveError(f"intensity is zero everywhere (curve {int(np.argmax(all_zero))})")
-    return angles, counts
-
-
 def to_model_input(two_theta_deg, intensity, *, wavelength_angstrom, q_bragg_inv_angstrom,
                    grid: ModelGrid):
     """Measured or simulated curves -> network input on the model grid.
@@ -199,6 +146,24 @@ def to_model_input(two_theta_deg, intensity, *, wavelength_angstrom, q_bragg_inv
         If :func:`validate_curve` rejects the curves.
     """
     angles, counts = validate_curve(two_theta_deg, intensity)
+    return _model_input(angles, counts, wavelength_angstrom, q_bragg_inv_angstrom, grid)
+
+
+def curve_to_model_input(curve: Curve, *, grid: ModelGrid):
+    """One :class:`~.curve.Curve` -> network input, shape (1, grid.n_points), float32.
+
+    The same steps as :func:`to_model_input`, at the curve's own reflection; the curve was
+    validated when it was made, so it is not checked again.
+    """
+    if curve.reflection is None:
+        raise ValueError("curve_to_model_input needs a Curve with its reflection")
+    refl = curve.reflection
+    return _model_input(curve.two_theta_deg, curve.counts[np.newaxis, :], refl.wavelength_angstrom,
+                        refl.q_bragg_inv_angstrom, grid)
+
+
+def _model_input(angles, counts, wavelength_angstrom, q_bragg_inv_angstrom, grid):
+    """Validated angles (1-D shared, or 2-D) and counts (n_batch, n_points) -> network input."""
     log_rel = _log_relative(counts)
     # Reverse so the strain axis increases (it decreases with 2theta).
     strain = strain_axis(two_theta_deg_to_q(angles, wavelength_angstrom), q_bragg_inv_angstrom)[..., ::-1]
@@ -279,12 +244,3 @@ def _interp_shared(x_new, x, y, fill):
     out[:] = fill
     out[:, inside] = y @ _interp_matrix(x_new[inside], x)
     return out
-
-
-def _check(bad: np.ndarray, message: str, offset: int = 0) -> None:
-    """Raise ``CurveError(message)`` at the first bad point (``offset``: 1 for step arrays)."""
-    if np.any(bad):
-        where = np.argwhere(bad)[0]
-        point = where[-1] + offset
-        location = f"curve {where[0]}, point {point}" if bad.ndim == 2 else f"point {point}"
-        raise CurveError(f"{message} (first at {location})")

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from xrd_strain_plugin.physics import profiles
-from xrd_strain_plugin.physics.qspace import CurveError, validate_curve
+from xrd_strain_plugin.physics.curve import Curve, check_scan_covers_reflection
 from xrd_strain_plugin.refinement.fitter import Budget, LocalFit, fit_local
 from xrd_strain_plugin.refinement.model import CurveModel, ModelConfig
 from xrd_strain_plugin.refinement.objective import Objective, fit_scale_background
@@ -148,44 +148,12 @@ class StartProfile:
 def prepare_curve(two_theta_deg, intensity):
     """Validate one measured curve and return it in increasing angle order.
 
-    A descending scan is valid input: it is reversed. Everything else :func:`validate_curve` refuses
-    (NaN, negative counts, duplicates, unsorted angles, too few points) raises ``CurveError``.
+    A descending scan is valid input: it is reversed. Everything else
+    :class:`~xrd_strain_plugin.physics.curve.Curve` refuses (NaN, negative counts, duplicates,
+    unsorted angles, too few points) raises ``CurveError``.
     """
-    angles = np.asarray(two_theta_deg, float).reshape(-1)
-    counts = np.asarray(intensity, float).reshape(-1)
-    if angles.size >= 2 and np.all(np.diff(angles) < 0):
-        angles, counts = angles[::-1].copy(), counts[::-1].copy()
-    angles, counts = validate_curve(angles, counts)
-    return angles, counts[0]
-
-
-def check_scan_covers_reflection(two_theta_deg, reflection, *, margin_deg: float = 0.3,
-                                 min_strain_span: float = 0.001) -> None:
-    """Refuse a scan that cannot hold this reflection's substrate peak and a layer's signal.
-
-    Raises
-    ------
-    CurveError
-        If the reflection's Bragg angle lies more than ``margin_deg`` outside the scan (wrong
-        reflection, wavelength or motor), or if the scan reaches less than ``min_strain_span``
-        (0.1 % strain) on both sides of the Bragg angle (too short for a layer's signal).
-    """
-    tt = np.asarray(two_theta_deg, float)
-    lo, hi = float(tt.min()), float(tt.max())
-    bragg = reflection.two_theta_bragg_deg
-    name = f"{reflection.material} {tuple(int(i) for i in reflection.hkl)} at {reflection.wavelength_angstrom:g} A"
-    if bragg < lo - margin_deg or bragg > hi + margin_deg:
-        raise CurveError(
-            f"the scan [{lo:.3f}, {hi:.3f}] deg 2theta does not contain the Bragg peak of {name} "
-            f"(2theta_B = {bragg:.3f} deg): check the reflection, the wavelength and the scanned motor")
-    tan_b = math.tan(reflection.theta_bragg)
-    span_low = math.radians(max(bragg - lo, 0.0) / 2) / tan_b  # strain reached on the low-angle side
-    span_high = math.radians(max(hi - bragg, 0.0) / 2) / tan_b
-    if max(span_low, span_high) < min_strain_span:
-        raise CurveError(
-            f"the scan [{lo:.3f}, {hi:.3f}] deg is too short to hold a layer's signal: it reaches "
-            f"{100 * span_low:.3f} % strain below and {100 * span_high:.3f} % above the {name} peak "
-            f"(need at least {100 * min_strain_span:.2g} % on one side)")
+    curve = Curve.measured(np.asarray(two_theta_deg, float).reshape(-1), np.asarray(intensity, float).reshape(-1))
+    return curve.two_theta_deg, curve.counts
 
 
 # ---- starts --------------------------------------------------------------------------------------------
