@@ -107,7 +107,7 @@ def _example_curves(out: Path, bundle, dataset, predicted, n_examples: int) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from xrd_strain_plugin.refinement.objective import fit_scale_background, sigma_i
+    from xrd_strain_plugin.physics.misfit import fit_scale_background, sigma_i
     from xrd_strain_plugin.inference.labels import decode_labels
     from xrd_strain_plugin.physics.instrument import simulate_scan
     from xrd_strain_plugin.physics.materials import reflection

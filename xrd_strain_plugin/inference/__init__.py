@@ -18,7 +18,7 @@ from pathlib import Path
 from xrd_strain_plugin.inference.bundle import (BundleError, BundleMismatchError, ModelBundle,
                                                 ModelCard, load_bundle, read_card, save_bundle)
 from xrd_strain_plugin.inference.invert import InversionResult, Inverter
-from xrd_strain_plugin.refinement.objective import sigma_i
+from xrd_strain_plugin.physics.misfit import sigma_i
 
 __all__ = ["BundleError", "BundleMismatchError", "InversionResult", "Inverter", "ModelBundle",
            "ModelCard", "default_bundle_path", "load_bundle", "read_card", "save_bundle",

@@ -2,12 +2,14 @@
 
 :class:`Inverter` is the single inversion path: ``xrd-strain invert`` and the live Bluesky
 callback both call :meth:`Inverter.invert`, so offline and live answers cannot drift apart.
-Steps: validate the curve (a descending scan is reversed; a scan that does not contain the stated
-reflection's Bragg peak is refused), put it on the model grid (:func:`~xrd_strain_plugin.physics.
-qspace.to_model_input`, the same function training used), run the network, decode its labels into
-profiles, simulate the curve of that profile at the measured angles, fit the scale and the
-background the network does not predict (:func:`~xrd_strain_plugin.refinement.objective.
-fit_scale_background`), and measure the misfit ``sigma_i``.
+Steps: make the curve a :class:`~xrd_strain_plugin.physics.curve.Curve` (validated once; a
+descending scan is reversed; a scan that does not contain the stated reflection's Bragg peak is
+refused), put it on the model grid (:func:`~xrd_strain_plugin.physics.qspace.curve_to_model_input`,
+the steps training used), run the network, decode its labels into profiles, simulate the curve of
+that profile at the measured angles, fit the scale and the background the network does not predict
+(:func:`~xrd_strain_plugin.physics.misfit.fit_scale_background`), and measure the misfit
+``sigma_i`` (:mod:`~xrd_strain_plugin.physics.misfit`, shared with the refinement; inference never
+imports refinement).
 
 Any crystal: the network sees a curve on its strain axis (``Delta Q / Q_B = -e``), which does not
 depend on the crystal. With ``transfer=True`` a curve of another crystal, reflection or wavelength
@@ -34,7 +36,7 @@ from xrd_strain_plugin.physics import profiles
 from xrd_strain_plugin.physics.bragg import bragg_angle, q_bragg_inv_angstrom
 from xrd_strain_plugin.physics.curve import Curve
 from xrd_strain_plugin.physics.qspace import curve_to_model_input, two_theta_deg_to_q
-from xrd_strain_plugin.refinement.objective import fit_scale_background, sigma_i
+from xrd_strain_plugin.physics.misfit import fit_scale_background, sigma_i
 
 __all__ = ["InversionResult", "Inverter", "sigma_i"]
 
