@@ -31,6 +31,7 @@ Protocol (0MQ DEALER -> ROUTER)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -337,6 +338,73 @@ class JournalReader:
         return bytes(out), nxt
 
 
+def make_keys(directory, name: str) -> tuple[pathlib.Path, pathlib.Path]:
+    """Make a CURVE key pair ``DIRECTORY/NAME.key`` (public) and ``NAME.key_secret`` (mode 600).
+
+    Raises
+    ------
+    FileExistsError
+        If either file exists (keys are never overwritten).
+    ValueError
+        If ``name`` is not a plain file name.
+    """
+    import zmq.auth
+
+    if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,100}", name) or name.startswith("."):
+        raise ValueError(f"key name {name!r}: letters, digits and _.@- only")
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    public, secret = directory / f"{name}.key", directory / f"{name}.key_secret"
+    for path in (public, secret):
+        if path.exists():
+            raise FileExistsError(f"{path} exists; keys are not overwritten")
+    old = os.umask(0o077)
+    try:
+        zmq.auth.create_certificates(str(directory), name)
+    finally:
+        os.umask(old)
+    return public, secret
+
+
+def _load_key(path, *, secret: bool) -> tuple[bytes, bytes | None]:
+    import zmq.auth
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ValueError(f"no key file {path}")
+    try:
+        public, private = zmq.auth.load_certificate(str(path))
+    except Exception as exc:
+        raise ValueError(f"{path} is not a CURVE key file: {exc}") from exc
+    if secret and private is None:
+        raise ValueError(f"{path} holds no secret key (use NAME.key_secret, not NAME.key)")
+    return public, private
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientKeys:
+    """What a listener needs to read a journal server that requires CURVE keys.
+
+    Build with :meth:`from_files`: the server's public key file and this client's secret key file.
+    """
+
+    server_public: bytes
+    public: bytes
+    secret: bytes
+
+    @classmethod
+    def from_files(cls, server_key, client_key) -> "ClientKeys":
+        server_public, _ = _load_key(server_key, secret=False)
+        public, secret = _load_key(client_key, secret=True)
+        return cls(server_public=server_public, public=public, secret=secret)
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a 0MQ ``tcp://HOST:PORT`` bind address reaches this host only."""
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 class JournalServer:
     """Serve a journal directory to listeners over 0MQ (ROUTER), long-polling for new documents.
 
@@ -345,25 +413,64 @@ class JournalServer:
     directory : path
         The journal a :class:`JournalWriter` fills.
     address : str
-        0MQ bind address, e.g. ``tcp://*:5579``.
+        0MQ bind address, e.g. ``tcp://127.0.0.1:5579``.
+    secret_key : path, optional
+        The server's ``NAME.key_secret``: clients must authenticate (CURVE) and traffic is
+        encrypted. Required, with ``client_keys``, to bind anything but a loopback address.
+    client_keys : path, optional
+        Directory of the allowed clients' public ``*.key`` files (read at start).
     poll_s : float
         How often the journal is checked for growth while a listener waits.
+
+    Raises
+    ------
+    ValueError
+        A non-loopback address without keys, only one of the two keys, or unreadable keys.
     """
 
-    def __init__(self, directory, address: str, *, poll_s: float = 0.005):
+    def __init__(self, directory, address: str, *, secret_key=None, client_keys=None, poll_s: float = 0.005):
         import zmq
 
+        if (secret_key is None) != (client_keys is None):
+            raise ValueError("give both the server's secret key and the directory of allowed client keys, or neither")
+        if secret_key is None and not is_loopback(address):
+            raise ValueError(f"{address} is reachable from other hosts: serving them needs CURVE keys "
+                             "(secret_key and client_keys; `xrd-strain journal keys`)")
         self.reader = JournalReader(directory)
         self.directory = pathlib.Path(directory)
         self.poll_s = poll_s
         self._ctx = zmq.Context()
+        self._auth = None
+        self.authenticated = secret_key is not None
         self._sock = self._ctx.socket(zmq.ROUTER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        if self.authenticated:
+            self._secure(secret_key, client_keys)
         self._sock.bind(address)
         self.endpoint = self._sock.getsockopt(zmq.LAST_ENDPOINT).decode()
         self._stop = threading.Event()
         self._acked: dict[str, tuple[int, float]] = {}
         self.requests = 0
+
+    def _secure(self, secret_key, client_keys) -> None:
+        import zmq.auth
+        from zmq.auth.thread import ThreadAuthenticator
+        from zmq.utils import z85
+
+        public, secret = _load_key(secret_key, secret=True)
+        names = {}
+        for path in sorted(pathlib.Path(client_keys).glob("*.key")):
+            names[_load_key(path, secret=False)[0]] = path.stem  # z85 text, as the authenticator sees it
+        if not names:
+            raise ValueError(f"no client keys (*.key) in {client_keys}: no listener could connect")
+        self._auth = ThreadAuthenticator(self._ctx)
+        self._auth.start()
+        self._auth.configure_curve(domain="*", location=str(client_keys))
+        # The ZAP User-Id of a connection is the name of its key file: acknowledgements go under it.
+        self._auth.curve_user_id = lambda key: names.get(z85.encode(key), "unknown")
+        self._sock.curve_secretkey, self._sock.curve_publickey = secret, public
+        self._sock.curve_server = True
+        self.client_names = sorted(names.values())
 
     def serve_forever(self) -> None:
         """Answer requests until :meth:`stop`."""
@@ -378,11 +485,15 @@ class JournalServer:
                 if self._sock in events:
                     while True:
                         try:
-                            frames = self._sock.recv_multipart(zmq.NOBLOCK)
+                            frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
                         except zmq.Again:
                             break
+                        user = frames[-1].get("User-Id") if self.authenticated else None
+                        frames = [f.bytes for f in frames]
                         try:
                             request = json.loads(frames[-1])
+                            if user is not None:  # authenticated: the key says who acknowledges
+                                request["consumer"] = user
                             self._record_consumer(request)
                         except Exception as exc:  # a bad request gets an error, the server goes on
                             self._send(frames[0], {"error": f"bad request: {exc}"}, b"")
@@ -401,6 +512,8 @@ class JournalServer:
                     waiting = still
         finally:
             self._sock.close(0)
+            if self._auth is not None:
+                self._auth.stop()
             self._ctx.term()
 
     def _answer(self, ident: bytes, request: dict) -> None:
@@ -436,9 +549,9 @@ class JournalServer:
         self._stop.set()
 
 
-def serve_in_thread(directory, address: str = "tcp://127.0.0.1:0") -> tuple[JournalServer, threading.Thread]:
+def serve_in_thread(directory, address: str = "tcp://127.0.0.1:0", **kwargs) -> tuple[JournalServer, threading.Thread]:
     """A :class:`JournalServer` in a daemon thread (tests, the demo); ``server.endpoint`` is where it listens."""
-    server = JournalServer(directory, address)
+    server = JournalServer(directory, address, **kwargs)
     thread = threading.Thread(target=server.serve_forever, name="xrd-strain-journal-server", daemon=True)
     thread.start()
     return server, thread
@@ -459,11 +572,15 @@ class JournalClient:
         Name under which the server records this listener's acknowledged position.
     timeout_s : float
         How long to wait for an answer beyond the long-poll time before reconnecting.
+    keys : ClientKeys, optional
+        For a server that requires CURVE keys (one serving other hosts).
     """
 
-    def __init__(self, address: str, *, consumer: str = "xrd-strain-listen", timeout_s: float = 5.0):
+    def __init__(self, address: str, *, consumer: str = "xrd-strain-listen", timeout_s: float = 5.0,
+                 keys: ClientKeys | None = None):
         import zmq
 
+        self.keys = keys
         self.endpoint = address if "://" in address else f"tcp://{address}"
         self.consumer = consumer
         self.timeout_s = timeout_s
@@ -478,6 +595,9 @@ class JournalClient:
         if self._sock is None:
             self._sock = self._ctx.socket(zmq.DEALER)
             self._sock.setsockopt(zmq.LINGER, 0)
+            if self.keys is not None:
+                self._sock.curve_serverkey = self.keys.server_public
+                self._sock.curve_publickey, self._sock.curve_secretkey = self.keys.public, self.keys.secret
             self._sock.connect(self.endpoint)
         return self._sock
 
@@ -507,7 +627,10 @@ class JournalClient:
             if remaining <= 0 or not sock.poll(int(remaining * 1000), zmq.POLLIN):
                 self._sock.close(0)
                 self._sock = None  # a fresh socket: no stale replies, a fresh connection
-                raise JournalUnavailable(f"journal server {self.endpoint} did not answer in {wait_s + self.timeout_s:.0f} s")
+                hint = "" if self.keys is not None or is_loopback(self.endpoint) else (
+                    "; a journal server on another host answers only clients with CURVE keys")
+                raise JournalUnavailable(
+                    f"journal server {self.endpoint} did not answer in {wait_s + self.timeout_s:.0f} s{hint}")
             header, lines = sock.recv_multipart()
             header = json.loads(header)
             if header.get("id") != self._id:

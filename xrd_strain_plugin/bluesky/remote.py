@@ -250,17 +250,87 @@ class _CountedLive:
             log.exception("xrd-strain: could not route %s document", name)
 
 
+class _Boundaries:
+    """Run boundaries waiting to be acknowledged: ``(position, raw documents, plugin items)``.
+
+    The cursor advances to a boundary once everything before it is durable: the raw writer has
+    handled every document up to it and the plugin has written or spooled every curve submitted
+    up to it (both process in order, so this is a comparison of counters; the plugin being idle
+    also counts).
+    """
+
+    def __init__(self, cursor: Cursor, raw, live, counted: _CountedLive):
+        self.cursor, self.raw, self.live, self.counted = cursor, raw, live, counted
+        self._pending: collections.deque = collections.deque()
+
+    def add(self, position: int) -> None:
+        self._pending.append((position, 0 if self.raw is None else self.raw.submitted, self.counted.submitted))
+        while len(self._pending) > 10_000:  # bounded: keep the newest
+            self._pending.popleft()
+
+    def acknowledge(self) -> None:
+        idle = None
+        last = None
+        while self._pending:
+            at, raw_n, live_n = self._pending[0]
+            raw_done = self.raw is None or self.raw.handled >= raw_n
+            if raw_done and self.counted.published < live_n and idle is None:
+                idle = self.live.wait(0)
+            if not (raw_done and (self.counted.published >= live_n or idle)):
+                break
+            last = self._pending.popleft()[0]
+        if last is not None and last > self.cursor.position:
+            self.cursor.save(last)
+
+
+class _Dispatch:
+    """Hands each journal document to the raw writer, the extra callbacks and the plugin, in order,
+    skipping in the replayed part what the previous listener had finished (``guard``)."""
+
+    def __init__(self, *, live, raw, guard, extra, counted: _CountedLive, counts: collections.Counter):
+        self.live, self.raw, self.guard, self.extra = live, raw, guard, tuple(extra)
+        self.counted, self.counts = counted, counts
+        self.descriptors: dict[str, str] = {}
+        self.open_runs: set[str] = set()
+
+    def __call__(self, seq: int, name: str, doc: dict, *, replayed: bool) -> None:
+        run = _run_of(name, doc, self.descriptors)
+        if name == "start":
+            self.open_runs.add(run)
+            self.counts["runs"] += 1
+            if self.guard is not None and replayed:
+                self.counts["replayed_runs"] += 1
+                try:
+                    self.guard.check(run)
+                except Exception:
+                    log.exception("replay: could not check run %s in Tiled; handling it again", run)
+        elif name == "descriptor":
+            self.descriptors[doc["uid"]] = run
+        guard = self.guard
+        if self.raw is not None and not (guard is not None and run in guard.skip_raw):
+            self.raw(name, doc)
+        for cb in self.extra:
+            cb(name, doc)
+        if guard is not None and run in guard.skip_live:
+            self.counts["skipped_documents"] += 1
+        else:
+            self.counted(name, doc)
+        if name == "stop":
+            self.open_runs.discard(run)
+            self.descriptors = {d: r for d, r in self.descriptors.items() if r != run}
+        self.counts["documents"] += 1
+
+
 def listen_journal(address: str, *, live, raw=None, cursor: Cursor, guard: ReplayGuard | None = None,
                    extra=(), ready: threading.Event | None = None, stop: threading.Event | None = None,
-                   consumer: str = "xrd-strain-listen", wait_s: float = 0.5, max_docs: int = 2000) -> dict:
+                   consumer: str = "xrd-strain-listen", wait_s: float = 0.5, max_docs: int = 2000,
+                   keys=None) -> dict:
     """Process documents from a journal server from ``cursor`` on, until SIGINT/SIGTERM or ``stop``.
 
     Every document goes to ``raw`` (the raw-run writer, optional), the ``extra`` callbacks and
     ``live``, in order. The cursor advances to a run boundary (after a stop, with no run open)
-    once everything before it is durable: the raw writer has handled every document up to it and
-    the plugin has written or spooled every curve submitted up to it (both process in order, so
-    this is a comparison of counters; the plugin being idle also counts). On the way out, both
-    are drained and the cursor saved. Return counts (documents, runs, replayed, skipped).
+    once everything before it is durable (:class:`_Boundaries`). On the way out, both are drained
+    and the cursor saved. Return counts (documents, runs, replayed, skipped).
 
     Parameters
     ----------
@@ -274,6 +344,8 @@ def listen_journal(address: str, *, live, raw=None, cursor: Cursor, guard: Repla
         Durable position, in the spool directory.
     guard : ReplayGuard, optional
         Skips, in the replayed part of the journal, what the previous listener had finished.
+    keys : ClientKeys, optional
+        CURVE keys, for a journal server that requires them (:mod:`.journal`).
     """
     from .journal import JournalClient, JournalUnavailable
 
@@ -281,33 +353,17 @@ def listen_journal(address: str, *, live, raw=None, cursor: Cursor, guard: Repla
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-    client = JournalClient(address, consumer=consumer)
+    client = JournalClient(address, consumer=consumer, keys=keys)
     live.wait()  # curves a previous process left in the plugin's overflow are published first
     counted = _CountedLive(live)
+    counts = collections.Counter()
+    boundaries = _Boundaries(cursor, raw, live, counted)
+    dispatch = _Dispatch(live=live, raw=raw, guard=guard, extra=extra, counted=counted, counts=counts)
     position = cursor.position
     replay_until: int | None = None  # the head when we (re)started: documents before it are replays
-    descriptors: dict[str, str] = {}
-    open_runs: set[str] = set()
-    boundaries: collections.deque = collections.deque()  # (position, raw documents, plugin items) to acknowledge
-    counts = collections.Counter()
     warned = False
     if ready is not None:
         ready.set()
-
-    def acknowledge():
-        idle = None
-        last = None
-        while boundaries:
-            at, raw_n, live_n = boundaries[0]
-            raw_done = raw is None or raw.handled >= raw_n
-            if raw_done and counted.published < live_n and idle is None:
-                idle = live.wait(0)
-            if not (raw_done and (counted.published >= live_n or idle)):
-                break
-            last = boundaries.popleft()[0]
-        if last is not None and last > cursor.position:
-            cursor.save(last)
-
     try:
         while not stop.is_set():
             try:
@@ -316,7 +372,7 @@ def listen_journal(address: str, *, live, raw=None, cursor: Cursor, guard: Repla
                 if not warned:
                     log.warning("%s; retrying (documents wait in the journal)", exc)
                     warned = True
-                acknowledge()
+                boundaries.acknowledge()
                 continue
             if warned:
                 log.info("journal server %s answers again", address)
@@ -326,43 +382,16 @@ def listen_journal(address: str, *, live, raw=None, cursor: Cursor, guard: Repla
                 if replay_until > position:
                     log.info("replaying journal documents %d..%d", position, replay_until - 1)
             for seq, name, doc in batch:
-                run = _run_of(name, doc, descriptors)
-                if name == "start":
-                    open_runs.add(run)
-                    counts["runs"] += 1
-                    if guard is not None and seq < replay_until:
-                        counts["replayed_runs"] += 1
-                        try:
-                            guard.check(run)
-                        except Exception:
-                            log.exception("replay: could not check run %s in Tiled; handling it again", run)
-                elif name == "descriptor":
-                    descriptors[doc["uid"]] = run
-                skip_raw = guard is not None and run in guard.skip_raw
-                skip_live = guard is not None and run in guard.skip_live
-                if raw is not None and not skip_raw:
-                    raw(name, doc)
-                for cb in extra:
-                    cb(name, doc)
-                if not skip_live:
-                    counted(name, doc)
-                else:
-                    counts["skipped_documents"] += 1
-                if name == "stop":
-                    open_runs.discard(run)
-                    descriptors = {d: r for d, r in descriptors.items() if r != run}
+                dispatch(seq, name, doc, replayed=seq < replay_until)
                 position = seq + 1
-                counts["documents"] += 1
-                if not open_runs:
-                    boundaries.append((position, 0 if raw is None else raw.submitted, counted.submitted))
-                    while len(boundaries) > 10_000:  # bounded: keep the newest
-                        boundaries.popleft()
-            acknowledge()
+                if not dispatch.open_runs:
+                    boundaries.add(position)
+            boundaries.acknowledge()
     finally:
         if raw is not None:
             raw.wait()
         live.wait()
-        acknowledge()
+        boundaries.acknowledge()
         client.close()
         log.info("journal listener stopped at %d (%s)", cursor.position, dict(counts))
     return dict(counts)

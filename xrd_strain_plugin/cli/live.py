@@ -15,6 +15,12 @@ import sys
 from xrd_strain_plugin.cli import CommandError, option_errors
 from xrd_strain_plugin.cli.options import API_KEY_ENV, add_api_key_option, add_reflection_options, api_key
 
+# CURVE keys of the journal (deploy/journal/journal.env.example, deploy/listen/listen.env.example).
+JOURNAL_SECRET_ENV = "XRD_STRAIN_JOURNAL_SECRET_KEY"
+JOURNAL_CLIENTS_ENV = "XRD_STRAIN_JOURNAL_CLIENT_KEYS"
+JOURNAL_SERVER_KEY_ENV = "XRD_STRAIN_JOURNAL_SERVER_KEY"
+JOURNAL_CLIENT_KEY_ENV = "XRD_STRAIN_JOURNAL_CLIENT_KEY"
+
 LISTEN_EPILOG = """\
 examples:
   # the listener also writes the raw runs: read a durable journal kept on the RunEngine host
@@ -75,6 +81,12 @@ def _register_listen(subparsers):
                         help="address of `xrd-strain journal serve` on the RunEngine host (durable: resumes after a "
                              "restart from the position saved in the spool directory)")
     p.add_argument("--prefix", default="", help="with --zmq: only documents published with this prefix")
+    p.add_argument("--journal-server-key", metavar="FILE", default=os.environ.get(JOURNAL_SERVER_KEY_ENV),
+                   help="with --journal on another host: the journal server's public CURVE key (server.key; "
+                        f"default: ${JOURNAL_SERVER_KEY_ENV})")
+    p.add_argument("--journal-client-key", metavar="FILE", default=os.environ.get(JOURNAL_CLIENT_KEY_ENV),
+                   help="with --journal-server-key: this listener's secret key (NAME.key_secret; its public half is "
+                        f"in the server's --client-keys; default: ${JOURNAL_CLIENT_KEY_ENV})")
     _tiled_options(p, write=True)
     p.add_argument("--refine", action="store_true",
                    help="refine each result by least squares in a background process (lower priority), written "
@@ -141,6 +153,8 @@ def _run_listen(args) -> int:
             raise CommandError(f"--{option.replace('_', '-')}: must be positive, got {getattr(args, option)}")
     catch_up_on = args.catch_up == "on" or (args.catch_up == "auto" and args.zmq and not args.raw)
     config = _config(args)
+    if args.journal:
+        _journal_keys(args)  # unreadable keys stop here, before the model is loaded
     raw = None
     if args.raw:  # raw runs need Tiled now; results alone can wait in the spool
         from xrd_strain_plugin.bluesky.raw import raw_run_writer
@@ -201,7 +215,18 @@ def _listen_journal(args, live, raw, spool, *, extra=()):
     except CommandError as exc:  # Tiled away: replayed runs are handled again (writes are idempotent)
         logging.getLogger(__name__).warning("no replay check: %s", exc)
     listen_journal(args.journal, live=live, raw=raw, cursor=Cursor(spool / "journal-position.json"), guard=guard,
-                   extra=extra)
+                   extra=extra, keys=_journal_keys(args))
+
+
+def _journal_keys(args):
+    from xrd_strain_plugin.bluesky.journal import ClientKeys
+
+    if args.journal_server_key is None and args.journal_client_key is None:
+        return None
+    if args.journal_server_key is None or args.journal_client_key is None:
+        raise CommandError("--journal-server-key, --journal-client-key: give both (CURVE authentication) or neither")
+    with option_errors("--journal-client-key"):
+        return ClientKeys.from_files(args.journal_server_key, args.journal_client_key)
 
 
 def _register_journal(subparsers):
@@ -217,7 +242,15 @@ def _register_journal(subparsers):
                            description="Answer listeners' requests for documents by position (long poll).")
     serve.add_argument("directory", help="journal directory (the JournalWriter's)")
     serve.add_argument("--port", type=int, default=5579, help="TCP port (default: %(default)s)")
-    serve.add_argument("--bind", default="*", help="interface to bind (default: all)")
+    serve.add_argument("--bind", default="127.0.0.1",
+                       help="interface to bind (default: %(default)s, this host only; any other address needs "
+                            "--secret-key and --client-keys)")
+    serve.add_argument("--secret-key", metavar="FILE", default=os.environ.get(JOURNAL_SECRET_ENV),
+                       help="the server's CURVE secret key (NAME.key_secret from `journal keys`): clients must "
+                            f"authenticate, traffic is encrypted (default: ${JOURNAL_SECRET_ENV})")
+    serve.add_argument("--client-keys", metavar="DIR", default=os.environ.get(JOURNAL_CLIENTS_ENV),
+                       help="directory of the allowed listeners' public keys (*.key); acknowledgements are recorded "
+                            f"under each key's file name (default: ${JOURNAL_CLIENTS_ENV})")
     serve.set_defaults(func=_run_journal_serve)
     status = sub.add_parser("status", help="segments, documents and each listener's acknowledged position")
     status.add_argument("directory", help="journal directory")
@@ -228,6 +261,12 @@ def _register_journal(subparsers):
     prune.add_argument("directory", help="journal directory")
     prune.add_argument("--keep-days", type=float, default=7.0, help="keep segments younger than this (default: %(default)s)")
     prune.set_defaults(func=_run_journal_prune)
+    keys = sub.add_parser("keys", help="make a CURVE key pair for the journal server or one listener",
+                          description="Write DIR/NAME.key (public: give it to the other side) and DIR/NAME.key_secret "
+                                      "(secret, mode 600: keep it where it was made). Existing files are kept.")
+    keys.add_argument("directory", help="where the two files go (created)")
+    keys.add_argument("--name", required=True, help="the key's name, e.g. server or gpu-host-listener")
+    keys.set_defaults(func=_run_journal_keys)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])  # an ACTION is required: argparse stops first
 
 
@@ -244,19 +283,31 @@ def _run_journal_serve(args) -> int:
     import logging
     import signal
 
-    from xrd_strain_plugin.bluesky.journal import JournalServer
+    from xrd_strain_plugin.bluesky.journal import JournalServer, is_loopback
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        server = JournalServer(_journal_dir(args.directory), f"tcp://{args.bind}:{args.port}")
-    except Exception as exc:  # zmq.ZMQError: address in use...
-        if isinstance(exc, CommandError):
+    directory = _journal_dir(args.directory)
+    address = f"tcp://{args.bind}:{args.port}"
+    if (args.secret_key is None) != (args.client_keys is None):
+        raise CommandError("--secret-key, --client-keys: give both (CURVE authentication) or neither")
+    if args.secret_key is None and not is_loopback(address):
+        raise CommandError(f"--bind: {args.bind} is reachable from other hosts; serving them needs --secret-key and "
+                           "--client-keys (make them with `xrd-strain journal keys`; deploy/journal/journal.env.example)")
+    if args.client_keys is not None and not os.path.isdir(args.client_keys):
+        raise CommandError(f"--client-keys: {args.client_keys!r} is not a directory")
+    with option_errors("--secret-key"):
+        try:
+            server = JournalServer(directory, address, secret_key=args.secret_key, client_keys=args.client_keys)
+        except ValueError:
             raise
-        raise CommandError(f"--port: cannot listen on {args.bind}:{args.port}: {exc}") from exc
+        except Exception as exc:  # zmq.ZMQError: address in use...
+            raise CommandError(f"--port: cannot listen on {args.bind}:{args.port}: {exc}") from exc
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: server.stop())
-    print(f"xrd-strain journal: serving {args.directory} on {server.endpoint}; Ctrl-C to stop", file=sys.stderr,
-          flush=True)
+    who = (f"CURVE keys required ({', '.join(server.client_names)})" if server.authenticated
+           else "this host only")
+    print(f"xrd-strain journal: serving {args.directory} on {server.endpoint} ({who}); Ctrl-C to stop",
+          file=sys.stderr, flush=True)
     server.serve_forever()
     return 0
 
@@ -274,6 +325,15 @@ def _run_journal_status(args) -> int:
     for c in sorted((d / "consumers").glob("*.json")) if (d / "consumers").exists() else []:
         out["consumers"][c.stem] = json.loads(c.read_text())
     print(json.dumps(out, indent=1))
+    return 0
+
+
+def _run_journal_keys(args) -> int:
+    from xrd_strain_plugin.bluesky.journal import make_keys
+
+    with option_errors("--name"):
+        public, secret = make_keys(args.directory, args.name)
+    print(f"public key {public} (give it to the other side)\nsecret key {secret} (keep it here, mode 600)")
     return 0
 
 
