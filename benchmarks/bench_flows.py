@@ -186,7 +186,10 @@ def bench_generation(curves, shard_size, workers, tmp):
         Path(dataset_dir(tmp / name, preset="CNN2", material="YSZ", hkl=(4, 0, 0),
                          wavelength_angstrom=1.5406, seed=99)) / "train" for name in ("dask", "dask-env")]
     sha = [{k: v["sha256"] for k, v in shards(d).items()} for d in dirs]
-    assert all(s == sha[0] for s in sha)
+    differ = [str(d) for d, s in zip(dirs, sha) if s != sha[0]]
+    if differ:
+        bad = {str(d): sorted(k for k in s if s[k] != sha[0].get(k)) for d, s in zip(dirs, sha)}
+        raise AssertionError(f"shards differ between paths: {bad}")
     assert plain["fingerprint"] == local["train"]["fingerprint"] == dask["train"]["fingerprint"]
     # time spent inside make_shard, summed over shards (the compute, whoever ran it)
     inside = [sum(v["seconds"] for v in shards(d).values()) for d in dirs]
