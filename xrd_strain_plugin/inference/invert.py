@@ -40,9 +40,6 @@ from xrd_strain_plugin.physics.misfit import fit_scale_background, sigma_i
 
 __all__ = ["InversionResult", "Inverter", "sigma_i"]
 
-#: Lamellae of the returned profile table and of the simulated model curve.
-N_SLICES = 200
-
 
 @dataclass(frozen=True, kw_only=True)
 class InversionResult:
@@ -141,8 +138,9 @@ class Inverter:
     ----------
     bundle : ModelBundle or str or Path
         A loaded bundle or its directory (loaded and checked here).
-    n_slices : int
-        Lamellae of the profile table and of the simulated model curve.
+    n_slices : int, optional
+        Lamellae of the profile table and of the simulated model curve (default: the card's
+        ``n_slices``, those the model was trained with).
 
     Examples
     --------
@@ -155,14 +153,14 @@ class Inverter:
     >>> result.strain_max_percent, result.sigma_i                       # doctest: +SKIP
     """
 
-    def __init__(self, bundle, *, n_slices: int = N_SLICES):
+    def __init__(self, bundle, *, n_slices: int | None = None):
         from xrd_strain_plugin.inference.bundle import load_bundle
         from xrd_strain_plugin.inference.predictor import Predictor
 
         if isinstance(bundle, (str, Path)):
             bundle = load_bundle(bundle)
         self.bundle = bundle
-        self.n_slices = int(n_slices)
+        self.n_slices = int(bundle.card.n_slices if n_slices is None else n_slices)
         self.predictor = Predictor(bundle)
 
     @property
@@ -246,7 +244,7 @@ class Inverter:
         t1 = time.perf_counter()
         labels = self.predictor.predict_labels(x)
         t2 = time.perf_counter()
-        decoded = decode_labels(labels, n_weights=card.n_weights, n_slices=self.n_slices)
+        decoded = decode_labels(labels, n_weights=card.n_weights, n_slices=self.n_slices, dw_mode=card.dw_mode)
         mapping = {}
         if not native:
             decoded, mapping = self._transfer(decoded, reflection)
@@ -299,7 +297,7 @@ class Inverter:
         t1 = time.perf_counter()
         labels = self.predictor.predict_labels(np.concatenate([np.atleast_2d(r[3]) for r in ready]))
         t2 = time.perf_counter()
-        decoded = decode_labels(labels, n_weights=card.n_weights, n_slices=self.n_slices)
+        decoded = decode_labels(labels, n_weights=card.n_weights, n_slices=self.n_slices, dw_mode=card.dw_mode)
         model_refl: dict[int, np.ndarray] = {}
         groups: dict[int, list[int]] = {}
         for j, r in enumerate(ready):
@@ -386,18 +384,10 @@ class Inverter:
 
     def _table(self, weights_percent, decoded):
         """Profile at depths 0 .. t (n_slices + 1 rows, interface included)."""
-        z = np.linspace(0.0, 1.0, self.n_slices + 1)
-        n_w = weights_percent.size
-        basis = profiles.bspline_basis(n_w + 1, z)[:, :n_w]
-        strain_pct = basis @ weights_percent
         # Same normalisation as decode_labels: the slice maximum is e_max.
-        peak = np.abs(decoded.strain[0]).max() * 100.0
-        top = np.abs(strain_pct).max()
-        if top > 0:
-            strain_pct = strain_pct * (peak / top)
-        e_max = decoded.strain_max_percent[0]
-        dw = profiles.dw_coupled(strain_pct / 100.0, e_max / 100.0, decoded.dw_min[0])[0]
-        return z * decoded.thickness_nm[0], strain_pct, dw
+        return profiles.depth_table(weights_percent, thickness_nm=float(decoded.thickness_nm[0]),
+                                    dw_min=float(decoded.dw_min[0]), n_depth=self.n_slices + 1,
+                                    strain_max_percent=float(np.abs(decoded.strain[0]).max() * 100.0))
 
 
 def _rows(decoded, rows):

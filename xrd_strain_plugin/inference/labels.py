@@ -111,7 +111,8 @@ def strain_max_percent(weights_percent, n_slices: int) -> np.ndarray:
     return np.abs(shape).max(axis=1)
 
 
-def decode_labels(labels, *, n_weights: int, n_slices: int, clip: bool = True) -> DecodedLabels:
+def decode_labels(labels, *, n_weights: int, n_slices: int, clip: bool = True,
+                  dw_mode: str = "coupled") -> DecodedLabels:
     """Physical labels -> strain and DW profiles plus the scalar parameters.
 
     Parameters
@@ -124,11 +125,17 @@ def decode_labels(labels, *, n_weights: int, n_slices: int, clip: bool = True) -
         Lamellae of the returned profiles.
     clip : bool
         Keep predicted values physical: ``dw_min`` in [1e-3, 1], ``t`` >= 1 nm, ``H`` >= 1e-4 deg.
+    dw_mode : str
+        The model card's ``dw_mode``. These labels describe a DW coupled to the strain; a
+        ``"decoupled"`` card (no DW-shape labels) is refused rather than decoded as coupled.
 
     Returns
     -------
     DecodedLabels
     """
+    if profiles.check_dw_mode(dw_mode) != "coupled":
+        raise ValueError(f"dw_mode {dw_mode!r}: these labels carry no DW-shape weights; only 'coupled' "
+                         "models can be decoded (training/presets.DW_MODES)")
     labels = np.atleast_2d(np.asarray(labels, dtype=float))
     if labels.shape[1] != n_weights + len(TAIL):
         raise ValueError(f"labels must have {n_weights + len(TAIL)} columns, got {labels.shape[1]}")

@@ -106,7 +106,7 @@ class RoutedPredictor:
         x = x[np.newaxis] if x.ndim == 1 else x
         labels = self.general.predict_labels(x)
         card = self.general.bundle.card
-        decoded = decode_labels(labels, n_weights=card.n_weights, n_slices=card.n_slices)
+        decoded = decode_labels(labels, n_weights=card.n_weights, n_slices=card.n_slices, dw_mode=card.dw_mode)
         use = self.range.contains(decoded.strain_max_percent, decoded.thickness_nm)
         if np.any(use):
             labels[use] = self.specialist.predict_labels(x[use])

@@ -39,16 +39,24 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = [
+    "DW_MODES",
     "Lamellae",
     "bspline_basis",
+    "check_dw_mode",
+    "depth_table",
     "dw_coupled",
     "dw_from_weights",
     "fit_weights",
+    "fit_weights_at",
     "lamellae_from_table",
     "profile_basis",
     "slice_midpoints",
     "strain_from_weights",
+    "weights_basis",
 ]
+
+#: How a profile's Debye-Waller factor is described: following the strain (the paper) or by its own weights.
+DW_MODES = ("coupled", "decoupled")
 
 _DEGREE = 3
 
@@ -140,10 +148,89 @@ def profile_basis(n_weights: int, n_slices: int) -> np.ndarray:
     -------
     numpy.ndarray, shape (n_slices, n_weights)
     """
+    return weights_basis(n_weights, slice_midpoints(n_slices))
+
+
+def weights_basis(n_weights: int, z) -> np.ndarray:
+    """The profile basis at any reduced depths: the rule "n + 1 functions, drop the interface one".
+
+    The first ``n_weights`` functions of the ``n_weights + 1`` clamped cubic basis (module
+    docstring), so a profile ``weights_basis(n, z) @ w`` is 0 at the interface ``z = 1``. This is
+    the one place the rule is written; :func:`profile_basis` evaluates it at the slice midpoints.
+
+    Parameters
+    ----------
+    n_weights : int
+        Number of free weights (>= 3).
+    z : array_like, shape (n_z,)
+        Reduced depths in [0, 1] (0: surface, 1: interface).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_z, n_weights)
+    """
     n_weights = _positive_int(n_weights, "n_weights")
     if n_weights < _DEGREE:
         raise ValueError(f"n_weights must be >= {_DEGREE}, got {n_weights}")
-    return bspline_basis(n_weights + 1, slice_midpoints(n_slices))[:, :n_weights]
+    return bspline_basis(n_weights + 1, z)[:, :n_weights]
+
+
+def fit_weights_at(z, values, n_weights: int) -> np.ndarray:
+    """Least-squares weights whose profile passes closest to ``values`` sampled at depths ``z``.
+
+    Parameters
+    ----------
+    z : array_like, shape (n_z,)
+        Reduced depths (clipped to [0, 1]).
+    values : array_like, shape (n_z,)
+        The profile there, in any unit (the weights carry it).
+    n_weights : int
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_weights,)
+    """
+    basis = weights_basis(n_weights, np.clip(np.asarray(z, dtype=float), 0.0, 1.0))
+    return np.linalg.lstsq(basis, np.asarray(values, dtype=float), rcond=None)[0]
+
+
+def check_dw_mode(dw_mode: str) -> str:
+    """``dw_mode`` if it is one of :data:`DW_MODES`, else a ``ValueError`` naming them."""
+    if dw_mode not in DW_MODES:
+        raise ValueError(f"dw_mode must be one of {DW_MODES}, got {dw_mode!r}")
+    return dw_mode
+
+
+def depth_table(weights_percent, *, thickness_nm: float, dw_min: float, n_depth: int,
+                strain_max_percent: float | None = None):
+    """A profile with coupled DW as a table from the surface (depth 0) to the interface (depth t).
+
+    Parameters
+    ----------
+    weights_percent : array_like, shape (n_weights,)
+        Strain weights, percent.
+    thickness_nm : float
+    dw_min : float
+        Smallest DW, in (0, 1] (clipped to >= 1e-6).
+    n_depth : int
+        Rows, evenly spaced in depth, both ends included (the last row is the interface, strain 0).
+    strain_max_percent : float, optional
+        Rescale the strain so that its largest ``|value|`` in the table is this (the network's
+        e_max, the maximum over the slice midpoints); default: the weights' own scale.
+
+    Returns
+    -------
+    depth_nm, strain_percent, debye_waller : numpy.ndarray, shape (n_depth,)
+    """
+    w = np.asarray(weights_percent, dtype=float).reshape(-1)
+    z = np.linspace(0.0, 1.0, _positive_int(n_depth, "n_depth"))
+    strain_pct = weights_basis(w.size, z) @ w
+    top = float(np.max(np.abs(strain_pct)))
+    if strain_max_percent is not None and top > 0:
+        strain_pct = strain_pct * (float(strain_max_percent) / top)
+        top = abs(float(strain_max_percent))
+    dw = dw_coupled(strain_pct, top, float(np.clip(dw_min, 1e-6, 1.0)))[0]
+    return z * float(thickness_nm), strain_pct, dw
 
 
 def strain_from_weights(weights, strain_max, n_slices: int) -> np.ndarray:

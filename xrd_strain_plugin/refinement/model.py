@@ -213,10 +213,8 @@ class CurveModel:
         w = v[:, : c.n_strain_weights]
         strain = (w @ self._basis_strain.T) / 100.0
         if c.dw_mode == "coupled":
-            dw_min = np.clip(v[:, self.index["dw_min"]], 1e-6, 1.0)[:, None]
-            e_max = np.max(np.abs(strain), axis=1, keepdims=True)
-            reduced = np.divide(strain, e_max, out=np.zeros_like(strain), where=e_max > 0)
-            dw = np.exp(np.log(dw_min) * reduced**2)
+            dw_min = np.clip(v[:, self.index["dw_min"]], 1e-6, 1.0)
+            dw = profiles.dw_coupled(strain, np.max(np.abs(strain), axis=1), dw_min)
         else:
             i0 = self.index["d0"]
             d = v[:, i0: i0 + c.n_dw_weights]
@@ -232,16 +230,13 @@ class CurveModel:
         """
         v = np.asarray(values, float).reshape(-1)
         c = self.config
-        z = np.linspace(0.0, 1.0, n_depth)
-        strain_pct = profiles.bspline_basis(c.n_strain_weights + 1, z)[:, : c.n_strain_weights] @ v[: c.n_strain_weights]
         if c.dw_mode == "coupled":
-            e_max = np.max(np.abs(strain_pct))
-            reduced = strain_pct / e_max if e_max > 0 else 0 * strain_pct
-            dw = np.exp(np.log(max(v[self.index["dw_min"]], 1e-6)) * reduced**2)
-        else:
-            i0 = self.index["d0"]
-            basis = profiles.bspline_basis(c.n_dw_weights + 1, z)[:, : c.n_dw_weights]
-            dw = np.exp(-np.maximum(basis @ v[i0: i0 + c.n_dw_weights], 0.0))
+            return profiles.depth_table(v[: c.n_strain_weights], thickness_nm=v[self.index["thickness_nm"]],
+                                        dw_min=v[self.index["dw_min"]], n_depth=n_depth)
+        z = np.linspace(0.0, 1.0, n_depth)
+        strain_pct = profiles.weights_basis(c.n_strain_weights, z) @ v[: c.n_strain_weights]
+        i0 = self.index["d0"]
+        dw = np.exp(-np.maximum(profiles.weights_basis(c.n_dw_weights, z) @ v[i0: i0 + c.n_dw_weights], 0.0))
         return z * v[self.index["thickness_nm"]], strain_pct, dw
 
     # ---- curves -----------------------------------------------------------------------------------

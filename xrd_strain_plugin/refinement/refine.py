@@ -158,8 +158,7 @@ def prepare_curve(two_theta_deg, intensity):
 
 # ---- starts --------------------------------------------------------------------------------------------
 def _weights_from_table(z, values, n_weights):
-    basis = profiles.bspline_basis(n_weights + 1, np.clip(z, 0, 1))[:, :n_weights]
-    return np.linalg.lstsq(basis, values, rcond=None)[0]
+    return profiles.fit_weights_at(z, values, n_weights)
 
 
 def _start_values(model: CurveModel, start: StartProfile, *, fwhm_deg=None):
