@@ -1,5 +1,6 @@
-"""Light imports stay light: the physics core never pulls in ML or adapter stacks."""
+"""Light imports stay light, and imports point inward: the rule each room follows (docs/architecture.md)."""
 
+import ast
 import json
 import subprocess
 import sys
@@ -51,3 +52,97 @@ def test_cli_help_loads_no_ml_or_adapter_stack():
     """Building the parser imports every command module: they must import heavy stacks lazily."""
     statement = "from xrd_strain_plugin.cli import build_parser; build_parser()"
     assert heavy_modules_loaded_by(statement) == []
+
+
+# ---- the import rules, read from the source (lazy imports inside functions included) ---------------------
+ROOT = Path(xrd_strain_plugin.__file__).resolve().parents[1]
+FIRST_PARTY = ("xrd_strain_plugin", "training", "flows")
+#: What each room may import from the project (besides itself, xrd_strain_plugin's __version__ and io) and which
+#: third-party stacks it must never load. The arrows point inward: physics <- refinement, inference <- adapters.
+RULES = {
+    "xrd_strain_plugin.physics": ({"xrd_strain_plugin.physics"},
+                                  ("tensorflow", "keras", "bluesky", "tiled", "prefect", "ophyd", "torch", "jax")),
+    "xrd_strain_plugin.refinement": ({"xrd_strain_plugin.physics"}, ("tensorflow", "keras", "bluesky", "tiled", "prefect")),
+    # inference never imports refinement: both stand on physics (curve, misfit, profiles, bragg)
+    "xrd_strain_plugin.inference": ({"xrd_strain_plugin.physics"}, ("bluesky", "tiled", "prefect")),
+    "xrd_strain_plugin.tiled": ({"xrd_strain_plugin.physics", "xrd_strain_plugin.refinement"},
+                                ("bluesky", "tensorflow", "keras", "prefect")),
+    "xrd_strain_plugin.bluesky": ({"xrd_strain_plugin.physics", "xrd_strain_plugin.inference",
+                                   "xrd_strain_plugin.refinement", "xrd_strain_plugin.tiled"}, ("prefect",)),
+    "training": ({"xrd_strain_plugin.physics", "xrd_strain_plugin.inference"}, ("bluesky", "tiled", "prefect")),
+    "flows": ({"xrd_strain_plugin.physics", "xrd_strain_plugin.inference", "xrd_strain_plugin.refinement",
+               "xrd_strain_plugin.tiled", "training"}, ("bluesky", "ophyd")),
+}
+NEUTRAL = {"xrd_strain_plugin", "xrd_strain_plugin.io"}  # __version__; plain-text files
+#: bluesky reaches tiled only through these modules and names, never through its internals: the result shapes
+#: (to move to a neutral results module that both adapters import, issue 17) and the collaborators the live
+#: service builds in its from_uri conveniences. Anything else (another module, a private name) is sideways.
+BLUESKY_MAY_USE_FROM_TILED = {
+    "xrd_strain_plugin.tiled.layout": {"ResultRecord", "base_metadata", "ARRAY_NAMES"},
+    "xrd_strain_plugin.tiled.records": {"record_from_result"},
+    "xrd_strain_plugin.tiled.spool": {"Spool", "SpoolingPublisher"},
+    "xrd_strain_plugin.tiled.writer": {"TiledResultsWriter", "check_credentials"},
+    "xrd_strain_plugin.tiled.refinement": {"claim_refinement", "fail_refinement", "write_refinement",
+                                           "release_refinement"},
+}
+
+
+def _room(module: str) -> str:
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] == "xrd_strain_plugin" else parts[0]
+
+
+def imports_of(room: str):
+    """(importing module, imported module, names) for every import statement under a room, relative ones resolved."""
+    directory = ROOT.joinpath(*room.split("."))
+    for path in sorted(directory.rglob("*.py")):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        package = parts[:-1]  # the package a relative import starts from (for __init__ too)
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    yield module, alias.name, ()
+            elif isinstance(node, ast.ImportFrom):
+                base = package[: len(package) - node.level + 1] if node.level else []
+                target = ".".join(base + ([node.module] if node.module else [])) if node.level else node.module
+                yield module, target, tuple(alias.name for alias in node.names)
+
+
+def test_the_rule_scanner_sees_lazy_and_relative_imports():
+    found = {(target, names) for _, target, names in imports_of("xrd_strain_plugin.physics")}
+    assert ("xrd_strain_plugin.physics.bragg", ("fringe_period_two_theta_deg", "layer_peak_two_theta_deg")) in found
+    assert any(target == "xrd_strain_plugin.bluesky.simulated" for _, target, _ in imports_of("xrd_strain_plugin.cli"))
+
+
+@pytest.mark.parametrize("room", sorted(RULES))
+def test_imports_point_inward(room):
+    allowed, forbidden_stacks = RULES[room]
+    wrong = []
+    for module, target, _ in imports_of(room):
+        top = target.split(".")[0]
+        if top in forbidden_stacks:
+            wrong.append(f"{module} imports {target}")
+        elif top in FIRST_PARTY and _room(target) not in allowed | {room} | NEUTRAL:
+            wrong.append(f"{module} imports {target}")
+    assert wrong == []
+
+
+def test_inference_never_imports_refinement_even_at_run_time():
+    statement = ("import xrd_strain_plugin.inference, xrd_strain_plugin.inference.invert, "
+                 "xrd_strain_plugin.inference.registry")
+    probe = f"import sys; {statement}; print(sorted(m for m in sys.modules if m.startswith('xrd_strain_plugin.refinement')))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_bluesky_reaches_tiled_only_through_its_declared_surface():
+    sideways = []
+    for module, target, names in imports_of("xrd_strain_plugin.bluesky"):
+        if _room(target) != "xrd_strain_plugin.tiled":
+            continue
+        may = BLUESKY_MAY_USE_FROM_TILED.get(target)
+        if may is None or not set(names) <= may or any(name.startswith("_") for name in names):
+            sideways.append(f"{module}: from {target} import {', '.join(names) or '*'}")
+    assert sideways == []
