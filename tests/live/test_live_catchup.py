@@ -1,4 +1,4 @@
-"""Catch-up from Tiled, in process: raw runs read back as databroker BlueskyRuns, inverted once."""
+"""Catch-up from Tiled, in process: raw runs read back as BlueskyRuns (bluesky-tiled-plugins), inverted once."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def jobs_of(docs):
 
 
 def test_a_raw_run_read_back_as_a_bluesky_run_gives_the_curve_the_live_path_saw(tiled_server, diff):
-    from databroker.client import BlueskyRun
+    from bluesky_tiled_plugins import BlueskyRun
 
     client = tiled_server.client()
     raw = raw_run_writer(client)
@@ -52,7 +52,7 @@ def test_a_raw_run_read_back_as_a_bluesky_run_gives_the_curve_the_live_path_saw(
     raw.wait()
     raw.close()
     run = tiled_server.client()["raw"][uid]
-    assert isinstance(run, BlueskyRun)  # what users get from Tiled, with databroker installed
+    assert isinstance(run, BlueskyRun)  # what users get from Tiled, with bluesky-tiled-plugins installed
     (live_job,) = jobs_of(live_docs)
     (tiled_job,) = jobs_of(run_documents(run, RockingCurveConfig()))
     np.testing.assert_array_equal(tiled_job.two_theta_deg, live_job.two_theta_deg)

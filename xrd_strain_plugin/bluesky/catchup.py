@@ -3,7 +3,7 @@
 When the RunEngine host stores its raw runs in Tiled itself (a ``TiledWriter`` subscribed on
 the RunEngine side), a listener that was down or restarting can recover every scan it missed
 from Tiled: :class:`CatchUp` looks for finished raw runs without a result, oldest first,
-reads each as users read runs (databroker's :class:`~databroker.client.BlueskyRun` over Tiled:
+reads each as users read runs (bluesky-tiled-plugins' :class:`~bluesky_tiled_plugins.BlueskyRun` over Tiled:
 ``run.metadata["start"]``, ``run["primary"].descriptors``, the stream's columns), and feeds
 its documents to the same :class:`~.service.LiveInversion`, through a router of its own, so
 partial, aborted or rejected runs are recognised exactly as they are live.
@@ -50,7 +50,7 @@ def run_documents(run, config):
 
     Parameters
     ----------
-    run : databroker.client.BlueskyRun
+    run : bluesky_tiled_plugins.BlueskyRun
         A raw run (``client["raw"][uid]``).
     config : RockingCurveConfig
         How the plugin reads runs (the same as live).
@@ -60,7 +60,7 @@ def run_documents(run, config):
     TypeError
         If ``run`` is not a BlueskyRun (a node that is not a bluesky run, under ``raw/``).
     """
-    from databroker.client import BlueskyRun
+    from bluesky_tiled_plugins import BlueskyRun
 
     if not isinstance(run, BlueskyRun):
         raise TypeError(f"not a bluesky run: {type(run).__name__} (specs {[s.name for s in run.specs]})")
