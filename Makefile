@@ -1,7 +1,8 @@
 # xrd-strain developer commands.  Each target bootstraps the virtual environment
 # (.venv, pinned by requirements.lock) on a fresh machine, so one command does all setup.
 #
-#   make test        fast test suite (what CI runs: .ci/run)
+#   make test        lint (ruff) and the fast test suite (what CI runs: .ci/run)
+#   make lint        ruff check only (rules in pyproject.toml)
 #   make test-slow   the slow tests only (long physics sweeps, training)
 #   make demo        the main job: writes its results into out/
 #   make bench       speed benchmarks (benchmarks/bench_*.py); figures go to BENCHMARKS.md
@@ -12,7 +13,7 @@ PY := $(VENV)/bin/python
 # Written once the environment is complete; redone when the pins or the package metadata change.
 READY := $(VENV)/.bootstrapped
 
-.PHONY: help test test-slow demo bench
+.PHONY: help lint test test-slow demo bench
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -23,7 +24,10 @@ $(READY): requirements.lock pyproject.toml
 	$(PY) -m pip install --no-deps -e .
 	touch $@
 
-test: $(READY)
+lint: $(READY)
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(PY) -m pytest
 
 test-slow: $(READY)

@@ -157,9 +157,9 @@ def section_real(lines):
     refined = [refine_curve(tt, counts, refl, start=net) for _ in range(3)]
     out = ROOT / "out" / "bench_refine_real"
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "xrd_strain_plugin.cli", "invert", str(REAL), "--material", "YSZ",
-                           "--hkl", "4", "0", "0", "--wavelength-angstrom", "1.5406", "--refine", "--out", str(out)],
-                          capture_output=True, text=True, check=True, cwd=ROOT)
+    subprocess.run([sys.executable, "-m", "xrd_strain_plugin.cli", "invert", str(REAL), "--material", "YSZ",
+                    "--hkl", "4", "0", "0", "--wavelength-angstrom", "1.5406", "--refine", "--out", str(out)],
+                   capture_output=True, text=True, check=True, cwd=ROOT)
     wall = time.perf_counter() - t0
     summary = json.loads((out / "ysz_400_irradiated" / "result.json").read_text())
     r = refined[0]
@@ -170,7 +170,7 @@ def section_real(lines):
               f"| refined (3 runs: path {', '.join(x.path for x in refined)}) | "
               f"{', '.join(f'{x.sigma_i:.3f}' for x in refined)} |",
               f"| counting-noise floor | {r.noise_floor_sigma_i:.3f} |",
-              f"| paper: network / automated network + LSQ / expert + LSQ | 0.35-0.37 / 0.12-0.17 / 0.06-0.12 |", "",
+              "| paper: network / automated network + LSQ / expert + LSQ | 0.35-0.37 / 0.12-0.17 / 0.06-0.12 |", "",
               f"Refinement: {np.mean([x.cpu_s for x in refined]):.2f} CPU s, "
               f"{np.mean([x.elapsed_s for x in refined]):.2f} wall s (mean of 3), {r.n_curves} curves simulated. "
               f"Whole command `xrd-strain invert ... --refine` (fresh process: imports, model, network, refinement, "
@@ -343,7 +343,7 @@ def section_heldout(lines, n, seed, rows_path, ceiling_every=4, part=(0, 1), com
     cpu = np.array([r["ref_cpu_s"] for r in rows])
     wall = np.array([r["ref_wall_s"] for r in rows])
     paths = {p: sum(r["ref_path"] == p for r in rows) for p in sorted({r["ref_path"] for r in rows})}
-    lines += [f"## Held-out curves drawn with the paper's recipe (CNN2 ranges), network alone and refined", "",
+    lines += ["## Held-out curves drawn with the paper's recipe (CNN2 ranges), network alone and refined", "",
               f"{len(rows)} curves (preset CNN2-PAPER, seed {seed}, exact physics, pseudo-Voigt eta 0.001, Poisson "
               f"counts; {len(errors)} refused as unusable input); model {entry.ref}; refinement code {code}, default "
               f"options; "
@@ -356,7 +356,7 @@ def section_heldout(lines, n, seed, rows_path, ceiling_every=4, part=(0, 1), com
               f"| refined from the true profile (ceiling at this noise; {n_ceil} curves) | {acc('ceil_t_err'):.0f} % | "
               f"{acc('ceil_emax_err'):.0f} % | {acc('ceil_strain_err'):.0f} % | "
               f"{np.median([r['ceil_sigma_i'] for r in rows if 'ceil_sigma_i' in r]):.3f} |",
-              f"| paper, CNN2 network | 91 % | 94 % | 82 % | |", "",
+              "| paper, CNN2 network | 91 % | 94 % | 82 % | |", "",
               f"Refinement time per curve: median {np.median(cpu):.2f} CPU s / {np.median(wall):.2f} wall s, 95th "
               f"percentile {np.percentile(cpu, 95):.2f} CPU s / {np.percentile(wall, 95):.2f} wall s. Paths that won: "
               + ", ".join(f"{k} {v}" for k, v in paths.items())

@@ -96,7 +96,6 @@ def register_candidate(registry_root: str | None, bundle_dir: str, run_dir: str,
                        test_dir: str, train_dir: str) -> str:
     """Write the measured row into the candidate's card (re-export, as ``xrd-strain train``
     does) and add the bundle to the registry; return its ``model_id@version``."""
-    from training.dataset import load_dataset
     from training.export import export_bundle
     from xrd_strain_plugin.inference import load_bundle
     from xrd_strain_plugin.inference.registry import ModelRegistry

@@ -59,6 +59,7 @@ def test_simulate_counts_are_poisson_and_reproducible(tmp_path, profile_csv):
     first = xrd_strain(*common, "--out", tmp_path / "a.csv", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     second = xrd_strain(*common, "--out", tmp_path / "b.csv", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
     _, counts_a = io.read_curve(tmp_path / "a.csv")
     _, counts_b = io.read_curve(tmp_path / "b.csv")
     np.testing.assert_array_equal(counts_a, counts_b)

@@ -4,7 +4,6 @@ callback, running all along, answers the next run with it (no restart)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

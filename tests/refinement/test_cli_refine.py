@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xrd_strain_plugin.io import read_curve, write_curve
+from xrd_strain_plugin.io import write_curve
 from xrd_strain_plugin.physics.instrument import apply_counts, simulate_scan
 from xrd_strain_plugin.physics.materials import reflection
 

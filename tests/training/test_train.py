@@ -10,7 +10,6 @@ from training.export import export_bundle
 from training.networks import build_cnn
 from training.train import TrainConfig, train
 from xrd_strain_plugin.inference import Inverter, load_bundle
-from xrd_strain_plugin.physics.materials import reflection
 
 SMALL = dict(filters=(4, 4, 8, 8), dense_units=(32, 16), batch_size=8, learning_rate=3e-3)
 

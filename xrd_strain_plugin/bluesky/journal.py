@@ -453,7 +453,6 @@ class JournalServer:
         self.requests = 0
 
     def _secure(self, secret_key, client_keys) -> None:
-        import zmq.auth
         from zmq.auth.thread import ThreadAuthenticator
         from zmq.utils import z85
 

@@ -28,7 +28,7 @@ simulate_scan` on its array path; the finite-difference Jacobian of the fitter i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
