@@ -25,7 +25,7 @@ def code_version() -> str:
 
 def export_bundle(out, *, model, scaling, train_manifest: dict, train_state: dict,
                   metrics: dict | None = None, model_id: str, version: str = "1",
-                  test_manifest: dict | None = None):
+                  test_manifest: dict | None = None, head: dict | None = None):
     """Write a bundle for a trained network.
 
     Parameters
@@ -42,6 +42,9 @@ def export_bundle(out, *, model, scaling, train_manifest: dict, train_state: dic
     metrics : dict, optional
         Measured figures (Table-2 row) to record.
     model_id, version : str
+    head : dict, optional
+        What the outputs mean (``targets``, ``n_hypotheses``; :class:`ModelCard`); default: the
+        paper's head.
 
     Returns
     -------
@@ -80,7 +83,7 @@ def export_bundle(out, *, model, scaling, train_manifest: dict, train_state: dic
         d_spacing_angstrom=float(refl.d_spacing_angstrom),
         grid=ModelGrid(**train_manifest["grid"]), labels=scaling, n_slices=preset.n_slices,
         dw_mode=preset.dw_mode, preset=preset.to_dict(), dataset=dataset, training=training,
-        metrics=metrics or {},
+        metrics=metrics or {}, head=dict(head or {}),
         created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
     return save_bundle(out, model, card)

@@ -25,6 +25,7 @@ def evaluate_bundle(bundle, dataset, *, max_curves: int | None = None,
     numpy.ndarray, shape (n, n_labels)
         The predicted (physical) labels.
     """
+    from xrd_strain_plugin.inference.labels import LabelScaling
     from xrd_strain_plugin.inference.predictor import Predictor
 
     x, labels = dataset.x, dataset.labels
@@ -33,10 +34,16 @@ def evaluate_bundle(bundle, dataset, *, max_curves: int | None = None,
     if max_curves is not None:
         x, labels = x[:max_curves], labels[:max_curves]
     card = bundle.card
-    if tuple(dataset.label_names) != tuple(card.labels.names):
+    n_paper = card.n_weights + 4
+    if (len(dataset.label_names) != n_paper
+            or (not card.head and tuple(dataset.label_names) != tuple(card.labels.names))):
         raise ValueError("the dataset's labels differ from the model's")
     pred = Predictor(bundle).predict_labels(x)
-    ev = evaluate_predictions(labels, pred, scaling=card.labels, n_weights=card.n_weights,
+    # MSE in the paper's scaled labels: the bundle's own scaling for a paper head, else one
+    # fitted on these true labels (then only comparable between runs on the same set).
+    scaling = card.labels if not card.head or card.head.get("targets", "paper") == "paper" \
+        else LabelScaling.fit(labels, dataset.label_names)
+    ev = evaluate_predictions(labels, pred, scaling=scaling, n_weights=card.n_weights,
                               n_slices=card.n_slices)
     return ev, pred
 

@@ -74,9 +74,25 @@ class TrainConfig:
         After these epochs, keep a copy of the best-so-far weights as
         ``best-at-epoch<k>.keras`` (set-size studies compare runs at equal epochs).
     final_anneal : float or None
-        With ``max_minutes``: once this fraction of the budget is spent, multiply the learning
-        rate by ``factor`` once (a short CPU run never sees 10 stalled epochs, so the paper's
-        plateau rule alone would never lower the rate).
+        With ``max_minutes`` (or ``max_cpu_minutes``): once this fraction of the budget is spent,
+        multiply the learning rate by ``factor`` once (a short CPU run never sees 10 stalled
+        epochs, so the paper's plateau rule alone would never lower the rate).
+    targets : {"paper", "relative"}
+        The paper's 14 labels, or the score-aligned targets (weights / e_max, ln e_max, ln DW_min,
+        ln t, ln H, DR; :mod:`xrd_strain_plugin.inference.labels`). Both min-max scaled.
+    loss : {"mse", "profile"}
+        MSE on the scaled targets (the paper), or :class:`training.losses.ProfileLoss`
+        (relative targets only): sigma_e / e_max of the decoded profile plus the squared
+        relative errors of the scalars.
+    n_hypotheses : int
+        K answers per curve (relaxed winner-takes-all with logits; "profile" loss only).
+    kernel_size : int
+        Conv kernel length (the paper: 15).
+    validation_curves : int or None
+        Validate on at most this many of the held-out validation curves (every epoch).
+    max_cpu_minutes : float or None
+        Budget in CPU time of this process (user + system, all threads): equal budgets for runs
+        on a machine whose load varies. Checked after every epoch, like ``max_minutes``.
     """
 
     epochs: int = 70
@@ -96,6 +112,12 @@ class TrainConfig:
     epoch_curves: int | None = None
     snapshot_epochs: tuple[int, ...] = ()
     final_anneal: float | None = 0.75
+    targets: str = "paper"
+    loss: str = "mse"
+    n_hypotheses: int = 1
+    kernel_size: int = 15
+    validation_curves: int | None = None
+    max_cpu_minutes: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,15 +131,19 @@ class TrainResult:
     scaling : LabelScaling
         Label scaling fitted on the training part.
     history : dict
-        Per-epoch ``loss``, ``val_loss``, ``learning_rate``, ``seconds``.
+        Per-epoch ``loss``, ``val_loss``, ``learning_rate``, ``seconds``, ``cpu_seconds``,
+        ``samples`` (cumulative) and, with a monitor set, ``monitor`` (Table-2 accuracies).
     state : dict
         Contents of the run's ``state.json`` (config, dataset fingerprint, sizes, epochs, timing).
+    head : dict
+        The card's ``head`` (``targets``, ``n_hypotheses``).
     """
 
     model: object
     scaling: object
     history: dict
     state: dict
+    head: dict
 
 
 def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,7 +154,7 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
 
 
 def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int = 1,
-          n_input: int | None = None) -> TrainResult:
+          n_input: int | None = None, monitor=None) -> TrainResult:
     """Train (or resume training) the paper's network.
 
     Parameters
@@ -144,6 +170,10 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
         0 silent, 1 one line per epoch.
     n_input : int, optional
         Input points (default: the dataset's grid).
+    monitor : training.dataset.Dataset, optional
+        Curves whose Table-2 accuracies are recorded after every epoch (``history["monitor"]``),
+        for accuracy-versus-samples curves. Recorded only: model selection uses the validation
+        part of ``dataset``.
 
     Returns
     -------
@@ -152,6 +182,7 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
     import keras
 
     from training.networks import build_cnn, recalibrate_batch_norm
+    from xrd_strain_plugin.inference import labels as lab
     from xrd_strain_plugin.inference.labels import LabelScaling
 
     run_dir = Path(run_dir)
@@ -160,13 +191,23 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
     if config.max_curves is not None:
         x, labels = x[: config.max_curves], labels[: config.max_curves]
     train_idx, val_idx = split_indices(x.shape[0], config.validation_fraction, config.seed)
-    scaling = LabelScaling.fit(labels[train_idx], dataset.label_names)
+    if config.validation_curves is not None:
+        val_idx = val_idx[:config.validation_curves]
+    n_weights = sum(name.startswith("w") for name in dataset.label_names)
+    n_slices = int(dataset.manifest["preset"].get("n_slices", 200))
+    head = _check_head(config)
+    paper_scaling = LabelScaling.fit(labels[train_idx], dataset.label_names)
+    names = dataset.label_names
+    if config.targets == lab.RELATIVE:
+        labels = lab.relative_from_paper(labels, n_weights=n_weights, n_slices=n_slices)
+        names = lab.relative_names(n_weights)
+    scaling = LabelScaling.fit(labels[train_idx], names)
     if config.init_from and Path(config.init_from).is_dir():
         # warm start from a bundle: keep its label scaling, so its outputs mean the same at once
         from xrd_strain_plugin.inference.bundle import read_card
 
         scaling = read_card(config.init_from).labels
-        if tuple(scaling.names) != tuple(dataset.label_names):
+        if tuple(scaling.names) != tuple(names):
             raise ValueError(f"{config.init_from} predicts other labels than this dataset's")
     y = scaling.scale(labels)
     x = x[..., np.newaxis]
@@ -177,22 +218,31 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
     resume = (run_dir / CHECKPOINT).is_file() and all(
         state.get(k) == v for k, v in identity.items() if k != "config") and _same_config(
         state.get("config"), identity["config"])
+    if config.loss == "profile":
+        from training.losses import ProfileLoss  # registers the class for load_model
+
+        loss = ProfileLoss(scaling.minimum, scaling.maximum, n_weights=n_weights,
+                           n_hypotheses=config.n_hypotheses)
+    else:
+        loss = "mse"
     if resume:
         model = keras.models.load_model(run_dir / CHECKPOINT)
         history = state["history"]
         plateau_state = state["plateau"]
     else:
         keras.utils.set_random_seed(config.seed)
-        model = build_cnn(n_input=n_input or x.shape[1], n_labels=y.shape[1],
+        model = build_cnn(n_input=n_input or x.shape[1],
+                          n_labels=lab.head_outputs(y.shape[1], config.n_hypotheses),
                           filters=config.filters, dense_units=config.dense_units,
-                          input_pool=config.input_pool)
+                          input_pool=config.input_pool, kernel_size=config.kernel_size)
         if config.init_from:
             source = Path(config.init_from)
             source = source / "model.keras" if source.is_dir() else source
             model.set_weights(keras.models.load_model(source, compile=False).get_weights())
         model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=config.learning_rate),
-                      loss="mse")
-        history = {"loss": [], "val_loss": [], "learning_rate": [], "seconds": []}
+                      loss=loss)
+        history = {"loss": [], "val_loss": [], "learning_rate": [], "seconds": [],
+                   "cpu_seconds": [], "samples": []}
         plateau_state = {"best": float("inf"), "wait": 0}
         state = {**identity, "scaling": scaling.to_dict(), "n_train": int(train_idx.size),
                  "n_val": int(val_idx.size), "n_params": int(model.count_params())}
@@ -201,11 +251,15 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
     t_budget = t_start + 60 * config.max_minutes if config.max_minutes else None
     t_anneal = (t_start + 60 * config.max_minutes * config.final_anneal
                 if config.max_minutes and config.final_anneal else None)
+    cpu_done = sum(history.get("cpu_seconds", []))
+    cpu_budget = 60 * config.max_cpu_minutes if config.max_cpu_minutes else None
+    cpu_anneal = (cpu_budget * config.final_anneal if cpu_budget and config.final_anneal
+                  else None)
     x_train, y_train, x_val, y_val = x[train_idx], y[train_idx], x[val_idx], y[val_idx]
     x_calib = x_train[:CALIBRATION_CURVES]
     rng = np.random.default_rng([config.seed, start_epoch])
     for epoch in range(start_epoch, config.epochs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu_seconds()
         order = rng.permutation(x_train.shape[0])[:config.epoch_curves]
         fit = model.fit(x_train[order], y_train[order], batch_size=config.batch_size, epochs=1,
                         shuffle=False, verbose=0)
@@ -213,7 +267,15 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
         val_loss = float(model.evaluate(x_val, y_val, batch_size=1024, verbose=0))
         lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
         seconds = time.perf_counter() - t0
+        cpu = _cpu_seconds() - c0
+        cpu_done += cpu
         history["loss"].append(float(fit.history["loss"][-1]))
+        history.setdefault("cpu_seconds", []).append(round(cpu, 2))
+        seen = history.setdefault("samples", [])
+        seen.append(int((seen[-1] if seen else 0) + order.size))
+        if monitor is not None:
+            history.setdefault("monitor", []).append(_monitor(model, monitor, scaling, head,
+                                                              paper_scaling, n_weights, n_slices))
         history["val_loss"].append(val_loss)
         history["learning_rate"].append(lr)
         history["seconds"].append(round(seconds, 2))
@@ -226,7 +288,8 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
                 model.optimizer.learning_rate.assign(max(lr * config.factor,
                                                          config.min_learning_rate))
                 plateau_state["wait"] = 0
-        if t_anneal is not None and time.perf_counter() > t_anneal and not state.get("annealed"):
+        if ((t_anneal is not None and time.perf_counter() > t_anneal)
+                or (cpu_anneal is not None and cpu_done > cpu_anneal)) and not state.get("annealed"):
             model.optimizer.learning_rate.assign(max(float(keras.ops.convert_to_numpy(
                 model.optimizer.learning_rate)) * config.factor, config.min_learning_rate))
             state["annealed"] = epoch + 1
@@ -237,24 +300,81 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
                      train_seconds=round(sum(history["seconds"]), 1))
         _write_json(state_path, state)
         if verbose:
+            extra = ""
+            if history.get("monitor"):
+                m = history["monitor"][-1]
+                extra = (f"  a(t) {m['a_t']:.2f} a(e) {m['a_emax']:.2f} a(s) {m['a_strain']:.2f}"
+                         f" any-of-K a(s) {m.get('a_strain_any', float('nan')):.2f}")
             print(f"epoch {epoch + 1}/{config.epochs}  loss {history['loss'][-1]:.5f}  "
-                  f"val_loss {val_loss:.5f}  lr {lr:.1e}  {seconds:.0f} s", flush=True)
+                  f"val_loss {val_loss:.5f}  lr {lr:.1e}  {seconds:.0f} s  cpu {cpu:.0f} s  "
+                  f"samples {history['samples'][-1]}{extra}", flush=True)
         if t_budget is not None and time.perf_counter() + seconds > t_budget:
             if verbose:
                 print("stopping: wall-clock budget reached", flush=True)
             break
+        if cpu_budget is not None and cpu_done + cpu > cpu_budget:
+            if verbose:
+                print("stopping: CPU budget reached", flush=True)
+            break
     best = keras.models.load_model(run_dir / BEST, compile=False)
     recalibrate_batch_norm(best, x_calib)  # runs saved before this fix are repaired here
-    return TrainResult(model=best, scaling=scaling, history=history, state=state)
+    return TrainResult(model=best, scaling=scaling, history=history, state=state, head=head)
+
+
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _check_head(config: TrainConfig) -> dict:
+    if config.targets not in ("paper", "relative"):
+        raise ValueError(f"targets must be 'paper' or 'relative', got {config.targets!r}")
+    if config.loss not in ("mse", "profile"):
+        raise ValueError(f"loss must be 'mse' or 'profile', got {config.loss!r}")
+    if config.loss == "profile" and config.targets != "relative":
+        raise ValueError("the profile loss needs targets='relative'")
+    if config.n_hypotheses < 1 or (config.n_hypotheses > 1 and config.loss != "profile"):
+        raise ValueError("n_hypotheses > 1 needs the profile loss")
+    return {"targets": config.targets, "n_hypotheses": int(config.n_hypotheses),
+            "loss": config.loss}
+
+
+def _monitor(model, data, scaling, head, paper_scaling, n_weights, n_slices) -> dict:
+    """Table-2 accuracies of the current (batch-norm recalibrated) weights on ``data``, and for
+    K > 1 the share of curves where one of the K hypotheses meets the a(strain) threshold."""
+    from training.evaluate import evaluate_predictions
+    from xrd_strain_plugin.inference.labels import labels_from_output
+
+    out = np.concatenate([np.asarray(model(data.x[i:i + 1024, :, None], training=False))
+                          for i in range(0, data.n, 1024)])
+    hyp, _ = labels_from_output(out, scaling=scaling, head=head, n_weights=n_weights,
+                                n_slices=n_slices)
+    ev = evaluate_predictions(data.labels, hyp[:, 0], scaling=paper_scaling, n_weights=n_weights,
+                              n_slices=n_slices)
+    row = {"mse_paper_labels": ev.mse, **ev.accuracies}
+    if hyp.shape[1] > 1:
+        any_ok = np.zeros(data.n, bool)
+        for k in range(hyp.shape[1]):
+            e = evaluate_predictions(data.labels, hyp[:, k], scaling=paper_scaling,
+                                     n_weights=n_weights, n_slices=n_slices)
+            any_ok |= e.relative_errors["strain_profile"] < 0.1
+        row["a_strain_any"] = float(any_ok.mean())
+    return row
+
+
+_DEFAULTS = asdict(TrainConfig())
 
 
 def _same_config(old, new) -> bool:
-    # epochs and the time budget may grow on resumption; everything else must match.
+    # epochs and the time budgets may grow on resumption; everything else must match.
     if old is None:
         return False
-    keys = set(new) - {"epochs", "max_minutes", "snapshot_epochs", "final_anneal"}
-    keys = {k for k in keys if k in old or new[k] is not None}  # options newer than the run
-    return all(old.get(k) == new[k] for k in keys)
+    keys = set(new) - {"epochs", "max_minutes", "max_cpu_minutes", "snapshot_epochs",
+                       "final_anneal"}
+    # options newer than the run: absent from its state and at their default
+    keys = {k for k in keys if k in old or new[k] != _DEFAULTS.get(k)}
+    return all(old.get(k) == (list(new[k]) if isinstance(new[k], tuple) else new[k])
+               for k in keys)
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -77,9 +77,30 @@ def _register_train(subparsers) -> None:
                    help="seed of the train/validation split and the initial weights")
     p.add_argument("--snapshot-epochs", type=int, nargs="*", default=(),
                    help="keep the best-so-far weights after these epochs (set-size studies)")
-    p.add_argument("--filters", type=int, nargs=4, default=(16, 32, 64, 128),
-                   metavar=("F1", "F2", "F3", "F4"),
-                   help="filters of the four conv blocks (default: the paper's 16 32 64 128)")
+    p.add_argument("--filters", type=int, nargs="+", default=(16, 32, 64, 128), metavar="F",
+                   help="filters of each conv block (default: the paper's 16 32 64 128)")
+    p.add_argument("--kernel-size", type=int, default=15,
+                   help="conv kernel length (default: the paper's %(default)s)")
+    p.add_argument("--targets", choices=("paper", "relative"), default="paper",
+                   help="paper: the 14 min-max scaled labels; relative: weights / e_max, ln e_max, "
+                        "ln DW_min, ln t, ln H, DR (default: %(default)s)")
+    p.add_argument("--loss", choices=("mse", "profile"), default="mse",
+                   help="mse (the paper) or profile: sigma_e/e_max of the decoded profile plus "
+                        "squared relative errors of the scalars (needs --targets relative)")
+    p.add_argument("--hypotheses", type=int, default=1, metavar="K",
+                   help="alternative answers per curve (multi-hypothesis head, --loss profile)")
+    p.add_argument("--validation-curves", type=int, default=None, metavar="N",
+                   help="validate on at most N of the held-out validation curves per epoch")
+    p.add_argument("--max-cpu-minutes", type=float, default=None,
+                   help="budget in CPU minutes of the process (all threads): equal budgets on a "
+                        "machine whose load varies")
+    p.add_argument("--monitor", default=None, metavar="DIR",
+                   help="test-set directory whose first --monitor-curves curves are scored after "
+                        "every epoch (accuracy versus samples seen; never used for selection)")
+    p.add_argument("--monitor-curves", type=int, default=1000, metavar="N")
+    p.add_argument("--final-anneal", type=float, default=0.75, metavar="F",
+                   help="learning rate x 0.1 once this share of the (wall or CPU) budget is spent; "
+                        "0: never (default: %(default)s)")
     p.add_argument("--dense-units", type=int, nargs="+", default=(1000, 100), metavar="N",
                    help="hidden dense widths (default: the paper's 1000 100)")
     p.add_argument("--input-pool", type=int, default=1, metavar="K",
@@ -170,8 +191,16 @@ def run_train(args) -> int:
                          max_minutes=args.max_minutes, seed=args.seed,
                          snapshot_epochs=tuple(args.snapshot_epochs), filters=tuple(args.filters),
                          dense_units=tuple(args.dense_units), input_pool=args.input_pool,
-                         init_from=args.init_from, epoch_curves=args.epoch_curves)
-    result = train(dataset, args.run, config)
+                         init_from=args.init_from, epoch_curves=args.epoch_curves,
+                         kernel_size=args.kernel_size, targets=args.targets, loss=args.loss,
+                         n_hypotheses=args.hypotheses, validation_curves=args.validation_curves,
+                         max_cpu_minutes=args.max_cpu_minutes,
+                         final_anneal=args.final_anneal or None)
+    monitor = None
+    if args.monitor:
+        with option_errors("--monitor"):
+            monitor = load_dataset(args.monitor, max_curves=args.monitor_curves)
+    result = train(dataset, args.run, config, monitor=monitor)
     manifest = dataset.manifest
     model_id = args.model_id or "{}-{}-{}".format(
         str(manifest["material"]).lower(), "".join(map(str, manifest["hkl"])),
@@ -180,7 +209,7 @@ def run_train(args) -> int:
     bundle_path = Path(args.bundle)
     export_bundle(bundle_path, model=result.model, scaling=result.scaling,
                   train_manifest=manifest, train_state=result.state, model_id=model_id,
-                  version=args.version)
+                  version=args.version, head=result.head)
     test_dir = Path(args.test) if args.test else data / "test"
     if (test_dir / "manifest.json").is_file():
         test = load_dataset(test_dir)
@@ -194,7 +223,8 @@ def run_train(args) -> int:
         metrics = table_row(ev, mse_train=ev_train.mse)
         export_bundle(bundle_path, model=result.model, scaling=result.scaling,
                       train_manifest=manifest, train_state=result.state, model_id=model_id,
-                      version=args.version, metrics=metrics, test_manifest=test_manifest)
+                      version=args.version, metrics=metrics, test_manifest=test_manifest,
+                      head=result.head)
         print(json.dumps(metrics, indent=1))
     print(f"bundle written to {bundle_path}")
     return 0

@@ -89,6 +89,14 @@ class ModelCard:
     runtime : dict
         ``{"numpy": {"file", "sha256", "max_abs_diff_vs_keras"}}`` when the bundle carries the
         numpy network (:mod:`xrd_strain_plugin.inference.runtime`); empty otherwise.
+    head : dict
+        What the network's outputs mean (issue 14): ``targets`` ("paper": the 14 labels of
+        ``labels`` min-max scaled; "relative": weights / e_max, ln e_max, ln DW_min, ln t, ln H,
+        DR) and ``n_hypotheses`` K (the output is then K blocks of targets plus K logits,
+        :func:`xrd_strain_plugin.inference.labels.labels_from_output`). Empty: the paper's head.
+    files : dict
+        Other files of the bundle directory (e.g. a proposal library) and their sha256, as found
+        by :func:`save_bundle`; they travel with the bundle and are not otherwise checked.
     created_utc : str
         ISO time of creation.
     format : int
@@ -112,6 +120,8 @@ class ModelCard:
     metrics: dict = field(default_factory=dict)
     weights_sha256: str = ""
     runtime: dict = field(default_factory=dict)
+    head: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)
     created_utc: str = ""
     format: int = CARD_FORMAT
 
@@ -119,6 +129,18 @@ class ModelCard:
     def n_weights(self) -> int:
         """Number of strain weights among the labels."""
         return sum(name.startswith("w") for name in self.labels.names)
+
+    @property
+    def n_hypotheses(self) -> int:
+        """Alternative answers the network gives per curve (1: one answer)."""
+        return int((self.head or {}).get("n_hypotheses", 1))
+
+    @property
+    def n_outputs(self) -> int:
+        """Width of the network's output layer."""
+        from xrd_strain_plugin.inference.labels import head_outputs
+
+        return head_outputs(len(self.labels.names), self.n_hypotheses)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -216,10 +238,20 @@ def save_bundle(path, model, card: ModelCard) -> ModelCard:
     model.save(model_path)
     card = replace(card, weights_sha256=sha256_of(model_path),
                    runtime=_export_numpy_runtime(model, path, card.grid.n_points))
+    card = replace(card, files=_extra_files(path, card))
     tmp = path / (CARD_FILE + ".tmp")
     tmp.write_text(json.dumps(card.to_dict(), indent=2, sort_keys=True) + "\n")
     tmp.replace(path / CARD_FILE)
     return card
+
+
+def _extra_files(path: Path, card: ModelCard) -> dict:
+    """sha256 of the bundle directory's files other than the weights, the numpy network and
+    the card (a proposal library, notes): kept and listed, never refused."""
+    own = {MODEL_FILE, CARD_FILE, CARD_FILE + ".tmp"}
+    own.update(str(e.get("file")) for e in (card.runtime or {}).values() if isinstance(e, dict))
+    return {p.name: sha256_of(p) for p in sorted(path.iterdir())
+            if p.is_file() and p.name not in own}
 
 
 def read_card(path) -> ModelCard:
@@ -348,6 +380,7 @@ def _check_model_against_card(model, card: ModelCard) -> None:
     if n_in != card.grid.n_points:
         raise BundleError(f"network input has {n_in} points but the card's grid has "
                           f"{card.grid.n_points}")
-    if n_out != len(card.labels.names):
+    if n_out != card.n_outputs:
         raise BundleError(f"network has {n_out} outputs but the card names "
-                          f"{len(card.labels.names)} labels")
+                          f"{len(card.labels.names)} labels x {card.n_hypotheses} hypotheses "
+                          f"({card.n_outputs} outputs)")

@@ -29,7 +29,8 @@ class Predictor:
         self._call = _compiled_call(bundle.model)
 
     def predict_scaled(self, x) -> np.ndarray:
-        """Network output in [0, 1] label units.
+        """Raw network output: the scaled targets ([0, 1] over the training set), and for a
+        multi-hypothesis head K blocks of them followed by K logits.
 
         Parameters
         ----------
@@ -38,7 +39,7 @@ class Predictor:
 
         Returns
         -------
-        numpy.ndarray, shape (n_batch, n_labels), float32
+        numpy.ndarray, shape (n_batch, card.n_outputs), float32
         """
         x = np.asarray(x, dtype=np.float32)
         if x.ndim == 1:
@@ -51,8 +52,25 @@ class Predictor:
         return np.concatenate(outputs).astype(np.float32)
 
     def predict_labels(self, x) -> np.ndarray:
-        """Physical labels (weights in percent, dw_min, t in nm, H in deg, DR), (n_batch, n_labels)."""
-        return self.bundle.card.labels.unscale(self.predict_scaled(x))
+        """The paper's physical labels (weights in percent, dw_min, t in nm, H in deg, DR),
+        (n_batch, n_weights + 4): the network's answer (its most probable hypothesis)."""
+        return self.predict_proposals(x)[0][:, 0]
+
+    def predict_proposals(self, x) -> tuple[np.ndarray, np.ndarray]:
+        """Every hypothesis of the head, most probable first.
+
+        Returns
+        -------
+        labels : numpy.ndarray, shape (n_batch, K, n_weights + 4)
+            The paper's physical labels of each hypothesis (K = 1 for a one-answer head).
+        probability : numpy.ndarray, shape (n_batch, K)
+            The head's own probability of each (softmax of its logits; 1 for K = 1).
+        """
+        from xrd_strain_plugin.inference.labels import labels_from_output
+
+        card = self.bundle.card
+        return labels_from_output(self.predict_scaled(x), scaling=card.labels, head=card.head,
+                                  n_weights=card.n_weights, n_slices=card.n_slices)
 
 
 def _compiled_call(model):
