@@ -16,13 +16,15 @@ maximum of the resolution function in 2-theta.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from .bragg import fringe_period_two_theta_deg, layer_peak_two_theta_deg
 from .dynamical import DEFAULT_MAX_COUPLING, _namespace, reflectivity
 
-__all__ = ["simulate_scan", "apply_counts", "background_profile", "resolution_kernel", "fine_grid_step_deg"]
+__all__ = ["simulate_scan", "apply_counts", "background_profile", "convolve_resolution", "resolution_kernel",
+           "fine_grid_step_deg"]
 
 _KERNEL_HALF_WIDTH = {"gaussian": 4.0, "pseudo-voigt": 12.0}  # in FWHM units
 _STEP_PER_FWHM = 8  # grid points per resolution FWHM
@@ -157,6 +159,91 @@ def simulate_scan(
         Convolved reflectivity at the scan angles.
     """
     xp = _namespace(two_theta_deg, strain)
+    tt, strain, fwhm, t_nm, eta = _scan_inputs(xp, two_theta_deg, strain, resolution_fwhm_deg, thickness_nm, eta,
+                                               shape=shape, fine_step_deg=fine_step_deg, pad_deg=pad_deg)
+    n_batch = tt.shape[0]
+    device = None if xp is np else getattr(tt, "device", None)
+    dev = lambda a: a if xp is np else xp.asarray(a, device=device)  # host -> the inputs' device
+    rows = _to_host(tt)
+    if check_layer_in_scan:
+        _check_layer_peaks_in_scan(_to_host(strain), reflection, rows.min(axis=1), rows.max(axis=1))
+    grid = _fine_grid(rows, fwhm, t_nm, reflection, shape=shape, fine_step_deg=fine_step_deg, pad_deg=pad_deg)
+    window = _substrate_window(grid, reflection)
+
+    theta_all = np.concatenate([grid.two_theta_deg, window.two_theta_deg], axis=1) if window.used else grid.two_theta_deg
+    refl = reflectivity(dev(np.radians(theta_all / 2)), strain, debye_waller, dev(np.asarray(t_nm)), reflection,
+                        asymmetry=asymmetry, polarization=polarization, bragg=bragg, max_coupling=max_coupling,
+                        engine=engine, threads=threads)
+    r_grid = refl[:, :grid.n_fine]
+    if window.used:  # cells of the substrate window replaced by their sub-grid average
+        avg = xp.mean(xp.reshape(refl[:, grid.n_fine:], (n_batch, window.n_cells, window.n_sub)), axis=2)
+        rel = np.arange(grid.n_fine)[None, :] - window.first_cell[:, None]
+        inside = dev((rel >= 0) & (rel < window.n_cells))
+        gathered = xp.take_along_axis(avg, dev(np.clip(rel, 0, window.n_cells - 1)), axis=1)
+        r_grid = xp.where(inside, gathered, r_grid)
+
+    # kernel half width in grid steps: the padding of the widest curve; Lorentzian tails reach across
+    # the whole grid (a cut at 12 FWHM drops ~3 % of their weight and shows on a log scale)
+    n_k = int(grid.n_pad.max()) if shape == "gaussian" else max(int(grid.n_pad.max()), grid.n_fine)
+    conv = convolve_resolution(r_grid, step_deg=grid.step_deg, resolution_fwhm_deg=fwhm, half_width_steps=n_k,
+                               shape=shape, eta=eta)
+
+    # sample at the scan angles: exact grid points for uniform scans, linear interpolation otherwise
+    pos = (tt - dev(grid.lo_deg[:, None])) / dev(grid.step_deg[:, None])
+    i_lo = xp.clip(xp.astype(xp.floor(pos + 1e-6), xp.int64), 0, grid.n_fine - 2)
+    frac = xp.where(dev(grid.uniform[:, None]), 0.0 * pos, pos - xp.astype(i_lo, xp.float64))
+    left = xp.take_along_axis(conv, i_lo, axis=1)
+    right = xp.take_along_axis(conv, i_lo + 1, axis=1)
+    out = left + frac * (right - left)
+    return xp.maximum(out, 0.0)
+
+
+def convolve_resolution(reflectivity_grid, *, step_deg, resolution_fwhm_deg, half_width_steps: int,
+                        shape: str = "gaussian", eta=0.5):
+    """The instrument's resolution convolution on a uniform grid (FFT), renormalised at the edges.
+
+    Each curve is convolved with its own :func:`resolution_kernel`, normalised to unit sum over
+    ``2 half_width_steps + 1`` grid steps; near the ends of the grid the result is divided by the
+    kernel weight that fell inside, so a constant stays that constant (no darkening at the edges).
+
+    Parameters
+    ----------
+    reflectivity_grid : array, shape (n_batch, n_grid)
+        Values on a uniform grid per curve (any array namespace; the result stays in it).
+    step_deg : array_like, shape (n_batch,)
+        Grid step of each curve, degrees of 2-theta.
+    resolution_fwhm_deg : array_like, shape (n_batch,)
+        FWHM of each curve's resolution, degrees of 2-theta.
+    half_width_steps : int
+        Kernel half width in grid steps.
+    shape, eta : see :func:`resolution_kernel` (``eta`` per curve, shape (n_batch,)).
+
+    Returns
+    -------
+    array, shape (n_batch, n_grid)
+    """
+    xp = _namespace(reflectivity_grid)
+    device = None if xp is np else getattr(reflectivity_grid, "device", None)
+    dev = lambda a: a if xp is np else xp.asarray(a, device=device)
+    n_batch, n_grid = reflectivity_grid.shape
+    step = np.broadcast_to(np.asarray(step_deg, dtype=float).reshape(-1), (n_batch,))
+    fwhm = np.broadcast_to(np.asarray(resolution_fwhm_deg, dtype=float).reshape(-1), (n_batch,))
+    eta = np.broadcast_to(np.asarray(eta, dtype=float).reshape(-1), (n_batch,))
+    n_k = int(half_width_steps)
+    k_off = np.arange(-n_k, n_k + 1)[None, :] * step[:, None]
+    kernel = resolution_kernel(k_off, fwhm[:, None], shape=shape, eta=eta[:, None])
+    kernel = dev(kernel / kernel.sum(axis=1, keepdims=True))
+    n_fft = 1 << int(math.ceil(math.log2(n_grid + 2 * n_k + 1)))
+    fk = xp.fft.rfft(kernel, n=n_fft, axis=1)
+    conv = xp.fft.irfft(xp.fft.rfft(reflectivity_grid, n=n_fft, axis=1) * fk, n=n_fft, axis=1)[:, n_k:n_k + n_grid]
+    ones = xp.fft.irfft(xp.fft.rfft(xp.ones_like(reflectivity_grid), n=n_fft, axis=1) * fk, n=n_fft,
+                        axis=1)[:, n_k:n_k + n_grid]
+    return conv / ones
+
+
+def _scan_inputs(xp, two_theta_deg, strain, resolution_fwhm_deg, thickness_nm, eta, *, shape, fine_step_deg,
+                 pad_deg):
+    """Checked, batch-first inputs of :func:`simulate_scan`: (tt, strain, fwhm, t_nm, eta)."""
     tt = xp.asarray(two_theta_deg, dtype=xp.float64)
     tt = tt[None, :] if tt.ndim == 1 else tt
     strain = xp.asarray(strain, dtype=xp.float64)
@@ -179,26 +266,40 @@ def simulate_scan(
         raise ValueError(f"fine_step_deg must be positive and finite, got {fine_step_deg!r}")
     if pad_deg is not None and not (math.isfinite(pad_deg) and pad_deg >= 0):
         raise ValueError(f"pad_deg must be non-negative and finite, got {pad_deg!r}")
+    return tt, strain, fwhm, t_nm, eta
 
-    device = None if xp is np else getattr(tt, "device", None)
-    dev = lambda a: a if xp is np else xp.asarray(a, device=device)  # host -> the inputs' device
-    rows = _to_host(tt)
+
+def _check_layer_peaks_in_scan(strain, reflection, lo_scan, hi_scan) -> None:
+    """Refuse a most- or least-strained lamella whose peak (:mod:`.bragg`) falls outside its scan."""
+    strain = np.broadcast_to(strain, (lo_scan.size, strain.shape[-1]))
+    for e_lim in (strain.max(axis=1), strain.min(axis=1)):
+        peak = layer_peak_two_theta_deg(e_lim, reflection.theta_bragg)  # NaN: no Bragg angle
+        bad = ~np.isfinite(peak) | (peak < lo_scan) | (peak > hi_scan)
+        if np.any(bad):
+            i = int(np.argmax(bad))
+            raise ValueError(
+                f"strain {100 * e_lim[i]:.3g} % puts the layer peak at 2theta = {peak[i]:.3f} deg, outside "
+                f"the scan [{lo_scan[i]:.3f}, {hi_scan[i]:.3f}] deg"
+            )
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class _FineGrid:
+    """Per-curve uniform grid of a batch, a common number of points ``n_fine``."""
+
+    lo_deg: np.ndarray  # (n_batch,) first grid angle
+    step_deg: np.ndarray  # (n_batch,)
+    n_pad: np.ndarray  # (n_batch,) grid points before the scan
+    n_fine: int
+    uniform: np.ndarray  # (n_batch,) the scan angles are grid points
+    two_theta_deg: np.ndarray  # (n_batch, n_fine)
+
+
+def _fine_grid(rows, fwhm, t_nm, reflection, *, shape, fine_step_deg, pad_deg) -> _FineGrid:
+    """For a uniform scan the step divides the scan step and the grid passes through every scan angle
+    (no interpolation error at the end); the padding holds the resolution's reach beyond the scan."""
+    n_batch = rows.shape[0]
     lo_scan, hi_scan = rows.min(axis=1), rows.max(axis=1)
-    if check_layer_in_scan:
-        s_np = _to_host(strain)
-        s_np = np.broadcast_to(s_np, (n_batch, s_np.shape[-1]))
-        for e_lim in (s_np.max(axis=1), s_np.min(axis=1)):
-            peak = layer_peak_two_theta_deg(e_lim, reflection.theta_bragg)  # NaN: no Bragg angle
-            bad = ~np.isfinite(peak) | (peak < lo_scan) | (peak > hi_scan)
-            if np.any(bad):
-                i = int(np.argmax(bad))
-                raise ValueError(
-                    f"strain {100 * e_lim[i]:.3g} % puts the layer peak at 2theta = {peak[i]:.3f} deg, outside "
-                    f"the scan [{lo_scan[i]:.3f}, {hi_scan[i]:.3f}] deg"
-                )
-
-    # per-curve uniform grid with a common number of points; for a uniform scan the step divides the
-    # scan step and the grid passes through every scan angle (no interpolation error at the end)
     half = _KERNEL_HALF_WIDTH[shape] * fwhm if pad_deg is None else np.full(n_batch, float(pad_deg))
     scan_step = np.min(np.diff(rows, axis=1), axis=1)
     uniform = np.all(np.abs(np.diff(rows, axis=1) - scan_step[:, None]) <= 1e-6 * scan_step[:, None], axis=1)
@@ -211,54 +312,36 @@ def simulate_scan(
     n_pad = np.ceil(half / step).astype(int)
     lo = lo_scan - n_pad * step
     n_fine = int(np.max(np.round((hi_scan - lo) / step).astype(int) + n_pad)) + 1
-    grid = lo[:, None] + step[:, None] * np.arange(n_fine)[None, :]
+    return _FineGrid(lo_deg=lo, step_deg=step, n_pad=n_pad, n_fine=n_fine, uniform=uniform,
+                     two_theta_deg=lo[:, None] + step[:, None] * np.arange(n_fine)[None, :])
 
-    # substrate window: cells replaced by their average over a sub-grid resolving the Darwin curve
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class _SubstrateWindow:
+    """Grid cells around the substrate peak, each sampled ``n_sub`` times to resolve the Darwin curve."""
+
+    first_cell: np.ndarray  # (n_batch,) index of the window's first grid cell
+    n_cells: int
+    n_sub: int
+    two_theta_deg: np.ndarray  # (n_batch, n_cells * n_sub)
+
+    @property
+    def used(self) -> bool:
+        return self.n_sub > 1
+
+
+def _substrate_window(grid: _FineGrid, reflection) -> _SubstrateWindow:
+    """The substrate's Darwin curve is narrower than the grid step: its cells are averaged over a sub-grid."""
+    step, lo, n_fine = grid.step_deg, grid.lo_deg, grid.n_fine
     darwin_deg = 2 * math.degrees(reflection.darwin_width_symmetric())
     centre = reflection.two_theta_bragg_deg + 2 * math.degrees(reflection.refraction_shift_symmetric())
     n_sub = max(1, math.ceil(float(np.max(step)) * _SUB_PER_DARWIN / darwin_deg))
-    n_win = int(math.ceil(2 * _WINDOW_DARWIN * darwin_deg / float(np.min(step)))) + 1
-    n_win = min(n_win, n_fine)
+    n_win = min(int(math.ceil(2 * _WINDOW_DARWIN * darwin_deg / float(np.min(step)))) + 1, n_fine)
     i0 = np.clip(np.round((centre - _WINDOW_DARWIN * darwin_deg - lo) / step).astype(int), 0, n_fine - n_win)
     offsets = (np.arange(n_sub) + 0.5) / n_sub - 0.5
     cells = i0[:, None] + np.arange(n_win)[None, :]
-    sub = (lo[:, None, None] + step[:, None, None] * (cells[:, :, None] + offsets[None, None, :])).reshape(n_batch, -1)
-    use_window = n_sub > 1
-
-    theta_all = np.concatenate([grid, sub], axis=1) if use_window else grid
-    theta_all = dev(np.radians(theta_all / 2))
-    refl = reflectivity(theta_all, strain, debye_waller, dev(np.asarray(t_nm)), reflection,
-                        asymmetry=asymmetry, polarization=polarization, bragg=bragg, max_coupling=max_coupling,
-                        engine=engine, threads=threads)
-    r_grid = refl[:, :n_fine]
-    if use_window:
-        avg = xp.mean(xp.reshape(refl[:, n_fine:], (n_batch, n_win, n_sub)), axis=2)
-        rel = np.arange(n_fine)[None, :] - i0[:, None]
-        inside = dev((rel >= 0) & (rel < n_win))
-        gathered = xp.take_along_axis(avg, dev(np.clip(rel, 0, n_win - 1)), axis=1)
-        r_grid = xp.where(inside, gathered, r_grid)
-
-    # convolution on the uniform grid (FFT), renormalised at the edges
-    # kernel half width in grid steps: the padding of the widest curve; Lorentzian tails reach across
-    # the whole grid (a cut at 12 FWHM drops ~3 % of their weight and shows on a log scale)
-    n_k = int(n_pad.max()) if shape == "gaussian" else max(int(n_pad.max()), n_fine)
-    k_off = np.arange(-n_k, n_k + 1)[None, :] * step[:, None]
-    kernel = resolution_kernel(k_off, fwhm[:, None], shape=shape, eta=eta[:, None])
-    kernel = dev(kernel / kernel.sum(axis=1, keepdims=True))
-    n_fft = 1 << int(math.ceil(math.log2(n_fine + 2 * n_k + 1)))
-    fk = xp.fft.rfft(kernel, n=n_fft, axis=1)
-    conv = xp.fft.irfft(xp.fft.rfft(r_grid, n=n_fft, axis=1) * fk, n=n_fft, axis=1)[:, n_k:n_k + n_fine]
-    ones = xp.fft.irfft(xp.fft.rfft(xp.ones_like(r_grid), n=n_fft, axis=1) * fk, n=n_fft, axis=1)[:, n_k:n_k + n_fine]
-    conv = conv / ones
-
-    # sample at the scan angles: exact grid points for uniform scans, linear interpolation otherwise
-    pos = (tt - dev(lo[:, None])) / dev(step[:, None])
-    i_lo = xp.clip(xp.astype(xp.floor(pos + 1e-6), xp.int64), 0, n_fine - 2)
-    frac = xp.where(dev(uniform[:, None]), 0.0 * pos, pos - xp.astype(i_lo, xp.float64))
-    left = xp.take_along_axis(conv, i_lo, axis=1)
-    right = xp.take_along_axis(conv, i_lo + 1, axis=1)
-    out = left + frac * (right - left)
-    return xp.maximum(out, 0.0)
+    sub = (lo[:, None, None] + step[:, None, None] * (cells[:, :, None] + offsets[None, None, :])).reshape(lo.size, -1)
+    return _SubstrateWindow(first_cell=i0, n_cells=n_win, n_sub=n_sub, two_theta_deg=sub)
 
 
 def background_profile(two_theta_deg, *, level, slope=0.0, curvature=0.0, centre_deg=None):
