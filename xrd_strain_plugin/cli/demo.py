@@ -157,52 +157,88 @@ def run_demo(*, out="out", data_dir=None, bundle=None, seed: int = 1, via_zmq: b
         raise ValueError(f"n_samples must be 1 to {len(SAMPLES)}, got {n_samples}")
     chosen = SAMPLES[:n_samples]
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    t_start = time.perf_counter()
+    step = _Steps(time.perf_counter())
     out = pathlib.Path(out)
     data_dir = pathlib.Path(data_dir) if data_dir else out / "tiled"
     for d in (data_dir, out / "spool"):
         shutil.rmtree(d, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
 
+    stack = _Stack.start(out=out, data_dir=data_dir, bundle=bundle, refine=refine, step=step)
+    try:
+        samples = [s.simulated() for s in chosen]
+        uids = _scan_samples(stack, chosen, samples, seed=seed, via_zmq=via_zmq, step=step)
+        results = _read_back(stack, uids, refine=refine, step=step)
+        _report(out, stack, chosen, samples, results, uids)
+    finally:
+        stack.close()
+    step.done("done")
+    ok = len(results) == len(chosen) and all(r["metadata"]["status"] == "ok" for r in results)
+    return 0 if ok else 1
+
+
+@dataclasses.dataclass(kw_only=True, eq=False)
+class _Stack:
+    """What the demo runs on: an embedded Tiled server and its client, the live callback, the raw writer."""
+
+    server: object
+    client: object
+    live: object
+    raw: object
+    stop_listener: object = None
+
+    @classmethod
+    def start(cls, *, out, data_dir, bundle, refine, step) -> _Stack:
+        from tiled.client import from_uri
+        from tiled.server import SimpleTiledServer
+
+        from xrd_strain_plugin.bluesky import LiveInversion
+        from xrd_strain_plugin.bluesky.raw import raw_run_writer
+
+        server = SimpleTiledServer(data_dir)
+        url = server.uri.split("?")[0]
+        client = from_uri(url, api_key=server.api_key)
+        step.done(f"Tiled server at {url} (data in {data_dir})")
+        # the demo shows the local refinement stages only: the global stage (up to 12 CPU s per poor fit)
+        # belongs to the background flow, and would double the demo's time
+        live = LiveInversion.from_uri(url, api_key=server.api_key, spool_directory=out / "spool", bundle=bundle,
+                                      refine=refine, refine_global_budget_s=0.0)
+        card = live.inverter.bundle.card
+        step.done(f"model {card.model_id} {card.version} loaded and warmed up")
+        return cls(server=server, client=client, live=live, raw=raw_run_writer(client))
+
+    @property
+    def card(self):
+        return self.live.inverter.bundle.card
+
+    def close(self) -> None:
+        if self.stop_listener is not None:
+            self.stop_listener()
+        self.live.close()
+        self.live.publisher.spool.close()
+        self.raw.close()
+        self.server.close()
+
+
+def _scan_samples(stack: _Stack, chosen, samples, *, seed: int, via_zmq: bool, step) -> list[str]:
+    """Scan each sample on the simulated diffractometer; the live callback inverts each run as it stops."""
     from bluesky import RunEngine
     from bluesky.plans import scan
-    from tiled.client import from_uri
-    from tiled.server import SimpleTiledServer
 
-    from xrd_strain_plugin.bluesky import LiveInversion
-    from xrd_strain_plugin.bluesky.raw import raw_run_writer
     from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer
     from xrd_strain_plugin.physics.materials import reflection
-    from xrd_strain_plugin.tiled import ResultRow, find_results, format_table, read_result
 
-    step = _Steps(t_start)
-    server = SimpleTiledServer(data_dir)
-    url = server.uri.split("?")[0]
-    client = from_uri(url, api_key=server.api_key)
-    step.done(f"Tiled server at {url} (data in {data_dir})")
-
-    # the demo shows the local refinement stages only: the global stage (up to 12 CPU s per poor fit)
-    # belongs to the background flow, and would double the demo's time
-    live = LiveInversion.from_uri(url, api_key=server.api_key, spool_directory=out / "spool", bundle=bundle,
-                                  refine=refine, refine_global_budget_s=0.0)
-    card = live.inverter.bundle.card
-    step.done(f"model {card.model_id} {card.version} loaded and warmed up")
-    raw = raw_run_writer(client)
-
+    card = stack.card
     refl = reflection(card.material, tuple(card.hkl), card.wavelength_angstrom)
-    rng = np.random.default_rng(seed)
-    samples = [s.simulated() for s in chosen]
-    diff = SimulatedDiffractometer(reflection=refl, sample=samples[0], rng=rng, window_deg=(-5.0, 1.0))
-
+    diff = SimulatedDiffractometer(reflection=refl, sample=samples[0], rng=np.random.default_rng(seed),
+                                   window_deg=(-5.0, 1.0))
     RE = RunEngine({})
-    RE.subscribe(raw)
-    stop_listener = None
+    RE.subscribe(stack.raw)
     if via_zmq:
-        stop_listener, publisher = _zmq_path(live)
+        stack.stop_listener, publisher = _zmq_path(stack.live)
         RE.subscribe(publisher)
     else:
-        RE.subscribe(live)
-
+        RE.subscribe(stack.live)
     uids = []
     for demo_sample, sample in zip(chosen, samples):
         diff.load(sample)
@@ -213,13 +249,19 @@ def run_demo(*, out="out", data_dir=None, bundle=None, seed: int = 1, via_zmq: b
                     wavelength_angstrom=card.wavelength_angstrom, purpose="xrd-strain live demo")
         uids.append(uid)
         step.done(f"scanned {demo_sample.name}: {n} points, omega {lo / 2:.3f}..{hi / 2:.3f} deg")
-
     if via_zmq:
-        _wait_for_results(client, uids, timeout=120)
-    live.wait(120)
-    raw.wait()
+        _wait_for_results(stack.client, uids, timeout=120)
+    stack.live.wait(120)
+    stack.raw.wait()
     step.done("all curves inverted and written")
+    return uids
 
+
+def _read_back(stack: _Stack, uids, *, refine: bool, step) -> list[dict]:
+    """Print the results table from a Tiled query; read each result (and its refinement) back."""
+    from xrd_strain_plugin.tiled import ResultRow, find_results, format_table, read_result
+
+    client = stack.client
     hits = find_results(client, raw_uid=None, status=None)
     hits = {p: n for p, n in hits.items() if p[0] in uids}
     rows = sorted((ResultRow.from_node(p, n) for p, n in hits.items()), key=lambda r: uids.index(r.path.split("/")[0]))
@@ -232,8 +274,15 @@ def run_demo(*, out="out", data_dir=None, bundle=None, seed: int = 1, via_zmq: b
             res["refinement"] = refined.get(res["metadata"]["raw_uid"])
         step.done(f"{sum(1 for r in refined.values() if r and r['arrays'])} of {len(results)} results refined "
                   f"in the background and written beside the network's answers")
+    return results
 
-    latencies = [o.latency_s for o in live.outcomes if o.latency_s is not None]
+
+def _report(out, stack: _Stack, chosen, samples, results, uids) -> None:
+    """True versus retrieved figures on stdout, demo_live.json and demo_live.png."""
+    from xrd_strain_plugin.physics.materials import reflection
+
+    card = stack.card
+    latencies = [o.latency_s for o in stack.live.outcomes if o.latency_s is not None]
     summary = _summary(chosen, samples, results, uids, latencies, card)
     (out / "demo_live.json").write_text(json.dumps(summary, indent=1))
     print("\nTrue vs retrieved:")
@@ -250,20 +299,10 @@ def run_demo(*, out="out", data_dir=None, bundle=None, seed: int = 1, via_zmq: b
                   f"   DW_min {t['dw_min']:.2f} -> {f['dw_min']:.2f}   sigma_I {f['sigma_i']:.3f}  (refined, "
                   f"path {f['path']}, noise floor {f['noise_floor_sigma_i']:.3f})")
     png = out / "demo_live.png"
-    _plot(png, chosen, samples, results, refl, card)
-    print(f"\nraw runs in Tiled: {[u[:8] for u in uids if u in client['raw']]}; "
+    _plot(png, chosen, samples, results, reflection(card.material, tuple(card.hkl), card.wavelength_angstrom), card)
+    print(f"\nraw runs in Tiled: {[u[:8] for u in uids if u in stack.client['raw']]}; "
           f"stop -> readable latency: {', '.join(f'{x * 1e3:.0f} ms' for x in latencies)}")
     print(f"wrote {png} and {out / 'demo_live.json'}")
-
-    if stop_listener is not None:
-        stop_listener()
-    live.close()
-    live.publisher.spool.close()
-    raw.close()
-    server.close()
-    step.done("done")
-    ok = len(results) == len(chosen) and all(r["metadata"]["status"] == "ok" for r in results)
-    return 0 if ok else 1
 
 
 class _Steps:
