@@ -10,7 +10,7 @@ import pytest
 from xrd_strain_plugin import io
 from xrd_strain_plugin.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CIF = ROOT / ".." / "shared" / "data" / "ZrO2.cif"
 TWO_THETA_BRAGG_YSZ_400 = 73.578  # Bragg's law, a = 5.145 A, lambda = 1.5406 A
 SCAN = ["--two-theta-deg", "72.6", "73.9", "0.002"]

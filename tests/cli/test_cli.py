@@ -11,7 +11,7 @@ import pytest
 
 from xrd_strain_plugin import cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def subcommand_parsers():
