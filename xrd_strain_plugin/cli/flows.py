@@ -39,6 +39,16 @@ def register(subparsers) -> None:
                            help="one of the subcommands above; 'xrd-strain flows SUBCOMMAND --help'")
     p.set_defaults(func=lambda args: p.print_help() or 2)
 
+    _register_serve(sub)
+    _register_regenerate(sub)
+    _register_retrain(sub)
+    _register_refine(sub)
+    _register_trigger(sub)
+    _register_models(sub)
+    _register_promote(sub)
+
+
+def _register_serve(sub) -> None:
     s = sub.add_parser("serve", help="serve the three scheduled deployments (Ctrl-C stops)",
                        description="Serve nightly regeneration, weekly retraining and periodic "
                                    "refinement from this process (prefect.serve). Point "
@@ -61,6 +71,8 @@ def register(subparsers) -> None:
     _dataset_options(s)
     s.set_defaults(func=run_serve)
 
+
+def _register_regenerate(sub) -> None:
     g = sub.add_parser("regenerate", help="generate a training set (and the held-out test set) now",
                        description="Run regenerate_dataset once: shards as parallel tasks, "
                                    "resumable; DATA_ROOT/<preset>-<key>-seed<seed>/train and "
@@ -76,6 +88,8 @@ def register(subparsers) -> None:
                    help="local worker processes (default: all cores; 1: in this process)")
     g.set_defaults(func=run_regenerate)
 
+
+def _register_retrain(sub) -> None:
     r = sub.add_parser("retrain", help="train a candidate on the newest set; promote it if it does "
                                        "not regress",
                        description="Run retrain once: train on the newest complete training set "
@@ -97,6 +111,8 @@ def register(subparsers) -> None:
                    help="allowed relative increase of the test MSE (default: %(default)s)")
     r.set_defaults(func=run_retrain)
 
+
+def _register_refine(sub) -> None:
     f = sub.add_parser("refine", help="refine stored results that have no refinement yet",
                        description="Run refine_new_results once against a Tiled server.")
     f.add_argument("--tiled-url", metavar="URL", required=True, help="Tiled server")
@@ -105,12 +121,16 @@ def register(subparsers) -> None:
     add_budget_options(f, budget_option="--budget-s")
     f.set_defaults(func=run_refine)
 
+
+def _register_trigger(sub) -> None:
     t = sub.add_parser("trigger", help="start a run of a served deployment, return at once",
                        description="run_deployment(..., timeout=0) on a deployment served by "
                                    "'xrd-strain flows serve' (needs PREFECT_API_URL).")
     t.add_argument("which", choices=("regenerate", "retrain", "refine"), help="which deployment")
     t.set_defaults(func=run_trigger)
 
+
+def _register_models(sub) -> None:
     m = sub.add_parser("models", help="list the model registry",
                        description="Every registered model with its Table-2 accuracies; '*' marks "
                                    "the current model of its material/reflection/wavelength.")
@@ -118,6 +138,8 @@ def register(subparsers) -> None:
     m.add_argument("--json", action="store_true", help="JSON instead of a table")
     m.set_defaults(func=run_models)
 
+
+def _register_promote(sub) -> None:
     o = sub.add_parser("promote", help="make a registered model current (or roll back)",
                        description="Point its key's current model at REF; the live plugin picks "
                                    "it up from its next run, without a restart.")
