@@ -6,6 +6,7 @@
 #   make test-slow   the slow tests only (long physics sweeps, training)
 #   make demo        the main job: writes its results into out/
 #   make bench       speed benchmarks (benchmarks/bench_*.py); figures go to BENCHMARKS.md
+#   make postgres    PostgreSQL server binaries for the PostgreSQL tests (Debian, as root; else they skip)
 
 PYTHON ?= python3
 VENV := .venv
@@ -44,3 +45,10 @@ bench: $(READY)
 	@set -e; found=0; for script in benchmarks/bench_*.py; do \
 	  [ -e "$$script" ] || continue; found=1; echo "== $$script"; $(PY) "$$script"; done; \
 	  [ $$found = 1 ] || { echo "no benchmarks/bench_*.py yet" >&2; exit 1; }
+
+# The PostgreSQL tests start a throwaway server from these binaries and skip, saying why, without them.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+	  { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	    apt-get update -q && apt-get install -y -q --no-install-recommends postgresql; } || \
+	  echo "make postgres: no PostgreSQL server here and none installable (Debian, as root: apt-get install postgresql); the PostgreSQL tests will be skipped" >&2

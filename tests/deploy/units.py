@@ -156,7 +156,14 @@ class Host:
 
     def process_env(self, env: dict[str, str]) -> dict[str, str]:
         """The unit's environment for a child process: paths mapped into the host."""
-        mapped = {k: str(self.path(v)) if v.startswith("/") else v for k, v in env.items()}
+        def mapped_value(v: str) -> str:
+            if v.startswith("/"):
+                return str(self.path(v))
+            if v.startswith("sqlite:////"):  # a database file: into the host too
+                return "sqlite:///" + str(self.path(v[len("sqlite:///"):]))
+            return v
+
+        mapped = {k: mapped_value(v) for k, v in env.items()}
         return dict(os.environ, **mapped, PYTHONUNBUFFERED="1")
 
     def run(self, unit: Unit, env: dict[str, str], key: str = "ExecStart", index: int = 0, **kwargs):

@@ -273,7 +273,7 @@ def test_the_deployed_server_configuration_serves_results_with_its_catalog_in_wa
     port = free_port()
     (tmp_path / "data").mkdir()
     env = dict(os.environ, TILED_SINGLE_USER_API_KEY="testsecret", XRD_STRAIN_TILED_DIR=str(tmp_path),
-               PYTHONPATH=str(repo))
+               XRD_STRAIN_TILED_CATALOG=f"sqlite:///{tmp_path}/catalog.db", PYTHONPATH=str(repo))
     server = subprocess.Popen([sys.executable, "-m", "tiled", "serve", "config", str(repo / "deploy/tiled/config.yml"),
                                "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
