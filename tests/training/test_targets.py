@@ -1,6 +1,7 @@
 """Score-aligned targets, the profile loss and the multi-hypothesis head (issue 14)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,12 +10,16 @@ from training.dataset import load_dataset
 from training.evaluate import evaluate_predictions
 from training.export import export_bundle
 from training.train import TrainConfig, train
-from xrd_strain_plugin.inference import load_bundle
+from xrd_strain_plugin.inference import Inverter, load_bundle
 from xrd_strain_plugin.inference.labels import (LabelScaling, decode_labels, labels_from_output,
                                                 paper_from_relative, relative_from_paper,
                                                 relative_names, split_hypotheses)
 from xrd_strain_plugin.inference.predictor import Predictor
+from xrd_strain_plugin.io import read_curve
 from xrd_strain_plugin.physics import profiles
+from xrd_strain_plugin.physics.materials import reflection
+
+REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "ysz_400_irradiated.xy"
 
 SMALL = dict(filters=(4, 8), dense_units=(16,), batch_size=8, learning_rate=3e-3, kernel_size=5)
 
@@ -111,6 +116,16 @@ def test_multi_hypothesis_run_exports_a_bundle_that_proposes(tiny_dataset_dir, t
     ev = evaluate_predictions(ds.labels[:5], labels[:, 0], scaling=LabelScaling.fit(ds.labels, ds.label_names),
                               n_weights=10, n_slices=ds.manifest["preset"]["n_slices"])
     assert ev.n == 5
+    # Inverter.propose: K full answers on the real curve, the first one invert's
+    two_theta, counts = read_curve(REAL)
+    refl = reflection("YSZ", (4, 0, 0), 1.5406)
+    inverter = Inverter(fast)
+    results, p = inverter.propose(two_theta, counts, refl)
+    assert len(results) == 3 and p.shape == (3,) and np.all(np.diff(p) <= 0)
+    first = inverter.invert(two_theta, counts, refl)
+    assert results[0].sigma_i == pytest.approx(first.sigma_i, rel=1e-9)
+    assert all(np.isfinite(r.sigma_i) for r in results)
+    assert len({round(r.strain_max_percent, 9) for r in results}) == 3  # distinct hypotheses
 
 
 def test_profile_loss_needs_relative_targets(tiny_dataset_dir, tmp_path):

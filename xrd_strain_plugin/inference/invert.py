@@ -254,6 +254,38 @@ class Inverter:
                                timings={"preprocess": t1 - t0, "network": t2 - t1, "simulate": t3 - t2},
                                transfer=mapping)
 
+    def propose(self, two_theta_deg, intensity, reflection) -> tuple[list, np.ndarray]:
+        """Every hypothesis of the network for one curve, each as a full answer to screen.
+
+        A multi-hypothesis bundle (card ``head.n_hypotheses`` K > 1) answers K alternative
+        profiles per curve; each is decoded, simulated at the measured angles and scale/background
+        fitted exactly as :meth:`invert` does (its ``sigma_i`` lets the refinement keep the best
+        starts). A one-answer bundle gives one proposal, :meth:`invert`'s answer.
+
+        Returns
+        -------
+        results : list of InversionResult
+            K answers, most probable first (the first is :meth:`invert`'s, for a native reflection).
+        probability : numpy.ndarray, shape (K,)
+            The head's own probability of each.
+        """
+        t0 = time.perf_counter()
+        card = self.card
+        if not self.same_reflection(reflection):
+            self.invert(two_theta_deg, intensity, reflection)  # raises the one clear mismatch error
+        curve = Curve.measured(two_theta_deg, intensity, reflection)
+        angles, counts = curve.two_theta_deg, curve.counts
+        hyp, prob = self.predictor.predict_proposals(curve_to_model_input(curve, grid=card.grid))
+        labels = hyp[0]
+        decoded = decode_labels(labels, n_weights=card.n_weights, n_slices=self.n_slices, dw_mode=card.dw_mode)
+        results = []
+        for j in range(labels.shape[0]):
+            row = _rows(decoded, [j])
+            results.append(self._result_of(angles, counts, labels[j], row, self._simulate(angles, row, reflection),
+                                           reflection, elapsed_s=time.perf_counter() - t0,
+                                           timings={"proposal": j, "n_proposals": labels.shape[0]}))
+        return results, prob[0]
+
     def invert_many(self, curves, reflection) -> list:
         """Invert several curves of one reflection at once: one network call for the batch and one
         simulation per group of curves with the same number of points (the array path of
