@@ -1,9 +1,10 @@
-"""From a completed curve to a result record: validate, invert, describe.
+"""From a completed curve to a result record: invert, describe.
 
 The only inversion path is :class:`xrd_strain_plugin.inference.invert.Inverter`
-(shared with ``xrd-strain invert``); this module adds what the live side
-needs around it: acquisition-order handling, the reason when a curve cannot
-be inverted, provenance and timings in the layout's metadata.
+(shared with ``xrd-strain invert``), which orders and validates the curve once
+(:class:`xrd_strain_plugin.physics.curve.Curve`); this module adds what the live
+side needs around it: the reason when a curve cannot be inverted, provenance and
+timings in the layout's metadata.
 """
 
 from __future__ import annotations
