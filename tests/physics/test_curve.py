@@ -57,3 +57,17 @@ def test_direct_construction_checks_the_same_and_does_not_reorder():
     # Q = 4 pi sin(theta) / lambda at the Bragg angle is 2 pi / d
     i = int(np.argmin(np.abs(ANGLES - YSZ_400.two_theta_bragg_deg)))
     assert curve.q_inv_angstrom[i] == pytest.approx(YSZ_400.q_bragg_inv_angstrom, rel=2e-4)
+
+
+def test_a_scan_too_short_for_a_layer_is_refused_with_the_strain_it_reaches():
+    # Fact: a layer of strain e peaks where sin(theta) = sin(theta_B) / (1 + e); a scan reaching
+    # less than 0.1 % strain on both sides of the substrate peak cannot hold a layer's signal.
+    from xrd_strain_plugin.physics.bragg import layer_peak_two_theta_deg
+
+    theta_b = YSZ_400.theta_bragg
+    lo, hi = layer_peak_two_theta_deg(0.0005, theta_b), layer_peak_two_theta_deg(-0.0005, theta_b)
+    short = np.linspace(lo, hi, 50)
+    with pytest.raises(CurveError, match=r"too short.*0\.050 % strain below and 0\.050 % above"):
+        Curve.measured(short, np.ones(50), YSZ_400)
+    enough = np.linspace(layer_peak_two_theta_deg(0.0012, theta_b), hi, 50)
+    assert Curve.measured(enough, np.ones(50), YSZ_400).n_points == 50

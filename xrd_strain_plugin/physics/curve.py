@@ -14,11 +14,12 @@ generator's ``(n_batch, n_points)`` path.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from .bragg import strain_at_two_theta_deg
 
 if TYPE_CHECKING:
     from .materials import Reflection
@@ -189,9 +190,9 @@ def check_scan_covers_reflection(two_theta_deg, reflection, *, margin_deg: float
         raise CurveError(
             f"the scan [{lo:.3f}, {hi:.3f}] deg 2theta does not contain the Bragg peak of {name} "
             f"(2theta_B = {bragg:.3f} deg): check the reflection, the wavelength and the scanned motor")
-    tan_b = math.tan(reflection.theta_bragg)
-    span_low = math.radians(max(bragg - lo, 0.0) / 2) / tan_b  # strain reached on the low-angle side
-    span_high = math.radians(max(hi - bragg, 0.0) / 2) / tan_b
+    # strain whose layer peak sits at each end of the scan (Bragg law, physics.bragg)
+    span_low = max(float(strain_at_two_theta_deg(lo, reflection.theta_bragg)), 0.0)
+    span_high = max(-float(strain_at_two_theta_deg(hi, reflection.theta_bragg)), 0.0)
     if max(span_low, span_high) < min_strain_span:
         raise CurveError(
             f"the scan [{lo:.3f}, {hi:.3f}] deg is too short to hold a layer's signal: it reaches "
