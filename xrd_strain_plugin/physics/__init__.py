@@ -14,24 +14,32 @@ bluesky, tiled, prefect or tensorflow.
 (1, 200)
 """
 
+from .bragg import bragg_angle, fringe_period_two_theta_deg, layer_peak_two_theta_deg, q_to_two_theta_deg
+from .curve import Curve, CurveError, validate_curve
 from .dynamical import reflectivity
-from .instrument import apply_counts, background_profile, resolution_kernel, simulate_scan
+from .instrument import apply_counts, background_profile, convolve_resolution, resolution_kernel, simulate_scan
 from .materials import MaterialError, Reflection, reflection
-from .profiles import dw_coupled, dw_from_weights, fit_weights, lamellae_from_table, strain_from_weights
-from .qspace import (
-    CurveError,
-    ModelGrid,
-    from_model_grid,
-    strain_axis,
-    to_model_input,
-    two_theta_deg_to_q,
-    validate_curve,
+from .misfit import fit_scale_background, sigma_i
+from .profiles import (
+    depth_table,
+    dw_coupled,
+    dw_from_weights,
+    fit_weights,
+    lamellae_from_table,
+    strain_from_weights,
+    weights_basis,
 )
+from .qspace import ModelGrid, curve_to_model_input, from_model_grid, strain_axis, to_model_input, two_theta_deg_to_q
 
 __all__ = [
     "reflection", "Reflection", "MaterialError",
-    "reflectivity", "simulate_scan", "apply_counts", "background_profile", "resolution_kernel",
+    "bragg_angle", "layer_peak_two_theta_deg", "fringe_period_two_theta_deg", "two_theta_deg_to_q",
+    "q_to_two_theta_deg",
+    "Curve", "CurveError", "validate_curve",
+    "reflectivity", "simulate_scan", "convolve_resolution", "apply_counts", "background_profile",
+    "resolution_kernel",
+    "sigma_i", "fit_scale_background",
     "strain_from_weights", "dw_coupled", "dw_from_weights", "fit_weights", "lamellae_from_table",
-    "ModelGrid", "CurveError", "validate_curve", "to_model_input", "from_model_grid", "strain_axis",
-    "two_theta_deg_to_q",
+    "weights_basis", "depth_table",
+    "ModelGrid", "to_model_input", "curve_to_model_input", "from_model_grid", "strain_axis",
 ]

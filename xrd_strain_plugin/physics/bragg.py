@@ -55,8 +55,8 @@ def bragg_angle(d_spacing_angstrom, wavelength_angstrom):
 
     Examples
     --------
-    >>> round(2 * np.degrees(bragg_angle(1.35775, 1.5406)), 3)   # Si 004 at Cu K-alpha1
-    69.13
+    >>> round(2 * math.degrees(bragg_angle(1.35775, 1.5406)), 3)   # Si 004 at Cu K-alpha1
+    69.129
     """
     if isinstance(d_spacing_angstrom, float) and isinstance(wavelength_angstrom, float):
         # the scalar case, called per simulation through Reflection.theta_bragg: no array overhead
