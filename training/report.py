@@ -39,10 +39,15 @@ def evaluate_bundle(bundle, dataset, *, max_curves: int | None = None,
             or (not card.head and tuple(dataset.label_names) != tuple(card.labels.names))):
         raise ValueError("the dataset's labels differ from the model's")
     pred = Predictor(bundle).predict_labels(x)
-    # MSE in the paper's scaled labels: the bundle's own scaling for a paper head, else one
-    # fitted on these true labels (then only comparable between runs on the same set).
-    scaling = card.labels if not card.head or card.head.get("targets", "paper") == "paper" \
-        else LabelScaling.fit(labels, dataset.label_names)
+    # MSE in the paper's scaled labels: the bundle's own scaling for a paper head; for another
+    # head, the paper labels' scaling of its training set (card head "paper_labels"), else one
+    # fitted on these true labels.
+    if not card.head or card.head.get("targets", "paper") == "paper":
+        scaling = card.labels
+    elif "paper_labels" in card.head:
+        scaling = LabelScaling.from_dict(card.head["paper_labels"])
+    else:
+        scaling = LabelScaling.fit(labels, dataset.label_names)
     ev = evaluate_predictions(labels, pred, scaling=scaling, n_weights=card.n_weights,
                               n_slices=card.n_slices)
     return ev, pred

@@ -202,6 +202,8 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
         labels = lab.relative_from_paper(labels, n_weights=n_weights, n_slices=n_slices)
         names = lab.relative_names(n_weights)
     scaling = LabelScaling.fit(labels[train_idx], names)
+    if config.targets == lab.RELATIVE:  # the MSE of Table 2 stays in the paper's scaled labels
+        head["paper_labels"] = paper_scaling.to_dict()
     if config.init_from and Path(config.init_from).is_dir():
         # warm start from a bundle: keep its label scaling, so its outputs mean the same at once
         from xrd_strain_plugin.inference.bundle import read_card

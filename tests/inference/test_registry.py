@@ -15,7 +15,11 @@ from xrd_strain_plugin.inference.registry import (SHIPPED_MODELS, GateDecision, 
                                                   parse_ref)
 
 YSZ = ModelKey(material="YSZ", hkl=(4, 0, 0), wavelength_angstrom=1.5406)
-SHIPPED = "ysz-400-cuka1-cnn2@1"
+#: The shipped default's version (read from its card, so shipping a newer model moves it).
+SHIPPED_VERSION = read_card(SHIPPED_MODELS / "ysz-400-cuka1-cnn2").version
+SHIPPED = f"ysz-400-cuka1-cnn2@{SHIPPED_VERSION}"
+#: Candidate versions above the shipped one.
+NEXT, AFTER = str(int(SHIPPED_VERSION) + 1), str(int(SHIPPED_VERSION) + 2)
 
 
 def copy_bundle(tmp_path, name, *, version, metrics=None, model_id="ysz-400-cuka1-cnn2"):
@@ -48,8 +52,8 @@ def test_refs_resolve_and_unknown_refs_name_what_exists(tmp_path):
     assert registry.resolve("ysz-400-cuka1-cnn2").ref == SHIPPED
     assert registry.resolve(SHIPPED).path == SHIPPED_MODELS / "ysz-400-cuka1-cnn2"
     assert registry.resolve(str(SHIPPED_MODELS / "ysz-400-cuka1-cnn2")).ref == SHIPPED
-    with pytest.raises(RegistryError, match="ysz-400-cuka1-cnn2@7.*it holds: ysz-400-cuka1-cnn2@1"):
-        registry.resolve("ysz-400-cuka1-cnn2@7")
+    with pytest.raises(RegistryError, match=f"ysz-400-cuka1-cnn2@77.*it holds: {SHIPPED}"):
+        registry.resolve("ysz-400-cuka1-cnn2@77")
     with pytest.raises(RegistryError, match="not of the form"):
         parse_ref("bad ref@")
     assert parse_ref("a-b@2") == ("a-b", "2") and parse_ref("a") == ("a", None)
@@ -57,7 +61,7 @@ def test_refs_resolve_and_unknown_refs_name_what_exists(tmp_path):
 
 def test_resolving_reads_no_keras():
     probe = ("import sys; from xrd_strain_plugin.inference.registry import ModelRegistry, ModelKey;"
-             "r = ModelRegistry('/nonexistent'); e = r.resolve('ysz-400-cuka1-cnn2@1');"
+             f"r = ModelRegistry('/nonexistent'); e = r.resolve('{SHIPPED}');"
              "r.current(ModelKey(material='YSZ', hkl=(4,0,0), wavelength_angstrom=1.5406));"
              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('keras', 'tensorflow')))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
@@ -66,12 +70,12 @@ def test_resolving_reads_no_keras():
 
 def test_add_promote_history_and_pointer_token(tmp_path):
     registry = ModelRegistry(tmp_path / "reg")
-    v2 = registry.add(copy_bundle(tmp_path, "b2", version="2"),
+    v2 = registry.add(copy_bundle(tmp_path, "b2", version=NEXT),
                       evaluation={"a_t": 0.6}, test_fingerprint="fp")
-    assert v2.ref == "ysz-400-cuka1-cnn2@2" and v2.path.parent.parent == registry.root
-    assert registry.add(copy_bundle(tmp_path, "b2again", version="2")).path == v2.path  # idempotent
-    assert registry.evaluation("ysz-400-cuka1-cnn2@2", "fp") == {"a_t": 0.6}
-    assert registry.next_version("ysz-400-cuka1-cnn2") == "3"
+    assert v2.ref == f"ysz-400-cuka1-cnn2@{NEXT}" and v2.path.parent.parent == registry.root
+    assert registry.add(copy_bundle(tmp_path, "b2again", version=NEXT)).path == v2.path  # idempotent
+    assert registry.evaluation(f"ysz-400-cuka1-cnn2@{NEXT}", "fp") == {"a_t": 0.6}
+    assert registry.next_version("ysz-400-cuka1-cnn2") == AFTER
     # Adding a candidate does not change the current model.
     assert registry.current(YSZ).ref == SHIPPED and registry.pointer_token(YSZ) is None
     registry.promote(v2.ref, reason="test")
@@ -92,20 +96,20 @@ def test_add_promote_history_and_pointer_token(tmp_path):
 
 def test_same_ref_with_other_weights_and_corrupt_bundles_are_refused(tmp_path):
     registry = ModelRegistry(tmp_path / "reg")
-    registry.add(copy_bundle(tmp_path, "b2", version="2"))
-    other = copy_bundle(tmp_path, "other", version="2")
+    registry.add(copy_bundle(tmp_path, "b2", version=NEXT))
+    other = copy_bundle(tmp_path, "other", version=NEXT)
     card = json.loads((other / CARD_FILE).read_text())
     (other / "model.keras").write_bytes(b"not the same weights")
     card["weights_sha256"] = __import__("hashlib").sha256(b"not the same weights").hexdigest()
     (other / CARD_FILE).write_text(json.dumps(card))
     with pytest.raises(RegistryError, match="already registered with other weights"):
         registry.add(other)
-    corrupt = copy_bundle(tmp_path, "corrupt", version="3")
+    corrupt = copy_bundle(tmp_path, "corrupt", version=AFTER)
     (corrupt / "model.keras").write_bytes(b"garbage")
     with pytest.raises(RegistryError, match="does not match its card's sha256"):
         registry.add(corrupt)
-    assert [e.ref for e in registry.entries()] == [SHIPPED, "ysz-400-cuka1-cnn2@2"]
-    assert read_card(registry.resolve("ysz-400-cuka1-cnn2@2").path).version == "2"
+    assert [e.ref for e in registry.entries()] == [SHIPPED, f"ysz-400-cuka1-cnn2@{NEXT}"]
+    assert read_card(registry.resolve(f"ysz-400-cuka1-cnn2@{NEXT}").path).version == NEXT
 
 
 def test_gate_promotes_only_without_regression():
@@ -130,15 +134,15 @@ def test_current_model_follows_the_pointer_between_runs_and_survives_a_bad_bundl
     from xrd_strain_plugin.inference.registry import CurrentModel
 
     registry = ModelRegistry(tmp_path / "reg")
-    v2 = registry.add(copy_bundle(tmp_path, "b2", version="2"))
-    v3 = registry.add(copy_bundle(tmp_path, "b3", version="3"))
+    v2 = registry.add(copy_bundle(tmp_path, "b2", version=NEXT))
+    v3 = registry.add(copy_bundle(tmp_path, "b3", version=AFTER))
     model = CurrentModel(registry, YSZ)
-    assert model.card.version == "1" and not model.refresh("run-a")
+    assert model.card.version == SHIPPED_VERSION and not model.refresh("run-a")
     registry.promote(v2.ref)
     assert not model.refresh("run-a")            # same run: no switch in the middle of a run
-    assert model.refresh("run-b") and model.card.version == "2" and model.reloads == 1
+    assert model.refresh("run-b") and model.card.version == NEXT and model.reloads == 1
     assert not model.refresh("run-c")            # pointer unchanged: nothing reloaded
     (v3.path / "model.keras").write_bytes(b"corrupted after registration")
     registry.promote(v3.ref)
     assert not model.refresh("run-d")            # fails to load: logged, the old model stays
-    assert model.card.version == "2" and model.reloads == 1
+    assert model.card.version == NEXT and model.reloads == 1

@@ -93,7 +93,9 @@ def test_multi_hypothesis_run_exports_a_bundle_that_proposes(tiny_dataset_dir, t
     config = TrainConfig(epochs=3, targets="relative", loss="profile", n_hypotheses=3, **SMALL)
     result = train(ds, tmp_path / "run", config, verbose=0, monitor=ds)
     assert result.history["loss"][-1] < result.history["loss"][0]
-    assert result.head == {"targets": "relative", "n_hypotheses": 3, "loss": "profile"}
+    assert {k: result.head[k] for k in ("targets", "n_hypotheses", "loss")} == {
+        "targets": "relative", "n_hypotheses": 3, "loss": "profile"}
+    assert LabelScaling.from_dict(result.head["paper_labels"]).names == ds.label_names
     monitor = result.history["monitor"]
     assert len(monitor) == 3 and 0.0 <= monitor[-1]["a_strain"] <= monitor[-1]["a_strain_any"]
     assert result.history["samples"] == [43, 86, 129]  # 48 curves, 10 % for validation
@@ -116,6 +118,19 @@ def test_multi_hypothesis_run_exports_a_bundle_that_proposes(tiny_dataset_dir, t
     ev = evaluate_predictions(ds.labels[:5], labels[:, 0], scaling=LabelScaling.fit(ds.labels, ds.label_names),
                               n_weights=10, n_slices=ds.manifest["preset"]["n_slices"])
     assert ev.n == 5
+    # an ensemble: every member's hypotheses, the first member answers
+    from xrd_strain_plugin.inference import default_bundle_path
+    from xrd_strain_plugin.inference.predictor import EnsemblePredictor
+
+    shipped = load_bundle(default_bundle_path())
+    ensemble = EnsemblePredictor([fast, shipped])
+    e_labels, e_prob = ensemble.predict_proposals(ds.x[:5])
+    k_shipped = shipped.card.n_hypotheses
+    assert e_labels.shape == (5, 3 + k_shipped, 14)
+    np.testing.assert_array_equal(e_labels[:, :3], labels)
+    np.testing.assert_allclose(e_labels[:, 3:], Predictor(shipped).predict_proposals(ds.x[:5])[0])
+    np.testing.assert_allclose(e_prob.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(ensemble.predict_labels(ds.x[:5]), labels[:, 0])
     # Inverter.propose: K full answers on the real curve, the first one invert's
     two_theta, counts = read_curve(REAL)
     refl = reflection("YSZ", (4, 0, 0), 1.5406)

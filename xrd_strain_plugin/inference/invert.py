@@ -265,7 +265,9 @@ class Inverter:
         Returns
         -------
         results : list of InversionResult
-            K answers, most probable first (the first is :meth:`invert`'s, for a native reflection).
+            K answers in the predictor's order: most probable first for one bundle, member by
+            member for an :class:`~xrd_strain_plugin.inference.predictor.EnsemblePredictor`
+            (set as ``inverter.predictor``); the first is :meth:`invert`'s.
         probability : numpy.ndarray, shape (K,)
             The head's own probability of each.
         """

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["Predictor"]
+__all__ = ["Predictor", "EnsemblePredictor"]
 
 
 class Predictor:
@@ -89,3 +89,37 @@ def _compiled_call(model):
         return tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     # Other backends: Keras' own compiled inference step.
     return model.predict_on_batch
+
+
+class EnsemblePredictor:
+    """Several bundles of one key as one predictor whose proposals are every member's answers.
+
+    The first bundle answers (``predict_labels``); ``predict_proposals`` returns each member's
+    hypotheses in member order (all K of a multi-hypothesis member), so
+    :meth:`~xrd_strain_plugin.inference.invert.Inverter.propose` screens them all. The members'
+    probabilities are not comparable across networks: each member's block is weighted equally.
+
+    Parameters
+    ----------
+    bundles : sequence of ModelBundle
+        Same model grid and reflection (checked on the grid).
+    """
+
+    def __init__(self, bundles, *, chunk_size: int = 1024):
+        bundles = list(bundles)
+        if not bundles:
+            raise ValueError("an ensemble needs at least one bundle")
+        grid = bundles[0].card.grid
+        for b in bundles[1:]:
+            if b.card.grid != grid:
+                raise ValueError(f"{b.path}: model grid {b.card.grid} differs from {grid}")
+        self.bundle = bundles[0]
+        self.members = [Predictor(b, chunk_size=chunk_size) for b in bundles]
+
+    def predict_labels(self, x) -> np.ndarray:
+        return self.members[0].predict_labels(x)
+
+    def predict_proposals(self, x) -> tuple[np.ndarray, np.ndarray]:
+        labels, probs = zip(*(m.predict_proposals(x) for m in self.members))
+        weight = 1.0 / len(self.members)
+        return np.concatenate(labels, axis=1), np.concatenate([p * weight for p in probs], axis=1)
