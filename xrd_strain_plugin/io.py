@@ -4,6 +4,9 @@
   ``.dat``, ``.txt`` or ``.csv`` files, separated by whitespace, commas or
   semicolons (a semicolon file may use decimal commas), with optional header lines
   and ``#`` comments.  Extra columns (e.g. an error column) are ignored.
+  Diffractometer files are read with xrayutilities: PANalytical ``.xrdml`` (the
+  ``2Theta`` positions and the counts, as xrayutilities' counts per second times the counting time) and Rigaku
+  ``.ras`` (the scanned 2-theta axis; counts times the attenuator factor).
 - ``PROFILE.csv``: header ``depth_nm,strain_percent,debye_waller``.
 - ``CURVE.csv``: header ``two_theta_deg,intensity``.
 """
@@ -63,7 +66,7 @@ def read_curve(path) -> tuple[np.ndarray, np.ndarray]:
     Parameters
     ----------
     path : str or os.PathLike
-        The file (.xy, .dat, .txt, .csv or any text).
+        The file (.xy, .dat, .txt, .csv or any text; .xrdml and .ras through xrayutilities).
 
     Returns
     -------
@@ -78,8 +81,56 @@ def read_curve(path) -> tuple[np.ndarray, np.ndarray]:
     FileFormatError
         If it has no numeric rows, only one column, or a non-numeric line after the data began.
     """
-    _, rows = _header_and_rows(Path(path), columns_from_header=False)
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in _INSTRUMENT_READERS:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+        return _INSTRUMENT_READERS[suffix](path)
+    _, rows = _header_and_rows(path, columns_from_header=False)
     return rows[:, 0].copy(), rows[:, 1].copy()
+
+
+def _read_xrdml(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """2-theta (deg) and counts of the first scan of a PANalytical XRDML file."""
+    from xrayutilities.io.panalytical_xml import XRDMLFile
+
+    try:
+        scan = XRDMLFile(str(path)).scan
+    except KeyError as exc:  # xrayutilities looks the 2Theta axis up itself
+        raise FileFormatError(f"{path}: the XRDML scan has no {exc.args[0]} positions") from exc
+    except Exception as exc:  # xml errors, missing elements: xrayutilities raises many types
+        raise FileFormatError(f"{path}: not a readable XRDML file ({type(exc).__name__}: {exc})") from exc
+    axes = [a for a in scan.ddict if a not in ("countTime", "detector", "counts", "beamAttenuationFactors", "hkl")]
+    if "2Theta" not in scan.ddict:
+        raise FileFormatError(f"{path}: the XRDML scan has no 2Theta positions (axes: {', '.join(axes)})")
+    two_theta = np.asarray(scan["2Theta"], dtype=float).ravel()
+    rate = np.asarray(scan["detector"], dtype=float).ravel()
+    count_time = float(np.ravel(scan.ddict["countTime"])[0])
+    if two_theta.size != rate.size:
+        raise FileFormatError(f"{path}: {two_theta.size} 2Theta positions for {rate.size} intensities")
+    return two_theta, rate * count_time
+
+
+def _read_ras(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The scanned angle (2-theta, deg) and counts of the first scan of a Rigaku RAS file."""
+    from xrayutilities.io.rigaku_ras import RASFile
+
+    try:
+        scans = RASFile(str(path)).scans
+    except Exception as exc:
+        raise FileFormatError(f"{path}: not a readable RAS file ({type(exc).__name__}: {exc})") from exc
+    if not scans:
+        raise FileFormatError(f"{path}: no scan (*RAS_DATA_START ... *RAS_DATA_END) in the file")
+    scan = scans[0]
+    axis = getattr(scan, "scan_axis", "")
+    if axis not in ("TwoThetaOmega", "TwoTheta", "2-Theta/Omega", "2Theta", "TwoThetaTheta"):
+        raise FileFormatError(f"{path}: the RAS scan axis is {axis!r}, not a 2-theta axis (TwoThetaOmega, TwoTheta)")
+    data = scan.data
+    return np.asarray(data[axis], dtype=float), np.asarray(data["int"], dtype=float) * np.asarray(data["att"], float)
+
+
+_INSTRUMENT_READERS = {".xrdml": _read_xrdml, ".ras": _read_ras}
 
 
 def write_curve(path, two_theta_deg, intensity) -> Path:
