@@ -86,7 +86,7 @@ def register(subparsers) -> None:
                         help="refine the network's answer by least squares with the data's own physics "
                              "(needed for a crystal, reflection or wavelength the model was not trained for)")
     # shorter than the engine's 6 CPU s: an interactive command answers in seconds
-    add_budget_options(refine, budget_s=3.0, global_budget_s=12.0)
+    add_budget_options(refine)
     refine.add_argument("--strain-weights", metavar="N", type=int, default=10,
                         help="B-spline weights of the refined strain profile (default 10, >= 3)")
     refine.add_argument("--dw", choices=("coupled", "decoupled"), default="coupled",

@@ -167,11 +167,13 @@ def add_budget_options(parser, *, budget_option: str = "--refine-budget-s", budg
         return "the engine's" if value is None else f"{value:g}"
 
     parser.add_argument(budget_option, dest="budget_s", metavar="S", type=float, default=budget_s,
-                        help="CPU budget of the starts, offset search and local fits per curve, seconds "
+                        help="last-resort CPU cap of one refinement, seconds: the stages do a fixed amount of work "
+                             "(the same answer on an idle or a loaded machine); the result says when the cap bit "
                              f"(default: {engine(budget_s)})")
     parser.add_argument("--global-budget-s", metavar="S", type=float, default=global_budget_s,
-                        help="extra CPU budget of the global stage, run only when the local fits stay well above "
-                             f"the counting-noise floor; 0 disables it (default: {engine(global_budget_s)})")
+                        help="last-resort CPU cap of the global stage (differential evolution, a fixed number of "
+                             "generations), run only when the fits stay above the counting-noise floor; 0 disables "
+                             f"it (default: {engine(global_budget_s)})")
     return parser
 
 

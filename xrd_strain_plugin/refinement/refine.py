@@ -34,6 +34,8 @@ from xrd_strain_plugin.refinement.fitter import Budget, LocalFit, fit_local
 from xrd_strain_plugin.refinement.model import CurveModel, ModelConfig
 from xrd_strain_plugin.refinement.objective import Objective, fit_scale_background
 from xrd_strain_plugin.refinement.result import RefinementResult
+from xrd_strain_plugin.refinement.search import (SearchOptions, broadened, screen_proposals, stratified,
+                                                 weights_for_shapes)
 
 __all__ = ["RefineOptions", "StartProfile", "refine_curve", "prepare_curve", "check_scan_covers_reflection"]
 
@@ -45,12 +47,16 @@ class RefineOptions:
     Parameters
     ----------
     budget_s : float
-        Cap on the starts, offset search and local fits, CPU seconds of the calling thread (see
-        :class:`~xrd_strain_plugin.refinement.fitter.Budget`; equal to wall seconds on an idle core).
-        The stages do a fixed amount of work (so a curve always gets the same answer); the cap only
-        stops a pathological case (typical: 1.5-3 s).
+        Last-resort cap on the whole refinement, CPU seconds of the calling thread. The stages do a fixed
+        amount of work (evaluations, proposals, generations), so a curve gets the same answer on an idle
+        or a loaded machine; the cap only stops a pathological case, and the result says when it did
+        (``time_capped``).
     global_budget_s : float
-        Extra budget of the global stage (0 disables it), CPU seconds.
+        Last-resort cap of the global stage, CPU seconds (0 disables the stage).
+    global_generations : int
+        Generations of the global stage's differential evolution (its real budget; 0 disables it).
+    search : SearchOptions
+        The proposal grid screened before the local fits (:mod:`~xrd_strain_plugin.refinement.search`).
     model : ModelConfig
         Profile parameterisation and instrument model.
     weighting : {"auto", "counts", "none"}
@@ -66,38 +72,52 @@ class RefineOptions:
     n_offsets : int
         Offsets tried per start.
     n_short_fits : int
-        Starts given a short fit on the screening model (the given start always is one).
+        Distinct proposals given a short fit on the screening model (the given start always is one).
     n_final_fits : int
-        Short-fit results fitted to convergence on the full model (the chosen one and runners-up).
+        Distinct short-fit results fitted to convergence on the full model.
     short_fit_nfev, final_fit_nfev : int
         Residual evaluations of a short fit and of each round of the final fit.
     smoothness : float
         Weight of the Tikhonov smoothness prior on the profile weights
         (:func:`~xrd_strain_plugin.refinement.fitter.fit_local`); 0 disables it.
+    continuation : bool
+        Short fits first against the broadened curve, then the measured one.
+    n_rescan : int
+        Thicknesses of a fit's fine thickness sweep fitted to convergence (0 disables the sweep).
+    n_rescan_fits : int
+        Best final fits given the thickness sweep.
+    n_rescan_rounds : int
+        Sweeps in all: while a sweep improves the best answer, its winner is swept again.
     generic_starts : bool
         Also try the generic low-strain starts (:data:`GENERIC_SHAPES` x :data:`GENERIC_THICKNESSES_NM`).
         Always on when no start is given.
     poor_factor : float
-        Flag the answer poor (and run the global stage) when sigma_I > ``poor_factor * floor + 0.02``
-        (floor: the sigma_I counting noise alone would give, or 0.09 where counts are unknown).
+        Flag the answer poor (and run the global stage) when sigma_I > ``poor_factor * floor`` (floor: the
+        sigma_I counting noise alone would give; where counts are unknown ``0.09 * poor_factor + 0.02``).
     seed : int
         Seed of the global stage's random generator.
     """
 
-    budget_s: float = 6.0
-    global_budget_s: float = 12.0
+    budget_s: float = 60.0
+    global_budget_s: float = 30.0
+    global_generations: int = 25
+    search: SearchOptions = field(default_factory=SearchOptions)
     model: ModelConfig = field(default_factory=ModelConfig)
     weighting: str = "auto"
     model_floor: float = 0.1
     fix: tuple[str, ...] = ()
     offset_search_deg: float = 0.05
     n_offsets: int = 21
-    n_short_fits: int = 4
+    n_short_fits: int = 6
     n_final_fits: int = 3
     short_fit_nfev: int = 6
     final_fit_nfev: int = 30
-    poor_factor: float = 1.35
+    poor_factor: float = 1.2
     smoothness: float = 2.0
+    continuation: bool = True
+    n_rescan: int = 3
+    n_rescan_fits: int = 2
+    n_rescan_rounds: int = 3
     generic_starts: bool = True
     seed: int = 0
 
@@ -106,6 +126,8 @@ class RefineOptions:
             raise ValueError(f"budget_s must be positive, got {self.budget_s}")
         if self.global_budget_s < 0:
             raise ValueError(f"global_budget_s must be >= 0, got {self.global_budget_s}")
+        if self.global_generations < 0:
+            raise ValueError(f"global_generations must be >= 0, got {self.global_generations}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -334,7 +356,8 @@ def _global_stage(model_full: CurveModel, objective, best: LocalFit, options: Re
 
     rng = np.random.default_rng(options.seed)
     result = differential_evolution(cost, bounds, vectorized=True, updating="deferred", popsize=10,
-                                    maxiter=1000, tol=1e-6, polish=False, seed=rng, callback=stop)
+                                    maxiter=options.global_generations, tol=1e-6, polish=False, seed=rng,
+                                    callback=stop)
     x = result.x
     # back to the full parameterisation: refit the weights on the configured basis
     rows = base.copy()
@@ -364,13 +387,15 @@ def refine_curve(two_theta_deg, intensity, reflection, *, start=None,
         Crystal, reflection and wavelength of the measurement (its own physics is fitted).
     start : StartProfile or InversionResult, optional
         The start, usually the network's answer (transferred from the crystal the network was trained
-        on when that differs). None: generic low-strain starts only (and the global stage if they stay
-        poor).
+        on when that differs). None: the proposal grid alone.
     options : RefineOptions, optional
 
     Returns
     -------
     RefinementResult
+        The best fit; with ``ambiguous`` set and the others in ``alternatives`` when distinct profiles
+        fit equally well; ``layer_detected`` False (and the ``detection_limit``) when no layer improves
+        on the bare substrate.
 
     Raises
     ------
@@ -379,169 +404,421 @@ def refine_curve(two_theta_deg, intensity, reflection, *, start=None,
         short to hold a layer's signal (the message says which).
     """
     options = options or RefineOptions()
-    wall0 = time.perf_counter()
-    budget = Budget(options.budget_s)
-    angles, counts = prepare_curve(two_theta_deg, intensity)
-    check_scan_covers_reflection(angles, reflection)
-    if start is not None and not isinstance(start, StartProfile):
-        start = StartProfile.from_inversion(start)
-    objective = Objective.from_data(angles, counts, weighting=options.weighting, model_floor=options.model_floor)
-    model = CurveModel(reflection, angles, options.model)
-    unknown = set(options.fix) - set(model.names)
-    if unknown:
-        raise ValueError(f"cannot fix unknown parameter(s) {sorted(unknown)}; known: {', '.join(model.names)}")
-    stages = []
-    n_curves = 0
-    n_eval = 0
+    run = _Run.begin(two_theta_deg, intensity, reflection, start, options)
+    candidates = _start_candidates(run, start)
+    offset, candidates = _offset_stage(run, candidates)
+    proposals = _proposal_stage(run, candidates)
+    fits = _short_fit_stage(run, proposals)
+    finals = _final_fit_stage(run, fits)
+    for _, fit in sorted(finals, key=lambda f: f[1].cost)[: run.options.n_rescan_fits]:
+        finals += _thickness_rescan_stage(run, fit)
+    for _ in range(run.options.n_rescan_rounds - 1):  # a sweep that moved the answer is swept again
+        label, fit = min(finals, key=lambda f: f[1].cost)
+        if label != "rescan" or getattr(fit, "_swept", False):
+            break
+        object.__setattr__(fit, "_swept", True)
+        finals += _thickness_rescan_stage(run, fit)
+    if run.given is not None:
+        finals.append(("start", _as_given(run)))
+    best_label, best = min(finals, key=lambda f: f[1].cost)
+    if best.sigma_i > run.poor_threshold(best) and options.global_budget_s > 0 and options.global_generations > 0:
+        g = _global_search_stage(run, best)
+        finals.append(("global", g))
+        best_label, best = min(finals, key=lambda f: f[1].cost)
+    return _assemble(run, finals, best_label, best)
 
-    fwhm_peak = _peak_fwhm_deg(objective)
-    e_max = _strain_extent(objective, reflection, fwhm_peak)
-    fwhm_start = start.fwhm_deg if start is not None else max(0.6 * fwhm_peak, 0.002)
-    screen = CurveModel(reflection, angles, replace(options.model, n_slices=min(options.model.n_slices, 60)))
-    candidates = []
-    if start is not None:
-        p0 = _start_values(model, start)
-        candidates.append(("local", p0))
-        t0, w0 = start.thickness_nm, np.array([p.value for p in p0[: options.model.n_strain_weights]])
-        for ft, fe in ((0.7, 1.0), (1.4, 1.0), (1.0, 0.8), (1.0, 1.25)):
-            upd = {"thickness_nm": t0 * ft}
-            upd.update({f"w{k}": w0[k] * fe for k in range(w0.size)})
-            candidates.append(("multi-start", _with(p0, model, upd)))
-    if options.generic_starts or start is None:
-        candidates += _low_strain_starts(model, fwhm_start, e_max)
-    candidates = [(label, _fix(params, options.fix)) for label, params in candidates]
 
-    # 2-theta offset search on the first start (the substrate peak fixes it for all), then every start
-    # scored at that offset in one batch, scale and background fitted for each
-    t_stage = time.perf_counter()
+class _Run:
+    """What the stages of one refinement share: the data, models, options, counters and stage log."""
+
+    @classmethod
+    def begin(cls, two_theta_deg, intensity, reflection, start, options):
+        self = cls()
+        self.wall0 = time.perf_counter()
+        self.options = options
+        self.budget = Budget(options.budget_s)  # the last-resort cap, recorded when it bites
+        self.angles, self.counts = prepare_curve(two_theta_deg, intensity)
+        check_scan_covers_reflection(self.angles, reflection)
+        self.reflection = reflection
+        if start is not None and not isinstance(start, StartProfile):
+            start = StartProfile.from_inversion(start)
+        self.start = start
+        self.objective = Objective.from_data(self.angles, self.counts, weighting=options.weighting,
+                                             model_floor=options.model_floor)
+        self.model = CurveModel(reflection, self.angles, options.model)
+        unknown = set(options.fix) - set(self.model.names)
+        if unknown:
+            raise ValueError(f"cannot fix unknown parameter(s) {sorted(unknown)}; known: {', '.join(self.model.names)}")
+        self.screen = CurveModel(reflection, self.angles,
+                                 replace(options.model, n_slices=min(options.model.n_slices, options.search.n_slices)))
+        self.stages, self.n_curves, self.n_eval = [], 0, 0
+        self.fwhm_peak = _peak_fwhm_deg(self.objective)
+        self.e_extent = _strain_extent(self.objective, reflection, self.fwhm_peak)
+        self.given = None  # the given start, scored (params, curve)
+        self.tolerance = math.sqrt(2 * self.angles.size) / 2  # one standard deviation of chi^2, in cost units
+        return self
+
+    def log(self, stage, t0, **figures):
+        self.stages.append({"stage": stage, **figures, "seconds": time.perf_counter() - t0})
+
+    def poor_threshold(self, fit) -> float:
+        floor = self.objective.noise_floor(fit.intensity_model)
+        return self.options.poor_factor * floor if floor is not None else 0.09 * self.options.poor_factor + 0.02
+
+    def params_from_row(self, template, row):
+        return _fix(_with(template, self.model, dict(zip(self.model.names, row))), self.options.fix)
+
+
+def _start_candidates(run, start):
+    """The given start and its variants (thickness and strain scaled, mirrored, peak shifted)."""
+    model, options = run.model, run.options
+    fwhm = start.fwhm_deg if start is not None else max(0.6 * run.fwhm_peak, 0.002)
+    if start is None:  # a neutral template for the grid: nothing but the resolution
+        template = model.default_parameters(strain_weights_percent=np.zeros(options.model.n_strain_weights),
+                                            thickness_nm=300.0, fwhm_deg=fwhm)
+        return [("template", _fix(template, options.fix))]
+    p0 = _start_values(model, start)
+    out = [("local", p0)]
+    t0, w0 = start.thickness_nm, np.array([p.value for p in p0[: options.model.n_strain_weights]])
+    for ft, fe in ((0.5, 1.0), (0.7, 1.0), (1.4, 1.0), (2.0, 1.0), (1.0, 0.8), (1.0, 1.25)):
+        upd = {"thickness_nm": t0 * ft}
+        upd.update({f"w{k}": w0[k] * fe for k in range(w0.size)})
+        out.append(("multi-start", _with(p0, model, upd)))
+    mirrored = StartProfile(depth_nm=start.depth_nm, strain_percent=start.strain_percent[::-1],
+                            debye_waller=start.debye_waller[::-1], fwhm_deg=start.fwhm_deg, source="mirror")
+    out.append(("multi-start", _start_values(model, mirrored)))
+    for shift in (-0.2, 0.2):  # the same shape with its maximum moved by a fifth of the thickness
+        z = np.asarray(start.depth_nm, float) / max(start.thickness_nm, 1e-9)
+        shifted = StartProfile(depth_nm=start.depth_nm, strain_percent=np.interp(z - shift, z, start.strain_percent),
+                               debye_waller=np.interp(z - shift, z, start.debye_waller), fwhm_deg=start.fwhm_deg,
+                               source="shifted")
+        out.append(("multi-start", _start_values(model, shifted)))
+    return [(label, _fix(params, options.fix)) for label, params in out]
+
+
+def _offset_stage(run, candidates):
+    """2-theta zero offset from the first candidate (the substrate peak fixes it for all)."""
+    t0 = time.perf_counter()
     first = candidates[0][1]
-    v_first = np.array([p.value for p in first])
+    options = run.options
     if "zero_offset_deg" not in options.fix:
         lo_o, hi_o = options.model.zero_offset_bounds_deg
         offsets = np.clip(np.linspace(-options.offset_search_deg, options.offset_search_deg, options.n_offsets),
                           lo_o, hi_o)
-        step, pad = screen.grid_for(v_first)
-        first, _, _, n = _offset_search(screen, objective, first, offsets, step, pad)
-        n_curves += n
-    offset = first[model.index["zero_offset_deg"]].value
-    candidates = [(label, _with(params, model, {"zero_offset_deg": offset})) for label, params in candidates]
-    rows = np.array([[p.value for p in params] for _, params in candidates])
-    step, pad = screen.grid_for(rows)
-    rows, costs, curves = _score_rows(screen, objective, rows, step, pad)
-    n_curves += len(rows)
-    i_s, i_b = model.index["log10_scale"], model.index["log10_background"]
-    scored = sorted(((float(costs[k]), label, _with(params, model, {"log10_scale": rows[k, i_s],
-                                                                    "log10_background": rows[k, i_b]}),
-                      curves[k]) for k, (label, params) in enumerate(candidates)), key=lambda item: item[0])
-    i_given = next((k for k, item in enumerate(scored) if item[1] == "local"), None)
-    intensity_start = scored[i_given if i_given is not None else 0][3]
-    sigma_start = objective.sigma_i(intensity_start)
-    stages.append({"stage": "starts", "starts": len(candidates), "zero_offset_deg": float(offset),
-                   "sigma_i": objective.sigma_i(scored[0][3]), "seconds": time.perf_counter() - t_stage})
+        v_first = np.array([p.value for p in first])
+        step, pad = run.screen.grid_for(v_first)
+        first, _, _, n = _offset_search(run.screen, run.objective, first, offsets, step, pad)
+        run.n_curves += n
+    offset = first[run.model.index["zero_offset_deg"]].value
+    out = [(label, _with(params, run.model, {"zero_offset_deg": offset})) for label, params in candidates]
+    run.log("offset", t0, zero_offset_deg=float(offset))
+    return offset, out
 
-    # short fits of the best few starts on the screening model (the given start always among them),
-    # then the winner to convergence on the full model
-    t_stage = time.perf_counter()
-    shortlist = scored[: options.n_short_fits]
-    if i_given is not None and i_given >= options.n_short_fits:
-        shortlist.append(scored[i_given])
+
+def _proposal_stage(run, candidates):
+    """Screen the proposal grid and the start's candidates in batches; distinct proposals, best first."""
+    t0 = time.perf_counter()
+    model = run.model
+    template = candidates[0][1]
+    base = np.array([p.value for p in template])
+    extra = [(label, np.array([p.value for p in params])) for label, params in candidates if label != "template"]
+    found, n = screen_proposals(run.screen, run.objective, base, e_extent=run.e_extent,
+                                options=run.options.search, extra=extra)
+    run.n_curves += n
+    run.template = template
+    given = next((p for p in found if p.label == "local"), None)
+    if given is not None:
+        run.given = run.params_from_row(template, given.row)
+    chosen = stratified(found, run.options.n_short_fits)
+    if given is not None and all(p is not given for p in chosen):
+        chosen.append(given)
+    curve = None
+    if found:
+        step, pad = run.screen.grid_for(found[0].row)
+        curve = model.intensity(found[0].row, run.screen.reflectivity(found[0].row, fine_step_deg=step, pad_deg=pad))[0]
+    run.log("proposals", t0, proposals=len(found), kept=len(chosen),
+            sigma_i=run.objective.sigma_i(curve) if curve is not None else float("nan"))
+    return [(_label_of(p.label), run.params_from_row(template, p.row)) for p in chosen]
+
+
+def _label_of(tag: str) -> str:
+    return tag if tag in ("local", "multi-start") else "proposal"
+
+
+def _short_fit_stage(run, proposals):
+    """A short least-squares fit of every kept proposal on the screening model (fixed evaluations):
+    first against the broadened curve (the fringes washed out, a smoother landscape in thickness and
+    shape), then against the measured one (continuation)."""
+    t0 = time.perf_counter()
+    o = run.options
+    blurred, widen = broadened(run.screen, run.objective, o.search)
+    i_f = run.model.index["fwhm_deg"]
     fits = []
-    share = Budget(0.5 * max(budget.left, 0.0))
-    for _, label, params, _ in shortlist:
-        fit = fit_local(screen, objective, params, budget=_Slice(share, len(shortlist) - len(fits)),
-                        max_nfev=options.short_fit_nfev, ftol=1e-3, xtol=1e-4,
-                        smoothness=options.smoothness)
-        n_curves += fit.n_curves
-        n_eval += fit.n_evaluations
+    for label, params in proposals:
+        if o.continuation:
+            wide = _with(params, run.model, {"fwhm_deg": float(np.hypot(params[i_f].value, widen.b_deg))})
+            wide = _fix(wide, ("fwhm_deg",))
+            coarse = fit_local(run.screen, blurred, wide, budget=run.budget, max_nfev=o.short_fit_nfev,
+                               ftol=1e-3, xtol=1e-4, smoothness=o.smoothness)
+            run.n_curves += coarse.n_curves
+            run.n_eval += coarse.n_evaluations
+            values = {p.name: p.value for p in coarse.parameters if p.name != "fwhm_deg"}
+            params = _with(params, run.model, values)
+        fit = fit_local(run.screen, run.objective, params, budget=run.budget, max_nfev=o.short_fit_nfev,
+                        ftol=1e-3, xtol=1e-4, smoothness=o.smoothness)
+        run.n_curves += fit.n_curves
+        run.n_eval += fit.n_evaluations
         fits.append((fit.cost, label, fit))
     fits.sort(key=lambda f: f[0])
-    # Curves of different profiles can match within counting noise. Among fits whose chi-square differs by
-    # less than its own standard deviation (sqrt(2 n)), keep the one closest to the given start: the start
-    # (the network's answer) carries the prior the data cannot decide.
-    tolerance = math.sqrt(2 * angles.size) / 2  # in cost = chi^2 / 2
-    rank = {"local": 0, "multi-start": 1, "low-strain": 2, "global": 3}
+    run.log("short-fits", t0, fits=len(fits), sigma_i=fits[0][2].sigma_i if fits else float("nan"))
+    return fits
 
-    def choose(items):
-        equivalent = [f for f in items if f[0] <= min(f[0] for f in items) + tolerance]
-        return min(equivalent, key=lambda f: (rank.get(f[1], 4), f[0]))
 
-    _, path, best_short = choose(fits)
-    stages.append({"stage": "short-fits", "fits": len(fits), "path": path, "sigma_i": best_short.sigma_i,
-                   "seconds": time.perf_counter() - t_stage})
-
-    # the chosen start to convergence on the full model, and the best runner-up (the short fits rank them
-    # only roughly); a fixed amount of work, so the same curve always gets the same answer, the budget
-    # being only a cap
-    t_stage = time.perf_counter()
-    queue = [(path, best_short)] + [(label, fit) for _, label, fit in fits if fit is not best_short]
-    finals = []
-    for label, short in queue[: options.n_final_fits]:
-        if finals and budget.left <= 0:
+def _final_fit_stage(run, fits):
+    """The best distinct short fits to convergence on the full model (fixed evaluations per round)."""
+    t0 = time.perf_counter()
+    o = run.options
+    # the best short fits, with at least one per band of depth of the maximum when the bands have one
+    # (a short fit only ranks basins roughly)
+    chosen = []
+    bands = ((0.0, 0.15), (0.15, 0.5), (0.5, 1.01))
+    for lo, hi in bands:
+        for cost, label, fit in fits:
+            d, _, _, i = _shape_of(run.model, fit)
+            if lo <= d[i] / max(d[-1], 1e-9) < hi:
+                chosen.append((label, fit))
+                break
+    for cost, label, fit in fits:
+        if len(chosen) >= max(o.n_final_fits, len(chosen)):
             break
-        best = None
-        params = short.parameters
+        if all(fit is not f for _, f in chosen) and _is_distinct(run.model, fit, [f for _, f in chosen]):
+            chosen.append((label, fit))
+    finals = []
+    for label, short in chosen:
+        best, params = None, short.parameters
         for _ in range(3):  # refit until converged, the grid re-derived for the current resolution
-            fit = fit_local(model, objective, params, budget=budget, max_nfev=options.final_fit_nfev,
-                            ftol=1e-5, xtol=1e-5, smoothness=options.smoothness)
-            n_curves += fit.n_curves
-            n_eval += fit.n_evaluations
+            fit = fit_local(run.model, run.objective, params, budget=run.budget, max_nfev=o.final_fit_nfev,
+                            ftol=1e-5, xtol=1e-5, smoothness=o.smoothness)
+            run.n_curves += fit.n_curves
+            run.n_eval += fit.n_evaluations
             improved = best is None or fit.cost < best.cost * (1 - 1e-4)
             if best is None or fit.cost <= best.cost:
                 best = fit
             params = best.parameters
-            if fit.converged or not improved or budget.left <= 0:
+            if fit.converged or not improved:
                 break
-        finals.append((best.cost, label, best))
-    _, path, best = choose(finals)
-    if i_given is not None:
-        # never answer worse than the given start (a budget cut short, a pathological curve): the start
-        # itself, at its best offset, scale and background, on the full model
-        as_given = fit_local(model, objective, scored[i_given][2], max_nfev=1, smoothness=options.smoothness)
-        n_curves += as_given.n_curves
-        if as_given.cost < best.cost:
-            best, path = as_given, "start"
-    stages.append({"stage": "local", "path": path, "sigma_i": best.sigma_i,
-                   "seconds": time.perf_counter() - t_stage})
+        finals.append((label, best))
+    run.log("local", t0, fits=len(finals), sigma_i=min(f.sigma_i for _, f in finals) if finals else float("nan"))
+    return finals
 
-    floor = objective.noise_floor(best.intensity_model)
-    floor_ref = floor if floor is not None else 0.09
-    poor_threshold = options.poor_factor * floor_ref + 0.02
-    if best.sigma_i > poor_threshold and options.global_budget_s > 0:
-        t_stage = time.perf_counter()
-        g_budget = Budget(options.global_budget_s)
-        params, n = _global_stage(model, objective, best, options, g_budget, e_max, best.value("fwhm_deg"))
-        n_curves += n
-        params = _fix(params, options.fix)
-        v = np.array([p.value for p in params])
-        step, pad = model.grid_for(v)
-        params, _, _, n = _offset_search(model, objective, params, np.array([v[model.index["zero_offset_deg"]]]),
-                                         step, pad)
-        n_curves += n
-        polish = Budget(max(options.budget_s, 1.0))
-        fit = fit_local(model, objective, params, budget=polish, max_nfev=60, smoothness=options.smoothness)
-        n_curves += fit.n_curves
-        n_eval += fit.n_evaluations
-        stages.append({"stage": "global", "sigma_i": fit.sigma_i, "seconds": time.perf_counter() - t_stage})
-        if fit.cost < best.cost:
-            best, path = fit, "global"
-        floor = objective.noise_floor(best.intensity_model)
-        floor_ref = floor if floor is not None else 0.09
-        poor_threshold = options.poor_factor * floor_ref + 0.02
 
-    values = {p.name: float(p.value) for p in best.parameters}
-    depth, strain_pct, dw = model.profile_table([p.value for p in best.parameters])
+def _thickness_rescan_stage(run, best):
+    """The best fit's reduced profile over a fine sweep of thicknesses at the full model: the fringes
+    have one minimum per period, and a fit started a period away stays there. The best distinct
+    thicknesses of the sweep are fitted to convergence."""
+    t0 = time.perf_counter()
+    o = run.options
+    model = run.model
+    if "thickness_nm" in o.fix or o.n_rescan == 0:
+        return []
+    v = np.array([p.value for p in best.parameters])
+    i_t = model.index["thickness_nm"]
+    n_w = o.model.n_strain_weights
+    factors = np.geomspace(0.65, 1.5, 41)
+    # two ways to change the thickness: the reduced profile stretched, or the profile kept at its
+    # absolute depths and its deep tail cut or extended with zero strain (the low-strain tail next to the
+    # interface is what the data see least)
+    stretched = np.repeat(v[None, :], factors.size, axis=0)
+    stretched[:, i_t] = np.clip(v[i_t] * factors, *o.model.thickness_bounds_nm)
+    depth, strain_pct, _, _ = _shape_of(model, best)
+    kept = stretched.copy()
+    z = profiles.slice_midpoints(200)
+    for k, t_new in enumerate(stretched[:, i_t]):
+        table = np.interp(z * t_new, depth, strain_pct, right=0.0)
+        kept[k, :n_w] = _weights_from_table(z, table, n_w)
+    rows = np.concatenate([stretched, kept])
+    step, pad = model.grid_for(rows)
+    rows, costs, _ = _score_rows(model, run.objective, rows, step, pad)
+    run.n_curves += len(rows)
+    picked, chosen = [], []
+    for k in np.argsort(costs):
+        t = rows[k, i_t]
+        if abs(t / v[i_t] - 1) < 0.04 or any(max(t, q) / min(t, q) < 1.05 for q in picked):
+            continue
+        picked.append(t)
+        chosen.append(rows[k])
+        if len(picked) >= o.n_rescan:
+            break
+    out = []
+    for row in chosen:
+        params = _fix(_with(best.parameters, model, dict(zip(model.names, row))), o.fix)
+        fit = fit_local(model, run.objective, params, budget=run.budget, max_nfev=o.final_fit_nfev,
+                        ftol=1e-5, xtol=1e-5, smoothness=o.smoothness)
+        run.n_curves += fit.n_curves
+        run.n_eval += fit.n_evaluations
+        out.append(("rescan", fit))
+    run.log("thickness-rescan", t0, fits=len(out),
+            sigma_i=min((f.sigma_i for _, f in out), default=float("nan")))
+    return out
+
+
+def _as_given(run):
+    """The given start itself at its best offset, scale and background, on the full model."""
+    fit = fit_local(run.model, run.objective, run.given, max_nfev=1, smoothness=run.options.smoothness)
+    run.n_curves += fit.n_curves
+    return fit
+
+
+def _global_search_stage(run, best):
+    """Differential evolution (fixed generations) from the best so far, polished by least squares."""
+    t0 = time.perf_counter()
+    o = run.options
+    model = run.model
+    params, n = _global_stage(model, run.objective, best, o, Budget(o.global_budget_s), run.e_extent,
+                              best.value("fwhm_deg"))
+    run.n_curves += n
+    params = _fix(params, o.fix)
+    v = np.array([p.value for p in params])
+    step, pad = model.grid_for(v)
+    params, _, _, n = _offset_search(model, run.objective, params, np.array([v[model.index["zero_offset_deg"]]]),
+                                     step, pad)
+    run.n_curves += n
+    fit = fit_local(model, run.objective, params, budget=run.budget, max_nfev=60, smoothness=o.smoothness)
+    run.n_curves += fit.n_curves
+    run.n_eval += fit.n_evaluations
+    run.log("global", t0, sigma_i=fit.sigma_i)
+    return fit
+
+
+def _shape_of(model, fit):
+    depth, strain_pct, dw = model.profile_table([p.value for p in fit.parameters])
     i_max = int(np.argmax(np.abs(strain_pct)))
+    return depth, strain_pct, dw, i_max
+
+
+def _is_distinct(model, fit, others, *, depth_sep: float = 0.1, thickness_ratio: float = 1.1) -> bool:
+    """True when ``fit``'s profile differs from each of ``others`` in depth of maximum or thickness."""
+    d, _, _, i = _shape_of(model, fit)
+    t = fit.value("thickness_nm")
+    for o in others:
+        d2, _, _, i2 = _shape_of(model, o)
+        t2 = o.value("thickness_nm")
+        if abs(d[i] / t - d2[i2] / t2) <= depth_sep and max(t, t2) / min(t, t2) <= thickness_ratio:
+            return False
+    return True
+
+
+def _layer_check(run, best):
+    """Does a layer improve on the bare substrate? Returns (detected, detection limit dict or None)."""
+    model, objective = run.model, run.objective
+    v = np.array([p.value for p in best.parameters])
+    bare = v.copy()
+    bare[: run.options.model.n_strain_weights] = 0.0
+    step, pad = model.grid_for(bare)
+    rows, costs, curves = _score_rows(model, objective, bare[None, :], step, pad)
+    run.n_curves += 1
+    if best.cost < costs[0] - 2 * run.tolerance:
+        return True, None
+    # the detection limit: the smallest strain x thickness a surface layer would have shown, i.e. whose
+    # curve differs from the bare substrate's by more than 2 standard deviations of chi^2
+    ref = objective.residuals(curves)[0]
+    thicknesses = np.array([50.0, 100.0, 200.0, 400.0, 800.0])
+    strains = np.geomspace(1e-4, 0.03, 16)
+    shape = np.exp(-0.5 * (profiles.slice_midpoints(200) / 0.4) ** 2)
+    w1 = weights_for_shapes(shape, run.options.model.n_strain_weights, 1.0)[0]
+    trial = np.repeat(rows, thicknesses.size * strains.size, axis=0)
+    trial[:, : w1.size] = np.outer(np.tile(100 * strains, thicknesses.size), w1)
+    trial[:, model.index["thickness_nm"]] = np.repeat(thicknesses, strains.size)
+    step, pad = model.grid_for(trial)
+    curves_t = model.intensity(trial, model.reflectivity(trial, fine_step_deg=step, pad_deg=pad))
+    run.n_curves += len(trial)
+    delta = 0.5 * np.sum((objective.residuals(curves_t) - ref) ** 2, axis=1).reshape(thicknesses.size, strains.size)
+    seen = delta > 2 * run.tolerance
+    per_t = {}
+    for k, t_nm in enumerate(thicknesses):
+        j = np.flatnonzero(seen[k])
+        per_t[f"{t_nm:.0f}"] = float(100 * strains[j[0]]) if j.size else None
+    products = [float(t) * v for t, v in zip(thicknesses, per_t.values()) if v is not None]
+    return False, {"strain_max_percent_at_thickness_nm": per_t,
+                   "strain_percent_x_thickness_nm": min(products) if products else None,
+                   "criterion": "curve differs from the bare substrate's by > 2 sd of chi^2 (surface-peaked layer)"}
+
+
+def _uncertainty_band(run, best, equivalent):
+    """strain(z) +- 1 sigma: the covariance of the weights propagated through the basis, widened to the
+    envelope of the equivalent fits."""
+    model = run.model
+    c = run.options.model
+    depth, strain_pct, _, _ = _shape_of(model, best)
+    z = depth / max(depth[-1], 1e-9)
+    basis = profiles.weights_basis(c.n_strain_weights, z)
+    sigma = np.zeros_like(strain_pct)
+    j = best.jacobian
+    names = list(best.free_names)
+    cols = [names.index(f"w{k}") for k in range(c.n_strain_weights) if f"w{k}" in names]
+    if j.size and cols:
+        dof = max(j.shape[0] - j.shape[1], 1)
+        cov = np.linalg.pinv(j.T @ j) * max(2 * best.cost / dof, 1e-12)
+        sub = cov[np.ix_(cols, cols)]
+        b = basis[:, [k for k in range(c.n_strain_weights) if f"w{k}" in names]]
+        sigma = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", b, sub, b), 0.0))
+    lo, hi = strain_pct - sigma, strain_pct + sigma
+    for fit in equivalent:
+        d2, s2, _, _ = _shape_of(model, fit)
+        on = np.interp(z, d2 / max(d2[-1], 1e-9), s2)
+        lo, hi = np.minimum(lo, on), np.maximum(hi, on)
+    return lo, hi
+
+
+def _summary(run, label, fit):
+    depth, strain_pct, dw, i = _shape_of(run.model, fit)
+    return {"path": label, "sigma_i": float(fit.sigma_i), "cost": float(fit.cost),
+            "thickness_nm": float(fit.value("thickness_nm")), "strain_max_percent": float(strain_pct[i]),
+            "depth_of_max_nm": float(depth[i]), "dw_min": float(np.min(dw)),
+            "depth_nm": depth.tolist(), "strain_percent": strain_pct.tolist(), "debye_waller": dw.tolist()}
+
+
+def _assemble(run, finals, best_label, best):
+    model, options = run.model, run.options
+    # distinct profiles whose chi^2 is within one standard deviation of the best are equally good answers
+    ranked = sorted(finals, key=lambda f: f[1].cost)
+    equivalent, alternatives = [], []
+    for label, fit in ranked:
+        if fit is best or fit.cost > best.cost + run.tolerance:
+            continue
+        if _is_distinct(model, fit, [best] + equivalent, depth_sep=0.15, thickness_ratio=1.15):
+            equivalent.append(fit)
+            alternatives.append(_summary(run, label, fit))
+    detected, limit = _layer_check(run, best)
+    threshold = run.poor_threshold(best)
+    floor = run.objective.noise_floor(best.intensity_model)
+    band_lo, band_hi = _uncertainty_band(run, best, equivalent)
+    values = {p.name: float(p.value) for p in best.parameters}
+    depth, strain_pct, dw, i_max = _shape_of(model, best)
+    start = run.start
+    start_curve = None
+    if run.given is not None:
+        start_curve = _as_given(run).intensity_model
+    capped = run.budget.left <= 0
+    if capped:
+        run.stages.append({"stage": "time-cap", "budget_s": options.budget_s,
+                           "note": "the last-resort CPU cap stopped a stage: the answer may depend on the load"})
     return RefinementResult(
-        depth_nm=depth, strain_percent=strain_pct, debye_waller=dw, two_theta_deg=angles,
-        intensity_measured=counts, intensity_model=best.intensity_model, intensity_start=intensity_start,
+        depth_nm=depth, strain_percent=strain_pct, debye_waller=dw, two_theta_deg=run.angles,
+        intensity_measured=run.counts, intensity_model=best.intensity_model,
+        intensity_start=start_curve if start_curve is not None else best.intensity_model,
         thickness_nm=values["thickness_nm"], strain_max_percent=float(strain_pct[i_max]),
         depth_of_max_nm=float(depth[i_max]), dw_min=float(np.min(dw)), sigma_i=best.sigma_i,
-        sigma_i_start=float(sigma_start), noise_floor_sigma_i=floor, path=path,
-        poor_fit=bool(best.sigma_i > poor_threshold), poor_threshold=float(poor_threshold),
+        sigma_i_start=float(run.objective.sigma_i(start_curve)) if start_curve is not None else float("nan"),
+        noise_floor_sigma_i=floor, path=best_label if best_label != "proposal" else "search",
+        poor_fit=bool(best.sigma_i > threshold), poor_threshold=float(threshold),
         values=values, uncertainties=best.uncertainties(),
-        fixed=tuple(p.name for p in best.parameters if not p.vary), n_evaluations=n_eval, n_curves=n_curves,
-        elapsed_s=time.perf_counter() - wall0, cpu_s=budget.elapsed, stages=tuple(stages),
-        start_source=start.source if start is not None else "low-strain",
+        fixed=tuple(p.name for p in best.parameters if not p.vary), n_evaluations=run.n_eval,
+        n_curves=run.n_curves, elapsed_s=time.perf_counter() - run.wall0, cpu_s=run.budget.elapsed,
+        stages=tuple(run.stages), start_source=start.source if start is not None else "search",
         start_transfer=dict(start.transfer) if start is not None else {},
-        model_config=asdict(options.model), material=str(reflection.material),
-        hkl=tuple(int(i) for i in reflection.hkl), wavelength_angstrom=float(reflection.wavelength_angstrom))
+        model_config=asdict(options.model), material=str(run.reflection.material),
+        hkl=tuple(int(i) for i in run.reflection.hkl), wavelength_angstrom=float(run.reflection.wavelength_angstrom),
+        ambiguous=bool(alternatives) and detected, alternatives=tuple(alternatives) if detected else (),
+        strain_band_percent=(band_lo.tolist(), band_hi.tolist()), layer_detected=detected, detection_limit=limit,
+        time_capped=capped)

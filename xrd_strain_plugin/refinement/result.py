@@ -14,7 +14,10 @@ PATHS = {
     "local": "least squares from the given start (after the 2-theta offset search)",
     "multi-start": "least squares from a start derived from the given one (thickness/strain variants)",
     "low-strain": "least squares from a generic low-strain start (no usable start given, or it lost)",
-    "global": "differential evolution under a time budget, then least squares",
+    "search": "least squares from a proposal of the screened grid (shapes x thicknesses x strains x DW)",
+    "proposal": "least squares from a proposal of the screened grid (shapes x thicknesses x strains x DW)",
+    "rescan": "least squares after a fine thickness sweep of the best fit's reduced profile",
+    "global": "differential evolution (a fixed number of generations), then least squares",
     "start": "the given start itself (at its best offset, scale and background): nothing found was better",
 }
 
@@ -62,6 +65,23 @@ class RefinementResult:
         ``start_transfer`` how it was mapped onto this crystal when it came from another one.
     model_config : dict
         The profile parameterisation (number of weights, DW mode, lamellae...).
+    ambiguous : bool
+        True when distinct profiles (depth of the maximum or thickness differing by > 0.1 t / 10 %) fit
+        within one standard deviation of chi^2 of the best: the data do not decide between them.
+    alternatives : tuple of dict
+        Those other answers, best first: path, sigma_i, cost, thickness_nm, strain_max_percent,
+        depth_of_max_nm, dw_min and their profile tables (depth_nm, strain_percent, debye_waller).
+    strain_band_percent : tuple of (list, list)
+        Lower and upper strain (percent) at ``depth_nm`` (reduced depth of the answer): +-1 sigma from the
+        covariance of the weights, widened to the envelope of the equivalent fits.
+    layer_detected : bool
+        False when no layer fits better than the bare substrate (by 2 standard deviations of chi^2):
+        the answer is then "no strained layer detected", and ``detection_limit`` says the smallest
+        strain (per thickness) this curve would have shown.
+    detection_limit : dict or None
+    time_capped : bool
+        True when the last-resort CPU cap (``RefineOptions.budget_s``) stopped a stage: only then can
+        the answer depend on the machine's load.
     """
 
     depth_nm: np.ndarray
@@ -95,6 +115,12 @@ class RefinementResult:
     material: str = ""
     hkl: tuple = ()
     wavelength_angstrom: float = float("nan")
+    ambiguous: bool = False
+    alternatives: tuple = ()
+    strain_band_percent: tuple = ()
+    layer_detected: bool = True
+    detection_limit: dict | None = None
+    time_capped: bool = False
 
     _ARRAYS = ("depth_nm", "strain_percent", "debye_waller", "two_theta_deg", "intensity_measured",
                "intensity_model", "intensity_start")
