@@ -73,12 +73,11 @@ RULES = {
     "flows": ({"xrd_strain_plugin.physics", "xrd_strain_plugin.inference", "xrd_strain_plugin.refinement",
                "xrd_strain_plugin.tiled", "training"}, ("bluesky", "ophyd")),
 }
-NEUTRAL = {"xrd_strain_plugin", "xrd_strain_plugin.io"}  # __version__; plain-text files
-#: bluesky reaches tiled only through these modules and names, never through its internals: the result shapes
-#: (to move to a neutral results module that both adapters import, issue 17) and the collaborators the live
-#: service builds in its from_uri conveniences. Anything else (another module, a private name) is sideways.
+NEUTRAL = {"xrd_strain_plugin", "xrd_strain_plugin.io", "xrd_strain_plugin.results"}  # __version__; files; result shapes
+#: bluesky reaches tiled only through these modules and names, never through its internals: the collaborators
+#: the live service builds in its from_uri conveniences (the result shapes are in the neutral
+#: xrd_strain_plugin.results, which both adapters import). Anything else (another module, a private name) is sideways.
 BLUESKY_MAY_USE_FROM_TILED = {
-    "xrd_strain_plugin.tiled.layout": {"ResultRecord", "base_metadata", "ARRAY_NAMES"},
     "xrd_strain_plugin.tiled.records": {"record_from_result"},
     "xrd_strain_plugin.tiled.spool": {"Spool", "SpoolingPublisher"},
     "xrd_strain_plugin.tiled.writer": {"TiledResultsWriter", "check_credentials"},

@@ -120,7 +120,7 @@ def make_tiny_bundle(path):
 
 def synthetic_record(uid, index=None, *, e_max=1.0, sample="S", status="ok", n_slices=20, n_points=64, seed=0):
     """A ResultRecord with known arrays (for the Tiled layer tests, which do not need a model)."""
-    from xrd_strain_plugin.tiled.layout import ARRAY_NAMES, ResultRecord, base_metadata
+    from xrd_strain_plugin.results import ARRAY_NAMES, ResultRecord, base_metadata
 
     rng = np.random.default_rng(seed)
     md = base_metadata(status=status, raw_uid=uid, curve_index=index, sample=sample,

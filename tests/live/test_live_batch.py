@@ -107,7 +107,7 @@ def test_curves_that_wait_are_inverted_and_written_together_and_published_as_der
     events = [d for n, d in documents if n == "event" and d["descriptor"] in
               {dd["uid"] for nn, dd in documents if nn == "descriptor" and dd["run_start"] == first["uid"]}]
     stored = read_result(client["results"][uids[0]])["arrays"]
-    np.testing.assert_allclose(events[0]["data"]["strain"], stored["strain"])
+    np.testing.assert_allclose(events[0]["data"]["strain_percent"], stored["strain_percent"])
     bad = next(s for s in starts if s["xrd_strain"]["raw_uid"] == uids[-1])
     stop = [d for n, d in documents if n == "stop" and d["run_start"] == bad["uid"]][0]
     assert stop["exit_status"] == "fail" and "too few points" in stop["reason"]

@@ -97,7 +97,7 @@ def test_a_rocking_curve_scan_becomes_a_profile_in_tiled_linked_to_its_run(RE, l
     # omega scan: the curve's 2theta is twice the motor angle, so Q spans the Bragg peak
     assert arrays["q_inv_angstrom"].min() < REFL.q_bragg_inv_angstrom < arrays["q_inv_angstrom"].max()
     assert np.all(np.diff(arrays["depth_nm"]) > 0) and arrays["depth_nm"][0] == 0.0
-    assert md["strain_max_percent"] == pytest.approx(arrays["strain"].max())
+    assert md["strain_max_percent"] == pytest.approx(arrays["strain_percent"].max())
     assert md["sigma_i"] > 0 and md["timings"]["invert_s"] > 0
 
 
@@ -219,7 +219,7 @@ def test_event_pages_give_the_same_curve_as_events(live, diffractometer, tiled_s
     assert a["metadata"]["fields"]["axis"] == "two_theta"
     np.testing.assert_allclose(a["arrays"]["intensity_measured"], counts)
     np.testing.assert_allclose(b["arrays"]["intensity_measured"], counts)
-    np.testing.assert_allclose(a["arrays"]["strain"], b["arrays"]["strain"])
+    np.testing.assert_allclose(a["arrays"]["strain_percent"], b["arrays"]["strain_percent"])
 
 
 def test_a_run_with_one_curve_per_sample_position_gives_one_result_per_curve(RE, live, diffractometer, tiled_server):

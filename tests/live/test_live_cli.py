@@ -33,7 +33,7 @@ def test_results_lists_matching_results_and_shows_one_as_json(tiled_server, caps
     assert main(["results", "--tiled", tiled_server.url, "--show", records[1].raw_uid, "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["metadata"]["strain_max_percent"] == 1.5
-    assert shown["arrays"]["strain"] == list(records[1].arrays["strain"])
+    assert shown["arrays"]["strain_percent"] == list(records[1].arrays["strain_percent"])
 
 
 def test_results_names_a_missing_result_and_a_missing_key(tiled_server, capsys, monkeypatch):
@@ -103,7 +103,7 @@ def test_invert_publish_stores_results_in_tiled_and_spools_when_it_is_away(tiled
     stored = read_result(hits[(offline_uid(path),)])
     saved = json.loads((tmp_path / "b" / path.stem / "result.json").read_text())
     assert stored["metadata"]["strain_max_percent"] == saved["strain_max_percent"]
-    assert len(stored["arrays"]["strain"]) > 10
+    assert len(stored["arrays"]["strain_percent"]) > 10
 
 
 @pytest.mark.parametrize("source", ["--zmq", "--journal"])

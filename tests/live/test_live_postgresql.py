@@ -120,4 +120,4 @@ def test_concurrent_writers_of_different_results_all_land(tiled_server):
     node = hits[(records[1][2].raw_uid,)]
     from xrd_strain_plugin.tiled import read_result
 
-    np.testing.assert_array_equal(read_result(node)["arrays"]["strain"], records[1][2].arrays["strain"])
+    np.testing.assert_array_equal(read_result(node)["arrays"]["strain_percent"], records[1][2].arrays["strain_percent"])

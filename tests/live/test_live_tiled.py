@@ -1,4 +1,4 @@
-"""Results layout (v2, and v1 still read), writer, queries and spool against a real Tiled server on loopback."""
+"""Results layout (v3, and v1, v2 still read), writer, queries and spool against a real Tiled server on loopback."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 from live_support import TiledProcess, free_port, synthetic_record
 
+from xrd_strain_plugin.results import PROFILE_COLUMNS, ResultRecord
 from xrd_strain_plugin.tiled import (
     ARRAY_NAMES,
     LAYOUT_NAME,
+    LAYOUT_VERSION,
     Spool,
     SpoolingPublisher,
     SpoolLockedError,
@@ -19,7 +21,6 @@ from xrd_strain_plugin.tiled import (
     find_results,
     read_result,
 )
-from xrd_strain_plugin.tiled.layout import ResultRecord
 
 
 def uid():
@@ -36,10 +37,10 @@ def test_a_written_result_reads_back_as_named_arrays_with_its_metadata(tiled_ser
     for name in ARRAY_NAMES:
         np.testing.assert_array_equal(got["arrays"][name], record.arrays[name])
     assert got["metadata"]["strain_max_percent"] == 1.7
-    assert got["metadata"]["layout"] == {"name": LAYOUT_NAME, "version": "2"}
+    assert got["metadata"]["layout"] == {"name": LAYOUT_NAME, "version": "3"}
     assert got["metadata"]["raw_path"] == f"raw/{record.raw_uid}"
     assert got["metadata"]["refinement"] == {"status": "none"}
-    assert {(s.name, s.version) for s in node.specs} >= {(LAYOUT_NAME, "2")}
+    assert {(s.name, s.version) for s in node.specs} >= {(LAYOUT_NAME, "3")}
 
 
 def results_per_raw_uid(client, uids):
@@ -68,7 +69,7 @@ def test_writing_a_record_twice_leaves_one_node_and_completes_a_partial_one(tile
     hits = find_results(client, raw_uid=record.raw_uid)
     assert list(hits) == [(record.raw_uid, "0")]
     assert results_per_raw_uid(client, [record.raw_uid]) == {record.raw_uid: 1}
-    np.testing.assert_array_equal(read_result(hits[(record.raw_uid, "0")])["arrays"]["strain"], record.arrays["strain"])
+    np.testing.assert_array_equal(read_result(hits[(record.raw_uid, "0")])["arrays"]["strain_percent"], record.arrays["strain_percent"])
 
 
 def test_queries_select_by_sample_run_emax_range_model_version_and_status(tiled_server):
@@ -170,7 +171,7 @@ def test_a_record_must_carry_a_known_status_and_complete_tables():
 
 def test_a_batch_costs_one_request_per_result_plus_one_and_each_reads_back_its_own_arrays(tiled_server):
     client = tiled_server.client()
-    writer = TiledResultsWriter(client)
+    writer = TiledResultsWriter(client, tables="deferred")  # as the live path writes
     writer.prepare()  # off the critical path: containers and an arrays table made ahead
     multi = uid()
     records = [synthetic_record(uid(), e_max=i, seed=i) for i in range(5)] + [
@@ -187,6 +188,63 @@ def test_a_batch_costs_one_request_per_result_plus_one_and_each_reads_back_its_o
             np.testing.assert_array_equal(got["arrays"][name], values)
     pointers = {find_results(client, raw_uid=r.raw_uid)[r.path].metadata["arrays"]["node"] for r in records if r.arrays}
     assert len(pointers) == 1  # the arrays of the batch share one table
+    # The per-result tables follow when the writer is idle: four requests per result with a profile.
+    assert writer.pending_tables == 6 and "profile" not in client["results"][records[0].raw_uid]
+    before = writer.requests
+    writer.prepare()
+    assert writer.pending_tables == 0
+    assert writer.requests - before == 4 * 6 + 1  # and the arrays table the batch used is replaced
+    assert list(client["results"][records[0].raw_uid]["profile"].read().columns) == list(PROFILE_COLUMNS)
+
+
+def test_a_result_is_plain_tiled_data_a_profile_and_a_curve_table_with_units(tiled_server):
+    from xrd_strain_plugin.tiled.client import ResultNode
+
+    record = synthetic_record(uid(), sample="plain", seed=3)
+    TiledResultsWriter(tiled_server.client()).write(record)
+    node = tiled_server.client()["results"][record.raw_uid]  # plain Tiled calls
+    profile = node["profile"].read()
+    assert list(profile.columns) == ["depth_nm", "strain_percent", "debye_waller"]
+    np.testing.assert_array_equal(profile["strain_percent"], record.arrays["strain_percent"])
+    np.testing.assert_array_equal(node["curve"].read()["intensity_model"], record.arrays["intensity_model"])
+    assert node["profile"].metadata["units"] == {"depth_nm": "nm", "strain_percent": "percent", "debye_waller": "1"}
+    assert node.metadata["units"]["strain_max_percent"] == "percent"
+    assert node.metadata["layout"]["version"] == LAYOUT_VERSION == "3"
+    # The spec's client class, from the entry point: the same through its own vocabulary.
+    assert isinstance(node, ResultNode) and node.status == "ok" and node.units["q_inv_angstrom"] == "1/angstrom"
+    np.testing.assert_array_equal(node.curve()["q_inv_angstrom"], record.arrays["q_inv_angstrom"])
+    assert node.figures["strain_max_percent"] == record.metadata["strain_max_percent"]
+    assert node.refinement() is None
+
+
+def test_results_of_layout_v2_are_still_found_and_read_with_todays_names(tiled_server):
+    """A v2 node (arrays row with a column ``strain`` in percent, no per-result tables)."""
+    import pyarrow as pa
+
+    from tiled.structures.core import Spec
+
+    from xrd_strain_plugin.tiled.client import ResultNode
+
+    client = tiled_server.client()
+    TiledResultsWriter(client).prepare()
+    record = synthetic_record(uid(), sample="old-v2", seed=4)
+    old = {("strain" if k == "strain_percent" else k): v for k, v in record.arrays.items()}
+    frame = pa.table({"raw_uid": [record.raw_uid], "curve_index": [-1],
+                      **{k: pa.array([v], pa.list_(pa.float64())) for k, v in old.items()}}).to_pandas()
+    key = uid()
+    client["result_arrays"].write_dataframe(frame, key=key)
+    md = {k: v for k, v in record.metadata.items() if k != "units"}
+    md.update(layout={"name": LAYOUT_NAME, "version": "2"}, arrays={"node": f"result_arrays/{key}", "row": 0},
+              refinement={"status": "none"})
+    client["results"].create_container(record.raw_uid, metadata=md, specs=[Spec(LAYOUT_NAME, version="2")])
+    (node,) = find_results(client, sample="old-v2", layout_version="2").values()
+    got = read_result(node)
+    np.testing.assert_array_equal(got["arrays"]["strain_percent"], record.arrays["strain_percent"])
+    assert isinstance(node, ResultNode) and node.units["strain_percent"] == "percent"
+    np.testing.assert_array_equal(node.profile()["strain_percent"], record.arrays["strain_percent"])
+    from xrd_strain_plugin.tiled import find_unrefined
+
+    assert (record.raw_uid,) in find_unrefined(client)  # v2 results are still offered for refinement
 
 
 def test_results_of_layout_v1_are_still_found_and_read(tiled_server):
@@ -200,6 +258,7 @@ def test_results_of_layout_v1_are_still_found_and_read(tiled_server):
     node = client["results"].create_container(record.raw_uid, metadata=md,
                                               specs=[Spec(LAYOUT_NAME, version="1"), Spec("composite")])
     for table, columns in record.tables().items():
+        columns = {("strain" if c == "strain_percent" else c): v for c, v in columns.items()}  # v1's names
         node.base.write_table(pd.DataFrame(columns), key=table) if hasattr(node, "base") else node.write_table(
             pd.DataFrame(columns), key=table)
     hits = find_results(client, sample="old-v1")
@@ -208,6 +267,7 @@ def test_results_of_layout_v1_are_still_found_and_read(tiled_server):
     for name in ARRAY_NAMES:
         np.testing.assert_array_equal(got["arrays"][name], record.arrays[name])
     assert find_results(client, sample="old-v1", layout_version="2") == {}
+    assert find_results(client, sample="old-v1", layout_version=("1", "3")).keys() == {(record.raw_uid,)}
 
 
 def test_a_record_that_cannot_be_written_is_set_aside_with_its_reason_and_the_rest_of_its_batch_written(
@@ -215,7 +275,7 @@ def test_a_record_that_cannot_be_written_is_set_aside_with_its_reason_and_the_re
     good = [synthetic_record(uid(), seed=i) for i in range(2)]
     bad = synthetic_record(uid(), seed=5)
     bad = ResultRecord(raw_uid=bad.raw_uid, curve_index=None, metadata=bad.metadata,
-                       arrays={**bad.arrays, "strain": np.array(["x"] * bad.arrays["strain"].size)})
+                       arrays={**bad.arrays, "strain_percent": np.array(["x"] * bad.arrays["strain_percent"].size)})
     spool = Spool(tmp_path / "spool")
     spool.append_many([good[0], bad, good[1]])  # one batch file, as an outage leaves it
     publisher = SpoolingPublisher(lambda: TiledResultsWriter.from_uri(tiled_server.url, api_key="testsecret"),
@@ -292,7 +352,7 @@ def test_the_deployed_server_configuration_serves_results_with_its_catalog_in_wa
         from tiled.client import from_uri
 
         got = read_result(find_results(from_uri(url), sample="deployed")[(record.raw_uid,)])  # public reads
-        np.testing.assert_array_equal(got["arrays"]["strain"], record.arrays["strain"])
+        np.testing.assert_array_equal(got["arrays"]["strain_percent"], record.arrays["strain_percent"])
         with sqlite3.connect(tmp_path / "catalog.db") as db:
             assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:

@@ -4,7 +4,7 @@
 factory for every run that :func:`~.detection.plan_from_start` recognises. It
 only appends numbers while the run goes on (the RunEngine's thread must not
 wait on us); each completed curve leaves as a :class:`CurveJob`, each curve
-that cannot be inverted as a :class:`~xrd_strain_plugin.tiled.layout.ResultRecord`
+that cannot be inverted as a :class:`~xrd_strain_plugin.results.ResultRecord`
 saying why, both through ``submit``. A curve completes when the run stops, or,
 in a multi-curve run, when a position field (a sample stage, say) changes.
 """
@@ -19,7 +19,7 @@ from collections.abc import Callable
 import event_model
 import numpy as np
 
-from xrd_strain_plugin.tiled.layout import ResultRecord, base_metadata
+from xrd_strain_plugin.results import ResultRecord, base_metadata
 
 from .detection import CurveFields, DetectionError, RunPlan, fields_from_descriptor
 

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from xrd_strain_plugin.tiled.layout import ARRAY_NAMES
+from xrd_strain_plugin.results import ARRAY_NAMES, UNITS
 
 FIGURES = ("strain_max_percent", "depth_of_max_nm", "thickness_nm", "dw_min", "fwhm_deg", "dynamic_range",
            "sigma_i")
 
 
 def result_documents(record, *, results_key: str = "results") -> list[tuple[str, dict]]:
-    """The documents of the derived run of one :class:`~xrd_strain_plugin.tiled.layout.ResultRecord`."""
+    """The documents of the derived run of one :class:`~xrd_strain_plugin.results.ResultRecord`."""
     from event_model import compose_run
 
     md = record.metadata
@@ -43,7 +43,7 @@ def result_documents(record, *, results_key: str = "results") -> list[tuple[str,
         return docs
     arrays = {name: np.asarray(record.arrays[name], dtype=float) for name in ARRAY_NAMES}
     data_keys = {name: {"dtype": "array", "shape": list(a.shape), "source": "xrd-strain",
-                        "units": _UNITS.get(name, "")} for name, a in arrays.items()}
+                        "units": UNITS.get(name, "")} for name, a in arrays.items()}
     desc = run.compose_descriptor(name="result", data_keys=data_keys, validate=False)
     docs.append(("descriptor", desc.descriptor_doc))
     # Not schema-validated (none of the four documents): they are built here from a checked record,
@@ -55,5 +55,3 @@ def result_documents(record, *, results_key: str = "results") -> list[tuple[str,
     return docs
 
 
-_UNITS = {"depth_nm": "nm", "strain": "%", "debye_waller": "", "q_inv_angstrom": "1/angstrom",
-          "intensity_measured": "counts", "intensity_model": "counts"}

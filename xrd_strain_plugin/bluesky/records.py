@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from xrd_strain_plugin.tiled.layout import ResultRecord, base_metadata
+from xrd_strain_plugin.results import ResultRecord, base_metadata
 from xrd_strain_plugin.tiled.records import record_from_result
 
 from .collector import CurveJob

@@ -42,7 +42,7 @@ from collections.abc import Callable
 import event_model
 import numpy as np
 
-from xrd_strain_plugin.tiled.layout import ResultRecord, base_metadata
+from xrd_strain_plugin.results import ResultRecord, base_metadata
 
 from .collector import CurveJob, RunCollector
 from .detection import RockingCurveConfig, plan_from_start
@@ -159,7 +159,7 @@ class LiveInversion:
         config: RockingCurveConfig = RockingCurveConfig(),
         retry_interval_s: float = 2.0,
         refine: bool = False,
-        refine_global_budget_s: float = 12.0,
+        refine_global_budget_s: float = 30.0,
         **kwargs,
     ) -> "LiveInversion":
         """Load the model (and warm it up), open the spool, and prepare writing to ``uri``.
@@ -205,7 +205,7 @@ class LiveInversion:
 
         # Credentials are checked now (a refused key is a configuration error, not an outage);
         # an unreachable Tiled is fine: results wait in the spool.
-        first = {"writer": check_credentials(uri, api_key=api_key)}
+        first = {"writer": check_credentials(uri, api_key=api_key, tables="deferred")}
 
         def warm(inverter):
             card = inverter.bundle.card
@@ -221,7 +221,8 @@ class LiveInversion:
 
         def connect():
             writer = first.pop("writer", None)
-            return writer if writer is not None else TiledResultsWriter.from_uri(uri, api_key=api_key)
+            # Per-result tables when idle: a burst is written at the rate of nodes + arrays rows.
+            return writer if writer is not None else TiledResultsWriter.from_uri(uri, api_key=api_key, tables="deferred")
 
         publisher = SpoolingPublisher(connect, Spool(spool_directory), retry_interval_s=retry_interval_s)
         refiner = None

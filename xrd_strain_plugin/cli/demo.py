@@ -394,7 +394,7 @@ def _plot(path, demo_samples, samples, results, refl, card):
         ax_dw.plot(s.depth_nm(), s.debye_waller, "k:", lw=1.5, label="DW, true")
         if res and res["arrays"]:
             a = res["arrays"]
-            ax.plot(a["depth_nm"], a["strain"], "C3-", lw=1.5, label="strain, retrieved")
+            ax.plot(a["depth_nm"], a["strain_percent"], "C3-", lw=1.5, label="strain, retrieved")
             ax_dw.plot(a["depth_nm"], a["debye_waller"], "C0--", lw=1.2, label="DW, retrieved")
         refined = (res or {}).get("refinement")
         if refined and refined["arrays"]:

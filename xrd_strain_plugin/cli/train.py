@@ -97,7 +97,8 @@ def _register_train(subparsers) -> None:
     p.add_argument("--monitor", default=None, metavar="DIR",
                    help="test-set directory whose first --monitor-curves curves are scored after "
                         "every epoch (accuracy versus samples seen; never used for selection)")
-    p.add_argument("--monitor-curves", type=int, default=1000, metavar="N")
+    p.add_argument("--monitor-curves", type=int, default=1000, metavar="N",
+                   help="curves of --monitor scored after every epoch (default: %(default)s)")
     p.add_argument("--final-anneal", type=float, default=0.75, metavar="F",
                    help="learning rate x 0.1 once this share of the (wall or CPU) budget is spent; "
                         "0: never (default: %(default)s)")

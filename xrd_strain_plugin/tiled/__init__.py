@@ -2,10 +2,11 @@
 the refinement state of a result.
 
 Importing this package does not import the Tiled client or server; they are
-imported where a connection is made.
+imported where a connection is made (``ResultNode``, the client class of a result node, is in
+:mod:`.client` and imports the Tiled client).
 """
 
-from .layout import ARRAY_NAMES, LAYOUT_NAME, LAYOUT_VERSION, ResultRecord, base_metadata
+from xrd_strain_plugin.results import ARRAY_NAMES, LAYOUT_NAME, LAYOUT_VERSION, UNITS, ResultRecord, base_metadata
 from .queries import ResultRow, find_results, format_table, read_result
 from .records import offline_record, publish_offline, record_from_result
 from .refinement import (claim_refinement, fail_refinement, find_unrefined, read_refinement, refinement_inputs,
@@ -24,6 +25,7 @@ __all__ = [
     "SpoolingPublisher",
     "TiledAuthError",
     "TiledResultsWriter",
+    "UNITS",
     "base_metadata",
     "claim_refinement",
     "fail_refinement",

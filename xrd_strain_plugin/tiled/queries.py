@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .layout import ARRAY_NAMES, LAYOUT_NAME, RESULTS_KEY, TABLES, arrays_of_row
+from .layout import ARRAY_NAMES, LAYOUT_NAME, RESULTS_KEY, TABLES, arrays_of_row, with_current_names
 
 
 def find_results(
@@ -53,8 +53,8 @@ def find_results(
     refinement_status : str, optional
         ``"none"``, ``"pending"``, ``"done"`` or ``"failed"`` (layout v2; see
         :mod:`xrd_strain_plugin.tiled.refinement`).
-    layout_version : str, optional
-        ``"1"`` or ``"2"``; both are found by default.
+    layout_version : str or tuple of str, optional
+        ``"1"``, ``"2"``, ``"3"`` or several; all are found by default.
 
     Returns
     -------
@@ -62,7 +62,7 @@ def find_results(
         Node path below ``results`` (tuple of keys) -> Tiled node client, in
         the server's order (creation order).
     """
-    from tiled.queries import Key
+    from tiled.queries import In, Key
 
     queries = [Key("layout.name") == LAYOUT_NAME]
     if sample is not None:
@@ -75,8 +75,10 @@ def find_results(
         queries.append(Key("status") == status)
     if refinement_status is not None:
         queries.append(Key("refinement.status") == refinement_status)
-    if layout_version is not None:
+    if isinstance(layout_version, str):
         queries.append(Key("layout.version") == layout_version)
+    elif layout_version is not None:
+        queries.append(In("layout.version", list(layout_version)))
     if strain_max_percent is not None:
         lo, hi = strain_max_percent
         if lo is not None:
@@ -89,7 +91,8 @@ def find_results(
 
 
 def read_result(node) -> dict[str, Any]:
-    """Metadata and arrays of one result node (layout version 1 or 2).
+    """Metadata and arrays of one result node (layout version 1, 2 or 3), arrays with today's names
+    (``strain_percent``; :data:`~xrd_strain_plugin.results.ARRAY_NAMES`).
 
     Returns
     -------
@@ -109,7 +112,7 @@ def read_result(node) -> dict[str, Any]:
         base = getattr(node, "base", node)  # the tables behind the composite view: one read per table
         for table in set(base) & set(TABLES):
             frame = base[table].read()
-            arrays.update({c: np.asarray(frame[c], dtype=float) for c in TABLES[table] if c in frame})
+            arrays.update(with_current_names({c: np.asarray(frame[c], dtype=float) for c in frame.columns}))
     elif metadata.get("arrays"):
         pointer = metadata["arrays"]
         table = read_arrow_table(node.context, pointer["node"])

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .layout import ResultRecord, base_metadata
+from xrd_strain_plugin.results import ResultRecord, base_metadata
 
 #: Namespace of the uids given to offline inversions (one uid per file content).
 OFFLINE_NAMESPACE = uuid.UUID("6c1f3b0e-6f0a-4f55-9d8e-3b7c1b2f7a10")
@@ -45,7 +45,7 @@ def record_from_result(
     """
     arrays = {
         "depth_nm": result.depth_nm,
-        "strain": result.strain_percent,
+        "strain_percent": result.strain_percent,
         "debye_waller": result.debye_waller,
         "q_inv_angstrom": result.q_inv_angstrom,
         "intensity_measured": result.intensity_measured,

@@ -46,7 +46,7 @@ def _merge(node, refinement: dict) -> None:
 
 
 def find_unrefined(client, *, limit: int | None = None, results_key: str = RESULTS_KEY) -> dict[tuple[str, ...], Any]:
-    """``ok`` results of layout v2 that nobody has refined (``refinement.status == "none"``), oldest first.
+    """``ok`` results of layout v2 or v3 that nobody has refined (``refinement.status == "none"``), oldest first.
 
     Parameters
     ----------
@@ -55,7 +55,8 @@ def find_unrefined(client, *, limit: int | None = None, results_key: str = RESUL
     limit : int, optional
         At most this many (the oldest).
     """
-    hits = find_results(client, status="ok", layout_version="2", refinement_status="none", results_key=results_key)
+    hits = find_results(client, status="ok", layout_version=("2", "3"), refinement_status="none",
+                        results_key=results_key)
     items = sorted(hits.items(), key=lambda kv: str(kv[1].metadata.get("created") or ""))
     return dict(items[:limit] if limit is not None else items)
 
@@ -116,7 +117,7 @@ def refinement_inputs(node):
     refl = make_reflection(md["material"], tuple(md["reflection"]["hkl"]), wavelength)
     two_theta = np.asarray(q_to_two_theta_deg(arrays["q_inv_angstrom"], wavelength), dtype=float)
     model = md.get("model") or {}
-    start = StartProfile(depth_nm=arrays["depth_nm"], strain_percent=arrays["strain"],
+    start = StartProfile(depth_nm=arrays["depth_nm"], strain_percent=arrays["strain_percent"],
                          debye_waller=arrays["debye_waller"], fwhm_deg=float(md["fwhm_deg"]),
                          source=f"network:{model.get('id')}@{model.get('version')}")
     return two_theta, np.asarray(arrays["intensity_measured"], dtype=float), refl, start

@@ -1,10 +1,13 @@
-"""Write :class:`~xrd_strain_plugin.tiled.layout.ResultRecord` objects to Tiled (layout v2), idempotently.
+"""Write :class:`~xrd_strain_plugin.results.ResultRecord` objects to Tiled (layout v3), idempotently.
 
 Cost per result, in HTTP requests (each ~15-40 ms of Tiled server time on a 2-core machine):
 one request creates the result node with its full metadata; the arrays of every result written
 together go up in one request into an arrays table created ahead of time (off the critical path,
 :meth:`TiledResultsWriter.prepare`). A batch of ``k`` results therefore costs ``k + 1`` requests,
-``k + 2`` when no table was ready.
+``k + 2`` when no table was ready, until it is readable. Each result's own ``profile`` and
+``curve`` tables (four requests) follow: at once with ``tables="now"`` (the default), or, for the
+live path (``tables="deferred"``), when the writer is idle (:meth:`TiledResultsWriter.prepare`
+without a node), so that a burst is written at the rate of the first part.
 
 Order within a batch: arrays first, then the nodes, so a result that queries can see has its
 arrays readable.
@@ -37,10 +40,15 @@ from .layout import (
     LAYOUT_VERSION,
     RESULTS_KEY,
     RUN_SPEC_NAME,
+    TABLE_SPEC_NAME,
+    TABLES,
+    UNITS,
     ResultRecord,
     arrays_ipc,
     arrays_schema,
     jsonable,
+    table_ipc,
+    table_schema,
 )
 
 log = logging.getLogger(__name__)
@@ -102,7 +110,7 @@ def _is_conflict(exc: BaseException) -> bool:
 
 
 class TiledResultsWriter:
-    """Write result records below ``results/`` of a Tiled server (layout v2).
+    """Write result records below ``results/`` of a Tiled server (layout v3).
 
     Parameters
     ----------
@@ -114,6 +122,9 @@ class TiledResultsWriter:
         Arrays tables kept created ahead of need (:meth:`prepare`).
     parallel : int, optional
         Requests in flight at once for the nodes of one batch.
+    tables : {"now", "deferred"}
+        When each result's ``profile`` and ``curve`` tables are written: with the node, or by
+        :meth:`prepare` when the writer is idle (the live path; :meth:`write_tables` forces them).
 
     Examples
     --------
@@ -122,7 +133,11 @@ class TiledResultsWriter:
     """
 
     def __init__(self, client, *, results_key: str = RESULTS_KEY, arrays_key: str = ARRAYS_KEY, reserve: int = 2,
-                 parallel: int = 4):
+                 parallel: int = 4, tables: str = "now"):
+        if tables not in ("now", "deferred"):
+            raise ValueError(f"tables must be 'now' or 'deferred', got {tables!r}")
+        self.tables = tables
+        self._pending_tables: collections.deque = collections.deque(maxlen=100_000)
         self.client = client
         self.results_key = results_key
         self.arrays_key = arrays_key
@@ -217,7 +232,37 @@ class TiledResultsWriter:
             self._reserved.append(self._new_arrays_table())
         if raw_uid is not None and curve_index is not None:
             self._ensure_run(raw_uid, {"raw_uid": raw_uid, "raw_path": f"raw/{raw_uid}"})
+        elif raw_uid is None:  # idle: the per-result tables of what was written
+            self.write_tables(limit=8)
         return self.requests - before
+
+    @property
+    def pending_tables(self) -> int:
+        """Results whose ``profile``/``curve`` tables are still to be written."""
+        return len(self._pending_tables)
+
+    def write_tables(self, *, limit: int | None = None) -> int:
+        """Write the per-result tables still pending (at most ``limit`` results); return how many."""
+        done = 0
+        while self._pending_tables and (limit is None or done < limit):
+            path, record = self._pending_tables[0]
+            for table in TABLES:
+                self._write_table(path, table, record)
+            self._pending_tables.popleft()
+            done += 1
+        return done
+
+    def _write_table(self, path: str, table: str, record: ResultRecord) -> None:
+        from tiled.structures.data_source import DataSource
+        from tiled.structures.table import TableStructure
+
+        source = DataSource(structure=TableStructure.from_schema(table_schema(table)), structure_family="table")
+        units = {c: UNITS[c] for c in TABLES[table]}
+        self._post(path, {"id": table, "structure_family": "table", "metadata": {"units": units},
+                          "specs": [_spec(TABLE_SPEC_NAME)], "data_sources": [dataclasses.asdict(source)]})
+        self.requests += 1  # created now or by an earlier attempt (409): its data is (re)written either way
+        check_response(self._http.put(self._table_url + f"{path}/{table}", content=table_ipc(record, table),
+                                      headers={"Content-Type": ARROW_FILE}))
 
     def _ensure_run(self, raw_uid: str, metadata: dict) -> None:
         if raw_uid in self._runs:
@@ -262,7 +307,11 @@ class TiledResultsWriter:
         for exc in errors:
             if exc is not None:
                 raise exc
-        return [f.result() for f in futures]
+        paths = [f.result() for f in futures]
+        self._pending_tables.extend((path, r) for path, r in zip(paths, records) if r.arrays)
+        if self.tables == "now":
+            self.write_tables()
+        return paths
 
     def _write_node(self, record: ResultRecord, pointer: dict | None) -> str:
         metadata = node_metadata(record, pointer)
@@ -282,9 +331,10 @@ class TiledResultsWriter:
 
 
 def node_metadata(record: ResultRecord, pointer: dict | None) -> dict[str, Any]:
-    """A record's metadata as written in layout v2 (whatever layout the record was made for)."""
+    """A record's metadata as written in layout v3 (whatever layout the record was made for)."""
     md = dict(record.metadata)
     md["layout"] = {"name": LAYOUT_NAME, "version": LAYOUT_VERSION}
+    md.setdefault("units", dict(UNITS))
     md["arrays"] = pointer
     if record.status == "ok" and pointer is not None:
         md.setdefault("refinement", {"status": "none"})
