@@ -3,12 +3,12 @@
 Targets are the "relative" ones of :mod:`xrd_strain_plugin.inference.labels` (shape weights
 divided by e_max, ln e_max, ln DW_min, ln t, ln H, DR), min-max scaled. For one hypothesis:
 
-    L = mean_z (r S_pred(z) / max|S_pred| - S_true(z))^2          profile, relative to e_max
+    L = w_p mean_z (r S_pred(z) / max|S_pred| - S_true(z))^2      profile, relative to e_max
         + (d ln e_max)^2 + (d ln DW_min)^2 + (d ln t)^2 + (d ln H)^2 + (d DR / DR)^2
 
 with ``S(z) = B(z) w`` the linear B-spline map of the shape weights read at ``n_z`` reduced
 depths and ``r = e_max,pred / e_max,true``: the first term is (sigma_e / e_max)^2 in reduced
-depth, the others are squared relative errors, the quantities whose 10 % thresholds define
+depth (weighted by ``profile_weight`` w_p), the others are squared relative errors, the quantities whose 10 % thresholds define
 a(strain), a(e_max), a(DW), a(t), a(H) and a(DR). Every term is differentiable (the spline map
 is linear; the max is a sub-gradient).
 
@@ -53,11 +53,14 @@ def _make():
             Reduced depths at which the profiles are compared.
         eps, logit_weight : float
             Relaxed winner-takes-all share of the losers; weight of the logits' cross-entropy.
+        profile_weight : float
+            Weight of the profile term against the five scalar terms (1: equal per term; the
+            paper's MSE gives the 10 shape weights 10 of its 14 terms).
         """
 
         def __init__(self, minimum, maximum, n_weights: int = 10, n_hypotheses: int = 1,
                      n_z: int = 64, eps: float = 0.05, logit_weight: float = 0.05,
-                     name: str = "profile_loss", **kwargs):
+                     profile_weight: float = 1.0, name: str = "profile_loss", **kwargs):
             super().__init__(name=name, **kwargs)
             self.minimum = [float(v) for v in minimum]
             self.maximum = [float(v) for v in maximum]
@@ -66,6 +69,7 @@ def _make():
             self.n_z = int(n_z)
             self.eps = float(eps)
             self.logit_weight = float(logit_weight)
+            self.profile_weight = float(profile_weight)
             self._lo = np.asarray(self.minimum, dtype="float32")
             self._span = (np.asarray(self.maximum) - np.asarray(self.minimum)).astype("float32")
             self._basis = profiles.profile_basis(self.n_weights, self.n_z).T.astype("float32")
@@ -86,7 +90,8 @@ def _make():
             ratio = ops.exp(ops.clip(d[:, :, 0], -3.0, 3.0))
             profile = ops.mean(ops.square(ratio[:, :, None] * s_pred - s_true[:, None, :]), axis=-1)
             dr = d[:, :, 4] / ops.maximum(true[:, None, nw + 4], 0.5)
-            return profile + ops.sum(ops.square(d[:, :, :4]), axis=-1) + ops.square(dr)
+            return (self.profile_weight * profile + ops.sum(ops.square(d[:, :, :4]), axis=-1)
+                    + ops.square(dr))
 
         def call(self, y_true, y_pred):
             losses = self.per_hypothesis(y_true, y_pred)
@@ -104,7 +109,8 @@ def _make():
         def get_config(self):
             return {**super().get_config(), "minimum": self.minimum, "maximum": self.maximum,
                     "n_weights": self.n_weights, "n_hypotheses": self.n_hypotheses,
-                    "n_z": self.n_z, "eps": self.eps, "logit_weight": self.logit_weight}
+                    "n_z": self.n_z, "eps": self.eps, "logit_weight": self.logit_weight,
+                    "profile_weight": self.profile_weight}
 
     return ProfileLoss
 

@@ -86,6 +86,8 @@ class TrainConfig:
         relative errors of the scalars.
     n_hypotheses : int
         K answers per curve (relaxed winner-takes-all with logits; "profile" loss only).
+    profile_weight : float
+        Weight of the profile term of the "profile" loss against its scalar terms.
     kernel_size : int
         Conv kernel length (the paper: 15).
     validation_curves : int or None
@@ -115,6 +117,7 @@ class TrainConfig:
     targets: str = "paper"
     loss: str = "mse"
     n_hypotheses: int = 1
+    profile_weight: float = 1.0
     kernel_size: int = 15
     validation_curves: int | None = None
     max_cpu_minutes: float | None = None
@@ -224,7 +227,8 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
         from training.losses import ProfileLoss  # registers the class for load_model
 
         loss = ProfileLoss(scaling.minimum, scaling.maximum, n_weights=n_weights,
-                           n_hypotheses=config.n_hypotheses)
+                           n_hypotheses=config.n_hypotheses,
+                           profile_weight=config.profile_weight)
     else:
         loss = "mse"
     if resume:

@@ -61,6 +61,10 @@ def test_profile_loss_is_the_squared_relative_error():
     s = shape @ profiles.profile_basis(n_w, 64).T
     expected = 0.05 ** 2 * np.mean(s ** 2, axis=1) + np.log(1.05) ** 2
     np.testing.assert_allclose(got, expected, rtol=1e-3)
+    heavy = ProfileLoss(scaling.minimum, scaling.maximum, n_weights=n_w, n_z=64, profile_weight=10)
+    got = np.asarray(heavy.per_hypothesis(y_true, scaling.scale(pred)))[:, 0]
+    np.testing.assert_allclose(got, 10 * 0.05 ** 2 * np.mean(s ** 2, axis=1) + np.log(1.05) ** 2,
+                               rtol=1e-3)
 
 
 def test_winner_takes_all_rewards_the_right_hypothesis():

@@ -89,6 +89,9 @@ def _register_train(subparsers) -> None:
                         "squared relative errors of the scalars (needs --targets relative)")
     p.add_argument("--hypotheses", type=int, default=1, metavar="K",
                    help="alternative answers per curve (multi-hypothesis head, --loss profile)")
+    p.add_argument("--profile-weight", type=float, default=1.0, metavar="W",
+                   help="weight of the profile term of --loss profile against its five scalar "
+                        "terms (default: %(default)s)")
     p.add_argument("--validation-curves", type=int, default=None, metavar="N",
                    help="validate on at most N of the held-out validation curves per epoch")
     p.add_argument("--max-cpu-minutes", type=float, default=None,
@@ -194,7 +197,8 @@ def run_train(args) -> int:
                          dense_units=tuple(args.dense_units), input_pool=args.input_pool,
                          init_from=args.init_from, epoch_curves=args.epoch_curves,
                          kernel_size=args.kernel_size, targets=args.targets, loss=args.loss,
-                         n_hypotheses=args.hypotheses, validation_curves=args.validation_curves,
+                         n_hypotheses=args.hypotheses, profile_weight=args.profile_weight,
+                         validation_curves=args.validation_curves,
                          max_cpu_minutes=args.max_cpu_minutes,
                          final_anneal=args.final_anneal or None)
     monitor = None
