@@ -85,8 +85,7 @@ def register(subparsers) -> None:
     refine.add_argument("--refine", action="store_true",
                         help="refine the network's answer by least squares with the data's own physics "
                              "(needed for a crystal, reflection or wavelength the model was not trained for)")
-    # shorter than the engine's 6 CPU s: an interactive command answers in seconds
-    add_budget_options(refine)
+    add_budget_options(refine)  # the engine's defaults (caps; its work is counted, not timed)
     refine.add_argument("--strain-weights", metavar="N", type=int, default=10,
                         help="B-spline weights of the refined strain profile (default 10, >= 3)")
     refine.add_argument("--dw", choices=("coupled", "decoupled"), default="coupled",
