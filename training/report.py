@@ -136,9 +136,10 @@ def _example_curves(out: Path, bundle, dataset, predicted, n_examples: int) -> N
         inside = (dataset.x[i][::-1] > dataset.x[i].min())
         lo, hi = np.flatnonzero(inside)[[0, -1]]
         angles, meas = two_theta[lo:hi + 1], measured[lo:hi + 1]
-        decoded = decode_labels(predicted[i:i + 1], n_weights=card.n_weights, n_slices=200)
-        true = decode_labels(dataset.labels[i:i + 1], n_weights=card.n_weights, n_slices=200,
-                             clip=False)
+        decoded = decode_labels(predicted[i:i + 1], n_weights=card.n_weights, n_slices=card.n_slices,
+                                dw_mode=card.dw_mode)
+        true = decode_labels(dataset.labels[i:i + 1], n_weights=card.n_weights, n_slices=card.n_slices,
+                             clip=False, dw_mode=card.dw_mode)
         refl_curve = np.asarray(simulate_scan(
             angles, decoded.strain, decoded.debye_waller, decoded.thickness_nm, refl,
             resolution_fwhm_deg=decoded.resolution_fwhm_deg, check_layer_in_scan=False))[0]
