@@ -44,12 +44,19 @@ class RefinementWorker:
         Added to the process's nice value, so the live path keeps the CPU it needs.
     results_key : str
         Container of the result nodes.
+    report_interval_s : float
+        How often the backlog is logged.
+    on_outcome : callable, optional
+        ``on_outcome(outcome)`` for each finished refinement, from :meth:`poll` (in the caller's
+        thread); a ``done`` outcome then carries the refined ``arrays`` and the network result's
+        ``meta`` (sample, raw uid, wavelength...), which are not kept afterwards.
     """
 
     def __init__(self, uri: str, *, api_key: str | None = None, budget_s: float = 3.0, global_budget_s: float = 12.0,
                  max_pending: int = 256, niceness: int = 10, results_key: str = "results",
-                 report_interval_s: float = 60.0):
+                 report_interval_s: float = 60.0, on_outcome=None):
         ctx = multiprocessing.get_context("spawn")
+        self.on_outcome = on_outcome
         self._todo = ctx.Queue(maxsize=max_pending)
         self._done = ctx.Queue()
         self._stop = ctx.Event()
@@ -85,6 +92,9 @@ class RefinementWorker:
             "material": md.get("material"), "hkl": tuple(md.get("reflection", {}).get("hkl", ())),
             "wavelength_angstrom": md.get("wavelength_angstrom"),
             "start": StartProfile.from_inversion(start),
+            "meta": {k: md.get(k) for k in ("raw_uid", "curve_index", "sample", "scan_id", "wavelength_angstrom",
+                                            "model")},
+            "arrays_back": self.on_outcome is not None,
             "queued_at": time.time(),
         }
         try:
@@ -116,6 +126,12 @@ class RefinementWorker:
                 continue
             self._working.pop(outcome["path"], None)
             self.counts[outcome["status"]] += 1
+            if self.on_outcome is not None:
+                try:
+                    self.on_outcome(outcome)
+                except Exception:
+                    log.exception("xrd-strain: the refinement outcome callback failed on %s", outcome["path"])
+            outcome.pop("arrays", None)  # kept: the figures only (10 000 outcomes stay small)
             self.finished.append(outcome)
         return [o for o in got if o["status"] != "started"]
 
@@ -208,7 +224,7 @@ def _main(uri, api_key, options, niceness, todo, done, stop):  # pragma: no cove
         if item is None or stop.is_set():
             return
         t0 = time.perf_counter()
-        outcome = {"path": item["path"], "queued_s": time.time() - item["queued_at"]}
+        outcome = {"path": item["path"], "queued_s": time.time() - item["queued_at"], "meta": item.get("meta")}
         try:
             if client is None:
                 client = from_uri(uri, api_key=api_key)
@@ -228,6 +244,8 @@ def _main(uri, api_key, options, niceness, todo, done, stop):  # pragma: no cove
             result = refine_curve(item["two_theta_deg"], item["counts"], refl, start=item["start"], options=options)
             write_refinement(node, result)
             outcome.update(status="done", sigma_i=result.sigma_i, sigma_i_start=result.sigma_i_start)
+            if item.get("arrays_back"):
+                outcome["arrays"] = {k: np.asarray(v, dtype=float) for k, v in result.arrays().items()}
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             try:

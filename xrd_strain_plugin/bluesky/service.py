@@ -232,6 +232,19 @@ class LiveInversion:
             refiner = RefinementWorker(uri, api_key=api_key, global_budget_s=refine_global_budget_s)
         return cls(inverter, publisher, config=config, refiner=refiner, **kwargs)
 
+    def _refined(self, outcome: dict) -> None:
+        """A refinement finished: its derived run goes to the result subscribers."""
+        if not self._result_callbacks or outcome.get("status") != "done" or not outcome.get("arrays"):
+            return
+        from .derived import refined_documents
+
+        try:
+            docs = refined_documents(outcome["path"], outcome, outcome.get("meta") or {})
+        except Exception:
+            log.exception("xrd-strain: could not compose the documents of refinement %s", outcome["path"])
+            return
+        self._send_documents(docs)
+
     # -- document side (RunEngine thread) -------------------------------------------------
     def __call__(self, name: str, doc: dict) -> None:
         """Route one document; never raises."""
@@ -289,8 +302,12 @@ class LiveInversion:
     def subscribe_results(self, callback) -> None:
         """Give ``callback(name, doc)`` each result as the documents of a derived run (linked to the
         raw run by uid; :mod:`.derived`), once the result is written or spooled. Called from the
-        publishing thread; an exception in ``callback`` is logged and contained."""
+        publishing thread; an exception in ``callback`` is logged and contained. With a refiner,
+        each finished refinement follows as a derived run of its own (``xrd_strain.kind`` =
+        ``refined``)."""
         self._result_callbacks.append(callback)
+        if self.refiner is not None and getattr(self.refiner, "on_outcome", None) is None:
+            self.refiner.on_outcome = self._refined
 
     # -- worker side: two stages, so that one batch is inverted while the last one is written --
     def _next_batch(self) -> list | None:
@@ -423,7 +440,13 @@ class LiveInversion:
             self.publisher.prepare(**dataclasses.asdict(item))
 
     def _idle(self):
-        """Nothing to publish: replay the spool, and create ahead what the next write will use."""
+        """Nothing to publish: replay the spool, create ahead what the next write will use, and
+        collect finished refinements (their documents go to the result subscribers)."""
+        if self.refiner is not None:
+            try:
+                self.refiner.poll()
+            except Exception:
+                log.exception("xrd-strain: could not read the refiner's outcomes")
         try:
             self.publisher.flush()
             if hasattr(self.publisher, "prepare"):
@@ -474,6 +497,9 @@ class LiveInversion:
         except Exception:
             log.exception("xrd-strain: could not compose the documents of result %s", "/".join(record.path))
             return
+        self._send_documents(docs)
+
+    def _send_documents(self, docs) -> None:
         for callback in self._result_callbacks:
             for name, doc in docs:
                 try:

@@ -15,6 +15,7 @@ import sys
 from xrd_strain_plugin.cli import CommandError, option_errors
 from xrd_strain_plugin.cli.options import API_KEY_ENV, add_api_key_option, add_reflection_options, api_key
 
+RESULTS_PREFIX = b"xrd-strain"
 # CURVE keys of the journal (deploy/journal/journal.env.example, deploy/listen/listen.env.example).
 JOURNAL_SECRET_ENV = "XRD_STRAIN_JOURNAL_SECRET_KEY"
 JOURNAL_CLIENTS_ENV = "XRD_STRAIN_JOURNAL_CLIENT_KEYS"
@@ -59,9 +60,9 @@ def register(subparsers) -> None:
     _register_results(subparsers)
 
 
-def _tiled_options(parser, *, write: bool):
+def _tiled_options(parser, *, write: bool, required: bool = True):
     group = parser.add_argument_group("Tiled")
-    group.add_argument("--tiled", metavar="URL", required=True,
+    group.add_argument("--tiled", metavar="URL", required=required,
                        help="Tiled server, e.g. http://tiled-host:8000 (the /api/v1 suffix is optional)")
     add_api_key_option(group, write=write)
 
@@ -96,6 +97,10 @@ def _register_listen(subparsers):
                    help="on SIGTERM, seconds the refinement in progress gets before it is cut short and its claim "
                         "released; queued results are left for refine_new_results (default: %(default)s; keep it "
                         "well under the unit's TimeoutStopSec)")
+    p.add_argument("--results-zmq", metavar="HOST:PORT", default=None,
+                   help="publish each result (and each finished refinement) as a derived bluesky run to the inbound "
+                        "side of a bluesky 0MQ proxy, prefix 'xrd-strain': a LiveProfilePlot in an IPython session "
+                        "subscribes with RemoteDispatcher(proxy-out, prefix=b'xrd-strain')")
     p.add_argument("--spool", metavar="DIR", required=True,
                    help="directory for results waiting while Tiled is unreachable (durable, replayed in order)")
     p.add_argument("--raw", action="store_true", help="also write the raw runs to Tiled (raw/<uid>); use with --journal, "
@@ -171,6 +176,10 @@ def _run_listen(args) -> int:
             raw.close()
         raise CommandError(f"--api-key: {exc} (set --api-key or ${API_KEY_ENV})") from exc
     spool = pathlib.Path(args.spool)
+    if args.results_zmq:  # the derived runs of results (and refinements) for remote plots and agents
+        from bluesky.callbacks.zmq import Publisher
+
+        live.subscribe_results(Publisher(args.results_zmq, prefix=RESULTS_PREFIX))
     catch_up = None
     if catch_up_on:
         from xrd_strain_plugin.bluesky.catchup import CatchUp
@@ -347,12 +356,34 @@ def _run_journal_prune(args) -> int:
 
 def _register_results(subparsers):
     p = subparsers.add_parser(
-        "results", help="search and show inversion results stored in Tiled",
-        description="List results matching all the given criteria, or show one result's figures and arrays.",
+        "results", help="search, show and export inversion results stored in Tiled",
+        description="List results matching all the given criteria, or show one result's figures and arrays; "
+                    "`results export --nexus FILE` writes the matching results to a NeXus file.",
         epilog="example:\n  xrd-strain results --tiled http://localhost:8000 --sample YSZ-A --emax-min 0.5\n"
-               "  xrd-strain results --tiled http://localhost:8000 --show <uid>[/<curve>] --json",
+               "  xrd-strain results --tiled http://localhost:8000 --show <uid>[/<curve>] --json\n"
+               "  xrd-strain results export --nexus ysz-a.nxs --tiled http://localhost:8000 --sample YSZ-A",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    _tiled_options(p, write=False)
+    _tiled_options(p, write=False, required=False)
+    _result_filters(p)
+    p.add_argument("--show", metavar="PATH", help="show one result (<uid> or <uid>/<curve index>)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_run_results)
+    sub = p.add_subparsers(dest="results_action", required=False, metavar="ACTION",
+                           help="export: write the matching results to a file")
+    export = sub.add_parser("export", help="write the matching results (with their refinements) to a NeXus file",
+                            description="One NXentry per result with a profile: NXdata profile (strain_percent "
+                                        "against depth_nm, debye_waller) and curve (measured and model intensity "
+                                        "against q), the refined profile when there is one, units on every dataset, "
+                                        "the metadata as JSON.")
+    export.add_argument("--nexus", metavar="FILE", required=True, help="the .nxs (HDF5) file to write (replaced)")
+    _tiled_options(export, write=False)
+    _result_filters(export)
+    export.add_argument("--path", metavar="PATH", action="append",
+                        help="export this result (<uid> or <uid>/<curve index>; repeatable) instead of a search")
+    export.set_defaults(func=_run_export)
+
+
+def _result_filters(p):
     p.add_argument("--sample", help="sample name")
     p.add_argument("--uid", help="raw run uid")
     p.add_argument("--emax-min", type=float, help="smallest e_max, percent")
@@ -361,9 +392,37 @@ def _register_results(subparsers):
     p.add_argument("--status", choices=("ok", "partial", "rejected", "aborted", "failed", "error"),
                    help="only results with this status (ok: a profile was retrieved; partial: retrieved from a run "
                         "stopped before its planned points; the others carry the reason)")
-    p.add_argument("--show", metavar="PATH", help="show one result (<uid> or <uid>/<curve index>)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=_run_results)
+
+
+def _search(args, client):
+    from xrd_strain_plugin.tiled.queries import find_results
+
+    return find_results(client, sample=args.sample, raw_uid=args.uid,
+                        strain_max_percent=None if args.emax_min is None and args.emax_max is None
+                        else (args.emax_min, args.emax_max),
+                        model_version=args.model_version, status=args.status)
+
+
+def _run_export(args) -> int:
+    from xrd_strain_plugin.tiled.nexus import write_nexus
+    from xrd_strain_plugin.tiled.queries import read_result
+    from xrd_strain_plugin.tiled.refinement import read_refinement
+
+    client = _connect(args)
+    if args.path:
+        hits = {}
+        for path in args.path:
+            try:
+                hits[tuple(path.strip("/").split("/"))] = client["results"][path.strip("/")]
+            except KeyError:
+                raise CommandError(f"--path: no result {path!r}") from None
+    else:
+        hits = _search(args, client)
+    items = (("/".join(("results", *path)), read_result(node), read_refinement(node)) for path, node in hits.items())
+    with option_errors("--nexus"):
+        n = write_nexus(args.nexus, items)
+    print(f"wrote {n} result(s) to {args.nexus}")
+    return 0
 
 
 def _connect(args):
@@ -377,8 +436,10 @@ def _connect(args):
 
 
 def _run_results(args) -> int:
-    from xrd_strain_plugin.tiled.queries import ResultRow, find_results, format_table, read_result
+    from xrd_strain_plugin.tiled.queries import ResultRow, format_table, read_result
 
+    if args.tiled is None:
+        raise CommandError("--tiled: required (the Tiled server of the results)")
     client = _connect(args)
     if args.show:
         try:
@@ -394,10 +455,7 @@ def _run_results(args) -> int:
             for name, a in result["arrays"].items():
                 print(f"{name:<20} {a.shape[0]:>5} points  [{a.min():.4g} .. {a.max():.4g}]")
         return 0
-    hits = find_results(client, sample=args.sample, raw_uid=args.uid,
-                        strain_max_percent=None if args.emax_min is None and args.emax_max is None
-                        else (args.emax_min, args.emax_max),
-                        model_version=args.model_version, status=args.status)
+    hits = _search(args, client)
     rows = [ResultRow.from_node(path, node) for path, node in hits.items()]
     if args.json:
         import dataclasses
