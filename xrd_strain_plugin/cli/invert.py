@@ -181,6 +181,7 @@ def run(args) -> int:
             line += (f" (refined, path {refined.path}, network's start {refined.sigma_i_start:.3f}, "
                      f"noise floor {refined.noise_floor_sigma_i or float('nan'):.3f}, {refined.elapsed_s:.1f} s"
                      + (", POOR FIT" if refined.poor_fit else "") + ")")
+            line += _verdict(refined)
         print(f"{line} -> {target}")
         done.append((result, path))
     if args.publish and done:
@@ -282,6 +283,12 @@ def plot_result(result, path: Path, *, refined=None) -> None:
     else:
         ax_strain.plot(result.depth_nm, result.strain_percent, color="C0", ls=":", label="network")
         ax_strain.plot(refined.depth_nm, refined.strain_percent, color="C0", label="refined")
+        if refined.strain_band_percent:
+            lo, hi = refined.strain_band_percent
+            ax_strain.fill_between(refined.depth_nm, lo, hi, color="C0", alpha=0.2, lw=0, label="+-1 sigma band")
+        for k, alt in enumerate(refined.alternatives):
+            ax_strain.plot(alt["depth_nm"], alt["strain_percent"], color="C1", lw=0.9, ls="--",
+                           label=f"equally good #{k + 1} (sigma_I {alt['sigma_i']:.3f})")
         ax_strain.legend(fontsize=8, loc="upper left")
     ax_strain.set_xlabel("depth from surface (nm)")
     ax_strain.set_ylabel("strain (%)", color="C0")
@@ -295,7 +302,20 @@ def plot_result(result, path: Path, *, refined=None) -> None:
     ax_dw.set_ylim(0, 1.05)
     title = f"{result.material} {tuple(result.hkl)}  model {result.model_id} v{result.model_version}"
     if refined is not None:
-        title += f"  refined ({refined.path}{', POOR FIT' if refined.poor_fit else ''})"
+        title += f"  refined ({refined.path}{', POOR FIT' if refined.poor_fit else ''})" + _verdict(refined)
     fig.suptitle(title, fontsize=9)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _verdict(refined) -> str:
+    """What a user must know beyond the best fit: no layer, or several equally good answers."""
+    if not refined.layer_detected:
+        limit = (refined.detection_limit or {}).get("strain_percent_x_thickness_nm")
+        return ("; NO STRAINED LAYER DETECTED" + (f" (detection limit e_max x t ~ {limit:.3g} % nm)"
+                                                  if limit else ""))
+    if refined.ambiguous:
+        alts = ", ".join(f"t {a['thickness_nm']:.0f} nm / max at {a['depth_of_max_nm']:.0f} nm"
+                         for a in refined.alternatives)
+        return f"; AMBIGUOUS: equally good {alts}"
+    return ""

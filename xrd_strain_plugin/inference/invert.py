@@ -24,7 +24,7 @@ mapped), not an answer to trust alone.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +89,9 @@ class InversionResult:
         Empty when the model was trained for this crystal, reflection and wavelength; otherwise how
         the answer was mapped from the model's crystal (``from``, ``thickness_factor``,
         ``fwhm_factor``): a start for refinement.
+    clipped : tuple of str
+        Labels the network answered outside the range it was trained on, each clipped back into it
+        (a curve unlike the training set, e.g. a pristine crystal): the answer is then only a start.
     """
 
     depth_nm: np.ndarray
@@ -117,6 +120,7 @@ class InversionResult:
     timings: dict = field(default_factory=dict)
     refined: bool = False
     transfer: dict = field(default_factory=dict)
+    clipped: tuple = ()
 
     @property
     def model(self) -> dict:
@@ -242,7 +246,7 @@ class Inverter:
         angles, counts = curve.two_theta_deg, curve.counts
         x = curve_to_model_input(curve, grid=card.grid)
         t1 = time.perf_counter()
-        labels = self.predictor.predict_labels(x)
+        labels, clipped = within_training_range(self.predictor.predict_labels(x), card.labels)
         t2 = time.perf_counter()
         decoded = decode_labels(labels, n_weights=card.n_weights, n_slices=self.n_slices, dw_mode=card.dw_mode)
         mapping = {}
@@ -250,9 +254,10 @@ class Inverter:
             decoded, mapping = self._transfer(decoded, reflection)
         model_refl = self._simulate(angles, decoded, reflection)
         t3 = time.perf_counter()
-        return self._result_of(angles, counts, labels[0], decoded, model_refl, reflection, elapsed_s=t3 - t0,
-                               timings={"preprocess": t1 - t0, "network": t2 - t1, "simulate": t3 - t2},
-                               transfer=mapping)
+        result = self._result_of(angles, counts, labels[0], decoded, model_refl, reflection, elapsed_s=t3 - t0,
+                                 timings={"preprocess": t1 - t0, "network": t2 - t1, "simulate": t3 - t2},
+                                 transfer=mapping)
+        return replace(result, clipped=clipped[0]) if clipped[0] else result
 
     def propose(self, two_theta_deg, intensity, reflection) -> tuple[list, np.ndarray]:
         """Every hypothesis of the network for one curve, each as a full answer to screen.
@@ -329,7 +334,8 @@ class Inverter:
         if not ready:
             return out
         t1 = time.perf_counter()
-        labels = self.predictor.predict_labels(np.concatenate([np.atleast_2d(r[3]) for r in ready]))
+        labels, clipped = within_training_range(
+            self.predictor.predict_labels(np.concatenate([np.atleast_2d(r[3]) for r in ready])), card.labels)
         t2 = time.perf_counter()
         decoded = decode_labels(labels, n_weights=card.n_weights, n_slices=self.n_slices, dw_mode=card.dw_mode)
         model_refl: dict[int, np.ndarray] = {}
@@ -360,6 +366,8 @@ class Inverter:
                 try:
                     out[i] = self._result_of(angles, counts, labels[j], _rows(decoded, [j]), model_refl[j],
                                              reflection, elapsed_s=(time.perf_counter() - t0) / n, timings=shared)
+                    if clipped[j]:
+                        out[i] = replace(out[i], clipped=clipped[j])
                 except Exception as exc:
                     out[i] = exc
         return out
@@ -430,3 +438,21 @@ def _rows(decoded, rows):
 
     return dataclasses.replace(decoded, **{f.name: np.asarray(getattr(decoded, f.name))[rows]
                                            for f in dataclasses.fields(decoded)})
+
+
+def within_training_range(labels, scaling) -> tuple[np.ndarray, list]:
+    """Physical labels clipped into the range the network was trained on (the card's min-max
+    scaling), and per curve the names of the labels that were outside it.
+
+    A network answers anything for a curve unlike its training set (a pristine crystal, another
+    scan type); outside the trained range its labels mean nothing and can be unphysical (a strain
+    weight below -100 %), so they are clipped and the clipping is reported, never passed on unchecked.
+    """
+    labels = np.array(labels, dtype=float)
+    lo, hi = np.asarray(scaling.minimum, float), np.asarray(scaling.maximum, float)
+    if labels.ndim != 2 or labels.shape[1] != lo.size:
+        return labels, [() for _ in range(len(labels))]
+    span = np.maximum(hi - lo, 1e-12)
+    outside = (labels < lo - 1e-6 * span) | (labels > hi + 1e-6 * span)
+    names = [tuple(n for n, o in zip(scaling.names, row) if o) for row in outside]
+    return np.clip(labels, lo, hi), names

@@ -116,7 +116,7 @@ class RefineOptions:
     smoothness: float = 2.0
     continuation: bool = True
     n_rescan: int = 3
-    n_rescan_fits: int = 2
+    n_rescan_fits: int = 3
     n_rescan_rounds: int = 3
     generic_starts: bool = True
     seed: int = 0
@@ -709,7 +709,14 @@ def _is_distinct(model, fit, others, *, depth_sep: float = 0.1, thickness_ratio:
 
 
 def _layer_check(run, best):
-    """Does a layer improve on the bare substrate? Returns (detected, detection limit dict or None)."""
+    """Is there a strained layer? Returns (detected, detection limit).
+
+    A layer counts when it fits better than the bare substrate by 2 standard deviations of chi^2 (in
+    units of the misfit left, and explaining half of the bare misfit when the fit stays poor) and its
+    strain maximum exceeds the strain this curve would have shown at its thickness (the detection
+    limit: a surface-peaked, undisordered layer whose curve differs from the bare substrate's by those
+    2 standard deviations).
+    """
     model, objective = run.model, run.objective
     v = np.array([p.value for p in best.parameters])
     bare = v.copy()
@@ -717,31 +724,48 @@ def _layer_check(run, best):
     step, pad = model.grid_for(bare)
     rows, costs, curves = _score_rows(model, objective, bare[None, :], step, pad)
     run.n_curves += 1
-    if best.cost < costs[0] - 2 * run.tolerance:
-        return True, None
-    # the detection limit: the smallest strain x thickness a surface layer would have shown, i.e. whose
-    # curve differs from the bare substrate's by more than 2 standard deviations of chi^2
-    ref = objective.residuals(curves)[0]
+    # chi^2 differences are judged in units of the misfit actually left: where the model cannot describe
+    # the curve (reduced chi^2 > 1, e.g. a peak that is no crystal's), a layer must earn its place by more
+    misfit = max(1.0, 2 * best.cost / max(run.angles.size, 1))
+    explained = (costs[0] - best.cost) / max(costs[0], 1e-300)  # share of the bare misfit the layer explains
+    needed = 0.5 if best.sigma_i > run.poor_threshold(best) else 4 * run.tolerance / run.angles.size
+    better = best.cost < costs[0] - 2 * run.tolerance * misfit and explained > needed
+    limit = _detection_limit(run, rows, curves, 2 * run.tolerance * misfit)
+    t_best = best.value("thickness_nm")
+    known = [(float(t), e) for t, e in limit["strain_max_percent_at_thickness_nm"].items() if e is not None]
+    e_limit = float(np.interp(t_best, [t for t, _ in known], [e for _, e in known])) if known else 0.0
+    _, strain_pct, _, i = _shape_of(model, best)
+    detected = bool(better and abs(strain_pct[i]) > e_limit)
+    return detected, limit
+
+
+def _detection_limit(run, bare_rows, bare_curves, threshold):
+    """Smallest strain maximum (percent) per thickness whose curve this scan would tell from the bare
+    substrate's (chi^2 / 2 differing by more than ``threshold``), and the smallest strain x thickness."""
+    model, objective = run.model, run.objective
+    ref = objective.residuals(bare_curves)[0]
     thicknesses = np.array([50.0, 100.0, 200.0, 400.0, 800.0])
-    strains = np.geomspace(1e-4, 0.03, 16)
+    strains = np.geomspace(1e-6, 0.03, 31)
     shape = np.exp(-0.5 * (profiles.slice_midpoints(200) / 0.4) ** 2)
     w1 = weights_for_shapes(shape, run.options.model.n_strain_weights, 1.0)[0]
-    trial = np.repeat(rows, thicknesses.size * strains.size, axis=0)
+    trial = np.repeat(bare_rows, thicknesses.size * strains.size, axis=0)
     trial[:, : w1.size] = np.outer(np.tile(100 * strains, thicknesses.size), w1)
     trial[:, model.index["thickness_nm"]] = np.repeat(thicknesses, strains.size)
+    if "dw_min" in model.index:  # a strained, undisordered layer: the limit is on strain, not disorder
+        trial[:, model.index["dw_min"]] = 1.0
     step, pad = model.grid_for(trial)
-    curves_t = model.intensity(trial, model.reflectivity(trial, fine_step_deg=step, pad_deg=pad))
+    curves = model.intensity(trial, model.reflectivity(trial, fine_step_deg=step, pad_deg=pad))
     run.n_curves += len(trial)
-    delta = 0.5 * np.sum((objective.residuals(curves_t) - ref) ** 2, axis=1).reshape(thicknesses.size, strains.size)
-    seen = delta > 2 * run.tolerance
+    delta = 0.5 * np.sum((objective.residuals(curves) - ref) ** 2, axis=1).reshape(thicknesses.size, strains.size)
     per_t = {}
     for k, t_nm in enumerate(thicknesses):
-        j = np.flatnonzero(seen[k])
+        j = np.flatnonzero(delta[k] > threshold)
         per_t[f"{t_nm:.0f}"] = float(100 * strains[j[0]]) if j.size else None
-    products = [float(t) * v for t, v in zip(thicknesses, per_t.values()) if v is not None]
-    return False, {"strain_max_percent_at_thickness_nm": per_t,
-                   "strain_percent_x_thickness_nm": min(products) if products else None,
-                   "criterion": "curve differs from the bare substrate's by > 2 sd of chi^2 (surface-peaked layer)"}
+    products = [float(t) * e for t, e in zip(thicknesses, per_t.values()) if e is not None]
+    return {"strain_max_percent_at_thickness_nm": per_t,
+            "strain_percent_x_thickness_nm": min(products) if products else None,
+            "criterion": "a surface-peaked undisordered layer whose curve differs from the bare substrate's "
+                         "by > 2 sd of chi^2"}
 
 
 def _uncertainty_band(run, best, equivalent):

@@ -79,6 +79,8 @@ class RefinementResult:
         the answer is then "no strained layer detected", and ``detection_limit`` says the smallest
         strain (per thickness) this curve would have shown.
     detection_limit : dict or None
+        The smallest strain per thickness (and strain x thickness) this curve would have shown; computed
+        for every answer, it is what "no layer" means on this scan.
     time_capped : bool
         True when the last-resort CPU cap (``RefineOptions.budget_s``) stopped a stage: only then can
         the answer depend on the machine's load.

@@ -74,15 +74,15 @@ class SearchOptions:
 
     peak_depths: tuple[float, ...] = (0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85)
     widths: tuple[tuple[float, float], ...] = ((0.1, 0.08), (0.25, 0.12), (0.4, 0.2), (0.25, 0.25), (0.6, 0.12))
-    n_thicknesses: int = 16
-    thickness_range_nm: tuple[float, float] = (40.0, 3000.0)
+    n_thicknesses: int = 20
+    thickness_range_nm: tuple[float, float] = (40.0, 5000.0)
     strain_factors: tuple[float, ...] = (0.85, 1.0)
     dw_start: tuple[float, ...] = (0.5,)
-    n_refine: int = 24
+    n_refine: int = 40
     dw_values: tuple[float, ...] = (0.15, 0.35, 0.6, 0.85)
     strain_steps: tuple[float, ...] = (0.9, 1.0, 1.12)
     broaden_fringes_nm: float = 150.0
-    n_sweep: int = 10
+    n_sweep: int = 18
     sweep_factors: tuple[float, ...] = tuple(float(f) for f in np.geomspace(0.78, 1.28, 21))
     n_slices: int = 60
     chunk: int = 96
