@@ -11,7 +11,7 @@ import pytest
 from xrd_strain_plugin.physics import profiles
 from xrd_strain_plugin.physics.instrument import apply_counts, simulate_scan
 from xrd_strain_plugin.physics.materials import reflection
-from xrd_strain_plugin.refinement import CurveModel, ModelConfig, RefineOptions, StartProfile, refine_curve
+from xrd_strain_plugin.refinement import CurveModel, ModelConfig, RefineOptions, refine_curve
 from xrd_strain_plugin.refinement.search import (Proposal, SearchOptions, distinct, shape_library, stratified,
                                                  weights_for_shapes)
 
