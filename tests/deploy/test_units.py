@@ -145,14 +145,19 @@ def test_the_deployed_chain_follows_a_promotion_and_stops_within_its_timeout(tmp
     found = units()
     tiled_port, journal_port = free_port(), free_port()
     host = fresh_host(tmp_path, ports={8000: tiled_port, 5579: journal_port}, fill={
-        "/etc/xrd-strain/tiled.env": {"TILED_SINGLE_USER_API_KEY": KEY},
-        "/etc/xrd-strain/listen.env": {"TILED_API_KEY": KEY, "XRD_STRAIN_JOURNAL": f"127.0.0.1:{journal_port}",
-                                       "XRD_STRAIN_TILED": f"http://127.0.0.1:{tiled_port}"}})
+        "/etc/xrd-strain/tiled.env": {"TILED_ADMIN_PASSWORD": KEY, "TILED_SECRET_KEY": "0" * 64}})
     procs = {}
     try:
         for name in ("tiled.service", "xrd-strain-journal.service"):
             procs[name] = host.start(found[name], host.prepare(found[name]))
         _wait_http(f"http://127.0.0.1:{tiled_port}/healthz", procs["tiled.service"])
+        # What the operator does once (tiled.service's comment): the scoped keys; the listener's goes to listen.env.
+        from xrd_strain_plugin.tiled.keys import create_scoped_keys
+
+        keys = create_scoped_keys(f"http://127.0.0.1:{tiled_port}", admin="admin", password=KEY)
+        host.write_env_file("/etc/xrd-strain/listen.env", (REPO / "deploy/listen/listen.env.example").read_text() + (
+            f"\nTILED_API_KEY={keys['listener']}\nXRD_STRAIN_JOURNAL=127.0.0.1:{journal_port}\n"
+            f"XRD_STRAIN_TILED=http://127.0.0.1:{tiled_port}\n"))
         listen = found["xrd-strain-listen.service"]
         listen_env = host.prepare(listen)
         registry = ModelRegistry(host.path(listen_env["XRD_STRAIN_REGISTRY"]))
@@ -166,16 +171,18 @@ def test_the_deployed_chain_follows_a_promotion_and_stops_within_its_timeout(tmp
         client = from_uri(f"http://127.0.0.1:{tiled_port}/api/v1")  # public reads
         first = _result(client, _scan(RE, dif), timeout=240)
         assert first.metadata["status"] == "ok", first.metadata.get("reason")
-        assert (first.metadata["model"]["id"], first.metadata["model"]["version"]) == ("ysz-400-cuka1-cnn2", "1")
+        shipped = json.loads((SHIPPED_MODELS / "ysz-400-cuka1-cnn2" / "card.json").read_text())["version"]
+        assert (first.metadata["model"]["id"], first.metadata["model"]["version"]) == ("ysz-400-cuka1-cnn2", shipped)
 
         # What retraining does on a good candidate: add it to the registry, promote it.
         bundle = tmp_path / "candidate"
         shutil.copytree(SHIPPED_MODELS / "ysz-400-cuka1-cnn2", bundle)
         card = json.loads((bundle / "card.json").read_text())
-        (bundle / "card.json").write_text(json.dumps({**card, "version": "2"}))
+        candidate = str(int(shipped) + 1)
+        (bundle / "card.json").write_text(json.dumps({**card, "version": candidate}))
         registry.promote(registry.add(bundle).ref, reason="test: a promotion reaches the deployed listener")
         second = _result(client, _scan(RE, dif))
-        assert second.metadata["model"]["version"] == "2"  # the running listener, no restart
+        assert second.metadata["model"]["version"] == candidate  # the running listener, no restart
 
         uids = [_scan(RE, dif) for _ in range(4)]  # a short series, then the service is stopped
         journal.wait(30)

@@ -22,6 +22,7 @@ import time
 from live_support import API_KEY, free_port
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+ADMIN_PASSWORD = "admin-test-password"
 
 
 def pg_bin() -> pathlib.Path | None:
@@ -99,8 +100,10 @@ class DeployedTiled:
     results, refinement and catch-up tests run against it unchanged.
     """
 
-    def __init__(self, directory, catalog_uri: str, *, env: dict | None = None):
+    def __init__(self, directory, catalog_uri: str, *, env: dict | None = None, auth: str = "single-user"):
         self.directory = pathlib.Path(directory)
+        self.auth = auth
+        self.keys: dict[str, str] = {}
         self.catalog_uri = catalog_uri
         self.port = free_port()
         self.extra_env = env or {}
@@ -114,16 +117,22 @@ class DeployedTiled:
         import httpx
 
         (self.directory / "data").mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, TILED_SINGLE_USER_API_KEY=API_KEY, XRD_STRAIN_TILED_DIR=str(self.directory),
-                   XRD_STRAIN_TILED_CATALOG=self.catalog_uri, PYTHONPATH=str(REPO), **self.extra_env)
+        env = dict(os.environ, XRD_STRAIN_TILED_DIR=str(self.directory), XRD_STRAIN_TILED_CATALOG=self.catalog_uri,
+                   TILED_ADMIN_PASSWORD=ADMIN_PASSWORD, TILED_SECRET_KEY="0" * 64,
+                   XRD_STRAIN_TILED_AUTH_DB=f"sqlite:///{self.directory}/auth.db", PYTHONPATH=str(REPO),
+                   **self.extra_env)
         self.log = open(self.directory / "server.log", "w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tiled", "serve", "config", str(REPO / "deploy/tiled/config.yml"),
+            [sys.executable, "-m", "tiled", "serve", "config", str(self._config()),
              "--host", "127.0.0.1", "--port", str(self.port)], env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
         while True:
             try:
                 if httpx.get(f"http://127.0.0.1:{self.port}/healthz").status_code == 200:
+                    if self.auth == "scoped":
+                        from xrd_strain_plugin.tiled.keys import create_scoped_keys
+
+                        self.keys = create_scoped_keys(self.url, admin="admin", password=ADMIN_PASSWORD)
                     return self
             except httpx.TransportError:
                 pass
@@ -131,6 +140,20 @@ class DeployedTiled:
                 self.stop()
                 raise RuntimeError(f"tiled serve config did not start: {(self.directory / 'server.log').read_text()[-3000:]}")
             time.sleep(0.2)
+
+    def _config(self) -> pathlib.Path:
+        """The shipped config; with ``auth="single-user"`` its authentication swapped for the tests'
+        one key (the catalog and storage part as shipped), so the SQLite suite's tests, which write
+        with ``API_KEY``, run against it unchanged."""
+        shipped = REPO / "deploy/tiled/config.yml"
+        if self.auth == "scoped":
+            return shipped
+        text = shipped.read_text()
+        start, end = text.index("authentication:"), text.index("trees:")
+        config = self.directory / "config-single-user.yml"
+        config.write_text(text[:start] + f"authentication:\n  single_user_api_key: {API_KEY}\n"
+                          "  allow_anonymous_access: true\n" + text[end:])
+        return config
 
     def stop(self) -> None:
         if self.process is not None:

@@ -319,42 +319,36 @@ def test_a_batch_spooled_in_one_file_replays_in_order(tmp_path):
 
 
 def test_the_deployed_server_configuration_serves_results_with_its_catalog_in_wal_mode(tmp_path):
-    """deploy/tiled/config.yml as shipped: `tiled serve config`, the plugin's catalog factory."""
-    import os
-    import pathlib
+    """deploy/tiled/config.yml as shipped: `tiled serve config`, the plugin's catalog factory, scoped keys."""
     import sqlite3
-    import subprocess
-    import sys
-    import time
 
-    import httpx
+    from pg_support import DeployedTiled
+    from tiled.client import from_uri
 
-    repo = pathlib.Path(__file__).resolve().parents[2]
-    port = free_port()
-    (tmp_path / "data").mkdir()
-    env = dict(os.environ, TILED_SINGLE_USER_API_KEY="testsecret", XRD_STRAIN_TILED_DIR=str(tmp_path),
-               XRD_STRAIN_TILED_CATALOG=f"sqlite:///{tmp_path}/catalog.db", PYTHONPATH=str(repo))
-    server = subprocess.Popen([sys.executable, "-m", "tiled", "serve", "config", str(repo / "deploy/tiled/config.yml"),
-                               "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from xrd_strain_plugin.tiled import TiledAuthError
+
+    server = DeployedTiled(tmp_path, f"sqlite:///{tmp_path}/catalog.db", auth="scoped").start()
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and server.poll() is None, "tiled serve config did not start"
-            time.sleep(0.2)
-        url = f"http://127.0.0.1:{port}/api/v1"
+        assert set(server.keys) == {"listener", "flows", "reader"}
         record = synthetic_record(uid(), sample="deployed")
-        TiledResultsWriter.from_uri(url, api_key="testsecret").write(record)
-        from tiled.client import from_uri
-
-        got = read_result(find_results(from_uri(url), sample="deployed")[(record.raw_uid,)])  # public reads
+        TiledResultsWriter.from_uri(server.url, api_key=server.keys["listener"]).write(record)  # the listener writes
+        got = read_result(find_results(from_uri(server.url), sample="deployed")[(record.raw_uid,)])  # public reads
         np.testing.assert_array_equal(got["arrays"]["strain_percent"], record.arrays["strain_percent"])
+        # A reader's key reads, and cannot write: not a node, not metadata, not a claim.
+        reader = from_uri(server.url, api_key=server.keys["reader"])
+        assert reader["results"][record.raw_uid]["profile"].read().shape == (20, 3)
+        with pytest.raises(TiledAuthError):
+            TiledResultsWriter.from_uri(server.url, api_key=server.keys["reader"]).write(synthetic_record(uid()))
+        from xrd_strain_plugin.tiled import claim_refinement
+
+        with pytest.raises(Exception, match="401|403|Unauthorized|Forbidden"):
+            claim_refinement(reader["results"][record.raw_uid], worker="reader")
+        # The flows' key claims (it writes refinements).
+        flows = from_uri(server.url, api_key=server.keys["flows"])
+        assert claim_refinement(flows["results"][record.raw_uid], worker="flows")
+        with pytest.raises(TiledAuthError):  # a made-up key is no key
+            TiledResultsWriter.from_uri(server.url, api_key="0" * 72).write(synthetic_record(uid()))
         with sqlite3.connect(tmp_path / "catalog.db") as db:
             assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
-        server.terminate()
-        server.wait(30)
+        server.stop()
