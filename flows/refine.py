@@ -7,8 +7,9 @@ two overlapping flow runs (or the flow and the live plugin's own refiner) refine
 once; the refined profile is written beside the network's answer, which is never changed.
 
 The flow runs on a schedule (every few minutes, :mod:`flows.deployments`) and can be triggered
-right after a live result is stored, without waiting for it: :func:`trigger_refinement`
-(``run_deployment(..., timeout=0)``).
+soon after live results are stored, without waiting for it, in batches: :class:`BatchedTrigger`
+(one :func:`trigger_refinement`, ``run_deployment(..., timeout=0)``, per interval while results
+are pending; ``xrd-strain listen --refine-flow-every-s``).
 
 The Tiled API key never travels as a flow parameter (parameters are stored in Prefect's
 database): name an environment variable (``api_key_env``, default ``TILED_API_KEY``) or a Prefect
@@ -22,6 +23,8 @@ import os
 
 from prefect import flow, get_run_logger, task
 from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.notify import FAILURE_HOOKS
 
 __all__ = ["refine_new_results", "refine_result", "trigger_refinement", "DEPLOYMENT"]
 
@@ -83,7 +86,7 @@ def refine_result(tiled_url: str, path: list[str], *, name: str, worker: str, op
             "sigma_i": refined.sigma_i, "fit_path": refined.path, "elapsed_s": refined.elapsed_s}
 
 
-@flow(name="refine_new_results", task_runner=ThreadPoolTaskRunner(max_workers=2))
+@flow(name="refine_new_results", task_runner=ThreadPoolTaskRunner(max_workers=2), **FAILURE_HOOKS)
 def refine_new_results(tiled_url: str, limit: int = 50, budget_s: float | None = None,
                        global_budget_s: float | None = None, api_key_env: str | None = "TILED_API_KEY", api_key_block: str | None = None,
                        results_key: str = "results") -> dict:
@@ -155,3 +158,63 @@ def trigger_refinement(*, deployment: str = DEPLOYMENT, parameters: dict | None 
     from prefect.deployments import run_deployment
 
     return run_deployment(deployment, parameters=parameters or {}, timeout=0)
+
+
+class BatchedTrigger:
+    """One run of the refinement deployment per batch of stored results, not one per result.
+
+    Call :meth:`note` for each result that needs refining (from the live side: a result the live
+    refiner could not take). A run starts when results are pending and ``min_interval_s`` has
+    passed since the last one; results noted meanwhile wait for the next run, started by a later
+    :meth:`note` or by :meth:`flush`. Each run refines everything unrefined it finds (oldest first,
+    up to its ``limit``), so a burst of 1 000 results costs a handful of runs, not 1 000; the
+    schedule (every few minutes) picks up whatever a last batch left. Never raises: a Prefect
+    server that is away is logged and retried at the next note.
+
+    Parameters
+    ----------
+    min_interval_s : float
+        Shortest time between two runs.
+    start : callable, optional
+        ``start(deployment=..., parameters=...)``; default :func:`trigger_refinement`.
+    """
+
+    def __init__(self, *, deployment: str = DEPLOYMENT, parameters: dict | None = None,
+                 min_interval_s: float = 60.0, start=None):
+        import threading
+
+        self.deployment = deployment
+        self.parameters = dict(parameters or {})
+        self.min_interval_s = float(min_interval_s)
+        self._start = start or trigger_refinement
+        self._lock = threading.Lock()
+        self._last: float | None = None
+        self.pending = 0
+        self.runs: list = []
+        self.errors = 0
+
+    def note(self, n: int = 1) -> bool:
+        """``n`` more results need refining; return True if a run was started now."""
+        with self._lock:
+            self.pending += int(n)
+        return self.flush(force=False)
+
+    def flush(self, *, force: bool = True) -> bool:
+        """Start a run now if results are pending (``force``: whatever the interval)."""
+        import logging
+        import time
+
+        with self._lock:
+            now = time.monotonic()
+            due = self._last is None or now - self._last >= self.min_interval_s
+            if not self.pending or not (due or force):
+                return False
+            try:
+                run = self._start(deployment=self.deployment, parameters=self.parameters)
+            except Exception as exc:  # Prefect away: the results stay pending (and the schedule remains)
+                self.errors += 1
+                logging.getLogger(__name__).warning("could not start %s: %s", self.deployment, exc)
+                return False
+            self.runs.append(run)
+            self._last, self.pending = now, 0
+            return True

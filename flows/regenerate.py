@@ -22,6 +22,8 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 
+from flows.notify import FAILURE_HOOKS
+
 __all__ = ["regenerate_dataset", "regenerate", "generate_split", "dataset_dir", "heldout_dir",
            "task_runner", "make_shard_task"]
 
@@ -121,7 +123,7 @@ def generate_split(spec, out: str) -> dict:
     return manifest
 
 
-@flow(name="regenerate_dataset", log_prints=True)
+@flow(name="regenerate_dataset", log_prints=True, **FAILURE_HOOKS)
 def regenerate_dataset(data_root: str, preset: str = "CNN2", n_curves: int = 10_000,
                        test_curves: int = 5000, seed: int | None = None, test_seed: int = 2023,
                        shard_size: int = 1000, material: str = "YSZ",

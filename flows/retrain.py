@@ -19,6 +19,8 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 
+from flows.notify import FAILURE_HOOKS
+
 __all__ = ["retrain", "newest_dataset", "train_candidate", "evaluate_model"]
 
 
@@ -113,7 +115,7 @@ def register_candidate(registry_root: str | None, bundle_dir: str, run_dir: str,
     return entry.ref
 
 
-@flow(name="retrain", log_prints=True)
+@flow(name="retrain", log_prints=True, **FAILURE_HOOKS)
 def retrain(data_root: str, registry_root: str | None = None, work_dir: str | None = None,
             train_dir: str | None = None, test_dir: str | None = None,
             material: str = "YSZ", hkl: tuple[int, int, int] = (4, 0, 0),

@@ -93,6 +93,11 @@ def _register_listen(subparsers):
                    help="refine each result by least squares in a background process (lower priority), written "
                         "beside the network's answer in the same result node; results it cannot take are left for "
                         "the Prefect flow refine_new_results")
+    p.add_argument("--refine-flow-every-s", type=float, default=None, metavar="S",
+                   help="start the Prefect deployment refine_new_results for the results this listener does not "
+                        "refine itself (without --refine: every result; with it: those its queue could not take, "
+                        "and those left at stop), at most one run per S seconds: a burst is one run, not one per "
+                        "result (needs the flows extra and PREFECT_API_URL)")
     p.add_argument("--refine-stop-s", type=float, default=20.0,
                    help="on SIGTERM, seconds the refinement in progress gets before it is cut short and its claim "
                         "released; queued results are left for refine_new_results (default: %(default)s; keep it "
@@ -160,6 +165,7 @@ def _run_listen(args) -> int:
     config = _config(args)
     if args.journal:
         _journal_keys(args)  # unreadable keys stop here, before the model is loaded
+    trigger = _FlowTrigger(args.refine_flow_every_s) if args.refine_flow_every_s is not None else None
     raw = None
     if args.raw:  # raw runs need Tiled now; results alone can wait in the spool
         from xrd_strain_plugin.bluesky.raw import raw_run_writer
@@ -168,14 +174,18 @@ def _run_listen(args) -> int:
     try:
         with option_errors("--model"):
             live = LiveInversion.from_uri(args.tiled, api_key=api_key(args), spool_directory=args.spool,
-                                          bundle=args.model, config=config, refine=args.refine)
+                                          bundle=args.model, config=config, refine=args.refine,
+                                          on_outcome=trigger.on_outcome if trigger is not None else None)
     except SpoolLockedError as exc:
         raise CommandError(f"--spool: {exc}") from exc
+
     except TiledAuthError as exc:  # a refused key is a configuration error, not an outage to spool through
         if raw is not None:
             raw.close()
         raise CommandError(f"--api-key: {exc} (set --api-key or ${API_KEY_ENV})") from exc
     spool = pathlib.Path(args.spool)
+    if trigger is not None:
+        trigger.live = live
     if args.results_zmq:  # the derived runs of results (and refinements) for remote plots and agents
         from bluesky.callbacks.zmq import Publisher
 
@@ -206,10 +216,45 @@ def _run_listen(args) -> int:
         if raw is not None:
             raw.close()
         live.close(refine_drain=False, refine_grace_s=args.refine_stop_s)
+        if trigger is not None:
+            trigger.close(live)
         refined = "" if live.refiner is None else f"; refiner {dict(live.refiner.counts)}"
         print(f"xrd-strain listen: stopped; {dict(live.counts)}; {len(live.publisher.spool)} result(s) still spooled"
               f"{refined}", file=sys.stderr)
     return 0
+
+
+class _FlowTrigger:
+    """Results the listener leaves unrefined -> batched runs of the refinement deployment."""
+
+    def __init__(self, every_s: float):
+        if every_s <= 0:
+            raise CommandError(f"--refine-flow-every-s: must be positive, got {every_s}")
+        try:
+            from flows.refine import BatchedTrigger
+        except ImportError as exc:
+            raise CommandError(f"--refine-flow-every-s: needs the flows extra (prefect): {exc}") from exc
+        self.batched = BatchedTrigger(min_interval_s=every_s)
+        self.live = None
+        self._skipped = 0
+
+    def on_outcome(self, outcome) -> None:  # the publishing thread
+        if outcome.status not in ("ok", "partial") or not outcome.written:
+            return
+        refiner = getattr(self.live, "refiner", None) if self.live is not None else None
+        if refiner is None:
+            self.batched.note()
+            return
+        skipped = refiner.counts["skipped"]
+        if skipped > self._skipped:
+            self.batched.note(skipped - self._skipped)
+            self._skipped = skipped
+
+    def close(self, live) -> None:
+        if live.refiner is not None and live.refiner.counts["left_for_flow"]:
+            self.batched.note(live.refiner.counts["left_for_flow"])
+        self.batched.flush()
+        print(f"xrd-strain listen: {len(self.batched.runs)} refinement flow run(s) started", file=sys.stderr)
 
 
 def _listen_journal(args, live, raw, spool, *, extra=()):
