@@ -199,10 +199,9 @@ class _Stack:
         url = server.uri.split("?")[0]
         client = from_uri(url, api_key=server.api_key)
         step.done(f"Tiled server at {url} (data in {data_dir})")
-        # the demo shows the local refinement stages only: the global stage (up to 12 CPU s per poor fit)
-        # belongs to the background flow, and would double the demo's time
+        # the refinement as every user gets it: default search, global stage on
         live = LiveInversion.from_uri(url, api_key=server.api_key, spool_directory=out / "spool", bundle=bundle,
-                                      refine=refine, refine_global_budget_s=0.0)
+                                      refine=refine)
         card = live.inverter.bundle.card
         step.done(f"model {card.model_id} {card.version} loaded and warmed up")
         return cls(server=server, client=client, live=live, raw=raw_run_writer(client))
