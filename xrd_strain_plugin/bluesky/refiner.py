@@ -52,7 +52,7 @@ class RefinementWorker:
         ``meta`` (sample, raw uid, wavelength...), which are not kept afterwards.
     """
 
-    def __init__(self, uri: str, *, api_key: str | None = None, budget_s: float = 3.0, global_budget_s: float = 12.0,
+    def __init__(self, uri: str, *, api_key: str | None = None, budget_s: float = 60.0, global_budget_s: float = 30.0,
                  max_pending: int = 256, niceness: int = 10, results_key: str = "results",
                  report_interval_s: float = 60.0, on_outcome=None):
         ctx = multiprocessing.get_context("spawn")
