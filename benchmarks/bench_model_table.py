@@ -43,6 +43,9 @@ def main() -> None:
     parser.add_argument("--model", action="append", default=[], metavar="NAME=BUNDLE")
     parser.add_argument("--route", action="append", default=[], metavar="GENERAL+SPECIALIST",
                         help="also evaluate the routed pair (names from --model)")
+    parser.add_argument("--ensemble", action="append", default=[], metavar="M1+M2[+...]",
+                        help="also evaluate an EnsemblePredictor of these --model names (the "
+                             "first answers; any-of-K counts every member's hypotheses)")
     parser.add_argument("--test", action="append", default=[], metavar="NAME=DIR")
     parser.add_argument("--real", default=str(Path(__file__).resolve().parents[2] / "shared" /
                                               "data" / "ysz_400_irradiated.xy"))
@@ -55,7 +58,7 @@ def main() -> None:
     from training.dataset import load_dataset
     from training.evaluate import evaluate_predictions
     from xrd_strain_plugin.inference import Inverter, load_bundle
-    from xrd_strain_plugin.inference.predictor import Predictor
+    from xrd_strain_plugin.inference.predictor import EnsemblePredictor, Predictor
     from xrd_strain_plugin.inference.specialist import RoutedPredictor
     from xrd_strain_plugin.io import read_curve
     from xrd_strain_plugin.physics.materials import reflection
@@ -65,6 +68,8 @@ def main() -> None:
     for pair in args.route:
         general, specialist = pair.split("+")
         predictors[pair] = RoutedPredictor(bundles[general], bundles[specialist])
+    for group in args.ensemble:
+        predictors[group] = EnsemblePredictor([bundles[n] for n in group.split("+")])
     results = {}
     # One MSE scaling for every row (the first paper-head model's labels), so that a relative
     # head's MSE compares with the paper heads' (issue 14).
@@ -81,7 +86,7 @@ def main() -> None:
             t0 = time.perf_counter()
             card = predictor.bundle.card
             any_k = "-"
-            if isinstance(predictor, Predictor):
+            if isinstance(predictor, (Predictor, EnsemblePredictor)):
                 hyp, _ = predictor.predict_proposals(test.x)
                 pred = hyp[:, 0]
             else:
@@ -121,7 +126,8 @@ def main() -> None:
         inverter.predictor = predictor
         r = inverter.invert(two_theta, intensity, refl)
         best = "-"
-        if isinstance(predictor, Predictor) and predictor.bundle.card.n_hypotheses > 1:
+        if isinstance(predictor, EnsemblePredictor) or (
+                isinstance(predictor, Predictor) and predictor.bundle.card.n_hypotheses > 1):
             props, _ = inverter.propose(two_theta, intensity, refl)
             j = int(np.argmin([p.sigma_i for p in props]))
             best = (f"{props[j].sigma_i:.3f} (#{j}: e_max {props[j].strain_max_percent:.2f} %, "

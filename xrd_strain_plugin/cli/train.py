@@ -102,6 +102,9 @@ def _register_train(subparsers) -> None:
                         "every epoch (accuracy versus samples seen; never used for selection)")
     p.add_argument("--monitor-curves", type=int, default=1000, metavar="N",
                    help="curves of --monitor scored after every epoch (default: %(default)s)")
+    p.add_argument("--patience", type=int, default=10, metavar="N",
+                   help="learning rate x 0.1 after N epochs without validation gain (default: the "
+                        "paper's %(default)s; short noisy epochs may need more)")
     p.add_argument("--final-anneal", type=float, default=0.75, metavar="F",
                    help="learning rate x 0.1 once this share of the (wall or CPU) budget is spent; "
                         "0: never (default: %(default)s)")
@@ -200,7 +203,7 @@ def run_train(args) -> int:
                          n_hypotheses=args.hypotheses, profile_weight=args.profile_weight,
                          validation_curves=args.validation_curves,
                          max_cpu_minutes=args.max_cpu_minutes,
-                         final_anneal=args.final_anneal or None)
+                         final_anneal=args.final_anneal or None, patience=args.patience)
     monitor = None
     if args.monitor:
         with option_errors("--monitor"):
