@@ -297,6 +297,11 @@ def _report(out, stack: _Stack, chosen, samples, results, uids) -> None:
                   f"   t {t['thickness_nm']:.0f} -> {f['thickness_nm']:.0f} nm"
                   f"   DW_min {t['dw_min']:.2f} -> {f['dw_min']:.2f}   sigma_I {f['sigma_i']:.3f}  (refined, "
                   f"path {f['path']}, noise floor {f['noise_floor_sigma_i']:.3f})")
+            if f.get("layer_detected") is False:
+                print(f"  {'':<14} no strained layer detected")
+            for a in f.get("alternatives") or ():
+                print(f"  {'':<14} equally good: e_max {a['strain_max_percent']:.2f} %   t {a['thickness_nm']:.0f} nm"
+                      f"   max at {a['depth_of_max_nm']:.0f} nm   sigma_I {a['sigma_i']:.3f}  (ambiguous)")
     png = out / "demo_live.png"
     _plot(png, chosen, samples, results, reflection(card.material, tuple(card.hkl), card.wavelength_angstrom), card)
     print(f"\nraw runs in Tiled: {[u[:8] for u in uids if u in stack.client['raw']]}; "
@@ -373,7 +378,10 @@ def _summary(demo_samples, samples, results, uids, latencies, card):
             rmd = refined["metadata"]
             out["samples"][-1]["refined"] = {k: rmd.get(k) for k in (
                 "strain_max_percent", "thickness_nm", "dw_min", "depth_of_max_nm", "sigma_i", "sigma_i_start",
-                "noise_floor_sigma_i", "path", "poor_fit", "elapsed_s")}
+                "noise_floor_sigma_i", "path", "poor_fit", "elapsed_s", "ambiguous", "layer_detected")}
+            out["samples"][-1]["refined"]["alternatives"] = [
+                {k: a.get(k) for k in ("thickness_nm", "depth_of_max_nm", "strain_max_percent", "sigma_i")}
+                for a in rmd.get("alternatives") or ()]
     return out
 
 
@@ -400,11 +408,23 @@ def _plot(path, demo_samples, samples, results, refl, card):
             f = refined["arrays"]
             ax.plot(f["depth_nm"], f["strain_percent"], "C2-", lw=1.8, label="strain, refined")
             ax_dw.plot(f["depth_nm"], f["debye_waller"], "C2--", lw=1.2, label="DW, refined")
+            rmd = refined["metadata"]
+            band = rmd.get("strain_band_percent") or ()
+            if len(band) == 2 and len(band[0]) == len(f["depth_nm"]):
+                ax.fill_between(f["depth_nm"], band[0], band[1], color="C2", alpha=0.2, lw=0, label="refined +-1 sigma")
+            for k, alt in enumerate(rmd.get("alternatives") or ()):
+                ax.plot(alt["depth_nm"], alt["strain_percent"], "C1--", lw=1.0,
+                        label=f"equally good #{k + 1} (σ_I {alt['sigma_i']:.3f})")
         ax.set_xlabel("depth (nm)")
         ax.set_ylabel("strain (%)")
         ax_dw.set_ylabel("Debye-Waller factor")
         ax_dw.set_ylim(0, 1.05)
-        ax.set_title(f"{d.name}: strain and disorder vs depth")
+        verdict = ""
+        if refined and refined["arrays"]:
+            rmd = refined["metadata"]
+            verdict = ("  (no strained layer detected)" if rmd.get("layer_detected") is False else
+                       "  (ambiguous: equally good profiles dashed)" if rmd.get("ambiguous") else "")
+        ax.set_title(f"{d.name}: strain and disorder vs depth{verdict}", fontsize=9)
         lines = ax.get_legend_handles_labels()
         lines_dw = ax_dw.get_legend_handles_labels()
         ax.legend(lines[0] + lines_dw[0], lines[1] + lines_dw[1], fontsize=7, loc="upper right")
