@@ -47,7 +47,8 @@ def test_results_reach_a_remote_live_plot_as_derived_runs_with_hints(tmp_path, i
     publisher = SpoolingPublisher(lambda: TiledResultsWriter.from_uri(tiled_server.url, api_key=API_KEY),
                                   Spool(tmp_path / "spool"))
     live = LiveInversion(inverter, publisher)
-    live.subscribe_results(Publisher(f"127.0.0.1:{in_port}", prefix=b"xrd-strain"))  # as listen --results-zmq
+    results_out = Publisher(f"127.0.0.1:{in_port}", prefix=b"xrd-strain")  # as listen --results-zmq
+    live.subscribe_results(results_out)
     RE = RunEngine({})
     RE.subscribe(live)
     try:
@@ -57,6 +58,7 @@ def test_results_reach_a_remote_live_plot_as_derived_runs_with_hints(tmp_path, i
         assert _wait(lambda: len(plot.shown) == 2, 30), received[-3:]
     finally:
         live.close()
+        results_out.close()  # else its 0MQ context, collected later, blocks the interpreter in term()
         remote.close()
         publisher.spool.close()
     starts = [d for n, d in received if n == "start" and "xrd_strain" in d]

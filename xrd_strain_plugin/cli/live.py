@@ -189,7 +189,8 @@ def _run_listen(args) -> int:
     if args.results_zmq:  # the derived runs of results (and refinements) for remote plots and agents
         from bluesky.callbacks.zmq import Publisher
 
-        live.subscribe_results(Publisher(args.results_zmq, prefix=RESULTS_PREFIX))
+        results_out = Publisher(args.results_zmq, prefix=RESULTS_PREFIX)
+        live.subscribe_results(results_out)
     catch_up = None
     if catch_up_on:
         from xrd_strain_plugin.bluesky.catchup import CatchUp
@@ -216,6 +217,8 @@ def _run_listen(args) -> int:
         if raw is not None:
             raw.close()
         live.close(refine_drain=False, refine_grace_s=args.refine_stop_s)
+        if args.results_zmq:
+            results_out.close()  # a 0MQ context left to the garbage collector can block the exit
         if trigger is not None:
             trigger.close(live)
         refined = "" if live.refiner is None else f"; refiner {dict(live.refiner.counts)}"
