@@ -9,8 +9,8 @@ Set-up as in deployment: the Tiled server runs in its own process; the RunEngine
 simulated diffractometer (401-point ω-2θ scans of the demo's mid-dose sample). Each side runs
 against a fresh server of its own configuration: the old revision against the server it was
 measured with (``SimpleTiledServer``: SQLite catalog in rollback-journal mode, every commit
-synced), this code against ``deploy/tiled/config.yml`` (``--server deploy``: SQLite in WAL mode,
-``synchronous=NORMAL``), or ``simple``/``postgres`` for the catalog comparison. The old side runs
+synced), this code against ``deploy/tiled/config.yml`` as shipped (``--server deploy``: SQLite in
+WAL mode, ``synchronous=NORMAL``, scoped keys: the listener's is used), or ``simple``/``postgres`` for the catalog comparison. The old side runs
 in a subprocess on ``git archive REV`` of the package, so both sides use the same bench code.
 
 Modes:
@@ -55,7 +55,16 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-API_KEY = "benchsecret"
+API_KEY = "benchsecret"  # the simple server's; the deployed config's scoped listener key replaces it
+ADMIN_PASSWORD = "bench-admin"
+
+
+def _use_listener_key(url):
+    """Make the deployed server's scoped listener key the one every writer and reader here uses."""
+    global API_KEY
+    from xrd_strain_plugin.tiled.keys import create_scoped_keys
+
+    API_KEY = create_scoped_keys(url, admin="admin", password=ADMIN_PASSWORD)["listener"]
 SIMPLE = """
 import sys
 from tiled.server import SimpleTiledServer
@@ -90,20 +99,20 @@ class Server:
             assert self.proc.stdout.readline().strip() == "ready", "Tiled did not start"
             return self
         (self.directory / "data").mkdir(exist_ok=True)
-        env = dict(os.environ, TILED_SINGLE_USER_API_KEY=API_KEY, XRD_STRAIN_TILED_DIR=str(self.directory),
-                   PYTHONPATH=str(REPO))
-        config = REPO / "deploy" / "tiled" / "config.yml"
-        if self.kind == "postgres":
-            text = config.read_text().replace("uri: sqlite:///${XRD_STRAIN_TILED_DIR}/catalog.db",
-                                              f"uri: {self.postgres_uri}")
-            config = self.directory / "config.yml"
-            config.write_text(text)
+        catalog = self.postgres_uri if self.kind == "postgres" else f"sqlite:///{self.directory}/catalog.db"
+        env = dict(os.environ, XRD_STRAIN_TILED_DIR=str(self.directory), XRD_STRAIN_TILED_CATALOG=catalog,
+                   TILED_ADMIN_PASSWORD=ADMIN_PASSWORD, TILED_SECRET_KEY="0" * 64,
+                   XRD_STRAIN_TILED_AUTH_DB=f"sqlite:///{self.directory}/auth.db", PYTHONPATH=str(REPO))
+        config = REPO / "deploy" / "tiled" / "config.yml"  # as shipped: scoped keys (the listener's is used)
         self.proc = subprocess.Popen([sys.executable, "-m", "tiled", "serve", "config", str(config),
                                       "--port", str(self.port)], env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"http://127.0.0.1:{self.port}/healthz").status_code == 200:
+                    if not getattr(self, "_keyed", False):
+                        _use_listener_key(self.url)
+                        self._keyed = True  # a restart (outage mode) keeps the auth database and its keys
                     return self
             except httpx.TransportError:
                 pass
@@ -364,7 +373,8 @@ def count_per_uid(url, uids):
         raw = got["metadata"]["raw_uid"]
         if raw in wanted:
             counts[raw] += 1
-            if got["metadata"]["status"] == "ok" and got["arrays"].get("strain") is None:
+            arrays = got["arrays"]  # layout v3 names the strain strain_percent; an old side reads "strain"
+            if got["metadata"]["status"] == "ok" and arrays.get("strain_percent", arrays.get("strain")) is None:
                 unreadable += 1  # listed but its arrays do not read back
     values = np.array(list(counts.values()))
     return {"missing": int((values == 0).sum()), "duplicated": int((values > 1).sum()), "unreadable": unreadable}
