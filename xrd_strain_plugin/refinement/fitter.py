@@ -89,6 +89,59 @@ class LocalFit:
         return out
 
 
+def _smoothness_prior(model: CurveModel, values0, smoothness: float) -> np.ndarray:
+    """Rows of the Tikhonov prior: second differences of the strain (and decoupled DW) weights,
+    relative to the start's largest weight, times ``smoothness`` (shape (n_rows, n_params))."""
+    c = model.config
+    groups = [[model.index[f"w{k}"] for k in range(c.n_strain_weights)]]
+    if c.dw_mode == "decoupled":
+        groups.append([model.index[f"d{k}"] for k in range(c.n_dw_weights)])
+    rows = []
+    if smoothness > 0:
+        for group in groups:
+            scale = max(float(np.max(np.abs(values0[group]))), 0.05)
+            for k in range(1, len(group) - 1):
+                row = np.zeros(values0.size)
+                row[group[k - 1]], row[group[k]], row[group[k + 1]] = 1.0, -2.0, 1.0
+                rows.append(smoothness * row / scale)
+    return np.array(rows).reshape(-1, values0.size)
+
+
+def _jacobian_columns(model: CurveModel, params, v, refl, free, free_sim, dlog, scale, bg, *, fine_step_deg,
+                      pad_deg):
+    """d residual / d free parameter at ``v``: the simulation parameters by forward differences in ONE
+    batched simulator call, the scale, background and slope analytically. Returns (columns, curves)."""
+    i_scale, i_bg, i_slope = (model.index[n] for n in ("log10_scale", "log10_background", "background_slope"))
+    cols = np.zeros((refl.size, len(free)))
+    n_curves = 0
+    if free_sim:
+        steps = []
+        rows = np.repeat(v[None, :], len(free_sim), axis=0)
+        for r, i in enumerate(free_sim):
+            p = params[i]
+            h = p.fd_step * max(1.0, abs(v[i])) if p.name == "thickness_nm" else p.fd_step
+            if v[i] + h > p.upper:
+                h = -h
+            rows[r, i] += h
+            steps.append(h)
+        refl_h = model.reflectivity(rows, fine_step_deg=fine_step_deg, pad_deg=pad_deg)
+        n_curves = rows.shape[0]
+        d_refl = (refl_h - refl[None, :]) / np.asarray(steps)[:, None]
+        for r, i in enumerate(free_sim):
+            cols[:, free.index(i)] = dlog * scale * d_refl[r]
+    x_deg = model.centred_two_theta_deg
+    for name, i in (("log10_scale", i_scale), ("log10_background", i_bg), ("background_slope", i_slope)):
+        if i in free:
+            if name == "log10_scale":
+                d = _LN10 * scale * refl
+            elif name == "log10_background":
+                d = _LN10 * bg
+            else:
+                d = 10.0 ** v[i_bg] * x_deg * (1.0 + v[i_slope] * x_deg > 1e-3)
+            cols[:, free.index(i)] = dlog * d
+    return cols, n_curves
+
+
 def fit_local(model: CurveModel, objective: Objective, parameters, *, budget: Budget | None = None,
               max_nfev: int = 60, fine_step_deg: float | None = None, pad_deg: float | None = None,
               ftol: float = 1e-6, xtol: float = 1e-6, smoothness: float = 0.0) -> LocalFit:
@@ -128,22 +181,8 @@ def fit_local(model: CurveModel, objective: Objective, parameters, *, budget: Bu
     lower = np.array([params[i].lower for i in free])
     upper = np.array([params[i].upper for i in free])
     x0 = np.clip(values0[free], lower, upper)
-    idx = model.index
-    i_scale, i_bg, i_slope = idx["log10_scale"], idx["log10_background"], idx["background_slope"]
-    # second-difference operator on the profile weights (rows: residuals, columns: all parameters)
-    c = model.config
-    groups = [[model.index[f"w{k}"] for k in range(c.n_strain_weights)]]
-    if c.dw_mode == "decoupled":
-        groups.append([model.index[f"d{k}"] for k in range(c.n_dw_weights)])
-    reg_rows = []
-    if smoothness > 0:
-        for group in groups:
-            scale = max(float(np.max(np.abs(values0[group]))), 0.05)
-            for k in range(1, len(group) - 1):
-                row = np.zeros(values0.size)
-                row[group[k - 1]], row[group[k]], row[group[k + 1]] = 1.0, -2.0, 1.0
-                reg_rows.append(smoothness * row / scale)
-    reg = np.array(reg_rows).reshape(-1, values0.size)
+    i_scale = model.index["log10_scale"]
+    reg = _smoothness_prior(model, values0, smoothness)
     reg_free = reg[:, free]
 
     def with_prior(res, v):
@@ -186,33 +225,11 @@ def fit_local(model: CurveModel, objective: Objective, parameters, *, budget: Bu
         scale = 10.0 ** v[i_scale]
         intensity = scale * refl + bg
         dlog = w / (_LN10 * np.maximum(intensity, 1e-300))  # d residual / d intensity
-        cols = np.zeros((intensity.size, len(free)))
-        if free_sim:
-            if stats["enforce"] and budget.left <= 0:
-                raise _OutOfTime
-            steps = []
-            rows = np.repeat(v[None, :], len(free_sim), axis=0)
-            for r, i in enumerate(free_sim):
-                p = params[i]
-                h = p.fd_step * max(1.0, abs(v[i])) if p.name == "thickness_nm" else p.fd_step
-                if v[i] + h > p.upper:
-                    h = -h
-                rows[r, i] += h
-                steps.append(h)
-            refl_h = model.reflectivity(rows, fine_step_deg=fine_step_deg, pad_deg=pad_deg)
-            stats["curves"] += rows.shape[0]
-            d_refl = (refl_h - refl[None, :]) / np.asarray(steps)[:, None]
-            for r, i in enumerate(free_sim):
-                cols[:, free.index(i)] = dlog * scale * d_refl[r]
-        for name, i in (("log10_scale", i_scale), ("log10_background", i_bg), ("background_slope", i_slope)):
-            if i in free:
-                if name == "log10_scale":
-                    d = _LN10 * scale * refl
-                elif name == "log10_background":
-                    d = _LN10 * bg
-                else:
-                    d = 10.0 ** v[i_bg] * model._x_deg * (1.0 + v[i_slope] * model._x_deg > 1e-3)
-                cols[:, free.index(i)] = dlog * d
+        if free_sim and stats["enforce"] and budget.left <= 0:
+            raise _OutOfTime
+        cols, n = _jacobian_columns(model, params, v, refl, free, free_sim, dlog, scale, bg,
+                                    fine_step_deg=fine_step_deg, pad_deg=pad_deg)
+        stats["curves"] += n
         return np.vstack([cols, reg_free]) if reg.size else cols
 
     converged = False

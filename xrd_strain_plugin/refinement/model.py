@@ -153,6 +153,11 @@ class CurveModel:
                           if c.dw_mode == "decoupled" else None)
         self._x_deg = self.two_theta_deg - 0.5 * (self.two_theta_deg[0] + self.two_theta_deg[-1])
 
+    @property
+    def centred_two_theta_deg(self) -> np.ndarray:
+        """The measured angles minus the centre of the scan, degrees (the sloped background's axis)."""
+        return self._x_deg
+
     # ---- parameters -------------------------------------------------------------------------------
     def default_parameters(self, *, strain_weights_percent, thickness_nm, fwhm_deg, dw_min=0.5,
                            dw_weights=None, eta=0.01, zero_offset_deg=0.0, substrate_mismatch=0.0,
