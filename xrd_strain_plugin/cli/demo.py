@@ -353,7 +353,11 @@ def _wait_for_refinements(client, uids, *, timeout):
     while time.monotonic() < deadline:
         for uid in uids:
             if found.get(uid) is None or found[uid]["metadata"].get("status") not in ("done", "failed"):
-                found[uid] = read_refinement(client["results"][uid])
+                try:
+                    found[uid] = read_refinement(client["results"][uid])
+                except Exception as exc:  # a node being written (its table not complete yet): ask again
+                    log.debug("refinement of %s not readable yet: %s", uid, exc)
+                    found[uid] = None
         if all(f is not None and f["metadata"].get("status") in ("done", "failed") for f in found.values()):
             break
         time.sleep(0.5)
