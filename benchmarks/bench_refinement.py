@@ -119,11 +119,11 @@ def section_paths(lines):
         cases.append((tt, counts, good, bad))
     runs = {
         "local (good start, no other starts)": lambda c: refine_curve(
-            c[0], c[1], refl, start=c[2], options=RefineOptions(generic_starts=False, global_budget_s=0.0)),
+            c[0], c[1], refl, start=c[2], options=RefineOptions(global_budget_s=0.0)),
         "multi-start (default: good start + variants + generic starts)": lambda c: refine_curve(
             c[0], c[1], refl, start=c[2]),
         "global (poor start, no other starts)": lambda c: refine_curve(
-            c[0], c[1], refl, start=c[3], options=RefineOptions(budget_s=1.0, generic_starts=False)),
+            c[0], c[1], refl, start=c[3], options=RefineOptions(budget_s=1.0)),
     }
     load0 = _load()
     lines += ["## Time per refinement by path", "",

@@ -71,13 +71,7 @@ def profiles(rng, n_batch, n_slices, e_max=0.08):
 
 
 def rate(fn, n_curves, repeat=3):
-    fn()  # warm-up (compilation, caches)
-    best = math.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return n_curves / best
+    return n_curves / _best_seconds(fn, repeat)
 
 
 def _computed_angles(two_theta, fwhm, thickness_nm, r):

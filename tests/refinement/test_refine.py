@@ -50,7 +50,7 @@ def test_refinement_recovers_a_known_profile_from_a_perturbed_start(ysz):
     start = StartProfile(depth_nm=depth * 1.25, strain_percent=strain_pct * 0.8, debye_waller=dw, fwhm_deg=0.03,
                          source="test")
     result = refine_curve(tt, counts, ysz, start=start,
-                          options=RefineOptions(budget_s=6.0, global_budget_s=0.0, generic_starts=False))
+                          options=RefineOptions(budget_s=6.0, global_budget_s=0.0))
     assert result.sigma_i < result.sigma_i_start
     # counting noise limits sigma_I: within 15 % of the floor the Poisson noise alone gives
     assert result.sigma_i < 1.15 * result.noise_floor_sigma_i
@@ -113,7 +113,7 @@ def test_a_poor_start_triggers_the_global_path_and_says_so(ysz):
     tt, counts, depth, strain_pct, dw = _known_sample(ysz, e_max=0.012, thickness_nm=120.0)
     bad = StartProfile(depth_nm=np.linspace(0, 900, 50), strain_percent=np.full(50, 0.15),
                        debye_waller=np.full(50, 0.9), fwhm_deg=0.05, source="bad")
-    options = RefineOptions(budget_s=0.3, global_budget_s=6.0, generic_starts=False)
+    options = RefineOptions(budget_s=0.3, global_budget_s=6.0)
     result = refine_curve(tt, counts, ysz, start=bad, options=options)
     names = [s["stage"] for s in result.stages]
     assert "global" in names, result.stages

@@ -1,23 +1,22 @@
-"""Automatic refinement of one measured curve: starts, 2-theta offset search, local fits, global stage.
+"""Automatic refinement of one measured curve: a screened search, local fits, rescans, a global stage.
 
 :func:`refine_curve` is the one library entry point used by ``xrd-strain invert --refine``, the live
-callback's background refiner and the scheduled Prefect flow. Its stages, each on a shared wall-clock
-budget:
+callback's background refiner and the scheduled Prefect flow. Its stages, each a function and each a
+fixed amount of work (the CPU caps are a last resort, recorded in ``time_capped``):
 
-1. **Starts.** The given start (the network's answer, possibly transferred from another crystal) is
-   turned into model parameters; variants with the thickness and the strain scaled by +-15 % and a few
-   generic low-strain profiles (their strain range read off the curve's low-angle extent) join it.
-2. **Offset search.** Every start is evaluated on a grid of 2-theta zero offsets in one batched call
-   (the reflectometry codes' trick of predicting on shifted copies), scale and background fitted for
-   each, and keeps its best offset.
-3. **Local fits.** Short bounded least-squares fits from the best few starts, then the winner is fitted
-   to convergence (:func:`~xrd_strain_plugin.refinement.fitter.fit_local`).
-4. **Global stage.** If the misfit is still well above what counting noise allows, differential
-   evolution (its whole population simulated in one batched call per generation) searches a reduced
-   profile space under its own time budget, and the best member is polished by least squares.
+1. **Starts** (:func:`_start_candidates`): the given start (the network's answer) and its variants
+   (thickness and strain scaled, mirrored, peak shifted).
+2. **Offset** (:func:`_offset_stage`): 2-theta zero offsets in one batched call.
+3. **Proposals** (:func:`_proposal_stage`, :mod:`~xrd_strain_plugin.refinement.search`): a grid of
+   shapes x thicknesses x strains x DW screened in batches, the best of each depth band kept.
+4. **Short fits** with continuation (broadened curve first), then **final fits** to convergence.
+5. **Thickness rescans** of the best finals (a fit one fringe period away stays there).
+6. **Global stage** when the best fit stays above the noise floor: differential evolution for a fixed
+   number of generations, polished by least squares.
 
-Nothing falls back silently: :class:`~xrd_strain_plugin.refinement.result.RefinementResult` says
-which path won, lists every stage with its misfit and time, and flags a fit that stayed poor.
+:class:`~xrd_strain_plugin.refinement.result.RefinementResult` says which path won, lists every stage,
+flags a poor fit, returns equally good distinct profiles as alternatives and says when no layer was
+detected. Nothing falls back silently.
 """
 
 from __future__ import annotations
@@ -88,9 +87,6 @@ class RefineOptions:
         Best final fits given the thickness sweep.
     n_rescan_rounds : int
         Sweeps in all: while a sweep improves the best answer, its winner is swept again.
-    generic_starts : bool
-        Also try the generic low-strain starts (:data:`GENERIC_SHAPES` x :data:`GENERIC_THICKNESSES_NM`).
-        Always on when no start is given.
     poor_factor : float
         Flag the answer poor (and run the global stage) when sigma_I > ``poor_factor * floor`` (floor: the
         sigma_I counting noise alone would give; where counts are unknown ``0.09 * poor_factor + 0.02``).
@@ -118,7 +114,6 @@ class RefineOptions:
     n_rescan: int = 3
     n_rescan_fits: int = 3
     n_rescan_rounds: int = 3
-    generic_starts: bool = True
     seed: int = 0
 
     def __post_init__(self):
@@ -225,41 +220,6 @@ def _peak_fwhm_deg(objective: Objective) -> float:
     while hi < y.size - 1 and y[hi] > half:
         hi += 1
     return float(max(tt[hi] - tt[lo], 2 * np.min(np.diff(tt))))
-
-
-#: Generic strain shapes of the low-strain starts, on the reduced depth z (0 surface, 1 interface).
-GENERIC_SHAPES = {
-    "ramp": lambda z: np.clip(1.2 * (1 - z), 0, 1),
-    "surface": lambda z: np.exp(-0.5 * (z / 0.4) ** 2),
-    "plateau": lambda z: np.where(z < 0.6, 1.0, np.clip((1 - z) / 0.4, 0, 1)),
-    "buried": lambda z: np.exp(-0.5 * ((z - 0.6) / 0.2) ** 2),
-}
-#: Thicknesses of the low-strain starts, nm.
-GENERIC_THICKNESSES_NM = (80.0, 150.0, 250.0, 400.0, 650.0, 1000.0)
-
-
-def _low_strain_starts(model: CurveModel, fwhm_deg: float, e_max: float):
-    """Generic starts: each shape of :data:`GENERIC_SHAPES` at the curve's strain extent, each thickness."""
-    z = profiles.slice_midpoints(200)
-    out = []
-    lo_t, hi_t = model.config.thickness_bounds_nm
-    for t_nm in GENERIC_THICKNESSES_NM:
-        if not lo_t <= t_nm <= hi_t:
-            continue
-        for shape in GENERIC_SHAPES.values():
-            profile = shape(z)
-            start = StartProfile(depth_nm=z * t_nm, strain_percent=100 * e_max * profile,
-                                 debye_waller=np.exp(np.log(0.5) * profile**2), fwhm_deg=fwhm_deg,
-                                 source="low-strain")
-            out.append(("low-strain", _start_values(model, start)))
-    return out
-
-
-class _Slice(Budget):
-    """An equal share of what is left of a budget, for one of ``n_left`` remaining tasks."""
-
-    def __init__(self, parent: Budget, n_left: int):
-        super().__init__(max(parent.left, 0.0) / max(n_left, 1))
 
 
 # ---- stages ------------------------------------------------------------------------------------------
@@ -419,7 +379,8 @@ def refine_curve(two_theta_deg, intensity, reflection, *, start=None,
         object.__setattr__(fit, "_swept", True)
         finals += _thickness_rescan_stage(run, fit)
     if run.given is not None:
-        finals.append(("start", _as_given(run)))
+        run.as_given = _as_given(run)
+        finals.append(("start", run.as_given))
     best_label, best = min(finals, key=lambda f: f[1].cost)
     if best.sigma_i > run.poor_threshold(best) and options.global_budget_s > 0 and options.global_generations > 0:
         g = _global_search_stage(run, best)
@@ -454,7 +415,8 @@ class _Run:
         self.stages, self.n_curves, self.n_eval = [], 0, 0
         self.fwhm_peak = _peak_fwhm_deg(self.objective)
         self.e_extent = _strain_extent(self.objective, reflection, self.fwhm_peak)
-        self.given = None  # the given start, scored (params, curve)
+        self.given = None  # the given start's parameters at its screened offset, scale and background
+        self.as_given = None  # those parameters on the full model (the "start" answer)
         self.tolerance = math.sqrt(2 * self.angles.size) / 2  # one standard deviation of chi^2, in cost units
         return self
 
@@ -820,9 +782,7 @@ def _assemble(run, finals, best_label, best):
     values = {p.name: float(p.value) for p in best.parameters}
     depth, strain_pct, dw, i_max = _shape_of(model, best)
     start = run.start
-    start_curve = None
-    if run.given is not None:
-        start_curve = _as_given(run).intensity_model
+    start_curve = run.as_given.intensity_model if run.given is not None else None
     capped = run.budget.left <= 0
     if capped:
         run.stages.append({"stage": "time-cap", "budget_s": options.budget_s,
