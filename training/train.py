@@ -95,6 +95,18 @@ class TrainConfig:
     max_cpu_minutes : float or None
         Budget in CPU time of this process (user + system, all threads): equal budgets for runs
         on a machine whose load varies. Checked after every epoch, like ``max_minutes``.
+    optimizer : {"rmsprop", "adam"}
+        RMSprop (the paper) or Adam.
+    schedule : {"plateau", "cosine"}
+        The paper's plateau rule (with ``final_anneal``), or a cosine decay from
+        ``learning_rate`` to ``min_learning_rate`` after a linear warm-up of
+        ``warmup_fraction``. The cosine's progress is the larger of samples seen /
+        ``total_samples`` and CPU seconds / ``max_cpu_minutes`` (both survive a resumption), so
+        the rate is low when either budget runs out; training stops when progress reaches 1.
+    total_samples : int or None
+        Sample budget of the cosine schedule (curves seen, repeats counted).
+    warmup_fraction : float
+        Share of the cosine budget spent ramping the rate up linearly from 1 % of its peak.
     """
 
     epochs: int = 70
@@ -121,6 +133,10 @@ class TrainConfig:
     kernel_size: int = 15
     validation_curves: int | None = None
     max_cpu_minutes: float | None = None
+    optimizer: str = "rmsprop"
+    schedule: str = "plateau"
+    total_samples: int | None = None
+    warmup_fraction: float = 0.02
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -188,6 +204,7 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
     from xrd_strain_plugin.inference import labels as lab
     from xrd_strain_plugin.inference.labels import LabelScaling
 
+    head = _check_head(config)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     x, labels = dataset.x, dataset.labels
@@ -198,7 +215,6 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
         val_idx = val_idx[:config.validation_curves]
     n_weights = sum(name.startswith("w") for name in dataset.label_names)
     n_slices = int(dataset.manifest["preset"].get("n_slices", 200))
-    head = _check_head(config)
     paper_scaling = LabelScaling.fit(labels[train_idx], dataset.label_names)
     names = dataset.label_names
     if config.targets == lab.RELATIVE:
@@ -245,8 +261,7 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
             source = Path(config.init_from)
             source = source / "model.keras" if source.is_dir() else source
             model.set_weights(keras.models.load_model(source, compile=False).get_weights())
-        model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=config.learning_rate),
-                      loss=loss)
+        model.compile(optimizer=_optimizer(keras, config), loss=loss)
         history = {"loss": [], "val_loss": [], "learning_rate": [], "seconds": [],
                    "cpu_seconds": [], "samples": []}
         plateau_state = {"best": float("inf"), "wait": 0}
@@ -265,6 +280,13 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
     x_calib = x_train[:CALIBRATION_CURVES]
     rng = np.random.default_rng([config.seed, start_epoch])
     for epoch in range(start_epoch, config.epochs):
+        if config.schedule == "cosine":
+            progress = _budget_progress(config, history, cpu_done)
+            if progress >= 1.0:
+                if verbose:
+                    print("stopping: cosine schedule complete", flush=True)
+                break
+            model.optimizer.learning_rate.assign(cosine_rate(config, progress))
         t0, c0 = time.perf_counter(), _cpu_seconds()
         order = rng.permutation(x_train.shape[0])[:config.epoch_curves]
         fit = model.fit(x_train[order], y_train[order], batch_size=config.batch_size, epochs=1,
@@ -288,13 +310,14 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
         if val_loss < plateau_state["best"]:
             plateau_state = {"best": val_loss, "wait": 0}
             model.save(run_dir / BEST)
-        else:
+        elif config.schedule == "plateau":
             plateau_state["wait"] += 1
             if plateau_state["wait"] >= config.patience and lr > config.min_learning_rate:
                 model.optimizer.learning_rate.assign(max(lr * config.factor,
                                                          config.min_learning_rate))
                 plateau_state["wait"] = 0
-        if ((t_anneal is not None and time.perf_counter() > t_anneal)
+        if config.schedule == "plateau" and (
+                (t_anneal is not None and time.perf_counter() > t_anneal)
                 or (cpu_anneal is not None and cpu_done > cpu_anneal)) and not state.get("annealed"):
             model.optimizer.learning_rate.assign(max(float(keras.ops.convert_to_numpy(
                 model.optimizer.learning_rate)) * config.factor, config.min_learning_rate))
@@ -327,6 +350,36 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
     return TrainResult(model=best, scaling=scaling, history=history, state=state, head=head)
 
 
+def cosine_rate(config: TrainConfig, progress: float) -> float:
+    """Learning rate of the cosine schedule at ``progress`` (0 start, 1 end of the budget).
+
+    A linear warm-up from 1 % of ``learning_rate`` over ``warmup_fraction``, then a half cosine
+    from ``learning_rate`` down to ``min_learning_rate``.
+    """
+    lr0, lr_min, warm = config.learning_rate, config.min_learning_rate, config.warmup_fraction
+    progress = min(max(progress, 0.0), 1.0)
+    if warm > 0 and progress < warm:
+        return lr0 * (0.01 + 0.99 * progress / warm)
+    phase = (progress - warm) / (1.0 - warm) if warm < 1 else 1.0
+    return lr_min + 0.5 * (lr0 - lr_min) * (1.0 + np.cos(np.pi * phase))
+
+
+def _budget_progress(config: TrainConfig, history: dict, cpu_done: float) -> float:
+    parts = []
+    if config.total_samples:
+        seen = history.get("samples") or [0]
+        parts.append(seen[-1] / config.total_samples)
+    if config.max_cpu_minutes:
+        parts.append(cpu_done / (60.0 * config.max_cpu_minutes))
+    return max(parts)
+
+
+def _optimizer(keras, config: TrainConfig):
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=config.learning_rate)
+    return keras.optimizers.RMSprop(learning_rate=config.learning_rate)
+
+
 def _cpu_seconds() -> float:
     t = os.times()
     return t.user + t.system
@@ -341,6 +394,12 @@ def _check_head(config: TrainConfig) -> dict:
         raise ValueError("the profile loss needs targets='relative'")
     if config.n_hypotheses < 1 or (config.n_hypotheses > 1 and config.loss != "profile"):
         raise ValueError("n_hypotheses > 1 needs the profile loss")
+    if config.optimizer not in ("rmsprop", "adam"):
+        raise ValueError(f"optimizer must be 'rmsprop' or 'adam', got {config.optimizer!r}")
+    if config.schedule not in ("plateau", "cosine"):
+        raise ValueError(f"schedule must be 'plateau' or 'cosine', got {config.schedule!r}")
+    if config.schedule == "cosine" and not (config.total_samples or config.max_cpu_minutes):
+        raise ValueError("the cosine schedule needs total_samples or max_cpu_minutes (its budget)")
     return {"targets": config.targets, "n_hypotheses": int(config.n_hypotheses),
             "loss": config.loss}
 

@@ -68,3 +68,34 @@ def test_warm_start_from_a_bundle_keeps_its_scaling(tiny_dataset_dir, tmp_path):
     fresh = train(sub, tmp_path / "fresh", TrainConfig(epochs=1, epoch_curves=8, **SMALL),
                   verbose=0)
     assert warm.history["val_loss"][0] < fresh.history["val_loss"][0]
+
+
+def test_cosine_schedule_has_the_textbook_shape():
+    # Independent reference: the half cosine's closed form at its ends and midpoint, and the
+    # warm-up's linear ramp from 1 % of the peak.
+    from training.train import cosine_rate
+
+    cfg = TrainConfig(learning_rate=1e-3, min_learning_rate=1e-6, schedule="cosine",
+                      total_samples=1000, warmup_fraction=0.1)
+    assert cosine_rate(cfg, 0.0) == pytest.approx(1e-5)
+    assert cosine_rate(cfg, 0.05) == pytest.approx(1e-3 * (0.01 + 0.99 * 0.5))
+    assert cosine_rate(cfg, 0.1) == pytest.approx(1e-3)
+    assert cosine_rate(cfg, 0.55) == pytest.approx(0.5 * (1e-3 + 1e-6))
+    assert cosine_rate(cfg, 1.0) == pytest.approx(1e-6)
+    assert cosine_rate(cfg, 3.0) == pytest.approx(1e-6)
+    rates = [cosine_rate(cfg, p) for p in np.linspace(0.1, 1.0, 50)]
+    assert all(a >= b for a, b in zip(rates, rates[1:]))  # monotone after the warm-up
+    with pytest.raises(ValueError, match="budget"):
+        train(None, "unused", TrainConfig(schedule="cosine"), verbose=0)
+
+
+def test_cosine_schedule_with_adam_stops_at_its_sample_budget(tiny_dataset_dir, tmp_path):
+    ds = load_dataset(tiny_dataset_dir)
+    cfg = TrainConfig(epochs=50, optimizer="adam", schedule="cosine", total_samples=120,
+                      epoch_curves=40, warmup_fraction=0.0, **SMALL)
+    result = train(ds, tmp_path / "run", cfg, verbose=0)
+    # 120 samples in epochs of 40 curves: three epochs, whatever the epoch limit
+    assert result.history["samples"] == [40, 80, 120]
+    lr = result.history["learning_rate"]
+    assert lr[0] == pytest.approx(3e-3) and lr[0] > lr[1] > lr[2]
+    assert lr[1] == pytest.approx(1e-6 + 0.5 * (3e-3 - 1e-6) * (1 + np.cos(np.pi / 3)))

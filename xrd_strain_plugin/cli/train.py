@@ -113,6 +113,18 @@ def _register_train(subparsers) -> None:
     p.add_argument("--input-pool", type=int, default=1, metavar="K",
                    help="average the 1001-point input over K points before the convolutions "
                         "(decimation; default: 1, the paper's network)")
+    p.add_argument("--optimizer", choices=("rmsprop", "adam"), default="rmsprop",
+                   help="optimiser (default: %(default)s, the paper's)")
+    p.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau",
+                   help="learning-rate schedule: the paper's plateau rule (with --patience and "
+                        "--final-anneal), or a cosine decay to 1e-6 over the budget given by "
+                        "--total-samples and/or --max-cpu-minutes (default: %(default)s)")
+    p.add_argument("--total-samples", type=int, default=None, metavar="N",
+                   help="sample budget of the cosine schedule (curves seen, repeats counted); "
+                        "training stops when it is spent")
+    p.add_argument("--warmup-fraction", type=float, default=0.02, metavar="F",
+                   help="cosine schedule: share of the budget spent ramping the rate up "
+                        "(default: %(default)s)")
     p.add_argument("--init-from", default=None, metavar="KERAS_OR_BUNDLE",
                    help="start from these weights (same architecture), e.g. the general model "
                         "for a low-strain specialist")
@@ -203,7 +215,9 @@ def run_train(args) -> int:
                          n_hypotheses=args.hypotheses, profile_weight=args.profile_weight,
                          validation_curves=args.validation_curves,
                          max_cpu_minutes=args.max_cpu_minutes,
-                         final_anneal=args.final_anneal or None, patience=args.patience)
+                         final_anneal=args.final_anneal or None, patience=args.patience,
+                         optimizer=args.optimizer, schedule=args.schedule,
+                         total_samples=args.total_samples, warmup_fraction=args.warmup_fraction)
     monitor = None
     if args.monitor:
         with option_errors("--monitor"):
