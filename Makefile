@@ -2,7 +2,7 @@
 # (.venv, pinned by requirements.lock) on a fresh machine, so one command does all setup.
 #
 #   make test        lint (ruff) and the fast test suite (what CI runs: .ci/run)
-#   make lint        ruff check only (rules in pyproject.toml)
+#   make lint        ruff check and ruff format --check (rules in pyproject.toml)
 #   make test-slow   the slow tests only (long physics sweeps, training)
 #   make demo        the main job: writes its results into out/
 #   make bench       speed benchmarks (benchmarks/bench_*.py); figures go to BENCHMARKS.md
@@ -27,6 +27,7 @@ $(READY): requirements.lock pyproject.toml
 
 lint: $(READY)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: lint
 	$(PY) -m pytest

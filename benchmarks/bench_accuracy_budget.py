@@ -38,8 +38,7 @@ def _cpu_seconds() -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("train", help="training set directory")
     parser.add_argument("test", help="held-out test set directory")
     parser.add_argument("--minutes", type=float, default=3.0, help="budget per variant")
@@ -56,14 +55,19 @@ def main() -> None:
 
     data = load_dataset(args.train, max_curves=args.curves)
     test = load_dataset(args.test, max_curves=args.test_curves)
-    print(f"train {data.n} curves ({data.manifest['preset']['name']}), test {test.n} "
-          f"({test.manifest['preset']['name']}), {args.minutes} min per variant\n")
-    print("| variant | epochs | samples seen | samples/s | CPU s | test MSE | a(t) | a(e_max) | "
-          "a(DW) | a(H) | a(DR) | a(strain) | load |")
+    print(
+        f"train {data.n} curves ({data.manifest['preset']['name']}), test {test.n} "
+        f"({test.manifest['preset']['name']}), {args.minutes} min per variant\n"
+    )
+    print(
+        "| variant | epochs | samples seen | samples/s | CPU s | test MSE | a(t) | a(e_max) | "
+        "a(DW) | a(H) | a(DR) | a(strain) | load |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for name in args.variants:
-        config = TrainConfig(max_minutes=args.minutes, epochs=1000, batch_size=args.batch_size,
-                             final_anneal=0.75, **VARIANTS[name])
+        config = TrainConfig(
+            max_minutes=args.minutes, epochs=1000, batch_size=args.batch_size, final_anneal=0.75, **VARIANTS[name]
+        )
         run = Path(args.out) / f"{name}-{data.n}-{args.minutes:g}min"
         cpu0, t0 = _cpu_seconds(), time.perf_counter()
         result = train(data, run, config, verbose=0)
@@ -72,18 +76,25 @@ def main() -> None:
 
         scaled = np.asarray(result.model(test.x[..., None], training=False))
         pred = result.scaling.unscale(scaled)
-        ev = evaluate_predictions(test.labels, pred, scaling=result.scaling, n_weights=10,
-                                  n_slices=data.manifest["preset"]["n_slices"])
+        ev = evaluate_predictions(
+            test.labels, pred, scaling=result.scaling, n_weights=10, n_slices=data.manifest["preset"]["n_slices"]
+        )
         epochs = len(result.history["loss"])
         seen = epochs * result.state["n_train"]
         a = ev.accuracies
-        print(f"| {name} | {epochs} | {seen} | {seen / sum(result.history['seconds']):.0f} | "
-              f"{cpu:.0f} | {ev.mse:.2e} | {100 * a['a_t']:.0f} % | {100 * a['a_emax']:.0f} % | "
-              f"{100 * a['a_dw']:.0f} % | {100 * a['a_h']:.0f} % | {100 * a['a_dr']:.0f} % | "
-              f"{100 * a['a_strain']:.0f} % | {os.getloadavg()[0]:.1f} |", flush=True)
-        (run / "bench.json").write_text(json.dumps({"variant": name, "wall_s": wall, "cpu_s": cpu,
-                                                    "accuracies": a, "mse": ev.mse,
-                                                    "epochs": epochs}, indent=1))
+        print(
+            f"| {name} | {epochs} | {seen} | {seen / sum(result.history['seconds']):.0f} | "
+            f"{cpu:.0f} | {ev.mse:.2e} | {100 * a['a_t']:.0f} % | {100 * a['a_emax']:.0f} % | "
+            f"{100 * a['a_dw']:.0f} % | {100 * a['a_h']:.0f} % | {100 * a['a_dr']:.0f} % | "
+            f"{100 * a['a_strain']:.0f} % | {os.getloadavg()[0]:.1f} |",
+            flush=True,
+        )
+        (run / "bench.json").write_text(
+            json.dumps(
+                {"variant": name, "wall_s": wall, "cpu_s": cpu, "accuracies": a, "mse": ev.mse, "epochs": epochs},
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -65,8 +65,12 @@ def start_tiled(directory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-c", SERVE, str(directory), API_KEY, str(port)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE, str(directory), API_KEY, str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout.readline().strip() == "ready", "Tiled did not start"
     return proc, f"http://127.0.0.1:{port}/api/v1"
 
@@ -101,14 +105,12 @@ def store_results(url, n, seed):
 
 
 def bench_refinement(url, n, options):
-    from tiled.client import from_uri
-
     from prefect.task_runners import ThreadPoolTaskRunner
+    from tiled.client import from_uri
 
     from flows.refine import refine_new_results
     from xrd_strain_plugin.refinement import RefineOptions, refine_curve
-    from xrd_strain_plugin.tiled.refinement import (claim_refinement, find_unrefined,
-                                                    refinement_inputs, write_refinement)
+    from xrd_strain_plugin.tiled.refinement import claim_refinement, find_unrefined, refinement_inputs, write_refinement
 
     client = from_uri(url, api_key=API_KEY)
     # engine + library on the same n results
@@ -123,8 +125,7 @@ def bench_refinement(url, n, options):
     for node in nodes:
         assert claim_refinement(node, worker="bench")
         two_theta, counts, refl, start = refinement_inputs(node)
-        write_refinement(node, refine_curve(two_theta, counts, refl, start=start,
-                                            options=RefineOptions(**options)))
+        write_refinement(node, refine_curve(two_theta, counts, refl, start=start, options=RefineOptions(**options)))
     library = time.perf_counter() - t0
     # the flow on n fresh results (the same random curves: same seed)
     store_results(url, n, seed=1)
@@ -143,8 +144,14 @@ def bench_refinement(url, n, options):
     t0 = time.perf_counter()
     assert refine_new_results(url, **options)["found"] == 0
     empty = time.perf_counter() - t0
-    return {"engine": engine / n, "library": library / n, "flow": flow / (n - 1), "empty": empty,
-            "flow_1": flow_1 / (n - 1), "per_task": (flow_1 - empty) / (n - 1)}
+    return {
+        "engine": engine / n,
+        "library": library / n,
+        "flow": flow / (n - 1),
+        "empty": empty,
+        "flow_1": flow_1 / (n - 1),
+        "per_task": (flow_1 - empty) / (n - 1),
+    }
 
 
 def bench_generation(curves, shard_size, workers, tmp):
@@ -170,21 +177,22 @@ def bench_generation(curves, shard_size, workers, tmp):
     # ("distributed.nanny.pre-spawn-environ"); measured both ways.
     for label, environ in (("default worker environment", None), ("pre-spawn-environ {}", {})):
         settings = {} if environ is None else {"distributed.nanny.pre-spawn-environ": environ}
-        with dask_config.config.set(settings), LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True,
-                dashboard_address=None) as cluster:
+        with (
+            dask_config.config.set(settings),
+            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        ):
             with Client(cluster) as client:  # warm workers: imports done, as on a standing cluster
                 client.run(lambda: __import__("flows.regenerate") and __import__("training.generate"))
             t0 = time.perf_counter()
             name = "dask" if environ is None else "dask-env"
-            dask = regenerate(scheduler_address=cluster.scheduler_address,
-                              data_root=str(tmp / name), **params)
-            out[f"flow, Dask LocalCluster ({workers} warm worker processes, {label})"] = \
-                time.perf_counter() - t0
+            dask = regenerate(scheduler_address=cluster.scheduler_address, data_root=str(tmp / name), **params)
+            out[f"flow, Dask LocalCluster ({workers} warm worker processes, {label})"] = time.perf_counter() - t0
     shards = lambda d: json.loads((Path(d) / "manifest.json").read_text())["shards"]  # noqa: E731
     dirs = [tmp / "plain", Path(local["train"]["path"])] + [
-        Path(dataset_dir(tmp / name, preset="CNN2", material="YSZ", hkl=(4, 0, 0),
-                         wavelength_angstrom=1.5406, seed=99)) / "train" for name in ("dask", "dask-env")]
+        Path(dataset_dir(tmp / name, preset="CNN2", material="YSZ", hkl=(4, 0, 0), wavelength_angstrom=1.5406, seed=99))
+        / "train"
+        for name in ("dask", "dask-env")
+    ]
     sha = [{k: v["sha256"] for k, v in shards(d).items()} for d in dirs]
     differ = [str(d) for d, s in zip(dirs, sha) if s != sha[0]]
     if differ:
@@ -199,8 +207,7 @@ def bench_generation(curves, shard_size, workers, tmp):
 def _refinement(args, tmp):
     proc, url = start_tiled(tmp / "tiled")
     try:
-        return bench_refinement(url, args.refine, {"budget_s": args.budget_s,
-                                                   "global_budget_s": 0.0})
+        return bench_refinement(url, args.refine, {"budget_s": args.budget_s, "global_budget_s": 0.0})
     finally:
         proc.stdin.close()
         proc.wait(30)
@@ -222,27 +229,38 @@ def main():
     with tempfile.TemporaryDirectory() as tmp, prefect_test_harness(server_startup_timeout=180):
         tmp = Path(tmp)
         r = None if args.skip_refinement else _refinement(args, tmp)
-        lines += [] if r is None else ["", f"### Refinement ({args.refine} results, budget {args.budget_s} s, no global "
-                      f"stage; {load()})", "",
-                  "| path | seconds per result |", "| --- | --- |",
-                  f"| engine alone (`refine_curve`, inputs in memory) | {r['engine']:.2f} |",
-                  f"| library: claim + read + refine + write through Tiled | {r['library']:.2f} |",
-                  f"| flow `refine_new_results`, {args.refine - 1} results, 2 tasks at a time "
-                  f"(the default) | {r['flow']:.2f} |",
-                  f"| the same flow, one task at a time | {r['flow_1']:.2f} |",
-                  f"| flow run with nothing to refine (fixed cost of a run) | {r['empty']:.2f} |",
-                  "", f"One task at a time, per refinement: {r['per_task']:.2f} s after the fixed "
-                      f"{r['empty']:.2f} s of a run; Prefect's share per result "
-                      f"{r['per_task'] - r['library']:+.2f} s, Prefect + Tiled "
-                      f"{r['per_task'] - r['engine']:+.2f} s."]
+        lines += (
+            []
+            if r is None
+            else [
+                "",
+                f"### Refinement ({args.refine} results, budget {args.budget_s} s, no global stage; {load()})",
+                "",
+                "| path | seconds per result |",
+                "| --- | --- |",
+                f"| engine alone (`refine_curve`, inputs in memory) | {r['engine']:.2f} |",
+                f"| library: claim + read + refine + write through Tiled | {r['library']:.2f} |",
+                f"| flow `refine_new_results`, {args.refine - 1} results, 2 tasks at a time "
+                f"(the default) | {r['flow']:.2f} |",
+                f"| the same flow, one task at a time | {r['flow_1']:.2f} |",
+                f"| flow run with nothing to refine (fixed cost of a run) | {r['empty']:.2f} |",
+                "",
+                f"One task at a time, per refinement: {r['per_task']:.2f} s after the fixed "
+                f"{r['empty']:.2f} s of a run; Prefect's share per result "
+                f"{r['per_task'] - r['library']:+.2f} s, Prefect + Tiled "
+                f"{r['per_task'] - r['engine']:+.2f} s.",
+            ]
+        )
         g = bench_generation(args.curves, args.shard_size, args.workers, tmp)
         base = g["plain generate()"][0]
-        lines += ["", f"### Generation ({args.curves} CNN2 curves in shards of {args.shard_size}; "
-                      f"{load()})", "",
-                  "| path | wall s | curves/s | vs plain | s inside make_shard, summed |",
-                  "| --- | --- | --- | --- | --- |"]
-        lines += [f"| {k} | {v:.1f} | {args.curves / v:.1f} | {base / v:.2f}x | {i:.1f} |"
-                  for k, (v, i) in g.items()]
+        lines += [
+            "",
+            f"### Generation ({args.curves} CNN2 curves in shards of {args.shard_size}; {load()})",
+            "",
+            "| path | wall s | curves/s | vs plain | s inside make_shard, summed |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        lines += [f"| {k} | {v:.1f} | {args.curves / v:.1f} | {base / v:.2f}x | {i:.1f} |" for k, (v, i) in g.items()]
         lines += ["", "Shards byte-identical on the three paths (sha256 in the manifests)."]
     lines.append(f"\nafter: {load()}")
     print("\n".join(lines))

@@ -38,8 +38,10 @@ def main() -> None:
             predictor.predict_proposals(x[:1])
         one_ms = (time.perf_counter() - t0) / 50 * 1e3
         n_params = bundle.card.training.get("n_params", "-")
-        print(f"| {path} | {bundle.runtime} | {n_params} | {batch_us:.0f} | {one_ms:.2f} | "
-              f"{os.getloadavg()[0]:.1f} |", flush=True)
+        print(
+            f"| {path} | {bundle.runtime} | {n_params} | {batch_us:.0f} | {one_ms:.2f} | {os.getloadavg()[0]:.1f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def scan_cost(repeats: int, n_points: int) -> dict:
     RE(scan([diff.detector], diff.motor, lo, hi, 21))  # warm-up
     names = list(variants)
     for r in range(repeats):
-        for name in names[r % 3:] + names[:r % 3]:  # rotate the order: no variant always first
+        for name in names[r % 3 :] + names[: r % 3]:  # rotate the order: no variant always first
             cb = variants[name]
             token = RE.subscribe(cb) if cb is not None else None
             t0, c0 = time.perf_counter(), time.process_time()
@@ -75,9 +75,17 @@ def scan_cost(repeats: int, n_points: int) -> dict:
     journal.close()
     publisher.close()
     base_wall, base_cpu = statistics.median(wall["nothing"]), statistics.median(cpu["nothing"])
-    return {name: {"wall_median_s": statistics.median(wall[name]), "wall_ratio": statistics.median(wall[name]) / base_wall,
-                   "cpu_median_s": statistics.median(cpu[name]), "cpu_ratio": statistics.median(cpu[name]) / base_cpu,
-                   "wall_s": wall[name], "cpu_s": cpu[name]} for name in variants}
+    return {
+        name: {
+            "wall_median_s": statistics.median(wall[name]),
+            "wall_ratio": statistics.median(wall[name]) / base_wall,
+            "cpu_median_s": statistics.median(cpu[name]),
+            "cpu_ratio": statistics.median(cpu[name]) / base_cpu,
+            "wall_s": wall[name],
+            "cpu_s": cpu[name],
+        }
+        for name in variants
+    }
 
 
 def replay_speed(n_runs: int, n_points: int) -> dict:
@@ -93,14 +101,25 @@ def replay_speed(n_runs: int, n_points: int) -> dict:
     n_docs = 0
     for i in range(n_runs):
         run = compose_run(metadata={"hints": {"dimensions": [[["omega"], "primary"]]}, "num_points": n_points})
-        desc = run.compose_descriptor(name="primary", data_keys={
-            "omega": {"dtype": "number", "shape": [], "source": "sim"},
-            "det": {"dtype": "number", "shape": [], "source": "sim"}}, hints={"det": {"fields": ["det"]}})
+        desc = run.compose_descriptor(
+            name="primary",
+            data_keys={
+                "omega": {"dtype": "number", "shape": [], "source": "sim"},
+                "det": {"dtype": "number", "shape": [], "source": "sim"},
+            },
+            hints={"det": {"fields": ["det"]}},
+        )
         writer("start", run.start_doc)
         writer("descriptor", desc.descriptor_doc)
         for j in range(n_points):
-            writer("event", desc.compose_event(data={"omega": float(angles[j]), "det": 1000.0 + j},
-                                               timestamps={"omega": 0.0, "det": 0.0}, seq_num=j + 1))
+            writer(
+                "event",
+                desc.compose_event(
+                    data={"omega": float(angles[j]), "det": 1000.0 + j},
+                    timestamps={"omega": 0.0, "det": 0.0},
+                    seq_num=j + 1,
+                ),
+            )
         writer("stop", run.compose_stop())
         n_docs += n_points + 3
     writer.wait()
@@ -119,8 +138,15 @@ def replay_speed(n_runs: int, n_points: int) -> dict:
     client.close()
     server.stop()
     thread.join(5)
-    return {"runs": n_runs, "documents": n_docs, "bytes": size, "write_docs_per_s": n_docs / write_s,
-            "replay_s": replay_s, "replay_docs_per_s": read / replay_s, "replay_runs_per_s": n_runs / replay_s}
+    return {
+        "runs": n_runs,
+        "documents": n_docs,
+        "bytes": size,
+        "write_docs_per_s": n_docs / write_s,
+        "replay_s": replay_s,
+        "replay_docs_per_s": read / replay_s,
+        "replay_runs_per_s": n_runs / replay_s,
+    }
 
 
 def transport_latency(n: int) -> dict:
@@ -183,8 +209,12 @@ def catch_up_read(n_runs: int, n_points: int) -> dict:
     from xrd_strain_plugin.physics.materials import reflection
 
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-c", SERVE, tempfile.mkdtemp(prefix="bench-tiled-"), str(port)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVE, tempfile.mkdtemp(prefix="bench-tiled-"), str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert server.stdout.readline().strip() == "ready"
         url = f"http://127.0.0.1:{port}/api/v1"
@@ -204,8 +234,7 @@ def catch_up_read(n_runs: int, n_points: int) -> dict:
     finally:
         server.stdin.close()
         server.wait(30)
-    return {"runs": n_runs, "points": n_points, "seconds": elapsed, "runs_per_s": n_runs / elapsed,
-            "documents": n_docs}
+    return {"runs": n_runs, "points": n_points, "seconds": elapsed, "runs_per_s": n_runs / elapsed, "documents": n_docs}
 
 
 def main(argv=None) -> int:
@@ -214,27 +243,41 @@ def main(argv=None) -> int:
     p.add_argument("--points", type=int, default=401, help="points per scan (default: %(default)s)")
     p.add_argument("--replay-runs", type=int, default=500, help="runs in the replay journal (default: %(default)s)")
     p.add_argument("--replay-points", type=int, default=61, help="points per replayed run (default: %(default)s)")
-    p.add_argument("--catch-up-runs", type=int, default=30, help="runs read back from Tiled (default: %(default)s; 0: skip)")
+    p.add_argument(
+        "--catch-up-runs", type=int, default=30, help="runs read back from Tiled (default: %(default)s; 0: skip)"
+    )
     p.add_argument("--json", metavar="PATH", help="also write the figures here")
     args = p.parse_args(argv)
-    out = {"load_average": os.getloadavg(), "scan": scan_cost(args.repeats, args.points),
-           "replay": replay_speed(args.replay_runs, args.replay_points), "latency": transport_latency(100)}
+    out = {
+        "load_average": os.getloadavg(),
+        "scan": scan_cost(args.repeats, args.points),
+        "replay": replay_speed(args.replay_runs, args.replay_points),
+        "latency": transport_latency(100),
+    }
     if args.catch_up_runs:
         out["catch_up"] = catch_up_read(args.catch_up_runs, args.points)
     out["load_average_after"] = os.getloadavg()
     for name, r in out["scan"].items():
-        print(f"{args.points}-point scan, {name:<14}: wall median {r['wall_median_s']:.3f} s ({r['wall_ratio']:.3f}x), "
-              f"CPU of the process {r['cpu_median_s']:.3f} s ({r['cpu_ratio']:.3f}x)")
+        print(
+            f"{args.points}-point scan, {name:<14}: wall median {r['wall_median_s']:.3f} s ({r['wall_ratio']:.3f}x), "
+            f"CPU of the process {r['cpu_median_s']:.3f} s ({r['cpu_ratio']:.3f}x)"
+        )
     r = out["replay"]
-    print(f"journal: wrote {r['documents']} documents ({r['bytes'] / 1e6:.1f} MB) at {r['write_docs_per_s']:.0f} docs/s; "
-          f"replayed them in {r['replay_s']:.2f} s ({r['replay_docs_per_s']:.0f} docs/s, {r['replay_runs_per_s']:.0f} runs/s)")
+    print(
+        f"journal: wrote {r['documents']} documents ({r['bytes'] / 1e6:.1f} MB) at {r['write_docs_per_s']:.0f} docs/s; "
+        f"replayed them in {r['replay_s']:.2f} s ({r['replay_docs_per_s']:.0f} docs/s, {r['replay_runs_per_s']:.0f} runs/s)"
+    )
     lat = out["latency"]
-    print(f"journal transport, write -> in the listener's hands: p50 {lat['p50_s'] * 1e3:.1f} ms, "
-          f"p95 {lat['p95_s'] * 1e3:.1f} ms ({lat['n']} documents)")
+    print(
+        f"journal transport, write -> in the listener's hands: p50 {lat['p50_s'] * 1e3:.1f} ms, "
+        f"p95 {lat['p95_s'] * 1e3:.1f} ms ({lat['n']} documents)"
+    )
     if "catch_up" in out:
         c = out["catch_up"]
-        print(f"catch-up: read {c['runs']} {c['points']}-point raw runs back from Tiled as BlueskyRuns in "
-              f"{c['seconds']:.2f} s ({c['runs_per_s']:.1f} runs/s)")
+        print(
+            f"catch-up: read {c['runs']} {c['points']}-point raw runs back from Tiled as BlueskyRuns in "
+            f"{c['seconds']:.2f} s ({c['runs_per_s']:.1f} runs/s)"
+        )
     print(f"load average {out['load_average']} -> {out['load_average_after']}")
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(out, indent=1))

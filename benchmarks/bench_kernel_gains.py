@@ -63,10 +63,13 @@ def main(argv=None):
         result["refine"] = _cpu(lambda: result.setdefault("r", refine_curve(tt, counts, refl, start=net)))
         objective = Objective.from_data(tt, counts)
         model = CurveModel(refl, tt)
-        best = fit_local(model, objective, stages._start_values(model, stages.StartProfile.from_inversion(net)),
-                         max_nfev=3)
+        best = fit_local(
+            model, objective, stages._start_values(model, stages.StartProfile.from_inversion(net)), max_nfev=3
+        )
         opts = replace(RefineOptions(), global_generations=5)
-        result["global"] = 5 / _cpu(lambda: stages._global_stage(model, objective, best, opts, Budget(600), 0.006, 0.01))
+        result["global"] = 5 / _cpu(
+            lambda: stages._global_stage(model, objective, best, opts, Budget(600), 0.006, 0.01)
+        )
         v = np.array([p.value for p in best.parameters])
         jac_rows = np.repeat(v[None, :], 20, axis=0)
         step, pad = model.grid_for(v)
@@ -75,16 +78,21 @@ def main(argv=None):
     dynamical.HAVE_NUMBA = have
     a, f = rows["array path"], rows["fused kernel"]
     load = os.getloadavg()[0]
-    lines = [f"Real YSZ 400 curve ({tt.size} points), one thread, load average {load:.1f} at the end; "
-             f"command `nice .venv/bin/python benchmarks/bench_kernel_gains.py`.", "",
-             "| work | array path | fused kernel | ratio |", "| --- | --- | --- | --- |",
-             f"| `refine_curve` from the network's start, default options (CPU s per curve) | {a['refine']:.1f} | "
-             f"{f['refine']:.1f} | {a['refine'] / f['refine']:.1f}x |",
-             f"| global stage: differential-evolution generations per CPU s | {a['global']:.2f} | {f['global']:.2f} | "
-             f"{f['global'] / a['global']:.1f}x |",
-             f"| 20-row batched Jacobian of the full model, per CPU s | {a['jacobian']:.1f} | {f['jacobian']:.1f} | "
-             f"{f['jacobian'] / a['jacobian']:.1f}x |",
-             "", f"Same answer both ways: sigma_I {a['r'].sigma_i:.4f} (array) vs {f['r'].sigma_i:.4f} (kernel)."]
+    lines = [
+        f"Real YSZ 400 curve ({tt.size} points), one thread, load average {load:.1f} at the end; "
+        f"command `nice .venv/bin/python benchmarks/bench_kernel_gains.py`.",
+        "",
+        "| work | array path | fused kernel | ratio |",
+        "| --- | --- | --- | --- |",
+        f"| `refine_curve` from the network's start, default options (CPU s per curve) | {a['refine']:.1f} | "
+        f"{f['refine']:.1f} | {a['refine'] / f['refine']:.1f}x |",
+        f"| global stage: differential-evolution generations per CPU s | {a['global']:.2f} | {f['global']:.2f} | "
+        f"{f['global'] / a['global']:.1f}x |",
+        f"| 20-row batched Jacobian of the full model, per CPU s | {a['jacobian']:.1f} | {f['jacobian']:.1f} | "
+        f"{f['jacobian'] / a['jacobian']:.1f}x |",
+        "",
+        f"Same answer both ways: sigma_I {a['r'].sigma_i:.4f} (array) vs {f['r'].sigma_i:.4f} (kernel).",
+    ]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

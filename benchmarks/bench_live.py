@@ -65,6 +65,8 @@ def _use_listener_key(url):
     from xrd_strain_plugin.tiled.keys import create_scoped_keys
 
     API_KEY = create_scoped_keys(url, admin="admin", password=ADMIN_PASSWORD)["listener"]
+
+
 SIMPLE = """
 import sys
 from tiled.server import SimpleTiledServer
@@ -94,18 +96,33 @@ class Server:
         self.directory.mkdir(parents=True, exist_ok=True)
         log = open(self.directory / "server.log", "a")
         if self.kind == "simple":
-            self.proc = subprocess.Popen([sys.executable, "-c", SIMPLE, str(self.directory), API_KEY, str(self.port)],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", SIMPLE, str(self.directory), API_KEY, str(self.port)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
             assert self.proc.stdout.readline().strip() == "ready", "Tiled did not start"
             return self
         (self.directory / "data").mkdir(exist_ok=True)
         catalog = self.postgres_uri if self.kind == "postgres" else f"sqlite:///{self.directory}/catalog.db"
-        env = dict(os.environ, XRD_STRAIN_TILED_DIR=str(self.directory), XRD_STRAIN_TILED_CATALOG=catalog,
-                   TILED_ADMIN_PASSWORD=ADMIN_PASSWORD, TILED_SECRET_KEY="0" * 64,
-                   XRD_STRAIN_TILED_AUTH_DB=f"sqlite:///{self.directory}/auth.db", PYTHONPATH=str(REPO))
+        env = dict(
+            os.environ,
+            XRD_STRAIN_TILED_DIR=str(self.directory),
+            XRD_STRAIN_TILED_CATALOG=catalog,
+            TILED_ADMIN_PASSWORD=ADMIN_PASSWORD,
+            TILED_SECRET_KEY="0" * 64,
+            XRD_STRAIN_TILED_AUTH_DB=f"sqlite:///{self.directory}/auth.db",
+            PYTHONPATH=str(REPO),
+        )
         config = REPO / "deploy" / "tiled" / "config.yml"  # as shipped: scoped keys (the listener's is used)
-        self.proc = subprocess.Popen([sys.executable, "-m", "tiled", "serve", "config", str(config),
-                                      "--port", str(self.port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tiled", "serve", "config", str(config), "--port", str(self.port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -166,8 +183,9 @@ def diffractometer():
     from xrd_strain_plugin.physics.materials import reflection
 
     refl = reflection("YSZ", (4, 0, 0), 1.5406)
-    return SimulatedDiffractometer(reflection=refl, sample=SAMPLES[1].simulated(), rng=np.random.default_rng(0),
-                                   window_deg=(-5.0, 1.0))
+    return SimulatedDiffractometer(
+        reflection=refl, sample=SAMPLES[1].simulated(), rng=np.random.default_rng(0), window_deg=(-5.0, 1.0)
+    )
 
 
 def make_live(url, bundle, spool, **kwargs):
@@ -189,7 +207,9 @@ def result_readable(http, url, uid):
         path = pointer["node"]
     else:  # layout 1: the curve table (the profile table was written with it)
         path = f"results/{uid}/curve"
-    return http.get(f"{url}/table/full/{path}", params={"format": "application/vnd.apache.arrow.file"}).status_code == 200
+    return (
+        http.get(f"{url}/table/full/{path}", params={"format": "application/vnd.apache.arrow.file"}).status_code == 200
+    )
 
 
 def wait_readable(http, url, uid, t_stop_unix, timeout=60.0, interval=0.025):
@@ -239,9 +259,14 @@ def bench_in_process(url, bundle, tmp, runs, points):
     live.close()
     live.publisher.spool.close()
     latency, parts = np.array(latency), np.array(parts)
-    return {"p50_ms": pct(latency, 50), "p95_ms": pct(latency, 95), "n": len(latency),
-            "queue_p50_ms": pct(parts[:, 0], 50), "invert_p50_ms": pct(parts[:, 1], 50),
-            "write_p50_ms": pct(latency - parts[:, 0] - parts[:, 1], 50)}
+    return {
+        "p50_ms": pct(latency, 50),
+        "p95_ms": pct(latency, 95),
+        "n": len(latency),
+        "queue_p50_ms": pct(parts[:, 0], 50),
+        "invert_p50_ms": pct(parts[:, 1], 50),
+        "write_p50_ms": pct(latency - parts[:, 0] - parts[:, 1], 50),
+    }
 
 
 def bench_zmq(url, bundle, tmp, runs, points, pythonpath):
@@ -251,11 +276,26 @@ def bench_zmq(url, bundle, tmp, runs, points, pythonpath):
 
     in_port, out_port = free_port(), free_port()
     venv_bin = Path(sys.executable).parent
-    proxy = subprocess.Popen([str(venv_bin / "bluesky-0MQ-proxy"), str(in_port), str(out_port)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proxy = subprocess.Popen(
+        [str(venv_bin / "bluesky-0MQ-proxy"), str(in_port), str(out_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     env = dict(os.environ, TILED_API_KEY=API_KEY, PYTHONPATH=pythonpath)
-    cmd = [sys.executable, "-m", "xrd_strain_plugin.cli", "listen", "--zmq", f"127.0.0.1:{out_port}",
-           "--tiled", url, "--spool", str(tmp / "spool-zmq"), "--model", str(bundle)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "xrd_strain_plugin.cli",
+        "listen",
+        "--zmq",
+        f"127.0.0.1:{out_port}",
+        "--tiled",
+        url,
+        "--spool",
+        str(tmp / "spool-zmq"),
+        "--model",
+        str(bundle),
+    ]
     log_path = tmp / "listen.log"
     log = open(log_path, "w")
     listener = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -306,14 +346,24 @@ def burst_documents(n, tag):
     for i in range(n):
         run = compose_run(metadata={"hints": {"dimensions": [[["tth"], "primary"]]}, "sample": f"{tag}{i}"})
         desc = run.compose_descriptor(
-            name="primary", data_keys={"tth": {"dtype": "number", "shape": [], "source": "sim"},
-                                       "det": {"dtype": "number", "shape": [], "source": "sim"}},
-            hints={"det": {"fields": ["det"]}})
+            name="primary",
+            data_keys={
+                "tth": {"dtype": "number", "shape": [], "source": "sim"},
+                "det": {"dtype": "number", "shape": [], "source": "sim"},
+            },
+            hints={"det": {"fields": ["det"]}},
+        )
         yield "start", run.start_doc
         yield "descriptor", desc.descriptor_doc
-        yield "event_page", desc.compose_event_page(data={"tth": two_theta, "det": counts},
-                                                    timestamps={"tth": two_theta * 0, "det": counts * 0},
-                                                    seq_num=list(range(1, 132)), time=list(two_theta * 0))
+        yield (
+            "event_page",
+            desc.compose_event_page(
+                data={"tth": two_theta, "det": counts},
+                timestamps={"tth": two_theta * 0, "det": counts * 0},
+                seq_num=list(range(1, 132)),
+                time=list(two_theta * 0),
+            ),
+        )
         yield "stop", run.compose_stop()
 
 
@@ -323,11 +373,13 @@ def bench_burst(server, bundle, tmp, n, *, outage_s=0.0):
     docs = list(burst_documents(n, "burst"))
     outage = None
     if outage_s:
+
         def cut():
             time.sleep(1.0)
             server.stop()
             time.sleep(outage_s)
             server.start()
+
         outage = threading.Thread(target=cut, daemon=True)
     with PeakRSS() as mem:
         t0 = time.perf_counter()
@@ -352,9 +404,17 @@ def bench_burst(server, bundle, tmp, n, *, outage_s=0.0):
     batches = [o.batch_size for o in live.outcomes if getattr(o, "batch_size", None)]
     live.close()
     live.publisher.spool.close()
-    return {"n": n, "total_s": total, "rate": n / total, "accepted_s": accepted, "longest_call_ms": 1e3 * longest,
-            "peak_rss_mb": (mem.peak - mem.start) / 1024, "counts": counts,
-            "mean_batch": float(np.mean(batches)) if batches else 1.0, "uids": uids}
+    return {
+        "n": n,
+        "total_s": total,
+        "rate": n / total,
+        "accepted_s": accepted,
+        "longest_call_ms": 1e3 * longest,
+        "peak_rss_mb": (mem.peak - mem.start) / 1024,
+        "counts": counts,
+        "mean_batch": float(np.mean(batches)) if batches else 1.0,
+        "uids": uids,
+    }
 
 
 def count_per_uid(url, uids):
@@ -403,8 +463,11 @@ def bench_scan(url, bundle, tmp, points=401, repeats=3):
         live.wait(60)
     live.close()
     live.publisher.spool.close()
-    return {"bare_s": float(np.median(t_bare)), "plugged_s": float(np.median(t_plugged)),
-            "ratio": float(np.median(t_plugged) / np.median(t_bare))}
+    return {
+        "bare_s": float(np.median(t_bare)),
+        "plugged_s": float(np.median(t_plugged)),
+        "ratio": float(np.median(t_plugged) / np.median(t_bare)),
+    }
 
 
 def pct(a, q):
@@ -421,7 +484,9 @@ def run_side(args, bundle, tmp):
             out["inproc"] = bench_in_process(server.url, bundle, tmp, args.runs, args.points)
             print("inproc", out["inproc"], file=sys.stderr, flush=True)
         if "zmq" in modes:
-            out["zmq"] = bench_zmq(server.url, bundle, tmp, args.runs, args.points, os.environ.get("PYTHONPATH", str(REPO)))
+            out["zmq"] = bench_zmq(
+                server.url, bundle, tmp, args.runs, args.points, os.environ.get("PYTHONPATH", str(REPO))
+            )
             print("zmq", out["zmq"], file=sys.stderr, flush=True)
         if "scan" in modes:
             out["scan"] = bench_scan(server.url, bundle, tmp)
@@ -443,8 +508,10 @@ def old_tree(rev, tmp):
     target = tmp / f"old-{rev}"
     target.mkdir(parents=True)
     archive = tmp / "old.tar"
-    subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", "-o", str(archive), rev, "xrd_strain_plugin",
-                    "training"], check=True)
+    subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", "-o", str(archive), rev, "xrd_strain_plugin", "training"],
+        check=True,
+    )
     with tarfile.open(archive) as tar:
         tar.extractall(target)
     return target
@@ -460,16 +527,28 @@ def main():
     parser.add_argument("--runs", type=int, default=20, help="runs per latency mode (default: %(default)s)")
     parser.add_argument("--points", type=int, default=401, help="points per latency scan (default: %(default)s)")
     parser.add_argument("--burst", type=int, default=1000, help="one-curve runs per burst (default: %(default)s)")
-    parser.add_argument("--old-burst", type=int, default=200,
-                        help="burst size for the old revision, slower (default: %(default)s)")
+    parser.add_argument(
+        "--old-burst", type=int, default=200, help="burst size for the old revision, slower (default: %(default)s)"
+    )
     parser.add_argument("--model", default=None, help="bundle (default: the shipped one)")
-    parser.add_argument("--modes", default="inproc,zmq,scan,burst,outage",
-                        help="comma-separated: inproc, zmq, scan, burst, outage (default: %(default)s)")
-    parser.add_argument("--server", default="deploy", choices=("deploy", "simple", "postgres"),
-                        help="Tiled configuration for this code (default: %(default)s)")
+    parser.add_argument(
+        "--modes",
+        default="inproc,zmq,scan,burst,outage",
+        help="comma-separated: inproc, zmq, scan, burst, outage (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--server",
+        default="deploy",
+        choices=("deploy", "simple", "postgres"),
+        help="Tiled configuration for this code (default: %(default)s)",
+    )
     parser.add_argument("--postgres-uri", default=None, help="catalog URI for --server postgres")
-    parser.add_argument("--compare", metavar="REV", default=None,
-                        help="also run git revision REV (its package) against its own server (simple)")
+    parser.add_argument(
+        "--compare",
+        metavar="REV",
+        default=None,
+        help="also run git revision REV (its package) against its own server (simple)",
+    )
     parser.add_argument("--side", default="new", choices=("new", "old"), help=argparse.SUPPRESS)
     parser.add_argument("--json", metavar="FILE", default=None, help="write the figures as JSON")
     args = parser.parse_args()
@@ -486,15 +565,30 @@ def main():
         if args.compare:
             tree = old_tree(args.compare, tmp)
             old_bundle = tree / "xrd_strain_plugin" / "models" / bundle.name
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--side", "old", "--server", "simple",
-                   "--runs", str(args.runs), "--points", str(args.points), "--burst", str(args.old_burst),
-                   "--modes", args.modes, "--model", str(old_bundle if old_bundle.exists() else bundle)]
+            cmd = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--side",
+                "old",
+                "--server",
+                "simple",
+                "--runs",
+                str(args.runs),
+                "--points",
+                str(args.points),
+                "--burst",
+                str(args.old_burst),
+                "--modes",
+                args.modes,
+                "--model",
+                str(old_bundle if old_bundle.exists() else bundle),
+            ]
             env = dict(os.environ, PYTHONPATH=str(tree))
             done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, cwd=str(tmp))
             line = [x for x in done.stdout.splitlines() if x.startswith("BENCH-JSON ")]
             if not line:
                 raise RuntimeError(f"old side failed ({done.returncode}):\n{done.stdout[-3000:]}")
-            sides["old"] = json.loads(line[0][len("BENCH-JSON "):])
+            sides["old"] = json.loads(line[0][len("BENCH-JSON ") :])
             sides["old"]["rev"] = args.compare
         sides["new"] = run_side(args, bundle, tmp)
     finally:
@@ -511,32 +605,61 @@ def report(args, bundle, sides):
     card = read_card(bundle)
     names = [k for k in ("old", "new") if k in sides]
     head = {"old": f"old ({sides.get('old', {}).get('rev')}, simple server)", "new": f"new ({args.server} server)"}
-    lines = [f"model {card.model_id} {card.version}; {args.points}-point scans; {os.cpu_count()} cores; load average "
-             + ", ".join(f"{head[n]}: {sides[n]['load_start']:.1f} -> {sides[n]['load_end']:.1f}" for n in names), "",
-             "| figure | " + " | ".join(head[n] for n in names) + " |", "| --- |" + " --- |" * len(names)]
+    lines = [
+        f"model {card.model_id} {card.version}; {args.points}-point scans; {os.cpu_count()} cores; load average "
+        + ", ".join(f"{head[n]}: {sides[n]['load_start']:.1f} -> {sides[n]['load_end']:.1f}" for n in names),
+        "",
+        "| figure | " + " | ".join(head[n] for n in names) + " |",
+        "| --- |" + " --- |" * len(names),
+    ]
 
     def row(label, cells):
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
 
-    row("in process, stop -> written and readable, p50 / p95",
-        [f"{fmt(sides[n], 'inproc', 'p50_ms')} / {fmt(sides[n], 'inproc', 'p95_ms')}" for n in names])
-    row("  of which queue / inversion / write (p50)",
-        [f"{fmt(sides[n], 'inproc', 'queue_p50_ms')} / {fmt(sides[n], 'inproc', 'invert_p50_ms')} / "
-         f"{fmt(sides[n], 'inproc', 'write_p50_ms')}" for n in names])
-    row("0MQ (proxy + `xrd-strain listen`), stop -> readable, p50 / p95",
-        [f"{fmt(sides[n], 'zmq', 'p50_ms')} / {fmt(sides[n], 'zmq', 'p95_ms')}" for n in names])
-    row("401-point scan, plugin subscribed / not",
-        [f"{fmt(sides[n], 'scan', 'ratio', 'x', 2)} ({fmt(sides[n], 'scan', 'plugged_s', ' s', 2)} / "
-         f"{fmt(sides[n], 'scan', 'bare_s', ' s', 2)})" for n in names])
+    row(
+        "in process, stop -> written and readable, p50 / p95",
+        [f"{fmt(sides[n], 'inproc', 'p50_ms')} / {fmt(sides[n], 'inproc', 'p95_ms')}" for n in names],
+    )
+    row(
+        "  of which queue / inversion / write (p50)",
+        [
+            f"{fmt(sides[n], 'inproc', 'queue_p50_ms')} / {fmt(sides[n], 'inproc', 'invert_p50_ms')} / "
+            f"{fmt(sides[n], 'inproc', 'write_p50_ms')}"
+            for n in names
+        ],
+    )
+    row(
+        "0MQ (proxy + `xrd-strain listen`), stop -> readable, p50 / p95",
+        [f"{fmt(sides[n], 'zmq', 'p50_ms')} / {fmt(sides[n], 'zmq', 'p95_ms')}" for n in names],
+    )
+    row(
+        "401-point scan, plugin subscribed / not",
+        [
+            f"{fmt(sides[n], 'scan', 'ratio', 'x', 2)} ({fmt(sides[n], 'scan', 'plugged_s', ' s', 2)} / "
+            f"{fmt(sides[n], 'scan', 'bare_s', ' s', 2)})"
+            for n in names
+        ],
+    )
     for mode, label in (("burst", "burst"), ("outage", "burst with a 10 s Tiled outage")):
-        row(f"{label}: runs, curves/s to written",
-            [f"{sides[n].get(mode, {}).get('n', '-')}, {fmt(sides[n], mode, 'rate', '', 1)}" for n in names])
-        row(f"  {label}: peak RSS above start, longest document call, mean batch",
-            [f"{fmt(sides[n], mode, 'peak_rss_mb', ' MB')}, {fmt(sides[n], mode, 'longest_call_ms')}, "
-             f"{fmt(sides[n], mode, 'mean_batch', '', 1)}" for n in names])
-        row(f"  {label}: results read back: missing / duplicated",
-            [f"{sides[n].get(mode, {}).get('missing', '-')} / {sides[n].get(mode, {}).get('duplicated', '-')}"
-             for n in names])
+        row(
+            f"{label}: runs, curves/s to written",
+            [f"{sides[n].get(mode, {}).get('n', '-')}, {fmt(sides[n], mode, 'rate', '', 1)}" for n in names],
+        )
+        row(
+            f"  {label}: peak RSS above start, longest document call, mean batch",
+            [
+                f"{fmt(sides[n], mode, 'peak_rss_mb', ' MB')}, {fmt(sides[n], mode, 'longest_call_ms')}, "
+                f"{fmt(sides[n], mode, 'mean_batch', '', 1)}"
+                for n in names
+            ],
+        )
+        row(
+            f"  {label}: results read back: missing / duplicated",
+            [
+                f"{sides[n].get(mode, {}).get('missing', '-')} / {sides[n].get(mode, {}).get('duplicated', '-')}"
+                for n in names
+            ],
+        )
     print("\n".join(lines))
 
 

@@ -59,8 +59,9 @@ def _package(rev: str, into: Path) -> Path:
     """The package (and its shipped model) at ``rev`` under ``into``."""
     into.mkdir(parents=True)
     archive = into / "pkg.tar"
-    subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", "-o", str(archive), rev, "xrd_strain_plugin"],
-                   check=True)
+    subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", "-o", str(archive), rev, "xrd_strain_plugin"], check=True
+    )
     with tarfile.open(archive) as tar:
         tar.extractall(into, filter="data")
     return into
@@ -68,8 +69,9 @@ def _package(rev: str, into: Path) -> Path:
 
 def _side(path: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(path))
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(REAL)], capture_output=True, text=True, env=env,
-                          check=True, cwd=path)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(REAL)], capture_output=True, text=True, env=env, check=True, cwd=path
+    )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -80,20 +82,27 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per side (default: %(default)s)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        sides = {"before": _package(args.before, Path(tmp) / "before"), "after": _package(args.after, Path(tmp) / "after")}
+        sides = {
+            "before": _package(args.before, Path(tmp) / "before"),
+            "after": _package(args.after, Path(tmp) / "after"),
+        }
         runs = {name: [] for name in sides}
         for _ in range(args.rounds):
             for name, path in sides.items():
                 runs[name].append(_side(path))
     print(f"load average at the end: {os.getloadavg()[0]:.1f}; before = {args.before}, after = {args.after}\n")
-    print("| side | simulate_scan 64 curves, CPU s (min of 5) | invert, CPU ms (min / median of 40) | "
-          "refine_curve, CPU s | network sigma_I | refined sigma_I, path |")
+    print(
+        "| side | simulate_scan 64 curves, CPU s (min of 5) | invert, CPU ms (min / median of 40) | "
+        "refine_curve, CPU s | network sigma_I | refined sigma_I, path |"
+    )
     print("| --- | --- | --- | --- | --- | --- |")
     for name, results in runs.items():
         for res in results:
-            print(f"| {name} | {res['simulate_s']:.3f} | {1e3 * res['invert_min_s']:.1f} / "
-                  f"{1e3 * res['invert_median_s']:.1f} | {res['refine_cpu_s']:.2f} | {res['network_sigma_i']:.4f} | "
-                  f"{res['refined_sigma_i']:.4f}, {res['path']} |")
+            print(
+                f"| {name} | {res['simulate_s']:.3f} | {1e3 * res['invert_min_s']:.1f} / "
+                f"{1e3 * res['invert_median_s']:.1f} | {res['refine_cpu_s']:.2f} | {res['network_sigma_i']:.4f} | "
+                f"{res['refined_sigma_i']:.4f}, {res['path']} |"
+            )
     return 0
 
 

@@ -122,8 +122,11 @@ def _kernel_rates(r, rng, n_batch, n_points, n_slices, span_deg, e_max):
     n_lam = captured["args"][2][0].shape[-1]
     work = n_batch * n_points * n_lam / 1e6
     out = {
-        "textbook": n_batch * n_points * n_slices / 1e6 / _best_seconds(
-            lambda: bartels_baseline(theta, e, dw, t, r), repeat=1),
+        "textbook": n_batch
+        * n_points
+        * n_slices
+        / 1e6
+        / _best_seconds(lambda: bartels_baseline(theta, e, dw, t, r), repeat=1),
         "array": work / _best_seconds(lambda: reflectivity(theta, e, dw, t, r, engine="array")),
         "compiled": work / _best_seconds(lambda: reflectivity(theta, e, dw, t, r, engine="compiled")),
         "kernel": work / _best_seconds(lambda: real_run(*captured["args"])),
@@ -138,17 +141,23 @@ def _kernel_section(r, rng):
         ("a refinement's Jacobian: 25 rows x 2000 fine-grid angles x 120 lamellae", 25, 2000, 120, 1.5, 0.03),
         ("one curve: 1 x 2000 angles x 120 lamellae (a screening / live call)", 1, 2000, 120, 1.5, 0.03),
     ]
-    lines = ["## Simulator kernel, one thread (issue 15): point-lamellae per second", "",
-             "M point-lamellae/s = curves x angles x lamellae (after sub-slicing) / s. Textbook: the Bartels",
-             "recursion in numpy (one complex sqrt + two complex exp per step, counted on its own lamellae).",
-             "'compiled, whole call' includes the per-point and per-lamella set-up in numpy; 'kernel alone' is",
-             "the fused loop only.", "",
-             "| batch | textbook numpy | array path | compiled, whole call | kernel alone | whole call / textbook |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "## Simulator kernel, one thread (issue 15): point-lamellae per second",
+        "",
+        "M point-lamellae/s = curves x angles x lamellae (after sub-slicing) / s. Textbook: the Bartels",
+        "recursion in numpy (one complex sqrt + two complex exp per step, counted on its own lamellae).",
+        "'compiled, whole call' includes the per-point and per-lamella set-up in numpy; 'kernel alone' is",
+        "the fused loop only.",
+        "",
+        "| batch | textbook numpy | array path | compiled, whole call | kernel alone | whole call / textbook |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for label, nb, npt, nsl, span, emax in rows:
         rt, n_lam = _kernel_rates(r, rng, nb, npt, nsl, span, emax)
-        lines.append(f"| {label} ({n_lam} after sub-slicing) | {rt['textbook']:.1f} | {rt['array']:.1f} | "
-                     f"{rt['compiled']:.1f} | {rt['kernel']:.1f} | {rt['compiled'] / rt['textbook']:.1f}x |")
+        lines.append(
+            f"| {label} ({n_lam} after sub-slicing) | {rt['textbook']:.1f} | {rt['array']:.1f} | "
+            f"{rt['compiled']:.1f} | {rt['kernel']:.1f} | {rt['compiled'] / rt['textbook']:.1f}x |"
+        )
     if numba is not None:  # threads: a large batch split over the cores
         th_b = r.theta_bragg
         theta = np.linspace(th_b - math.radians(3.5), th_b + math.radians(0.15), 500)
@@ -158,8 +167,11 @@ def _kernel_section(r, rng):
         numba.set_num_threads(os.cpu_count() or 1)
         many = _best_seconds(lambda: reflectivity(theta, e, dw, t, r, threads=None))
         numba.set_num_threads(1)
-        lines += ["", f"Threads (128 curves x 500 x 500): threads=None on {os.cpu_count()} cores runs "
-                  f"{one / many:.2f}x the single-thread call (load average {os.getloadavg()[0]:.1f})."]
+        lines += [
+            "",
+            f"Threads (128 curves x 500 x 500): threads=None on {os.cpu_count()} cores runs "
+            f"{one / many:.2f}x the single-thread call (load average {os.getloadavg()[0]:.1f}).",
+        ]
     return lines + [""]
 
 
@@ -185,14 +197,19 @@ def _instrument_section(r, rng):
         by_name[name] = by_name.get(name, 0.0) + ct / 3
     kernel = by_name.get("_run_fused", 0.0)
     refl = by_name.get("reflectivity", 0.0)
-    lines = ["## The instrument layer around the kernel (simulate_scan, 16 curves, 480 scan points, "
-             "FWHM 0.02 deg, 200 lamellae)", "",
-             "| part | ms per batch | share |", "| --- | --- | --- |",
-             f"| whole `simulate_scan` | {1e3 * total:.1f} | 100 % |",
-             f"| `reflectivity` (set-up + kernel) | {1e3 * refl:.1f} | {refl / total:.0%} |",
-             f"| of which the fused kernel call (packing + loop) | {1e3 * kernel:.1f} | {kernel / total:.0%} |",
-             f"| outside `reflectivity` (fine grid, Darwin window, convolution, sampling) | "
-             f"{1e3 * (total - refl):.1f} | {(total - refl) / total:.0%} |", ""]
+    lines = [
+        "## The instrument layer around the kernel (simulate_scan, 16 curves, 480 scan points, "
+        "FWHM 0.02 deg, 200 lamellae)",
+        "",
+        "| part | ms per batch | share |",
+        "| --- | --- | --- |",
+        f"| whole `simulate_scan` | {1e3 * total:.1f} | 100 % |",
+        f"| `reflectivity` (set-up + kernel) | {1e3 * refl:.1f} | {refl / total:.0%} |",
+        f"| of which the fused kernel call (packing + loop) | {1e3 * kernel:.1f} | {kernel / total:.0%} |",
+        f"| outside `reflectivity` (fine grid, Darwin window, convolution, sampling) | "
+        f"{1e3 * (total - refl):.1f} | {(total - refl) / total:.0%} |",
+        "",
+    ]
     return lines
 
 
@@ -216,7 +233,12 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     th_b = r.theta_bragg
     theta = np.linspace(th_b - math.radians(3.5), th_b + math.radians(0.3), 500)
-    lines = [f"Machine: {machine()}", "", "Command: `.venv/bin/python benchmarks/bench_simulator.py --out docs/bench_simulator.md`", ""]
+    lines = [
+        f"Machine: {machine()}",
+        "",
+        "Command: `.venv/bin/python benchmarks/bench_simulator.py --out docs/bench_simulator.md`",
+        "",
+    ]
 
     lines += _kernel_section(r, rng)
     lines += _instrument_section(r, rng)
@@ -243,14 +265,23 @@ def main(argv=None):
     ]
     for h in (0.003, 0.01, 0.03, 0.1):
         n_ang = _computed_angles(two_theta, h, t, r)
-        lines.append(f"| {h} deg (t 100-1000 nm) | {n_ang} | "
-                     f"{rate(lambda: simulate_scan(two_theta, e4, dw, t, r, resolution_fwhm_deg=h), b):.1f} |")
+        lines.append(
+            f"| {h} deg (t 100-1000 nm) | {n_ang} | "
+            f"{rate(lambda: simulate_scan(two_theta, e4, dw, t, r, resolution_fwhm_deg=h), b):.1f} |"
+        )
     lines.append("")
 
-    lines += ["## Scaling (the default engine; curves/s per core)", "", "| varied | value | curves/s |", "| --- | --- | --- |"]
+    lines += [
+        "## Scaling (the default engine; curves/s per core)",
+        "",
+        "| varied | value | curves/s |",
+        "| --- | --- | --- |",
+    ]
     for nb in (1, 8, 64, 256):
         e_, dw_ = profiles(rng, nb, 500)
-        lines.append(f"| batch size | {nb} | {rate(lambda: reflectivity(theta, e_, dw_, rng.uniform(100, 1000, nb), r), nb):.1f} |")
+        lines.append(
+            f"| batch size | {nb} | {rate(lambda: reflectivity(theta, e_, dw_, rng.uniform(100, 1000, nb), r), nb):.1f} |"
+        )
     for nl in (100, 250, 500, 1000):
         e_, dw_ = profiles(rng, 64, nl)
         lines.append(f"| lamellae | {nl} | {rate(lambda: reflectivity(theta, e_, dw_, t, r), 64):.1f} |")

@@ -29,17 +29,19 @@ def bench_generation(n: int) -> None:
     """Curves per second, one process: the v1 generator against the issue-9 levers, same draws,
     on the simulator's array reference path and on its fused kernel (issue 15), side by side."""
     from training.generate import simulate_batch
-    from xrd_strain_plugin.physics import dynamical
     from training.presets import get_preset
     from training.sampling import draw_parameters
+    from xrd_strain_plugin.physics import dynamical
     from xrd_strain_plugin.physics.materials import reflection
     from xrd_strain_plugin.physics.qspace import ModelGrid
 
     refl, grid = reflection(), ModelGrid(strain_min=-0.01, strain_max=0.10)
     two_theta_b = refl.two_theta_bragg_deg
-    cases = (("v1 generator (sub-batches of 16 on one padded axis)", "grouped", 1),
-             ("each curve on its own grid, cache-sized calls", "per_curve", 1),
-             ("same, 4 draws per intrinsic curve", "per_curve", 4))
+    cases = (
+        ("v1 generator (sub-batches of 16 on one padded axis)", "grouped", 1),
+        ("each curve on its own grid, cache-sized calls", "per_curve", 1),
+        ("same, 4 draws per intrinsic curve", "per_curve", 4),
+    )
     have_numba = dynamical.HAVE_NUMBA
     for name in ("CNN2", "CNN2-PAPER", "CNN3-PAPER"):
         preset = get_preset(name)
@@ -54,8 +56,12 @@ def bench_generation(n: int) -> None:
             t0, c0 = time.perf_counter(), time.process_time()
             simulate_batch(draw, preset, refl, grid, rng, draws_per_profile=k, layout=layout)
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-            _row(f"generation {name}: {label}", n / cpu, "curves per CPU-second",
-                 f"{n / wall:.1f} curves/s wall; {preset.n_slices} lamellae, noise + grid")
+            _row(
+                f"generation {name}: {label}",
+                n / cpu,
+                "curves per CPU-second",
+                f"{n / wall:.1f} curves/s wall; {preset.n_slices} lamellae, noise + grid",
+            )
     dynamical.HAVE_NUMBA = have_numba
 
 
@@ -72,8 +78,7 @@ def bench_training(n: int) -> None:
         model.fit(x[: 2 * batch], y[: 2 * batch], batch_size=batch, epochs=1, verbose=0)
         t0 = time.perf_counter()
         model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
-        _row(f"training, batch {batch} ({keras.backend.backend()})",
-             n / (time.perf_counter() - t0), "samples/s")
+        _row(f"training, batch {batch} ({keras.backend.backend()})", n / (time.perf_counter() - t0), "samples/s")
 
 
 #: Network variants measured side by side (issue 9): the paper's network is the reference.
@@ -82,7 +87,8 @@ VARIANTS = {
     "paper, input averaged by 2": dict(input_pool=2),
     "lean (8-16-32-64), input averaged by 2": dict(filters=(8, 16, 32, 64), input_pool=2),
     "lean (8-16-32-64), dense 500-100, input averaged by 2": dict(
-        filters=(8, 16, 32, 64), dense_units=(500, 100), input_pool=2),
+        filters=(8, 16, 32, 64), dense_units=(500, 100), input_pool=2
+    ),
 }
 
 
@@ -106,9 +112,12 @@ def bench_training_variants(n: int, batches=(512,), bf16: bool = True) -> None:
                 model.fit(x[: 2 * batch], y[: 2 * batch], batch_size=batch, epochs=1, verbose=0)
                 t0 = time.perf_counter()
                 model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
-                _row(f"training {name}, batch {batch}, {policy} ({keras.backend.backend()})",
-                     n / (time.perf_counter() - t0), "samples/s",
-                     f"{model.count_params() / 1e6:.2f} M parameters")
+                _row(
+                    f"training {name}, batch {batch}, {policy} ({keras.backend.backend()})",
+                    n / (time.perf_counter() - t0),
+                    "samples/s",
+                    f"{model.count_params() / 1e6:.2f} M parameters",
+                )
     keras.mixed_precision.set_global_policy("float32")
 
 
@@ -126,37 +135,37 @@ def bench_inference(bundle_dir) -> None:
     t0 = time.perf_counter()
     for _ in range(50):
         predictor.predict_scaled(x1)
-    _row("network, one curve (compiled model(x, training=False))",
-         (time.perf_counter() - t0) / 50 * 1e3, "ms")
+    _row("network, one curve (compiled model(x, training=False))", (time.perf_counter() - t0) / 50 * 1e3, "ms")
     model.predict(x1[..., None], verbose=0)
     t0 = time.perf_counter()
     for _ in range(10):
         model.predict(x1[..., None], verbose=0)
-    _row("network, one curve (model.predict, for comparison)",
-         (time.perf_counter() - t0) / 10 * 1e3, "ms")
+    _row("network, one curve (model.predict, for comparison)", (time.perf_counter() - t0) / 10 * 1e3, "ms")
     xb = np.random.default_rng(1).normal(size=(20000, 1001)).astype("float32")
     predictor.predict_scaled(xb[:1024])
     t0 = time.perf_counter()
     predictor.predict_scaled(xb)
-    _row("network, batch of 20 000 curves", (time.perf_counter() - t0) / xb.shape[0] * 1e6,
-         "us/curve")
+    _row("network, batch of 20 000 curves", (time.perf_counter() - t0) / xb.shape[0] * 1e6, "us/curve")
     real = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ysz_400_irradiated.xy"
     two_theta, intensity = read_curve(real)
     refl = reflection("YSZ", (4, 0, 0), 1.5406)
     inverter.invert(two_theta, intensity, refl)
     times = [inverter.invert(two_theta, intensity, refl) for _ in range(10)]
-    _row("Inverter.invert, real YSZ curve (501 points), end to end",
-         np.median([r.elapsed_s for r in times]) * 1e3, "ms",
-         "network {:.1f} ms, simulate {:.1f} ms, fit {:.1f} ms".format(
-             *(1e3 * np.median([r.timings[k] for r in times]) for k in ("network", "simulate", "fit"))))
+    _row(
+        "Inverter.invert, real YSZ curve (501 points), end to end",
+        np.median([r.elapsed_s for r in times]) * 1e3,
+        "ms",
+        "network {:.1f} ms, simulate {:.1f} ms, fit {:.1f} ms".format(
+            *(1e3 * np.median([r.timings[k] for r in times]) for k in ("network", "simulate", "fit"))
+        ),
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller samples")
     parser.add_argument("--bundle", default=None, help="bundle for the inference figures")
-    parser.add_argument("--only", choices=("generation", "training", "variants", "inference"),
-                        default=None)
+    parser.add_argument("--only", choices=("generation", "training", "variants", "inference"), default=None)
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}\n\n| what | figure | load | note |\n|---|---|---|---|")
     if args.only in (None, "generation"):

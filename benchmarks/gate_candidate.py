@@ -20,8 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("candidate", help="candidate bundle directory")
     parser.add_argument("--test", required=True, help="held-out test set directory")
     parser.add_argument("--registry", required=True, help="registry root")
@@ -46,14 +45,25 @@ def main() -> None:
     entry = registry.add(args.candidate, evaluation=rows["candidate"], test_fingerprint=fingerprint)
     decision = PromotionGate().decide(rows["candidate"], rows["current"])
     if decision.promote:
-        registry.promote(entry.ref, reason="gate on " + fingerprint[:12] + ": "
-                         + "; ".join(decision.reasons))
+        registry.promote(entry.ref, reason="gate on " + fingerprint[:12] + ": " + "; ".join(decision.reasons))
     else:
         registry.log_rejection(entry.ref, reasons=decision.reasons)
-    print(json.dumps({"test_fingerprint": fingerprint, "n_test": test.n, "current": current.ref,
-                      "candidate": entry.ref, "rows": rows, "promoted": decision.promote,
-                      "reasons": list(decision.reasons),
-                      "current_after": registry.current(key).ref}, indent=1, default=float))
+    print(
+        json.dumps(
+            {
+                "test_fingerprint": fingerprint,
+                "n_test": test.n,
+                "current": current.ref,
+                "candidate": entry.ref,
+                "rows": rows,
+                "promoted": decision.promote,
+                "reasons": list(decision.reasons),
+                "current_after": registry.current(key).ref,
+            },
+            indent=1,
+            default=float,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.physics.xu_reference import (  # noqa: E402
-    compare_with_xu, dw_sweep_cases, graded_profile, kinematic_dw_bound, layer_peak_dw_ratio, quadratic_dw_deviation)
+    compare_with_xu,
+    dw_sweep_cases,
+    graded_profile,
+    kinematic_dw_bound,
+    layer_peak_dw_ratio,
+    quadratic_dw_deviation,
+)
 
 
 def convergence():
@@ -48,8 +54,10 @@ def convergence():
     rows = ["| lamellae N | rms log10 vs N=3200 | same, both convolved (0.02 deg theta) |", "| --- | --- | --- |"]
     for n in (25, 50, 100, 200, 400, 800, 1600):
         cur = reflectivity(th, *profile(n), 500.0, r)[0]
-        rows.append(f"| {n} | {np.sqrt(np.mean(np.log10(cur / ref) ** 2)):.1e} | "
-                    f"{np.sqrt(np.mean(np.log10(conv(cur) / conv(ref)) ** 2)):.1e} |")
+        rows.append(
+            f"| {n} | {np.sqrt(np.mean(np.log10(cur / ref) ** 2)):.1e} | "
+            f"{np.sqrt(np.mean(np.log10(conv(cur) / conv(ref)) ** 2)):.1e} |"
+        )
     return "\n".join(rows)
 
 
@@ -67,16 +75,20 @@ def traps():
     covered = reflectivity(th, np.zeros(5), np.zeros(5), 100_000.0, r)[0, 0]
     bare = reflectivity(th, np.zeros(5), np.zeros(5), 1e-6, r)[0, 0]
     beer = bare * math.exp(-2 * 100.0 / math.sin(th[0]) / xu_absorption_length_um())
-    out.append(f"- Absorption sign: substrate peak under a 100 um disordered layer reflects {covered:.2e} "
-               f"(Beer-Lambert with xrayutilities' absorption length: {beer:.2e}; bare substrate {bare:.2f}).")
+    out.append(
+        f"- Absorption sign: substrate peak under a 100 um disordered layer reflects {covered:.2e} "
+        f"(Beer-Lambert with xrayutilities' absorption length: {beer:.2e}; bare substrate {bare:.2f})."
+    )
     n = 20
     e = 0.02 * (1 - (np.arange(n) + 0.5) / n)
     dw = np.exp(-2 * (e / 0.02) ** 2)
     tt = r.theta_bragg + np.radians(np.linspace(-1.0, 0.1, 500))
     a = reflectivity(tt, e, dw, 500.0, r)[0]
     b = reflectivity(tt, e[::-1], dw[::-1], 500.0, r)[0]
-    out.append(f"- Depth orientation: a surface-peaked 2 % ramp (500 nm, coupled DW) and its mirror differ by "
-               f"{np.sqrt(np.mean(np.log10(a / b) ** 2)):.2f} rms log10.")
+    out.append(
+        f"- Depth orientation: a surface-peaked 2 % ramp (500 nm, coupled DW) and its mirror differ by "
+        f"{np.sqrt(np.mean(np.log10(a / b) ** 2)):.2f} rms log10."
+    )
     z = (np.arange(100) + 0.5) / 100
     e = 0.005 * np.exp(-(((z - 0.3) / 0.2) ** 2)) * (1 - z)
     dw = np.exp(-2 * (e / 0.005) ** 2)
@@ -94,18 +106,27 @@ def traps():
     layer = scan < 73.45
     off = lambda x: np.mean(np.log10(x[layer] / x.max()) - np.log10(ref[layer] / ref.max()))
     rms = lambda x: np.sqrt(np.mean(np.log10(x[10:-10] / ref[10:-10]) ** 2))
-    out.append(f"- Substrate peak narrower than the 0.005 deg step (0.02 deg resolution, 300 nm, 0.5 %): sampled on the "
-               f"scan grid then convolved, the peak is x{naive.max() / ref.max():.2f} of the quadrature reference, "
-               f"the layer signal is off by {off(naive):+.3f} decades relative to the peak, {rms(naive):.3f} rms log10; "
-               f"our fine-grid forward model: x{ours.max() / ref.max():.3f}, {off(ours):+.4f} decades, "
-               f"{rms(ours):.4f} rms log10.")
+    out.append(
+        f"- Substrate peak narrower than the 0.005 deg step (0.02 deg resolution, 300 nm, 0.5 %): sampled on the "
+        f"scan grid then convolved, the peak is x{naive.max() / ref.max():.2f} of the quadrature reference, "
+        f"the layer signal is off by {off(naive):+.3f} decades relative to the peak, {rms(naive):.3f} rms log10; "
+        f"our fine-grid forward model: x{ours.max() / ref.max():.3f}, {off(ours):+.4f} decades, "
+        f"{rms(ours):.4f} rms log10."
+    )
     return "\n".join(out)
 
 
 def xu_table():
-    rows = ["| profile | e_max (%) | t (nm) | rms log10 exact | rms log10 linearized (paper) |", "| --- | --- | --- | --- | --- |"]
+    rows = [
+        "| profile | e_max (%) | t (nm) | rms log10 exact | rms log10 linearized (paper) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     cases = [("uniform", e, t) for e in (0.001, 0.005, 0.01, 0.02, 0.04, 0.08) for t in (100.0, 300.0, 1000.0)]
-    cases += [(k, e, t) for k in ("ramp", "gauss", "buried") for e, t in ((0.01, 300.0), (0.02, 500.0), (0.02, 1000.0), (0.08, 300.0))]
+    cases += [
+        (k, e, t)
+        for k in ("ramp", "gauss", "buried")
+        for e, t in ((0.01, 300.0), (0.02, 500.0), (0.02, 1000.0), (0.08, 300.0))
+    ]
     for kind, e, t in cases:
         prof = np.full(20, e) if kind == "uniform" else graded_profile(kind, e)
         exact = compare_with_xu(prof, t)
@@ -141,22 +162,32 @@ def kinematic_dw():
 
     r = reflection("YSZ", (4, 0, 0), 1.5406)
     dws = (0.9, 0.6, 0.3, 0.1)
-    rows = ["Layer peak of a uniform layer (5 lamellae): R(DW)/(DW^2 R(1)) - 1, with the substrate tail's relative "
-            "amplitude rho = sqrt(R(DW=0)/R(1)) and, in brackets, the kinematic bound "
-            "2 rho (1 + rho)(1/DW - 1) + rho^2 (1/DW^2 - 1):", "",
-            "| t (nm) | e (%) | rho | " + " | ".join(f"DW {d:g}" for d in dws) + " |",
-            "| --- | --- | --- | " + " | ".join("---" for _ in dws) + " |"]
+    rows = [
+        "Layer peak of a uniform layer (5 lamellae): R(DW)/(DW^2 R(1)) - 1, with the substrate tail's relative "
+        "amplitude rho = sqrt(R(DW=0)/R(1)) and, in brackets, the kinematic bound "
+        "2 rho (1 + rho)(1/DW - 1) + rho^2 (1/DW^2 - 1):",
+        "",
+        "| t (nm) | e (%) | rho | " + " | ".join(f"DW {d:g}" for d in dws) + " |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in dws) + " |",
+    ]
     for t_nm in (20.0, 50.0, 100.0):
         for e in (0.005, 0.01, 0.02, 0.04, 0.08):
             rho, dev = layer_peak_dw_ratio(e, t_nm, dws)
-            rows.append(f"| {t_nm:g} | {100 * e:g} | {rho:.1e} | "
-                        + " | ".join(f"{x:+.1e} ({kinematic_dw_bound(rho, d):.1e})" for x, d in zip(dev, dws)) + " |")
-    rows += ["", "R(DW) = a DW^2 + b DW + c at every angle (a, b, c from DW = 0, 0.5, 1; 20 lamellae, 1500 angles "
-             "from 0.3 deg below the layer peak to 0.1 deg above theta_B): largest "
-             "|R - prediction| / (|a| DW^2 + |b| DW + c) over the angles; last column: the same test on a simulator "
-             "that would scale chi_H by DW^2 (negative control, DW 0.3):", "",
-             "| t (nm) | e_max (%) | profile | " + " | ".join(f"DW {d:g}" for d in dws) + " | DW^2 control |",
-             "| --- | --- | --- | " + " | ".join("---" for _ in dws) + " | --- |"]
+            rows.append(
+                f"| {t_nm:g} | {100 * e:g} | {rho:.1e} | "
+                + " | ".join(f"{x:+.1e} ({kinematic_dw_bound(rho, d):.1e})" for x, d in zip(dev, dws))
+                + " |"
+            )
+    rows += [
+        "",
+        "R(DW) = a DW^2 + b DW + c at every angle (a, b, c from DW = 0, 0.5, 1; 20 lamellae, 1500 angles "
+        "from 0.3 deg below the layer peak to 0.1 deg above theta_B): largest "
+        "|R - prediction| / (|a| DW^2 + |b| DW + c) over the angles; last column: the same test on a simulator "
+        "that would scale chi_H by DW^2 (negative control, DW 0.3):",
+        "",
+        "| t (nm) | e_max (%) | profile | " + " | ".join(f"DW {d:g}" for d in dws) + " | DW^2 control |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in dws) + " | --- |",
+    ]
     z = (np.arange(20) + 0.5) / 20
     for t_nm in (20.0, 50.0, 100.0, 300.0):
         for e in (0.005, 0.02):
@@ -165,8 +196,9 @@ def kinematic_dw():
             for name, shape in (("uniform", np.ones(20)), ("ramp", 1 - z)):
                 dev = quadratic_dw_deviation(th, e * shape, t_nm, dws)
                 neg = quadratic_dw_deviation(th, e * shape, t_nm, (0.3,), dw_map=lambda d: d * d)[0]
-                rows.append(f"| {t_nm:g} | {100 * e:g} | {name} | " + " | ".join(f"{x:.1e}" for x in dev)
-                            + f" | {neg:.1e} |")
+                rows.append(
+                    f"| {t_nm:g} | {100 * e:g} | {name} | " + " | ".join(f"{x:.1e}" for x in dev) + f" | {neg:.1e} |"
+                )
                 print(rows[-1], flush=True)
     return "\n".join(rows)
 
@@ -187,16 +219,20 @@ def dw_table():
 def asym_table():
     from tests.physics.xu_reference import compare_asymmetric_with_xu, coupled_dw
 
-    rows = ["| grazing | e_max (%) | t (nm) | rms log10 as shipped | F_H(e) at the exact |H_n| | DW = 1, as shipped |",
-            "| --- | --- | --- | --- | --- | --- |"]
+    rows = [
+        "| grazing | e_max (%) | t (nm) | rms log10 as shipped | F_H(e) at the exact |H_n| | DW = 1, as shipped |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for g, es in (("incidence", (0.005, 0.02, 0.04)), ("exit", (0.005, 0.02))):
         for e_max in es:
             for t in (100.0, 300.0, 1000.0):
                 e = graded_profile("gauss", e_max)
                 dw = coupled_dw(e, 0.3)
-                vals = (compare_asymmetric_with_xu(e, t, grazing=g, debye_waller=dw),
-                        compare_asymmetric_with_xu(e, t, grazing=g, debye_waller=dw, exact_fh=True),
-                        compare_asymmetric_with_xu(e, t, grazing=g))
+                vals = (
+                    compare_asymmetric_with_xu(e, t, grazing=g, debye_waller=dw),
+                    compare_asymmetric_with_xu(e, t, grazing=g, debye_waller=dw, exact_fh=True),
+                    compare_asymmetric_with_xu(e, t, grazing=g),
+                )
                 rows.append(f"| {g} | {100 * e_max:g} | {t:g} | " + " | ".join(f"{v:.1e}" for v in vals) + " |")
                 print(rows[-1], flush=True)
     return "\n".join(rows)
@@ -204,8 +240,13 @@ def asym_table():
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sections", nargs="+", default=["convergence", "traps", "xu", "dw", "asym"],
-                   choices=["convergence", "traps", "xu", "dw", "asym"], help="what to compute (default: all)")
+    p.add_argument(
+        "--sections",
+        nargs="+",
+        default=["convergence", "traps", "xu", "dw", "asym"],
+        choices=["convergence", "traps", "xu", "dw", "asym"],
+        help="what to compute (default: all)",
+    )
     p.add_argument("--out", help="write the markdown here too")
     args = p.parse_args(argv)
     parts = []

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 __all__ = ["Schedules", "FlowSettings", "build_deployments", "serve", "DEPLOYMENT_NAMES"]
 
 #: Deployment names (``flow name/deployment name`` is what ``run_deployment`` takes).
-DEPLOYMENT_NAMES = {"regenerate": "regenerate_dataset/nightly-regeneration",
-                    "retrain": "retrain/weekly-retraining",
-                    "refine": "refine_new_results/refine-new-results"}
+DEPLOYMENT_NAMES = {
+    "regenerate": "regenerate_dataset/nightly-regeneration",
+    "retrain": "retrain/weekly-retraining",
+    "refine": "refine_new_results/refine-new-results",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,25 +91,35 @@ def build_deployments(settings: FlowSettings, schedules: Schedules = Schedules()
         regenerate_dataset.to_deployment(
             name="nightly-regeneration",
             schedule=CronSchedule(cron=schedules.regenerate_cron, timezone=tz),
-            parameters={"data_root": settings.data_root,
-                        "scheduler_address": settings.scheduler_address, **settings.regenerate},
-            concurrency_limit=1, **common,
-            description="New training curves every night (seed = date); shards as tasks."),
+            parameters={
+                "data_root": settings.data_root,
+                "scheduler_address": settings.scheduler_address,
+                **settings.regenerate,
+            },
+            concurrency_limit=1,
+            **common,
+            description="New training curves every night (seed = date); shards as tasks.",
+        ),
         retrain.to_deployment(
             name="weekly-retraining",
             schedule=CronSchedule(cron=schedules.retrain_cron, timezone=tz),
-            parameters={"data_root": settings.data_root, "registry_root": settings.registry_root,
-                        **settings.retrain},
-            concurrency_limit=1, **common,
-            description="Candidate on the newest set; promoted only if it does not regress."),
+            parameters={"data_root": settings.data_root, "registry_root": settings.registry_root, **settings.retrain},
+            concurrency_limit=1,
+            **common,
+            description="Candidate on the newest set; promoted only if it does not regress.",
+        ),
     ]
     if settings.tiled_url:
-        out.append(refine_new_results.to_deployment(
-            name="refine-new-results",
-            schedule=IntervalSchedule(interval=schedules.refine_interval_s, timezone=tz),
-            parameters={"tiled_url": settings.tiled_url, **settings.refine},
-            concurrency_limit=2, **common,
-            description="Least-squares refinement of results that have none yet."))
+        out.append(
+            refine_new_results.to_deployment(
+                name="refine-new-results",
+                schedule=IntervalSchedule(interval=schedules.refine_interval_s, timezone=tz),
+                parameters={"tiled_url": settings.tiled_url, **settings.refine},
+                concurrency_limit=2,
+                **common,
+                description="Least-squares refinement of results that have none yet.",
+            )
+        )
     return out
 
 

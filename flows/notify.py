@@ -28,10 +28,14 @@ NOTIFY_BLOCK_ENV = "XRD_STRAIN_NOTIFY_BLOCK"
 
 def failure_message(flow, flow_run, state) -> dict:
     """What is reported: flow, run, state and its message, when."""
-    return {"flow": getattr(flow, "name", str(flow)), "flow_run": getattr(flow_run, "name", None),
-            "flow_run_id": str(getattr(flow_run, "id", "")), "state": getattr(state, "name", str(state)),
-            "message": getattr(state, "message", None) or "",
-            "time": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+    return {
+        "flow": getattr(flow, "name", str(flow)),
+        "flow_run": getattr(flow_run, "name", None),
+        "flow_run_id": str(getattr(flow_run, "id", "")),
+        "state": getattr(state, "name", str(state)),
+        "message": getattr(state, "message", None) or "",
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+    }
 
 
 def notify_failure(flow, flow_run, state) -> None:

@@ -57,9 +57,17 @@ def _node(client, path, results_key: str):
 
 
 @task(task_run_name="refine-{name}")
-def refine_result(tiled_url: str, path: list[str], *, name: str, worker: str, options: dict,
-                  api_key_env: str | None = "TILED_API_KEY", api_key_block: str | None = None,
-                  results_key: str = "results") -> dict:
+def refine_result(
+    tiled_url: str,
+    path: list[str],
+    *,
+    name: str,
+    worker: str,
+    options: dict,
+    api_key_env: str | None = "TILED_API_KEY",
+    api_key_block: str | None = None,
+    results_key: str = "results",
+) -> dict:
     """Claim, refine and store one result; ``outcome`` is ``refined`` or ``claimed elsewhere``.
 
     Raises
@@ -68,28 +76,43 @@ def refine_result(tiled_url: str, path: list[str], *, name: str, worker: str, op
         What the refinement raised, after the result was marked ``failed`` with the reason.
     """
     from xrd_strain_plugin.refinement import RefineOptions, refine_curve
-    from xrd_strain_plugin.tiled.refinement import (claim_refinement, fail_refinement,
-                                                    refinement_inputs, write_refinement)
+    from xrd_strain_plugin.tiled.refinement import (
+        claim_refinement,
+        fail_refinement,
+        refinement_inputs,
+        write_refinement,
+    )
 
     node = _node(_client(tiled_url, api_key_env, api_key_block), path, results_key)
     if not claim_refinement(node, worker=worker):
         return {"path": "/".join(path), "outcome": "claimed elsewhere"}
     try:
         two_theta_deg, counts, reflection, start = refinement_inputs(node)
-        refined = refine_curve(two_theta_deg, counts, reflection, start=start,
-                               options=RefineOptions(**options))
+        refined = refine_curve(two_theta_deg, counts, reflection, start=start, options=RefineOptions(**options))
     except Exception as exc:
         fail_refinement(node, reason=f"{type(exc).__name__}: {exc}")
         raise
     write_refinement(node, refined)
-    return {"path": "/".join(path), "outcome": "refined", "sigma_i_start": refined.sigma_i_start,
-            "sigma_i": refined.sigma_i, "fit_path": refined.path, "elapsed_s": refined.elapsed_s}
+    return {
+        "path": "/".join(path),
+        "outcome": "refined",
+        "sigma_i_start": refined.sigma_i_start,
+        "sigma_i": refined.sigma_i,
+        "fit_path": refined.path,
+        "elapsed_s": refined.elapsed_s,
+    }
 
 
 @flow(name="refine_new_results", task_runner=ThreadPoolTaskRunner(max_workers=2), **FAILURE_HOOKS)
-def refine_new_results(tiled_url: str, limit: int = 50, budget_s: float | None = None,
-                       global_budget_s: float | None = None, api_key_env: str | None = "TILED_API_KEY", api_key_block: str | None = None,
-                       results_key: str = "results") -> dict:
+def refine_new_results(
+    tiled_url: str,
+    limit: int = 50,
+    budget_s: float | None = None,
+    global_budget_s: float | None = None,
+    api_key_env: str | None = "TILED_API_KEY",
+    api_key_block: str | None = None,
+    results_key: str = "results",
+) -> dict:
     """Refine the oldest results that have no refinement yet.
 
     Parameters
@@ -125,27 +148,37 @@ def refine_new_results(tiled_url: str, limit: int = 50, budget_s: float | None =
     client = _client(tiled_url, api_key_env, api_key_block)
     found = find_unrefined(client, limit=limit, results_key=results_key)
     worker = f"refine_new_results:{flow_run.id or os.getpid()}"
-    options = {k: v for k, v in (("budget_s", budget_s), ("global_budget_s", global_budget_s))
-               if v is not None}
+    options = {k: v for k, v in (("budget_s", budget_s), ("global_budget_s", global_budget_s)) if v is not None}
     logger.info("%d results without a refinement", len(found))
-    futures = [refine_result.submit(tiled_url, list(path), name="/".join(path)[:40], worker=worker,
-                                    options=options, api_key_env=api_key_env,
-                                    api_key_block=api_key_block, results_key=results_key)
-               for path in found]
+    futures = [
+        refine_result.submit(
+            tiled_url,
+            list(path),
+            name="/".join(path)[:40],
+            worker=worker,
+            options=options,
+            api_key_env=api_key_env,
+            api_key_block=api_key_block,
+            results_key=results_key,
+        )
+        for path in found
+    ]
     refined, elsewhere, failed = [], [], []
     for path, future in zip(found, futures):
         future.wait()
         if future.state.is_completed():
             out = future.result()
             (refined if out["outcome"] == "refined" else elsewhere).append(
-                out if out["outcome"] == "refined" else out["path"])
+                out if out["outcome"] == "refined" else out["path"]
+            )
         else:
             failed.append(f"{'/'.join(path)}: {future.state.message}")
-    logger.info("refined %d, claimed by another refiner %d, failed %d", len(refined),
-                len(elsewhere), len(failed))
+    logger.info("refined %d, claimed by another refiner %d, failed %d", len(refined), len(elsewhere), len(failed))
     if failed:
-        raise RuntimeError(f"{len(failed)} of {len(found)} refinements failed (marked 'failed' in "
-                           f"Tiled; the network's answers stand): " + "; ".join(failed[:3]))
+        raise RuntimeError(
+            f"{len(failed)} of {len(found)} refinements failed (marked 'failed' in "
+            f"Tiled; the network's answers stand): " + "; ".join(failed[:3])
+        )
     return {"found": len(found), "refined": refined, "claimed_elsewhere": elsewhere}
 
 
@@ -179,8 +212,9 @@ class BatchedTrigger:
         ``start(deployment=..., parameters=...)``; default :func:`trigger_refinement`.
     """
 
-    def __init__(self, *, deployment: str = DEPLOYMENT, parameters: dict | None = None,
-                 min_interval_s: float = 60.0, start=None):
+    def __init__(
+        self, *, deployment: str = DEPLOYMENT, parameters: dict | None = None, min_interval_s: float = 60.0, start=None
+    ):
         import threading
 
         self.deployment = deployment

@@ -24,12 +24,18 @@ from prefect import flow, get_run_logger, task
 
 from flows.notify import FAILURE_HOOKS
 
-__all__ = ["regenerate_dataset", "regenerate", "generate_split", "dataset_dir", "heldout_dir",
-           "task_runner", "make_shard_task"]
+__all__ = [
+    "regenerate_dataset",
+    "regenerate",
+    "generate_split",
+    "dataset_dir",
+    "heldout_dir",
+    "task_runner",
+    "make_shard_task",
+]
 
 
-def dataset_dir(data_root, *, preset: str, material: str, hkl, wavelength_angstrom: float,
-                seed: int) -> Path:
+def dataset_dir(data_root, *, preset: str, material: str, hkl, wavelength_angstrom: float, seed: int) -> Path:
     """Where a regeneration writes: ``<data_root>/<preset>-<key>-seed<seed>`` (``train``/``test``
     inside), e.g. ``data/CNN2-ysz-400-1.5406A-seed20261130``."""
     from xrd_strain_plugin.inference.registry import ModelKey
@@ -63,19 +69,24 @@ def _plan(spec, out: Path) -> tuple[dict, list[int]]:
     from training.generate import MANIFEST
     from xrd_strain_plugin import __version__
 
-    manifest = {**spec.identity(), "code_version": __version__, "shards": {},
-                "label_names": list(spec.preset.label_names)}
+    manifest = {
+        **spec.identity(),
+        "code_version": __version__,
+        "shards": {},
+        "label_names": list(spec.preset.label_names),
+    }
     path = out / MANIFEST
     if path.is_file():
         old = json.loads(path.read_text())
         mismatch = [k for k, v in spec.identity().items() if old.get(k) != v]
         if mismatch:
-            raise ValueError(f"{out} holds a different dataset (differs in {mismatch}); "
-                             f"choose another directory")
-        manifest["shards"] = {k: v for k, v in old.get("shards", {}).items()
-                              if (out / v["file"]).is_file()}
-    todo = [i for i in range(spec.n_shards) if str(i) not in manifest["shards"]
-            or manifest["shards"][str(i)]["n"] != spec.shard_count(i)]
+            raise ValueError(f"{out} holds a different dataset (differs in {mismatch}); choose another directory")
+        manifest["shards"] = {k: v for k, v in old.get("shards", {}).items() if (out / v["file"]).is_file()}
+    todo = [
+        i
+        for i in range(spec.n_shards)
+        if str(i) not in manifest["shards"] or manifest["shards"][str(i)]["n"] != spec.shard_count(i)
+    ]
     return manifest, todo
 
 
@@ -85,8 +96,7 @@ def _record(spec, out: Path, manifest: dict, infos: list[dict]) -> dict:
     from training import generate as gen
 
     for info in infos:
-        manifest["shards"][str(info["index"])] = {k: v for k, v in info.items()
-                                                  if k not in ("index", "path")}
+        manifest["shards"][str(info["index"])] = {k: v for k, v in info.items() if k not in ("index", "path")}
     gen._finish(manifest, spec)
     gen._write_json(out / gen.MANIFEST, manifest)
     return manifest
@@ -105,8 +115,7 @@ def generate_split(spec, out: str) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     manifest, todo = _plan(spec, out)
-    logger.info("%s: %d of %d shards to make (%d curves each)", out, len(todo), spec.n_shards,
-                spec.shard_size)
+    logger.info("%s: %d of %d shards to make (%d curves each)", out, len(todo), spec.n_shards, spec.shard_size)
     futures = [make_shard_task.submit(spec, i, str(out)) for i in todo]
     infos, failures = [], []
     for i, future in zip(todo, futures):
@@ -118,18 +127,30 @@ def generate_split(spec, out: str) -> dict:
     manifest = _record(spec, out, manifest, infos)  # keep what finished: a rerun resumes
     if failures:
         first = "; ".join(f"shard {i}: {msg}" for i, msg in failures[:3])
-        raise RuntimeError(f"{len(failures)} of {len(todo)} shards of {out} failed after retries "
-                           f"({first}); {len(infos)} finished and are kept, rerun to resume")
+        raise RuntimeError(
+            f"{len(failures)} of {len(todo)} shards of {out} failed after retries "
+            f"({first}); {len(infos)} finished and are kept, rerun to resume"
+        )
     return manifest
 
 
 @flow(name="regenerate_dataset", log_prints=True, **FAILURE_HOOKS)
-def regenerate_dataset(data_root: str, preset: str = "CNN2", n_curves: int = 10_000,
-                       test_curves: int = 5000, seed: int | None = None, test_seed: int = 2023,
-                       shard_size: int = 1000, material: str = "YSZ",
-                       hkl: tuple[int, int, int] = (4, 0, 0), wavelength_angstrom: float = 1.5406,
-                       options: dict | None = None, draws_per_profile: int = 1,
-                       scheduler_address: str | None = None, workers: int | None = None) -> dict:
+def regenerate_dataset(
+    data_root: str,
+    preset: str = "CNN2",
+    n_curves: int = 10_000,
+    test_curves: int = 5000,
+    seed: int | None = None,
+    test_seed: int = 2023,
+    shard_size: int = 1000,
+    material: str = "YSZ",
+    hkl: tuple[int, int, int] = (4, 0, 0),
+    wavelength_angstrom: float = 1.5406,
+    options: dict | None = None,
+    draws_per_profile: int = 1,
+    scheduler_address: str | None = None,
+    workers: int | None = None,
+) -> dict:
     """Generate a training set under ``data_root`` and, if missing, the fixed held-out test set.
 
     Parameters
@@ -178,21 +199,30 @@ def regenerate_dataset(data_root: str, preset: str = "CNN2", n_curves: int = 10_
     if seed is None:
         seed = int(_dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d"))
     spec_preset = get_preset(preset, **dict(options or {}))
-    common = dict(preset=spec_preset, shard_size=shard_size, material=material, hkl=tuple(hkl),
-                  wavelength_angstrom=wavelength_angstrom, draws_per_profile=draws_per_profile)
+    common = dict(
+        preset=spec_preset,
+        shard_size=shard_size,
+        material=material,
+        hkl=tuple(hkl),
+        wavelength_angstrom=wavelength_angstrom,
+        draws_per_profile=draws_per_profile,
+    )
     out = {}
     if test_curves > 0:
-        test_dir = heldout_dir(data_root, preset=preset, material=material, hkl=hkl,
-                               wavelength_angstrom=wavelength_angstrom)
-        m = split(DatasetSpec(split="test", seed=test_seed, n_curves=test_curves, **common),
-                  test_dir)
+        test_dir = heldout_dir(
+            data_root, preset=preset, material=material, hkl=hkl, wavelength_angstrom=wavelength_angstrom
+        )
+        m = split(DatasetSpec(split="test", seed=test_seed, n_curves=test_curves, **common), test_dir)
         out["test"] = {"path": str(test_dir), **_brief(m)}
-    train_dir = dataset_dir(data_root, preset=preset, material=material, hkl=hkl,
-                            wavelength_angstrom=wavelength_angstrom, seed=seed) / "train"
+    train_dir = (
+        dataset_dir(
+            data_root, preset=preset, material=material, hkl=hkl, wavelength_angstrom=wavelength_angstrom, seed=seed
+        )
+        / "train"
+    )
     m = split(DatasetSpec(split="train", seed=seed, n_curves=n_curves, **common), train_dir)
     out["train"] = {"path": str(train_dir), **_brief(m)}
-    logger.info("training set %s: %d curves, fingerprint %s", train_dir, m["n_curves"],
-                m["fingerprint"][:12])
+    logger.info("training set %s: %d curves, fingerprint %s", train_dir, m["n_curves"], m["fingerprint"][:12])
     return out
 
 
@@ -217,8 +247,9 @@ def task_runner(*, scheduler_address: str | None = None, workers: int | None = N
     return ProcessPoolTaskRunner(max_workers=workers)
 
 
-def regenerate(*, scheduler_address: str | None = None, workers: int | None = None,
-               return_state: bool = False, **parameters):
+def regenerate(
+    *, scheduler_address: str | None = None, workers: int | None = None, return_state: bool = False, **parameters
+):
     """Run :func:`regenerate_dataset` locally or on a Dask cluster.
 
     Parameters
@@ -233,5 +264,6 @@ def regenerate(*, scheduler_address: str | None = None, workers: int | None = No
     **parameters
         The flow's parameters.
     """
-    return regenerate_dataset(scheduler_address=scheduler_address, workers=workers,
-                              return_state=return_state, **parameters)
+    return regenerate_dataset(
+        scheduler_address=scheduler_address, workers=workers, return_state=return_state, **parameters
+    )

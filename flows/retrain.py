@@ -24,8 +24,9 @@ from flows.notify import FAILURE_HOOKS
 __all__ = ["retrain", "newest_dataset", "train_candidate", "evaluate_model"]
 
 
-def newest_dataset(data_root, *, material: str | None = None, hkl=None,
-                   wavelength_angstrom: float | None = None) -> Path:
+def newest_dataset(
+    data_root, *, material: str | None = None, hkl=None, wavelength_angstrom: float | None = None
+) -> Path:
     """The newest complete training set under ``data_root`` (by manifest time), optionally for
     one reflection.
 
@@ -36,22 +37,26 @@ def newest_dataset(data_root, *, material: str | None = None, hkl=None,
     """
     from xrd_strain_plugin.inference.registry import ModelKey
 
-    want = None if material is None else ModelKey(
-        material=material, hkl=tuple(hkl), wavelength_angstrom=wavelength_angstrom)
+    want = (
+        None
+        if material is None
+        else ModelKey(material=material, hkl=tuple(hkl), wavelength_angstrom=wavelength_angstrom)
+    )
     found = []
     for manifest_path in Path(data_root).glob("*/train/manifest.json"):
         m = json.loads(manifest_path.read_text())
         if not m.get("complete"):
             continue
-        key = ModelKey(material=m["material"], hkl=tuple(m["hkl"]),
-                       wavelength_angstrom=m["wavelength_angstrom"])
+        key = ModelKey(material=m["material"], hkl=tuple(m["hkl"]), wavelength_angstrom=m["wavelength_angstrom"])
         if want is not None and key.slug != want.slug:
             continue
         found.append((manifest_path.stat().st_mtime_ns, manifest_path.parent))
     if not found:
-        raise FileNotFoundError(f"no complete training set under {data_root}"
-                                + (f" for {want.slug}" if want else "")
-                                + "; run regenerate_dataset first")
+        raise FileNotFoundError(
+            f"no complete training set under {data_root}"
+            + (f" for {want.slug}" if want else "")
+            + "; run regenerate_dataset first"
+        )
     return max(found)[1]
 
 
@@ -62,8 +67,7 @@ def heldout_for(train_dir: Path) -> Path:
 
 
 @task(task_run_name="train-{model_id}@{version}")
-def train_candidate(train_dir: str, run_dir: str, bundle_dir: str, *, model_id: str, version: str,
-                    config: dict) -> str:
+def train_candidate(train_dir: str, run_dir: str, bundle_dir: str, *, model_id: str, version: str, config: dict) -> str:
     """Train on ``train_dir`` (resuming ``run_dir``) and export the bundle; return its path."""
     from training.dataset import load_dataset
     from training.export import export_bundle
@@ -72,9 +76,15 @@ def train_candidate(train_dir: str, run_dir: str, bundle_dir: str, *, model_id: 
     config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
     dataset = load_dataset(train_dir)
     result = train(dataset, run_dir, TrainConfig(**config), verbose=0)
-    export_bundle(bundle_dir, model=result.model, scaling=result.scaling,
-                  train_manifest=dataset.manifest, train_state=result.state, model_id=model_id,
-                  version=version)
+    export_bundle(
+        bundle_dir,
+        model=result.model,
+        scaling=result.scaling,
+        train_manifest=dataset.manifest,
+        train_state=result.state,
+        model_id=model_id,
+        version=version,
+    )
     return bundle_dir
 
 
@@ -94,8 +104,9 @@ def evaluate_model(bundle_dir: str, test_dir: str, report_dir: str, *, name: str
 
 
 @task
-def register_candidate(registry_root: str | None, bundle_dir: str, run_dir: str, row: dict,
-                       test_dir: str, train_dir: str) -> str:
+def register_candidate(
+    registry_root: str | None, bundle_dir: str, run_dir: str, row: dict, test_dir: str, train_dir: str
+) -> str:
     """Write the measured row into the candidate's card (re-export, as ``xrd-strain train``
     does) and add the bundle to the registry; return its ``model_id@version``."""
     from training.export import export_bundle
@@ -107,20 +118,35 @@ def register_candidate(registry_root: str | None, bundle_dir: str, run_dir: str,
     state = json.loads((Path(run_dir) / "state.json").read_text())
     test_manifest = json.loads((Path(test_dir) / "manifest.json").read_text())
     train_manifest = json.loads((Path(train_dir) / "manifest.json").read_text())
-    export_bundle(bundle_dir, model=bundle.model, scaling=bundle.card.labels,
-                  train_manifest=train_manifest, train_state=state,
-                  model_id=bundle.card.model_id, version=bundle.card.version, metrics=row,
-                  test_manifest=test_manifest)
+    export_bundle(
+        bundle_dir,
+        model=bundle.model,
+        scaling=bundle.card.labels,
+        train_manifest=train_manifest,
+        train_state=state,
+        model_id=bundle.card.model_id,
+        version=bundle.card.version,
+        metrics=row,
+        test_manifest=test_manifest,
+    )
     entry = registry.add(bundle_dir, evaluation=row, test_fingerprint=test_manifest["fingerprint"])
     return entry.ref
 
 
 @flow(name="retrain", log_prints=True, **FAILURE_HOOKS)
-def retrain(data_root: str, registry_root: str | None = None, work_dir: str | None = None,
-            train_dir: str | None = None, test_dir: str | None = None,
-            material: str = "YSZ", hkl: tuple[int, int, int] = (4, 0, 0),
-            wavelength_angstrom: float = 1.5406, model_id: str | None = None,
-            train_config: dict | None = None, gate: dict | None = None) -> dict:
+def retrain(
+    data_root: str,
+    registry_root: str | None = None,
+    work_dir: str | None = None,
+    train_dir: str | None = None,
+    test_dir: str | None = None,
+    material: str = "YSZ",
+    hkl: tuple[int, int, int] = (4, 0, 0),
+    wavelength_angstrom: float = 1.5406,
+    model_id: str | None = None,
+    train_config: dict | None = None,
+    gate: dict | None = None,
+) -> dict:
     """Train a candidate, compare it with the current model on the held-out set, maybe promote it.
 
     Parameters
@@ -156,12 +182,14 @@ def retrain(data_root: str, registry_root: str | None = None, work_dir: str | No
     registry = ModelRegistry(registry_root)
     key = ModelKey(material=material, hkl=tuple(hkl), wavelength_angstrom=wavelength_angstrom)
     gate_ = PromotionGate(**(gate or {}))
-    train_path = Path(train_dir) if train_dir else newest_dataset(
-        data_root, material=material, hkl=hkl, wavelength_angstrom=wavelength_angstrom)
+    train_path = (
+        Path(train_dir)
+        if train_dir
+        else newest_dataset(data_root, material=material, hkl=hkl, wavelength_angstrom=wavelength_angstrom)
+    )
     test_path = Path(test_dir) if test_dir else heldout_for(train_path)
     if not (test_path / "manifest.json").is_file():
-        raise FileNotFoundError(f"no held-out test set at {test_path}; run regenerate_dataset "
-                                f"with test_curves > 0")
+        raise FileNotFoundError(f"no held-out test set at {test_path}; run regenerate_dataset with test_curves > 0")
     test_fp = json.loads((test_path / "manifest.json").read_text())["fingerprint"]
     current = registry.current(key)
     model_id = model_id or current.card.model_id
@@ -169,59 +197,85 @@ def retrain(data_root: str, registry_root: str | None = None, work_dir: str | No
     ref = f"{model_id}@{version}"
     work = Path(work_dir) if work_dir else Path(data_root) / "retrain"
     bundle_dir = work / "candidates" / ref
-    logger.info("candidate %s on %s; current %s; held-out set %s", ref, train_path, current.ref,
-                test_path)
+    logger.info("candidate %s on %s; current %s; held-out set %s", ref, train_path, current.ref, test_path)
 
-    bundle = train_candidate(str(train_path), str(work / "runs" / ref), str(bundle_dir),
-                             model_id=model_id, version=version, config=dict(train_config or {}))
+    bundle = train_candidate(
+        str(train_path),
+        str(work / "runs" / ref),
+        str(bundle_dir),
+        model_id=model_id,
+        version=version,
+        config=dict(train_config or {}),
+    )
     row = evaluate_model(bundle, str(test_path), str(work / "reports" / ref), name=ref)
     current_row = registry.evaluation(current.ref, test_fp)
     if current_row is None:
-        current_row = evaluate_model(str(current.path), str(test_path),
-                                     str(work / "reports" / current.ref), name=current.ref)
+        current_row = evaluate_model(
+            str(current.path), str(test_path), str(work / "reports" / current.ref), name=current.ref
+        )
         registry.record_evaluation(current.ref, test_fp, current_row)
-    registered = register_candidate(str(registry.root), bundle, str(work / "runs" / ref), row,
-                                    str(test_path), str(train_path))
+    registered = register_candidate(
+        str(registry.root), bundle, str(work / "runs" / ref), row, str(test_path), str(train_path)
+    )
     decision = gate_.decide(row, current_row)
     if decision.promote:
         registry.promote(registered, reason="retrain: " + "; ".join(decision.reasons))
         logger.info("promoted %s (was %s)", registered, current.ref)
     else:
         registry.log_rejection(registered, reasons=decision.reasons)
-        logger.info("kept %s as a candidate, not promoted: %s", registered,
-                    "; ".join(decision.reasons))
+        logger.info("kept %s as a candidate, not promoted: %s", registered, "; ".join(decision.reasons))
     after = registry.current(key).ref
     _artifact(key, registered, current.ref, row, current_row, decision, work, test_fp)
-    return {"candidate": registered, "current_before": current.ref, "current_after": after,
-            "promoted": decision.promote, "reasons": list(decision.reasons),
-            "candidate_metrics": row, "current_metrics": current_row, "test_fingerprint": test_fp}
+    return {
+        "candidate": registered,
+        "current_before": current.ref,
+        "current_after": after,
+        "promoted": decision.promote,
+        "reasons": list(decision.reasons),
+        "candidate_metrics": row,
+        "current_metrics": current_row,
+        "test_fingerprint": test_fp,
+    }
 
 
-def comparison_markdown(candidate: str, current: str, row: dict, current_row: dict, decision,
-                        figures: dict[str, Path] | None = None, test_fingerprint: str = "") -> str:
+def comparison_markdown(
+    candidate: str,
+    current: str,
+    row: dict,
+    current_row: dict,
+    decision,
+    figures: dict[str, Path] | None = None,
+    test_fingerprint: str = "",
+) -> str:
     """The retrain report: Table 2 for both models, the decision and (inline) figures."""
     from training.evaluate import markdown_table
 
     verdict = "**promoted**" if decision.promote else "**not promoted** (kept as a candidate)"
-    lines = [f"# Retraining: {candidate} vs current {current}", "",
-             f"Held-out test set `{test_fingerprint[:12]}`. Candidate {verdict}: "
-             + "; ".join(decision.reasons) + ".", "",
-             markdown_table({f"{candidate} (candidate)": row, f"{current} (current)": current_row},
-                            paper=True)]
+    lines = [
+        f"# Retraining: {candidate} vs current {current}",
+        "",
+        f"Held-out test set `{test_fingerprint[:12]}`. Candidate {verdict}: " + "; ".join(decision.reasons) + ".",
+        "",
+        markdown_table({f"{candidate} (candidate)": row, f"{current} (current)": current_row}, paper=True),
+    ]
     for name, path in (figures or {}).items():
         if path.is_file():
             data = base64.b64encode(path.read_bytes()).decode()
-            lines += ["", f"### {name}", "", f"![{name}](data:image/png;base64,{data})",
-                      f"`{path}`"]
+            lines += ["", f"### {name}", "", f"![{name}](data:image/png;base64,{data})", f"`{path}`"]
     return "\n".join(lines) + "\n"
 
 
 def _artifact(key, candidate, current, row, current_row, decision, work: Path, test_fp) -> None:
     from prefect.artifacts import create_markdown_artifact
 
-    figures = {f"cumulative errors, {candidate}": work / "reports" / candidate / "cumulative_errors.png",
-               f"cumulative errors, {current}": work / "reports" / current / "cumulative_errors.png"}
+    figures = {
+        f"cumulative errors, {candidate}": work / "reports" / candidate / "cumulative_errors.png",
+        f"cumulative errors, {current}": work / "reports" / current / "cumulative_errors.png",
+    }
     markdown = comparison_markdown(candidate, current, row, current_row, decision, figures, test_fp)
     (work / "reports" / candidate / "comparison.md").write_text(markdown)
-    create_markdown_artifact(markdown=markdown, key=f"retrain-{key.slug.lower().replace('.', '-')}",
-                             description=f"retrain {candidate} vs {current}")
+    create_markdown_artifact(
+        markdown=markdown,
+        key=f"retrain-{key.slug.lower().replace('.', '-')}",
+        description=f"retrain {candidate} vs {current}",
+    )

@@ -39,8 +39,11 @@ def closure(extras: tuple[str, ...]) -> set[str]:
         name, req_extras = todo.pop()
         if name == "xrd-strain":
             for e in req_extras:
-                todo += [(canonicalize_name(r.name), frozenset(r.extras))
-                         for r in map(Requirement, PROJECT["optional-dependencies"][e]) if wanted(r)]
+                todo += [
+                    (canonicalize_name(r.name), frozenset(r.extras))
+                    for r in map(Requirement, PROJECT["optional-dependencies"][e])
+                    if wanted(r)
+                ]
             continue
         if (name, req_extras) in seen:
             continue
@@ -49,8 +52,11 @@ def closure(extras: tuple[str, ...]) -> set[str]:
             requires = md.requires(name) or []
         except md.PackageNotFoundError:
             continue  # not for this platform
-        todo += [(canonicalize_name(r.name), frozenset(r.extras))
-                 for r in map(Requirement, requires) if wanted(r, req_extras)]
+        todo += [
+            (canonicalize_name(r.name), frozenset(r.extras))
+            for r in map(Requirement, requires)
+            if wanted(r, req_extras)
+        ]
     return {name for name, _ in seen}
 
 
@@ -70,15 +76,22 @@ runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 
 def run_alone(extras, module, *args, timeout=600, tmp_path=None):
     allowed = closure(extras) | {"xrd-strain"}
-    out = subprocess.run([sys.executable, "-c", GUARD, ",".join(sorted(allowed)), module, *args],
-                         capture_output=True, text=True, timeout=timeout, cwd=tmp_path or REPO)
+    out = subprocess.run(
+        [sys.executable, "-c", GUARD, ",".join(sorted(allowed)), module, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=tmp_path or REPO,
+    )
     assert out.returncode == 0, out.stderr[-4000:]
     return out
 
 
 def test_the_declarations_name_no_unused_dependency_and_no_transitive_cap():
     opt = PROJECT["optional-dependencies"]
-    every = [Requirement(r) for group in opt.values() for r in group] + [Requirement(r) for r in PROJECT["dependencies"]]
+    every = [Requirement(r) for group in opt.values() for r in group] + [
+        Requirement(r) for r in PROJECT["dependencies"]
+    ]
     names = {canonicalize_name(r.name) for r in every}
     assert "databroker" not in names  # bluesky-tiled-plugins holds BlueskyRun itself
     assert "fastapi" not in names  # a cap for prefect's server lives in requirements.lock, not here
@@ -93,15 +106,42 @@ def test_the_declarations_name_no_unused_dependency_and_no_transitive_cap():
 @pytest.mark.slow
 def test_the_core_alone_simulates_and_refines(tmp_path):
     out = tmp_path / "c.csv"
-    run_alone((), "xrd_strain_plugin.cli", "simulate", "--two-theta-deg", "72.6", "73.9", "0.01", "--profile",
-              str(REPO / "docs/examples/profile_ysz_400.csv"), "--resolution-fwhm-deg", "0.01", "--out", str(out))
+    run_alone(
+        (),
+        "xrd_strain_plugin.cli",
+        "simulate",
+        "--two-theta-deg",
+        "72.6",
+        "73.9",
+        "0.01",
+        "--profile",
+        str(REPO / "docs/examples/profile_ysz_400.csv"),
+        "--resolution-fwhm-deg",
+        "0.01",
+        "--out",
+        str(out),
+    )
     assert out.read_text().startswith("two_theta_deg,intensity")
 
 
 @pytest.mark.slow
 def test_the_ml_extra_alone_inverts_a_measured_curve(tmp_path):
-    out = run_alone(("ml",), "xrd_strain_plugin.cli", "invert", str(DATA), "--material", "YSZ", "--hkl", "4", "0", "0",
-                    "--wavelength-angstrom", "1.5406", "--out", str(tmp_path / "inv"))
+    out = run_alone(
+        ("ml",),
+        "xrd_strain_plugin.cli",
+        "invert",
+        str(DATA),
+        "--material",
+        "YSZ",
+        "--hkl",
+        "4",
+        "0",
+        "0",
+        "--wavelength-angstrom",
+        "1.5406",
+        "--out",
+        str(tmp_path / "inv"),
+    )
     assert any(tmp_path.glob("inv*")), out.stdout
 
 
@@ -114,15 +154,21 @@ def test_the_live_extra_alone_runs_the_demo(tmp_path):
 @pytest.mark.slow
 def test_the_flows_extra_alone_imports_every_flow_and_builds_the_deployments(tmp_path):
     script = tmp_path / "runpy_target.py"
-    script.write_text("import flows.regenerate, flows.retrain, flows.refine, training.train, training.networks\n"
-                      "from flows.deployments import FlowSettings, Schedules, build_deployments\n"
-                      "d = build_deployments(FlowSettings(data_root='/d', tiled_url='http://t/api/v1'), Schedules())\n"
-                      "assert len(d) == 3, d\n"
-                      "from xrd_strain_plugin.tiled.refinement import claim_refinement\n")
+    script.write_text(
+        "import flows.regenerate, flows.retrain, flows.refine, training.train, training.networks\n"
+        "from flows.deployments import FlowSettings, Schedules, build_deployments\n"
+        "d = build_deployments(FlowSettings(data_root='/d', tiled_url='http://t/api/v1'), Schedules())\n"
+        "assert len(d) == 3, d\n"
+        "from xrd_strain_plugin.tiled.refinement import claim_refinement\n"
+    )
     run_alone(("flows",), "runpy_target", tmp_path=tmp_path)
 
 
 def test_the_guard_refuses_what_an_extra_does_not_install():
-    out = subprocess.run([sys.executable, "-c", GUARD, ",".join(sorted(closure(("live",)))), "prefect"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", GUARD, ",".join(sorted(closure(("live",)))), "prefect"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode != 0 and "No module named prefect" in out.stderr, out.stderr[-2000:]

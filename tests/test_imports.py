@@ -14,8 +14,7 @@ HEAVY = ("tensorflow", "keras", "bluesky", "tiled", "prefect", "ophyd", "torch",
 PHYSICS_DIR = Path(xrd_strain_plugin.__file__).parent / "physics"
 # Every module of the physics core, found on disk so that new ones are covered too.
 PHYSICS_MODULES = ["xrd_strain_plugin.physics"] + sorted(
-    f"xrd_strain_plugin.physics.{path.stem}" for path in PHYSICS_DIR.glob("*.py")
-    if path.stem != "__init__"
+    f"xrd_strain_plugin.physics.{path.stem}" for path in PHYSICS_DIR.glob("*.py") if path.stem != "__init__"
 )
 LIGHT_EDGE_MODULES = ["xrd_strain_plugin.io", "xrd_strain_plugin.cli"]
 
@@ -30,7 +29,10 @@ def heavy_modules_loaded_by(statement):
     """Run ``statement`` in a fresh interpreter and list the heavy packages it loaded."""
     result = subprocess.run(
         [sys.executable, "-c", PROBE.format(heavy=HEAVY, statement=statement)],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -38,9 +40,7 @@ def heavy_modules_loaded_by(statement):
 
 def test_the_physics_core_has_modules():
     # Guards the glob above: an empty list would make the next test vacuous.
-    assert {"xrd_strain_plugin.physics.profiles", "xrd_strain_plugin.physics.qspace"} <= set(
-        PHYSICS_MODULES
-    )
+    assert {"xrd_strain_plugin.physics.profiles", "xrd_strain_plugin.physics.qspace"} <= set(PHYSICS_MODULES)
 
 
 @pytest.mark.parametrize("module", PHYSICS_MODULES + LIGHT_EDGE_MODULES)
@@ -60,20 +60,46 @@ FIRST_PARTY = ("xrd_strain_plugin", "training", "flows")
 #: What each room may import from the project (besides itself, xrd_strain_plugin's __version__ and io) and which
 #: third-party stacks it must never load. The arrows point inward: physics <- refinement, inference <- adapters.
 RULES = {
-    "xrd_strain_plugin.physics": ({"xrd_strain_plugin.physics"},
-                                  ("tensorflow", "keras", "bluesky", "tiled", "prefect", "ophyd", "torch", "jax")),
-    "xrd_strain_plugin.refinement": ({"xrd_strain_plugin.physics"}, ("tensorflow", "keras", "bluesky", "tiled", "prefect")),
+    "xrd_strain_plugin.physics": (
+        {"xrd_strain_plugin.physics"},
+        ("tensorflow", "keras", "bluesky", "tiled", "prefect", "ophyd", "torch", "jax"),
+    ),
+    "xrd_strain_plugin.refinement": (
+        {"xrd_strain_plugin.physics"},
+        ("tensorflow", "keras", "bluesky", "tiled", "prefect"),
+    ),
     # inference never imports refinement: both stand on physics (curve, misfit, profiles, bragg)
     "xrd_strain_plugin.inference": ({"xrd_strain_plugin.physics"}, ("bluesky", "tiled", "prefect")),
-    "xrd_strain_plugin.tiled": ({"xrd_strain_plugin.physics", "xrd_strain_plugin.refinement"},
-                                ("bluesky", "tensorflow", "keras", "prefect")),
-    "xrd_strain_plugin.bluesky": ({"xrd_strain_plugin.physics", "xrd_strain_plugin.inference",
-                                   "xrd_strain_plugin.refinement", "xrd_strain_plugin.tiled"}, ("prefect",)),
+    "xrd_strain_plugin.tiled": (
+        {"xrd_strain_plugin.physics", "xrd_strain_plugin.refinement"},
+        ("bluesky", "tensorflow", "keras", "prefect"),
+    ),
+    "xrd_strain_plugin.bluesky": (
+        {
+            "xrd_strain_plugin.physics",
+            "xrd_strain_plugin.inference",
+            "xrd_strain_plugin.refinement",
+            "xrd_strain_plugin.tiled",
+        },
+        ("prefect",),
+    ),
     "training": ({"xrd_strain_plugin.physics", "xrd_strain_plugin.inference"}, ("bluesky", "tiled", "prefect")),
-    "flows": ({"xrd_strain_plugin.physics", "xrd_strain_plugin.inference", "xrd_strain_plugin.refinement",
-               "xrd_strain_plugin.tiled", "training"}, ("bluesky", "ophyd")),
+    "flows": (
+        {
+            "xrd_strain_plugin.physics",
+            "xrd_strain_plugin.inference",
+            "xrd_strain_plugin.refinement",
+            "xrd_strain_plugin.tiled",
+            "training",
+        },
+        ("bluesky", "ophyd"),
+    ),
 }
-NEUTRAL = {"xrd_strain_plugin", "xrd_strain_plugin.io", "xrd_strain_plugin.results"}  # __version__; files; result shapes
+NEUTRAL = {
+    "xrd_strain_plugin",
+    "xrd_strain_plugin.io",
+    "xrd_strain_plugin.results",
+}  # __version__; files; result shapes
 #: bluesky reaches tiled only through these modules and names, never through its internals: the collaborators
 #: the live service builds in its from_uri conveniences (the result shapes are in the neutral
 #: xrd_strain_plugin.results, which both adapters import). Anything else (another module, a private name) is sideways.
@@ -81,8 +107,12 @@ BLUESKY_MAY_USE_FROM_TILED = {
     "xrd_strain_plugin.tiled.records": {"record_from_result"},
     "xrd_strain_plugin.tiled.spool": {"Spool", "SpoolingPublisher"},
     "xrd_strain_plugin.tiled.writer": {"TiledResultsWriter", "check_credentials"},
-    "xrd_strain_plugin.tiled.refinement": {"claim_refinement", "fail_refinement", "write_refinement",
-                                           "release_refinement"},
+    "xrd_strain_plugin.tiled.refinement": {
+        "claim_refinement",
+        "fail_refinement",
+        "write_refinement",
+        "release_refinement",
+    },
 }
 
 
@@ -113,9 +143,11 @@ def imports_of(room: str):
 def test_the_neutral_modules_stand_on_nothing_of_the_project(module):
     # io (plain-text files) and results (the result shapes both adapters share) sit below every room:
     # they may take the package's __version__, nothing else of the project, and no adapter or ML stack.
-    wrong = [f"{target}" for _, target, _ in imports_of(module)
-             if (target.split(".")[0] in FIRST_PARTY and target != "xrd_strain_plugin")
-             or target.split(".")[0] in HEAVY]
+    wrong = [
+        f"{target}"
+        for _, target, _ in imports_of(module)
+        if (target.split(".")[0] in FIRST_PARTY and target != "xrd_strain_plugin") or target.split(".")[0] in HEAVY
+    ]
     assert wrong == []
 
 
@@ -139,8 +171,9 @@ def test_imports_point_inward(room):
 
 
 def test_inference_never_imports_refinement_even_at_run_time():
-    statement = ("import xrd_strain_plugin.inference, xrd_strain_plugin.inference.invert, "
-                 "xrd_strain_plugin.inference.registry")
+    statement = (
+        "import xrd_strain_plugin.inference, xrd_strain_plugin.inference.invert, xrd_strain_plugin.inference.registry"
+    )
     probe = f"import sys; {statement}; print(sorted(m for m in sys.modules if m.startswith('xrd_strain_plugin.refinement')))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr

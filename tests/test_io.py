@@ -63,7 +63,7 @@ def test_missing_file_is_named(tmp_path):
 
 def test_curve_csv_round_trip_with_header(tmp_path):
     two_theta = np.linspace(72.5, 74.0, 751)
-    intensity = np.exp(-((two_theta - 73.5) / 0.05) ** 2) + 1e-7
+    intensity = np.exp(-(((two_theta - 73.5) / 0.05) ** 2)) + 1e-7
     path = io.write_curve(tmp_path / "out" / "CURVE.csv", two_theta, intensity)
     assert path.read_text().splitlines()[0] == "two_theta_deg,intensity"
     back_two_theta, back_intensity = io.read_curve(path)

@@ -33,8 +33,15 @@ def xrdml(two_theta, counts, *, count_time=2.0, axis="2Theta"):
 
 def ras(two_theta, counts, *, attenuator=1.0, axis="TwoThetaOmega"):
     """A Rigaku RAS file (one scan; columns angle, counts, attenuator factor)."""
-    lines = ["*RAS_DATA_START", "*RAS_HEADER_START", f'*MEAS_SCAN_AXIS_X_INTERNAL "{axis}"',
-             f'*MEAS_DATA_COUNT "{len(two_theta)}"', '*MEAS_SCAN_STEP "0.002"', "*RAS_HEADER_END", "*RAS_INT_START"]
+    lines = [
+        "*RAS_DATA_START",
+        "*RAS_HEADER_START",
+        f'*MEAS_SCAN_AXIS_X_INTERNAL "{axis}"',
+        f'*MEAS_DATA_COUNT "{len(two_theta)}"',
+        '*MEAS_SCAN_STEP "0.002"',
+        "*RAS_HEADER_END",
+        "*RAS_INT_START",
+    ]
     lines += [f"{a:.4f} {c:.6g} {attenuator:.3f}" for a, c in zip(two_theta, counts)]
     return "\r\n".join(lines + ["*RAS_INT_END", "*RAS_DATA_END"]) + "\r\n"
 
@@ -56,8 +63,22 @@ def test_invert_takes_an_xrdml_file(tmp_path, capsys):
 
     two_theta, counts = io.read_curve(MEASURED)
     (tmp_path / "ysz.xrdml").write_text(xrdml(two_theta, counts, count_time=1.0))
-    rc = cli.main(["invert", str(tmp_path / "ysz.xrdml"), "--material", "YSZ", "--hkl", "4", "0", "0",
-                   "--wavelength-angstrom", "1.5406", "--out", str(tmp_path / "out")])
+    rc = cli.main(
+        [
+            "invert",
+            str(tmp_path / "ysz.xrdml"),
+            "--material",
+            "YSZ",
+            "--hkl",
+            "4",
+            "0",
+            "0",
+            "--wavelength-angstrom",
+            "1.5406",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     assert any((tmp_path / "out").iterdir())
 

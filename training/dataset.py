@@ -11,8 +11,7 @@ import numpy as np
 
 __all__ = ["Dataset", "load_dataset"]
 
-_IDENTITY = ("preset", "seed", "split", "shard_size", "material", "hkl", "wavelength_angstrom",
-             "grid")
+_IDENTITY = ("preset", "seed", "split", "shard_size", "material", "hkl", "wavelength_angstrom", "grid")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,5 +92,4 @@ def load_dataset(path, *, max_curves: int | None = None) -> Dataset:
         x, y = x[:max_curves], y[:max_curves]
         params = {k: v[:max_curves] for k, v in params.items()}
     digest.update(str(x.shape[0]).encode())
-    return Dataset(x=x, labels=y, params=params, manifest=manifest,
-                   fingerprint=digest.hexdigest())
+    return Dataset(x=x, labels=y, params=params, manifest=manifest, fingerprint=digest.hexdigest())

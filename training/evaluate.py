@@ -14,8 +14,15 @@ import numpy as np
 
 from xrd_strain_plugin.inference.labels import decode_labels
 
-__all__ = ["Evaluation", "accuracies", "evaluate_predictions", "profile_rms_error",
-           "markdown_table", "THRESHOLD", "BANDS"]
+__all__ = [
+    "Evaluation",
+    "accuracies",
+    "evaluate_predictions",
+    "profile_rms_error",
+    "markdown_table",
+    "THRESHOLD",
+    "BANDS",
+]
 
 THRESHOLD = 0.1
 ACCURACY_KEYS = ("a_t", "a_emax", "a_dw", "a_h", "a_dr", "a_strain")
@@ -73,8 +80,7 @@ class Evaluation:
         return rows
 
 
-def profile_rms_error(strain_true, thickness_true, strain_pred, thickness_pred, *,
-                      n_depth: int = 400) -> np.ndarray:
+def profile_rms_error(strain_true, thickness_true, strain_pred, thickness_pred, *, n_depth: int = 400) -> np.ndarray:
     """Rms over depth of the difference of two strain profiles with their own thicknesses.
 
     Both profiles are read at the same depths from the surface down to the deeper interface;
@@ -111,8 +117,14 @@ def _sample(strain, thickness, depth):
 
 def accuracies(relative_errors: dict, *, mask=None, threshold: float = THRESHOLD) -> dict:
     """Fractions of relative errors below ``threshold`` (NaN for an empty mask)."""
-    names = {"a_t": "thickness_nm", "a_emax": "strain_max_percent", "a_dw": "dw_min",
-             "a_h": "resolution_fwhm_deg", "a_dr": "dynamic_range", "a_strain": "strain_profile"}
+    names = {
+        "a_t": "thickness_nm",
+        "a_emax": "strain_max_percent",
+        "a_dw": "dw_min",
+        "a_h": "resolution_fwhm_deg",
+        "a_dr": "dynamic_range",
+        "a_strain": "strain_profile",
+    }
     out = {}
     for key, name in names.items():
         err = relative_errors[name] if mask is None else relative_errors[name][mask]
@@ -120,8 +132,7 @@ def accuracies(relative_errors: dict, *, mask=None, threshold: float = THRESHOLD
     return out
 
 
-def evaluate_predictions(labels_true, labels_pred, *, scaling, n_weights: int,
-                         n_slices: int) -> Evaluation:
+def evaluate_predictions(labels_true, labels_pred, *, scaling, n_weights: int, n_slices: int) -> Evaluation:
     """Compare predicted with true labels (both physical, shape (n, n_weights + 4)).
 
     Parameters
@@ -137,15 +148,13 @@ def evaluate_predictions(labels_true, labels_pred, *, scaling, n_weights: int,
     mse = float(np.mean((scaling.scale(labels_true) - scaling.scale(labels_pred)) ** 2))
     t = decode_labels(labels_true, n_weights=n_weights, n_slices=n_slices, clip=False)
     p = decode_labels(labels_pred, n_weights=n_weights, n_slices=n_slices)
-    keys = ("thickness_nm", "strain_max_percent", "dw_min", "resolution_fwhm_deg",
-            "dynamic_range")
+    keys = ("thickness_nm", "strain_max_percent", "dw_min", "resolution_fwhm_deg", "dynamic_range")
     true = {k: getattr(t, k) for k in keys}
     pred = {k: getattr(p, k) for k in keys}
     rel = {k: np.abs(pred[k] - true[k]) / np.abs(true[k]) for k in keys}
     rms = profile_rms_error(t.strain, t.thickness_nm, p.strain, p.thickness_nm)
     rel["strain_profile"] = rms / (true["strain_max_percent"] / 100.0)
-    return Evaluation(relative_errors=rel, accuracies=accuracies(rel), mse=mse, true=true,
-                      predicted=pred)
+    return Evaluation(relative_errors=rel, accuracies=accuracies(rel), mse=mse, true=true, predicted=pred)
 
 
 def markdown_table(rows: dict, *, paper: bool = True) -> str:
@@ -158,15 +167,17 @@ def markdown_table(rows: dict, *, paper: bool = True) -> str:
     paper : bool
         Add the paper's CNN2 row for comparison.
     """
-    head = ("| model | n test | train MSE | test MSE | a(t) | a(e_max) | a(DW) | a(H) | a(DR) | "
-            "a(strain) |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    head = (
+        "| model | n test | train MSE | test MSE | a(t) | a(e_max) | a(DW) | a(H) | a(DR) | "
+        "a(strain) |\n|---|---|---|---|---|---|---|---|---|---|\n"
+    )
     lines = []
     for name, r in rows.items():
         mse_train = f"{r['mse_train']:.2e}" if r.get("mse_train") is not None else "-"
         accs = " | ".join(f"{100 * r[k]:.0f} %" for k in ACCURACY_KEYS)
-        lines.append(f"| {name} | {r.get('n_test', '-')} | {mse_train} | {r['mse_test']:.2e} | "
-                     f"{accs} |")
+        lines.append(f"| {name} | {r.get('n_test', '-')} | {mse_train} | {r['mse_test']:.2e} | {accs} |")
     if paper:
-        lines.append("| paper CNN2 (Table 2, 1.5e5 test curves) | 150000 | - | - | 91 % | 94 % | "
-                     "90 % | 93 % | 100 % | 82 % |")
+        lines.append(
+            "| paper CNN2 (Table 2, 1.5e5 test curves) | 150000 | - | - | 91 % | 94 % | 90 % | 93 % | 100 % | 82 % |"
+        )
     return head + "\n".join(lines) + "\n"

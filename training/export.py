@@ -16,16 +16,31 @@ def code_version() -> str:
     from xrd_strain_plugin import __version__
 
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, timeout=5, cwd=Path(__file__).parent).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
     return f"{__version__}+g{commit}" if commit else __version__
 
 
-def export_bundle(out, *, model, scaling, train_manifest: dict, train_state: dict,
-                  metrics: dict | None = None, model_id: str, version: str = "1",
-                  test_manifest: dict | None = None, head: dict | None = None):
+def export_bundle(
+    out,
+    *,
+    model,
+    scaling,
+    train_manifest: dict,
+    train_state: dict,
+    metrics: dict | None = None,
+    model_id: str,
+    version: str = "1",
+    test_manifest: dict | None = None,
+    head: dict | None = None,
+):
     """Write a bundle for a trained network.
 
     Parameters
@@ -56,18 +71,23 @@ def export_bundle(out, *, model, scaling, train_manifest: dict, train_state: dic
     from xrd_strain_plugin.physics.qspace import ModelGrid
 
     preset = Preset.from_dict(train_manifest["preset"])
-    refl = reflection(train_manifest["material"], tuple(train_manifest["hkl"]),
-                      train_manifest["wavelength_angstrom"])
-    dataset = {"train_fingerprint": train_state["fingerprint"],
-               "train_set_fingerprint": train_manifest["fingerprint"],
-               "n_curves_in_train_set": train_manifest["n_curves"],
-               "n_used": train_state["n_curves"], "n_train": train_state["n_train"],
-               "n_val": train_state["n_val"], "seed": train_manifest["seed"]}
+    refl = reflection(train_manifest["material"], tuple(train_manifest["hkl"]), train_manifest["wavelength_angstrom"])
+    dataset = {
+        "train_fingerprint": train_state["fingerprint"],
+        "train_set_fingerprint": train_manifest["fingerprint"],
+        "n_curves_in_train_set": train_manifest["n_curves"],
+        "n_used": train_state["n_curves"],
+        "n_train": train_state["n_train"],
+        "n_val": train_state["n_val"],
+        "seed": train_manifest["seed"],
+    }
     if test_manifest is not None:
-        dataset.update(test_fingerprint=test_manifest["fingerprint"],
-                       n_test=test_manifest["n_curves"], test_seed=test_manifest["seed"])
-    training = {k: train_state[k] for k in ("config", "epochs_done", "train_seconds", "n_params")
-                if k in train_state}
+        dataset.update(
+            test_fingerprint=test_manifest["fingerprint"],
+            n_test=test_manifest["n_curves"],
+            test_seed=test_manifest["seed"],
+        )
+    training = {k: train_state[k] for k in ("config", "epochs_done", "train_seconds", "n_params") if k in train_state}
     history = train_state.get("history", {})
     if history:
         training["final_loss"] = history["loss"][-1]
@@ -77,13 +97,22 @@ def export_bundle(out, *, model, scaling, train_manifest: dict, train_state: dic
     training["keras"] = keras.__version__
     training["backend"] = keras.backend.backend()
     card = ModelCard(
-        model_id=model_id, version=version, code_version=code_version(),
-        material=str(train_manifest["material"]), hkl=tuple(train_manifest["hkl"]),
+        model_id=model_id,
+        version=version,
+        code_version=code_version(),
+        material=str(train_manifest["material"]),
+        hkl=tuple(train_manifest["hkl"]),
         wavelength_angstrom=float(train_manifest["wavelength_angstrom"]),
         d_spacing_angstrom=float(refl.d_spacing_angstrom),
-        grid=ModelGrid(**train_manifest["grid"]), labels=scaling, n_slices=preset.n_slices,
-        dw_mode=preset.dw_mode, preset=preset.to_dict(), dataset=dataset, training=training,
-        metrics=metrics or {}, head=dict(head or {}),
+        grid=ModelGrid(**train_manifest["grid"]),
+        labels=scaling,
+        n_slices=preset.n_slices,
+        dw_mode=preset.dw_mode,
+        preset=preset.to_dict(),
+        dataset=dataset,
+        training=training,
+        metrics=metrics or {},
+        head=dict(head or {}),
         created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
     return save_bundle(out, model, card)

@@ -26,11 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from training.presets import Preset
-from xrd_strain_plugin.inference.bundle import sha256_of
 from training.sampling import Draw, draw_parameters
+from xrd_strain_plugin.inference.bundle import sha256_of
 
-__all__ = ["DatasetSpec", "generate", "simulate_batch", "per_curve_scans", "shared_scans",
-           "shard_seed", "SPLITS"]
+__all__ = ["DatasetSpec", "generate", "simulate_batch", "per_curve_scans", "shared_scans", "shard_seed", "SPLITS"]
 
 SPLITS = {"train": 0, "test": 1}
 MANIFEST = "manifest.json"
@@ -106,11 +105,16 @@ class DatasetSpec:
 
     def identity(self) -> dict:
         """Fields that must match for a rerun to resume this dataset."""
-        out = {"preset": self.preset.to_dict(), "seed": self.seed, "split": self.split,
-               "shard_size": self.shard_size, "material": self.material, "hkl": list(self.hkl),
-               "wavelength_angstrom": self.wavelength_angstrom,
-               "grid": {"strain_min": self.grid_strain[0], "strain_max": self.grid_strain[1],
-                        "n_points": self.n_grid}}
+        out = {
+            "preset": self.preset.to_dict(),
+            "seed": self.seed,
+            "split": self.split,
+            "shard_size": self.shard_size,
+            "material": self.material,
+            "hkl": list(self.hkl),
+            "wavelength_angstrom": self.wavelength_angstrom,
+            "grid": {"strain_min": self.grid_strain[0], "strain_max": self.grid_strain[1], "n_points": self.n_grid},
+        }
         if self.draws_per_profile != 1:  # left out at 1: v1 manifests still match
             out["draws_per_profile"] = self.draws_per_profile
         return out
@@ -124,12 +128,19 @@ def shard_seed(seed: int, split: str, index: int) -> np.random.SeedSequence:
 def _grid(spec: DatasetSpec):
     from xrd_strain_plugin.physics.qspace import ModelGrid
 
-    return ModelGrid(strain_min=spec.grid_strain[0], strain_max=spec.grid_strain[1],
-                     n_points=spec.n_grid)
+    return ModelGrid(strain_min=spec.grid_strain[0], strain_max=spec.grid_strain[1], n_points=spec.n_grid)
 
 
-def simulate_batch(draw: Draw, preset: Preset, reflection, grid, rng: np.random.Generator, *,
-                   draws_per_profile: int = 1, layout: str = "per_curve"):
+def simulate_batch(
+    draw: Draw,
+    preset: Preset,
+    reflection,
+    grid,
+    rng: np.random.Generator,
+    *,
+    draws_per_profile: int = 1,
+    layout: str = "per_curve",
+):
     """Simulate the curves of a draw, add counts, put them on the model grid.
 
     Parameters
@@ -169,10 +180,10 @@ def simulate_batch(draw: Draw, preset: Preset, reflection, grid, rng: np.random.
     # Scan limits on one global step grid (index * step).
     start = np.floor(q_to_two_theta_deg(q_b / (1 + draw.strain_high), lam) / step + 1e-9).astype(int)
     stop = np.ceil(q_to_two_theta_deg(q_b / (1 + draw.strain_low), lam) / step - 1e-9).astype(int)
-    labels_w = np.column_stack([draw.weights_percent, draw.dw_min, draw.thickness_nm,
-                                draw.resolution_fwhm_deg, np.zeros(n)])
-    profile = decode_labels(labels_w, n_weights=preset.n_weights, n_slices=preset.n_slices,
-                            clip=False)
+    labels_w = np.column_stack(
+        [draw.weights_percent, draw.dw_min, draw.thickness_nm, draw.resolution_fwhm_deg, np.zeros(n)]
+    )
+    profile = decode_labels(labels_w, n_weights=preset.n_weights, n_slices=preset.n_slices, clip=False)
     kw = dict(shape=preset.resolution_shape, eta=preset.resolution_eta)
     if layout == "grouped":
         if draws_per_profile != 1:
@@ -180,12 +191,30 @@ def simulate_batch(draw: Draw, preset: Preset, reflection, grid, rng: np.random.
         curves = _grouped_scans(start, stop, step, profile, draw, reflection, **kw)
     elif layout == "per_curve":
         if draws_per_profile == 1:
-            curves = per_curve_scans(start, stop, step, profile.strain, profile.debye_waller,
-                                     draw.thickness_nm, draw.resolution_fwhm_deg, reflection, **kw)
+            curves = per_curve_scans(
+                start,
+                stop,
+                step,
+                profile.strain,
+                profile.debye_waller,
+                draw.thickness_nm,
+                draw.resolution_fwhm_deg,
+                reflection,
+                **kw,
+            )
         else:
-            curves = shared_scans(start, stop, step, profile.strain, profile.debye_waller,
-                                  draw.thickness_nm, draw.resolution_fwhm_deg, reflection,
-                                  draws_per_profile=draws_per_profile, **kw)
+            curves = shared_scans(
+                start,
+                stop,
+                step,
+                profile.strain,
+                profile.debye_waller,
+                draw.thickness_nm,
+                draw.resolution_fwhm_deg,
+                reflection,
+                draws_per_profile=draws_per_profile,
+                **kw,
+            )
     else:
         raise ValueError(f"layout must be 'per_curve' or 'grouped', got {layout!r}")
 
@@ -208,8 +237,7 @@ def simulate_batch(draw: Draw, preset: Preset, reflection, grid, rng: np.random.
                 continue
             dr = float(np.log10(positive.max() / positive.min()))
             if paper[i] or preset.dynamic_range[0] <= dr <= preset.dynamic_range[1]:
-                x[i] = to_model_input(angles, counts, wavelength_angstrom=lam,
-                                      q_bragg_inv_angstrom=q_b, grid=grid)[0]
+                x[i] = to_model_input(angles, counts, wavelength_angstrom=lam, q_bragg_inv_angstrom=q_b, grid=grid)[0]
                 dyn[i] = dr
                 break
     return x, dyn, log_scale, log_bg
@@ -220,19 +248,29 @@ def _grouped_scans(start, stop, step, profile, draw, reflection, *, shape, eta):
     from xrd_strain_plugin.physics import instrument
 
     n = start.size
-    fine = np.array([min(step, instrument.fine_grid_step_deg(h, t, reflection)) for h, t in
-                     zip(draw.resolution_fwhm_deg, draw.thickness_nm)])
+    fine = np.array(
+        [
+            min(step, instrument.fine_grid_step_deg(h, t, reflection))
+            for h, t in zip(draw.resolution_fwhm_deg, draw.thickness_nm)
+        ]
+    )
     order = np.argsort(((stop - start) * step + 8 * draw.resolution_fwhm_deg) / fine)
     curves = [None] * n
     for chunk in np.array_split(order, max(1, -(-n // _SUB_BATCH))):
         lo, hi = start[chunk].min(), stop[chunk].max()
         two_theta = np.arange(lo, hi + 1) * step
         refl = instrument.simulate_scan(
-            two_theta, profile.strain[chunk], profile.debye_waller[chunk],
-            draw.thickness_nm[chunk], reflection,
-            resolution_fwhm_deg=draw.resolution_fwhm_deg[chunk], shape=shape, eta=eta)
+            two_theta,
+            profile.strain[chunk],
+            profile.debye_waller[chunk],
+            draw.thickness_nm[chunk],
+            reflection,
+            resolution_fwhm_deg=draw.resolution_fwhm_deg[chunk],
+            shape=shape,
+            eta=eta,
+        )
         for row, i in enumerate(chunk):
-            curves[i] = refl[row, start[i] - lo:stop[i] - lo + 1]
+            curves[i] = refl[row, start[i] - lo : stop[i] - lo + 1]
     return curves
 
 
@@ -240,8 +278,9 @@ def _sub_steps(step, fwhm, thickness, reflection):
     """Fine-grid points per scan step that resolve each curve (as simulate_scan chooses them)."""
     from xrd_strain_plugin.physics import instrument
 
-    need = np.array([instrument.fine_grid_step_deg(h, t, reflection)
-                     for h, t in zip(np.atleast_1d(fwhm), np.atleast_1d(thickness))])
+    need = np.array(
+        [instrument.fine_grid_step_deg(h, t, reflection) for h, t in zip(np.atleast_1d(fwhm), np.atleast_1d(thickness))]
+    )
     return np.maximum(1, np.ceil(step / need - 1e-9)).astype(int)
 
 
@@ -251,8 +290,7 @@ def _cache_groups(sub, n_points, *, elements: int = CACHE_ELEMENTS):
     order = np.lexsort((n_points, sub))
     groups, current = [], []
     for i in order:
-        if current and (sub[i] != sub[current[0]] or
-                        (len(current) + 1) * n_points[i] * sub[i] > elements):
+        if current and (sub[i] != sub[current[0]] or (len(current) + 1) * n_points[i] * sub[i] > elements):
             groups.append(np.array(current))
             current = []
         current.append(i)
@@ -261,8 +299,20 @@ def _cache_groups(sub, n_points, *, elements: int = CACHE_ELEMENTS):
     return groups
 
 
-def per_curve_scans(start, stop, step, strain, debye_waller, thickness_nm, fwhm_deg, reflection, *,
-                    shape="gaussian", eta=0.5, elements: int = CACHE_ELEMENTS):
+def per_curve_scans(
+    start,
+    stop,
+    step,
+    strain,
+    debye_waller,
+    thickness_nm,
+    fwhm_deg,
+    reflection,
+    *,
+    shape="gaussian",
+    eta=0.5,
+    elements: int = CACHE_ELEMENTS,
+):
     """Noise-free scans, each curve on its own angle grid (``start[i]..stop[i]`` times ``step``).
 
     Curves with the same fine-grid subdivision are simulated together in calls of about
@@ -282,16 +332,36 @@ def per_curve_scans(start, stop, step, strain, debye_waller, thickness_nm, fwhm_
     for g in _cache_groups(sub, n_points, elements=elements):
         width = int(n_points[g].max())
         tt = (start[g][:, None] + np.arange(width)[None, :]) * step
-        refl = instrument.simulate_scan(tt, strain[g], debye_waller[g], thickness_nm[g], reflection,
-                                        resolution_fwhm_deg=fwhm_deg[g], shape=shape, eta=eta)
+        refl = instrument.simulate_scan(
+            tt,
+            strain[g],
+            debye_waller[g],
+            thickness_nm[g],
+            reflection,
+            resolution_fwhm_deg=fwhm_deg[g],
+            shape=shape,
+            eta=eta,
+        )
         for row, i in enumerate(g):
-            curves[i] = refl[row, :n_points[i]]
+            curves[i] = refl[row, : n_points[i]]
     return curves
 
 
-def shared_scans(start, stop, step, strain, debye_waller, thickness_nm, fwhm_deg, reflection, *,
-                 draws_per_profile: int, shape="gaussian", eta=0.5,
-                 elements: int = CACHE_ELEMENTS):
+def shared_scans(
+    start,
+    stop,
+    step,
+    strain,
+    debye_waller,
+    thickness_nm,
+    fwhm_deg,
+    reflection,
+    *,
+    draws_per_profile: int,
+    shape="gaussian",
+    eta=0.5,
+    elements: int = CACHE_ELEMENTS,
+):
     """Noise-free scans where each run of ``draws_per_profile`` rows shares one profile.
 
     The intrinsic reflectivity of a profile is computed once, over the union of its rows' scan
@@ -314,7 +384,7 @@ def shared_scans(start, stop, step, strain, debye_waller, thickness_nm, fwhm_deg
     heads = np.arange(0, n, k)
     members = [np.arange(h, min(h + k, n)) for h in heads]
     h_base = np.array([fwhm_deg[m].min() for m in members])
-    extra = [np.sqrt(np.maximum(fwhm_deg[m] ** 2 - hb ** 2, 0.0)) for m, hb in zip(members, h_base)]
+    extra = [np.sqrt(np.maximum(fwhm_deg[m] ** 2 - hb**2, 0.0)) for m, hb in zip(members, h_base)]
     sub = _sub_steps(step, h_base, thickness_nm[heads], reflection)
     fine = step / sub
     # union window plus a margin for the extra blur (4 FWHM), in fine steps
@@ -326,16 +396,22 @@ def shared_scans(start, stop, step, strain, debye_waller, thickness_nm, fwhm_deg
     for g in _cache_groups(sub, n_points // sub, elements=elements):
         width = int(n_points[g].max())
         tt = (lo[g][:, None] + np.arange(width)[None, :]) * fine[g][:, None]
-        refl = instrument.simulate_scan(tt, strain[heads[g]], debye_waller[heads[g]],
-                                        thickness_nm[heads[g]], reflection,
-                                        resolution_fwhm_deg=h_base[g], shape="gaussian")
+        refl = instrument.simulate_scan(
+            tt,
+            strain[heads[g]],
+            debye_waller[heads[g]],
+            thickness_nm[heads[g]],
+            reflection,
+            resolution_fwhm_deg=h_base[g],
+            shape="gaussian",
+        )
         for row, j in enumerate(g):
-            base = refl[row, :n_points[j]]
+            base = refl[row, : n_points[j]]
             for i, e in zip(members[j], extra[j]):
                 curve = _gaussian_blur(base, e / fine[j])
                 if shape == "pseudo-voigt" and eta > 0:
                     curve = (1 - eta) * curve + eta * _lorentz_blur(base, fwhm_deg[i] / fine[j])
-                idx = (np.arange(start[i], stop[i] + 1) * sub[j] - lo[j])
+                idx = np.arange(start[i], stop[i] + 1) * sub[j] - lo[j]
                 curves[i] = curve[idx]
     return curves
 
@@ -374,8 +450,9 @@ def _counts(refl, scale, background, preset: Preset, rng):
         # Linear in angle, up to a factor 3 between the scan ends (either direction).
         background = background * np.linspace(1.0, rng.uniform(1 / 3, 3), refl.size)[None, :]
     extra = _EXTRA_NOISE if preset.noise == "poisson_multiplicative" else 0.0
-    counts = instrument.apply_counts(refl[None, :], scale=scale, background=background, rng=rng,
-                                     noise="poisson", extra_noise=extra)
+    counts = instrument.apply_counts(
+        refl[None, :], scale=scale, background=background, rng=rng, noise="poisson", extra_noise=extra
+    )
     return np.asarray(counts, dtype=float).reshape(-1)
 
 
@@ -396,17 +473,14 @@ def make_shard(spec: DatasetSpec, index: int, path: Path) -> dict:
     while have < want:
         k = spec.draws_per_profile
         n = -(-max(8, want - have) // k) * k  # scale/background redraws make rejections rare
-        draw = draw_parameters(rng, preset, n, two_theta_bragg_deg=refl.two_theta_bragg_deg,
-                               per_profile=k)
-        x, dyn, ls, lb = simulate_batch(draw, preset, refl, grid, rng, draws_per_profile=k,
-                                        layout=spec.layout)
+        draw = draw_parameters(rng, preset, n, two_theta_bragg_deg=refl.two_theta_bragg_deg, per_profile=k)
+        x, dyn, ls, lb = simulate_batch(draw, preset, refl, grid, rng, draws_per_profile=k, layout=spec.layout)
         drawn += n
         ok = np.flatnonzero(np.isfinite(dyn))[: want - have]
         parts.append((draw, x, dyn, ls, lb, ok))
         have += ok.size
         if drawn > 50 * want:
-            raise RuntimeError(f"preset {preset.name}: almost no curve has a dynamic range in "
-                               f"{preset.dynamic_range}")
+            raise RuntimeError(f"preset {preset.name}: almost no curve has a dynamic range in {preset.dynamic_range}")
     x = np.concatenate([p[1][p[5]] for p in parts])
     params = {
         "strain_max_percent": np.concatenate([p[0].strain_max_percent[p[5]] for p in parts]),
@@ -418,13 +492,19 @@ def make_shard(spec: DatasetSpec, index: int, path: Path) -> dict:
         "log10_background": np.concatenate([p[4][p[5]] for p in parts]),
         "strain_low": np.concatenate([p[0].strain_low[p[5]] for p in parts]),
         "strain_high": np.concatenate([p[0].strain_high[p[5]] for p in parts]),
-        "paper_recipe": np.concatenate([
-            (p[0].paper_recipe if p[0].paper_recipe is not None
-             else np.zeros(p[0].thickness_nm.size, dtype=bool))[p[5]] for p in parts]).astype(np.int8),
+        "paper_recipe": np.concatenate(
+            [
+                (p[0].paper_recipe if p[0].paper_recipe is not None else np.zeros(p[0].thickness_nm.size, dtype=bool))[
+                    p[5]
+                ]
+                for p in parts
+            ]
+        ).astype(np.int8),
     }
     weights = np.concatenate([p[0].weights_percent[p[5]] for p in parts])
-    labels = np.column_stack([weights, params["dw_min"], params["thickness_nm"],
-                              params["resolution_fwhm_deg"], params["dynamic_range"]])
+    labels = np.column_stack(
+        [weights, params["dw_min"], params["thickness_nm"], params["resolution_fwhm_deg"], params["dynamic_range"]]
+    )
     tmp = path.with_suffix(".h5.tmp")
     with h5py.File(tmp, "w") as f:
         f.create_dataset("x", data=x, dtype="float32", chunks=(min(256, want), x.shape[1]))
@@ -434,8 +514,13 @@ def make_shard(spec: DatasetSpec, index: int, path: Path) -> dict:
         f.attrs["index"] = index
         f.attrs["label_names"] = list(preset.label_names)
     os.replace(tmp, path)
-    return {"file": path.name, "n": int(want), "drawn": int(drawn),
-            "sha256": sha256_of(path), "seconds": round(time.perf_counter() - t0, 2)}
+    return {
+        "file": path.name,
+        "n": int(want),
+        "drawn": int(drawn),
+        "sha256": sha256_of(path),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
 
 
 def _shard_job(args):
@@ -473,22 +558,27 @@ def generate(spec: DatasetSpec, out, *, workers: int | None = None, progress: bo
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / MANIFEST
-    manifest = {**spec.identity(), "code_version": __version__, "shards": {},
-                "label_names": list(spec.preset.label_names)}
+    manifest = {
+        **spec.identity(),
+        "code_version": __version__,
+        "shards": {},
+        "label_names": list(spec.preset.label_names),
+    }
     if manifest_path.is_file():
         old = json.loads(manifest_path.read_text())
         mismatch = [k for k, v in spec.identity().items() if old.get(k) != v]
         if mismatch:
-            raise ValueError(f"{out} holds a different dataset (differs in {mismatch}); "
-                             f"choose another --out")
-        manifest["shards"] = {k: v for k, v in old.get("shards", {}).items()
-                              if (out / v["file"]).is_file()}
-    todo = [i for i in range(spec.n_shards) if str(i) not in manifest["shards"]
-            or manifest["shards"][str(i)]["n"] != spec.shard_count(i)]
-    done = sum(spec.shard_count(i) for i in range(spec.n_shards)) - sum(
-        spec.shard_count(i) for i in todo)
-    bar = tqdm(total=spec.n_curves, initial=done, unit="curve", disable=not progress,
-               desc=f"{spec.preset.name} {spec.split}")
+            raise ValueError(f"{out} holds a different dataset (differs in {mismatch}); choose another --out")
+        manifest["shards"] = {k: v for k, v in old.get("shards", {}).items() if (out / v["file"]).is_file()}
+    todo = [
+        i
+        for i in range(spec.n_shards)
+        if str(i) not in manifest["shards"] or manifest["shards"][str(i)]["n"] != spec.shard_count(i)
+    ]
+    done = sum(spec.shard_count(i) for i in range(spec.n_shards)) - sum(spec.shard_count(i) for i in todo)
+    bar = tqdm(
+        total=spec.n_curves, initial=done, unit="curve", disable=not progress, desc=f"{spec.preset.name} {spec.split}"
+    )
     jobs = [(spec, i, str(out / f"shard-{i:05d}.h5")) for i in todo]
     workers = workers or os.cpu_count() or 1
     t0 = time.perf_counter()

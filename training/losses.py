@@ -58,9 +58,19 @@ def _make():
             paper's MSE gives the 10 shape weights 10 of its 14 terms).
         """
 
-        def __init__(self, minimum, maximum, n_weights: int = 10, n_hypotheses: int = 1,
-                     n_z: int = 64, eps: float = 0.05, logit_weight: float = 0.05,
-                     profile_weight: float = 1.0, name: str = "profile_loss", **kwargs):
+        def __init__(
+            self,
+            minimum,
+            maximum,
+            n_weights: int = 10,
+            n_hypotheses: int = 1,
+            n_z: int = 64,
+            eps: float = 0.05,
+            logit_weight: float = 0.05,
+            profile_weight: float = 1.0,
+            name: str = "profile_loss",
+            **kwargs,
+        ):
             super().__init__(name=name, **kwargs)
             self.minimum = [float(v) for v in minimum]
             self.maximum = [float(v) for v in maximum]
@@ -79,19 +89,18 @@ def _make():
             n_t, k = len(self.minimum), self.n_hypotheses
             lo, span = ops.convert_to_tensor(self._lo), ops.convert_to_tensor(self._span)
             basis = ops.convert_to_tensor(self._basis)
-            true = ops.cast(y_true, "float32") * span + lo                       # (n, T)
-            pred = ops.reshape(ops.cast(y_pred[:, :k * n_t], "float32"), (-1, k, n_t)) * span + lo
+            true = ops.cast(y_true, "float32") * span + lo  # (n, T)
+            pred = ops.reshape(ops.cast(y_pred[:, : k * n_t], "float32"), (-1, k, n_t)) * span + lo
             nw = self.n_weights
-            s_true = ops.matmul(true[:, :nw], basis)                             # (n, Z)
+            s_true = ops.matmul(true[:, :nw], basis)  # (n, Z)
             s_true = s_true / ops.maximum(ops.max(ops.abs(s_true), axis=-1, keepdims=True), 1e-3)
-            s_pred = ops.matmul(pred[:, :, :nw], basis)                          # (n, K, Z)
+            s_pred = ops.matmul(pred[:, :, :nw], basis)  # (n, K, Z)
             s_pred = s_pred / ops.maximum(ops.max(ops.abs(s_pred), axis=-1, keepdims=True), 0.05)
-            d = pred[:, :, nw:] - true[:, None, nw:]                              # (n, K, 5)
+            d = pred[:, :, nw:] - true[:, None, nw:]  # (n, K, 5)
             ratio = ops.exp(ops.clip(d[:, :, 0], -3.0, 3.0))
             profile = ops.mean(ops.square(ratio[:, :, None] * s_pred - s_true[:, None, :]), axis=-1)
             dr = d[:, :, 4] / ops.maximum(true[:, None, nw + 4], 0.5)
-            return (self.profile_weight * profile + ops.sum(ops.square(d[:, :, :4]), axis=-1)
-                    + ops.square(dr))
+            return self.profile_weight * profile + ops.sum(ops.square(d[:, :, :4]), axis=-1) + ops.square(dr)
 
         def call(self, y_true, y_pred):
             losses = self.per_hypothesis(y_true, y_pred)
@@ -102,15 +111,22 @@ def _make():
             onehot = ops.one_hot(winner, k)
             share = onehot * (1.0 - self.eps) + (1.0 - onehot) * (self.eps / (k - 1))
             n_t = len(self.minimum)
-            logits = ops.cast(y_pred[:, k * n_t:], "float32")
+            logits = ops.cast(y_pred[:, k * n_t :], "float32")
             ce = -ops.sum(onehot * ops.log_softmax(logits, axis=-1), axis=-1)
             return ops.sum(share * losses, axis=-1) + self.logit_weight * ce
 
         def get_config(self):
-            return {**super().get_config(), "minimum": self.minimum, "maximum": self.maximum,
-                    "n_weights": self.n_weights, "n_hypotheses": self.n_hypotheses,
-                    "n_z": self.n_z, "eps": self.eps, "logit_weight": self.logit_weight,
-                    "profile_weight": self.profile_weight}
+            return {
+                **super().get_config(),
+                "minimum": self.minimum,
+                "maximum": self.maximum,
+                "n_weights": self.n_weights,
+                "n_hypotheses": self.n_hypotheses,
+                "n_z": self.n_z,
+                "eps": self.eps,
+                "logit_weight": self.logit_weight,
+                "profile_weight": self.profile_weight,
+            }
 
     return ProfileLoss
 

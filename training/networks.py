@@ -107,7 +107,7 @@ def recalibrate_batch_norm(model, x, *, batch_size: int = 512) -> None:
     saved = [layer.momentum for layer in layers]
     try:
         for k, start in enumerate(range(0, x.shape[0], batch_size)):
-            chunk = x[start:start + batch_size]
+            chunk = x[start : start + batch_size]
             if k and chunk.shape[0] < batch_size // 2:
                 break  # a small last batch would give noisy statistics
             for layer in layers:

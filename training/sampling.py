@@ -16,8 +16,16 @@ from xrd_strain_plugin.inference.labels import strain_max_percent
 from xrd_strain_plugin.physics import profiles
 from xrd_strain_plugin.physics.bragg import strain_at_two_theta_deg
 
-__all__ = ["Draw", "draw_parameters", "shape_profiles", "scan_strain_limits", "paper_shape_profiles",
-           "paper_weights", "paper_scan_limits", "paper_counts_exponents"]
+__all__ = [
+    "Draw",
+    "draw_parameters",
+    "shape_profiles",
+    "scan_strain_limits",
+    "paper_shape_profiles",
+    "paper_weights",
+    "paper_scan_limits",
+    "paper_counts_exponents",
+]
 
 # Widths (reduced depth) of the two halves of the asymmetric Gaussian.
 _SIGMA_LEFT = (0.03, 0.6)
@@ -70,8 +78,9 @@ class Draw:
     paper_recipe: np.ndarray | None = None
 
 
-def shape_profiles(rng: np.random.Generator, n: int, n_slices: int,
-                   shapes: tuple[str, ...] = ("asymmetric_gaussian",)) -> np.ndarray:
+def shape_profiles(
+    rng: np.random.Generator, n: int, n_slices: int, shapes: tuple[str, ...] = ("asymmetric_gaussian",)
+) -> np.ndarray:
     """Random strain shapes (peak 1) sampled at the slice midpoints.
 
     The paper's shape is an asymmetric Gaussian (left and right widths drawn independently,
@@ -110,8 +119,9 @@ def shape_profiles(rng: np.random.Generator, n: int, n_slices: int,
     return out / out.max(axis=1, keepdims=True)
 
 
-def draw_parameters(rng: np.random.Generator, preset: Preset, n: int, *,
-                    two_theta_bragg_deg: float | None = None, per_profile: int = 1) -> Draw:
+def draw_parameters(
+    rng: np.random.Generator, preset: Preset, n: int, *, two_theta_bragg_deg: float | None = None, per_profile: int = 1
+) -> Draw:
     """Draw ``n`` samples of every random quantity of a preset.
 
     Our recipe: the strain shape is fitted by ``preset.n_weights`` B-spline weights (clipped at
@@ -169,8 +179,10 @@ def draw_parameters(rng: np.random.Generator, preset: Preset, n: int, *,
     if preset.paper_fraction <= 0:
         return Draw(**{key: rep(v) if key in profile_keys else v for key, v in draw.items()})
     if two_theta_bragg_deg is None:
-        raise ValueError(f"preset {preset.name} draws paper-recipe samples: pass "
-                         f"two_theta_bragg_deg (their scan limits depend on it)")
+        raise ValueError(
+            f"preset {preset.name} draws paper-recipe samples: pass "
+            f"two_theta_bragg_deg (their scan limits depend on it)"
+        )
     paper_p = rng.random(n_p) < preset.paper_fraction
     paper = rep(paper_p)
     m = int(paper_p.sum())
@@ -184,8 +196,7 @@ def draw_parameters(rng: np.random.Generator, preset: Preset, n: int, *,
         t_grid = np.arange(np.ceil(t_lo / step), np.floor(t_hi / step) + 1) * step
         draw["weights_percent"][paper_p] = w
         draw["strain_max_percent"][paper_p] = strain_max_percent(w, preset.n_slices)
-        draw["thickness_nm"][paper_p] = (rng.choice(t_grid, size=m) if t_grid.size else
-                                         rng.uniform(t_lo, t_hi, size=m))
+        draw["thickness_nm"][paper_p] = rng.choice(t_grid, size=m) if t_grid.size else rng.uniform(t_lo, t_hi, size=m)
     draw = {key: rep(v) if key in profile_keys else v for key, v in draw.items()}
     m_rows = int(paper.sum())
     if m_rows:
@@ -228,8 +239,7 @@ def paper_shape_profiles(rng: np.random.Generator, n: int, n_slices: int) -> np.
     return out / out.max(axis=1, keepdims=True)
 
 
-def paper_weights(rng: np.random.Generator, n: int, n_weights: int, n_slices: int,
-                  jitter: float = 0.1) -> np.ndarray:
+def paper_weights(rng: np.random.Generator, n: int, n_weights: int, n_slices: int, jitter: float = 0.1) -> np.ndarray:
     """Normalised strain weights of the paper's recipe (largest weight 1).
 
     Least-squares weights of :func:`paper_shape_profiles`, each jittered uniformly by

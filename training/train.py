@@ -172,8 +172,9 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nd
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int = 1,
-          n_input: int | None = None, monitor=None) -> TrainResult:
+def train(
+    dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int = 1, n_input: int | None = None, monitor=None
+) -> TrainResult:
     """Train (or resume training) the paper's network.
 
     Parameters
@@ -212,7 +213,7 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
         x, labels = x[: config.max_curves], labels[: config.max_curves]
     train_idx, val_idx = split_indices(x.shape[0], config.validation_fraction, config.seed)
     if config.validation_curves is not None:
-        val_idx = val_idx[:config.validation_curves]
+        val_idx = val_idx[: config.validation_curves]
     n_weights = sum(name.startswith("w") for name in dataset.label_names)
     n_slices = int(dataset.manifest["preset"].get("n_slices", 200))
     paper_scaling = LabelScaling.fit(labels[train_idx], dataset.label_names)
@@ -232,19 +233,28 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
             raise ValueError(f"{config.init_from} predicts other labels than this dataset's")
     y = scaling.scale(labels)
     x = x[..., np.newaxis]
-    identity = {"config": json.loads(json.dumps(asdict(config))), "fingerprint": dataset.fingerprint,
-                "n_curves": int(x.shape[0])}
+    identity = {
+        "config": json.loads(json.dumps(asdict(config))),
+        "fingerprint": dataset.fingerprint,
+        "n_curves": int(x.shape[0]),
+    }
     state_path = run_dir / STATE
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
-    resume = (run_dir / CHECKPOINT).is_file() and all(
-        state.get(k) == v for k, v in identity.items() if k != "config") and _same_config(
-        state.get("config"), identity["config"])
+    resume = (
+        (run_dir / CHECKPOINT).is_file()
+        and all(state.get(k) == v for k, v in identity.items() if k != "config")
+        and _same_config(state.get("config"), identity["config"])
+    )
     if config.loss == "profile":
         from training.losses import ProfileLoss  # registers the class for load_model
 
-        loss = ProfileLoss(scaling.minimum, scaling.maximum, n_weights=n_weights,
-                           n_hypotheses=config.n_hypotheses,
-                           profile_weight=config.profile_weight)
+        loss = ProfileLoss(
+            scaling.minimum,
+            scaling.maximum,
+            n_weights=n_weights,
+            n_hypotheses=config.n_hypotheses,
+            profile_weight=config.profile_weight,
+        )
     else:
         loss = "mse"
     if resume:
@@ -253,29 +263,37 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
         plateau_state = state["plateau"]
     else:
         keras.utils.set_random_seed(config.seed)
-        model = build_cnn(n_input=n_input or x.shape[1],
-                          n_labels=lab.head_outputs(y.shape[1], config.n_hypotheses),
-                          filters=config.filters, dense_units=config.dense_units,
-                          input_pool=config.input_pool, kernel_size=config.kernel_size)
+        model = build_cnn(
+            n_input=n_input or x.shape[1],
+            n_labels=lab.head_outputs(y.shape[1], config.n_hypotheses),
+            filters=config.filters,
+            dense_units=config.dense_units,
+            input_pool=config.input_pool,
+            kernel_size=config.kernel_size,
+        )
         if config.init_from:
             source = Path(config.init_from)
             source = source / "model.keras" if source.is_dir() else source
             model.set_weights(keras.models.load_model(source, compile=False).get_weights())
         model.compile(optimizer=_optimizer(keras, config), loss=loss)
-        history = {"loss": [], "val_loss": [], "learning_rate": [], "seconds": [],
-                   "cpu_seconds": [], "samples": []}
+        history = {"loss": [], "val_loss": [], "learning_rate": [], "seconds": [], "cpu_seconds": [], "samples": []}
         plateau_state = {"best": float("inf"), "wait": 0}
-        state = {**identity, "scaling": scaling.to_dict(), "n_train": int(train_idx.size),
-                 "n_val": int(val_idx.size), "n_params": int(model.count_params())}
+        state = {
+            **identity,
+            "scaling": scaling.to_dict(),
+            "n_train": int(train_idx.size),
+            "n_val": int(val_idx.size),
+            "n_params": int(model.count_params()),
+        }
     start_epoch = len(history["loss"])
     t_start = time.perf_counter()
     t_budget = t_start + 60 * config.max_minutes if config.max_minutes else None
-    t_anneal = (t_start + 60 * config.max_minutes * config.final_anneal
-                if config.max_minutes and config.final_anneal else None)
+    t_anneal = (
+        t_start + 60 * config.max_minutes * config.final_anneal if config.max_minutes and config.final_anneal else None
+    )
     cpu_done = sum(history.get("cpu_seconds", []))
     cpu_budget = 60 * config.max_cpu_minutes if config.max_cpu_minutes else None
-    cpu_anneal = (cpu_budget * config.final_anneal if cpu_budget and config.final_anneal
-                  else None)
+    cpu_anneal = cpu_budget * config.final_anneal if cpu_budget and config.final_anneal else None
     x_train, y_train, x_val, y_val = x[train_idx], y[train_idx], x[val_idx], y[val_idx]
     x_calib = x_train[:CALIBRATION_CURVES]
     rng = np.random.default_rng([config.seed, start_epoch])
@@ -288,9 +306,10 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
                 break
             model.optimizer.learning_rate.assign(cosine_rate(config, progress))
         t0, c0 = time.perf_counter(), _cpu_seconds()
-        order = rng.permutation(x_train.shape[0])[:config.epoch_curves]
-        fit = model.fit(x_train[order], y_train[order], batch_size=config.batch_size, epochs=1,
-                        shuffle=False, verbose=0)
+        order = rng.permutation(x_train.shape[0])[: config.epoch_curves]
+        fit = model.fit(
+            x_train[order], y_train[order], batch_size=config.batch_size, epochs=1, shuffle=False, verbose=0
+        )
         recalibrate_batch_norm(model, x_calib)
         val_loss = float(model.evaluate(x_val, y_val, batch_size=1024, verbose=0))
         lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
@@ -302,8 +321,9 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
         seen = history.setdefault("samples", [])
         seen.append(int((seen[-1] if seen else 0) + order.size))
         if monitor is not None:
-            history.setdefault("monitor", []).append(_monitor(model, monitor, scaling, head,
-                                                              paper_scaling, n_weights, n_slices))
+            history.setdefault("monitor", []).append(
+                _monitor(model, monitor, scaling, head, paper_scaling, n_weights, n_slices)
+            )
         history["val_loss"].append(val_loss)
         history["learning_rate"].append(lr)
         history["seconds"].append(round(seconds, 2))
@@ -313,30 +333,47 @@ def train(dataset, run_dir, config: TrainConfig = TrainConfig(), *, verbose: int
         elif config.schedule == "plateau":
             plateau_state["wait"] += 1
             if plateau_state["wait"] >= config.patience and lr > config.min_learning_rate:
-                model.optimizer.learning_rate.assign(max(lr * config.factor,
-                                                         config.min_learning_rate))
+                model.optimizer.learning_rate.assign(max(lr * config.factor, config.min_learning_rate))
                 plateau_state["wait"] = 0
-        if config.schedule == "plateau" and (
+        if (
+            config.schedule == "plateau"
+            and (
                 (t_anneal is not None and time.perf_counter() > t_anneal)
-                or (cpu_anneal is not None and cpu_done > cpu_anneal)) and not state.get("annealed"):
-            model.optimizer.learning_rate.assign(max(float(keras.ops.convert_to_numpy(
-                model.optimizer.learning_rate)) * config.factor, config.min_learning_rate))
+                or (cpu_anneal is not None and cpu_done > cpu_anneal)
+            )
+            and not state.get("annealed")
+        ):
+            model.optimizer.learning_rate.assign(
+                max(
+                    float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) * config.factor,
+                    config.min_learning_rate,
+                )
+            )
             state["annealed"] = epoch + 1
         model.save(run_dir / CHECKPOINT)
         if epoch + 1 in config.snapshot_epochs:
             shutil.copyfile(run_dir / BEST, run_dir / f"best-at-epoch{epoch + 1}.keras")
-        state.update(history=history, plateau=plateau_state, epochs_done=epoch + 1,
-                     train_seconds=round(sum(history["seconds"]), 1))
+        state.update(
+            history=history,
+            plateau=plateau_state,
+            epochs_done=epoch + 1,
+            train_seconds=round(sum(history["seconds"]), 1),
+        )
         _write_json(state_path, state)
         if verbose:
             extra = ""
             if history.get("monitor"):
                 m = history["monitor"][-1]
-                extra = (f"  a(t) {m['a_t']:.2f} a(e) {m['a_emax']:.2f} a(s) {m['a_strain']:.2f}"
-                         f" any-of-K a(s) {m.get('a_strain_any', float('nan')):.2f}")
-            print(f"epoch {epoch + 1}/{config.epochs}  loss {history['loss'][-1]:.5f}  "
-                  f"val_loss {val_loss:.5f}  lr {lr:.1e}  {seconds:.0f} s  cpu {cpu:.0f} s  "
-                  f"samples {history['samples'][-1]}{extra}", flush=True)
+                extra = (
+                    f"  a(t) {m['a_t']:.2f} a(e) {m['a_emax']:.2f} a(s) {m['a_strain']:.2f}"
+                    f" any-of-K a(s) {m.get('a_strain_any', float('nan')):.2f}"
+                )
+            print(
+                f"epoch {epoch + 1}/{config.epochs}  loss {history['loss'][-1]:.5f}  "
+                f"val_loss {val_loss:.5f}  lr {lr:.1e}  {seconds:.0f} s  cpu {cpu:.0f} s  "
+                f"samples {history['samples'][-1]}{extra}",
+                flush=True,
+            )
         if t_budget is not None and time.perf_counter() + seconds > t_budget:
             if verbose:
                 print("stopping: wall-clock budget reached", flush=True)
@@ -400,8 +437,7 @@ def _check_head(config: TrainConfig) -> dict:
         raise ValueError(f"schedule must be 'plateau' or 'cosine', got {config.schedule!r}")
     if config.schedule == "cosine" and not (config.total_samples or config.max_cpu_minutes):
         raise ValueError("the cosine schedule needs total_samples or max_cpu_minutes (its budget)")
-    return {"targets": config.targets, "n_hypotheses": int(config.n_hypotheses),
-            "loss": config.loss}
+    return {"targets": config.targets, "n_hypotheses": int(config.n_hypotheses), "loss": config.loss}
 
 
 def _monitor(model, data, scaling, head, paper_scaling, n_weights, n_slices) -> dict:
@@ -410,18 +446,18 @@ def _monitor(model, data, scaling, head, paper_scaling, n_weights, n_slices) -> 
     from training.evaluate import evaluate_predictions
     from xrd_strain_plugin.inference.labels import labels_from_output
 
-    out = np.concatenate([np.asarray(model(data.x[i:i + 1024, :, None], training=False))
-                          for i in range(0, data.n, 1024)])
-    hyp, _ = labels_from_output(out, scaling=scaling, head=head, n_weights=n_weights,
-                                n_slices=n_slices)
-    ev = evaluate_predictions(data.labels, hyp[:, 0], scaling=paper_scaling, n_weights=n_weights,
-                              n_slices=n_slices)
+    out = np.concatenate(
+        [np.asarray(model(data.x[i : i + 1024, :, None], training=False)) for i in range(0, data.n, 1024)]
+    )
+    hyp, _ = labels_from_output(out, scaling=scaling, head=head, n_weights=n_weights, n_slices=n_slices)
+    ev = evaluate_predictions(data.labels, hyp[:, 0], scaling=paper_scaling, n_weights=n_weights, n_slices=n_slices)
     row = {"mse_paper_labels": ev.mse, **ev.accuracies}
     if hyp.shape[1] > 1:
         any_ok = np.zeros(data.n, bool)
         for k in range(hyp.shape[1]):
-            e = evaluate_predictions(data.labels, hyp[:, k], scaling=paper_scaling,
-                                     n_weights=n_weights, n_slices=n_slices)
+            e = evaluate_predictions(
+                data.labels, hyp[:, k], scaling=paper_scaling, n_weights=n_weights, n_slices=n_slices
+            )
             any_ok |= e.relative_errors["strain_profile"] < 0.1
         row["a_strain_any"] = float(any_ok.mean())
     return row
@@ -434,12 +470,10 @@ def _same_config(old, new) -> bool:
     # epochs and the time budgets may grow on resumption; everything else must match.
     if old is None:
         return False
-    keys = set(new) - {"epochs", "max_minutes", "max_cpu_minutes", "snapshot_epochs",
-                       "final_anneal"}
+    keys = set(new) - {"epochs", "max_minutes", "max_cpu_minutes", "snapshot_epochs", "final_anneal"}
     # options newer than the run: absent from its state and at their default
     keys = {k for k in keys if k in old or new[k] != _DEFAULTS.get(k)}
-    return all(old.get(k) == (list(new[k]) if isinstance(new[k], tuple) else new[k])
-               for k in keys)
+    return all(old.get(k) == (list(new[k]) if isinstance(new[k], tuple) else new[k]) for k in keys)
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -191,8 +191,7 @@ def _write_columns(path: Path, names, columns) -> Path:
         sizes = ", ".join(f"{name}={array.size}" for name, array in zip(names, arrays))
         raise ValueError(f"columns must have equal lengths, got {sizes}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savetxt(path, np.column_stack(arrays), delimiter=",", fmt="%.10g",
-               header=",".join(names), comments="")
+    np.savetxt(path, np.column_stack(arrays), delimiter=",", fmt="%.10g", header=",".join(names), comments="")
     return path
 
 
@@ -244,9 +243,7 @@ def _header_and_rows(path: Path, *, columns_from_header: bool):
             width = len(header) if columns_from_header else 2
         if len(values) < width:
             expected = ",".join(header) if columns_from_header else "two_theta_deg and intensity"
-            raise FileFormatError(
-                f"{path}, line {number}: found {len(values)} column(s), need {width} ({expected})"
-            )
+            raise FileFormatError(f"{path}, line {number}: found {len(values)} column(s), need {width} ({expected})")
         rows.append(values[:width])
     if not rows:
         raise FileFormatError(f"{path}: no numeric rows found")

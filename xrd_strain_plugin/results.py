@@ -38,11 +38,22 @@ LEGACY_ARRAY_NAMES = {"strain": "strain_percent"}
 
 #: Units of the arrays and of the figures in a result's metadata ("1": dimensionless).
 UNITS = {
-    "depth_nm": "nm", "strain_percent": "percent", "debye_waller": "1", "q_inv_angstrom": "1/angstrom",
-    "intensity_measured": "counts", "intensity_model": "counts",
-    "strain_max_percent": "percent", "depth_of_max_nm": "nm", "thickness_nm": "nm", "dw_min": "1",
-    "fwhm_deg": "deg", "dynamic_range": "log10", "sigma_i": "log10 rms", "scale": "counts per unit reflectivity",
-    "background": "counts", "wavelength_angstrom": "angstrom",
+    "depth_nm": "nm",
+    "strain_percent": "percent",
+    "debye_waller": "1",
+    "q_inv_angstrom": "1/angstrom",
+    "intensity_measured": "counts",
+    "intensity_model": "counts",
+    "strain_max_percent": "percent",
+    "depth_of_max_nm": "nm",
+    "thickness_nm": "nm",
+    "dw_min": "1",
+    "fwhm_deg": "deg",
+    "dynamic_range": "log10",
+    "sigma_i": "log10 rms",
+    "scale": "counts per unit reflectivity",
+    "background": "counts",
+    "wavelength_angstrom": "angstrom",
 }
 
 STATUSES = ("ok", "partial", "rejected", "aborted", "failed", "error")
@@ -170,5 +181,3 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-

@@ -39,13 +39,19 @@ def test_every_command_and_option_is_explained():
         assert sub.description, f"command {name!r} has no description"
         for action in sub._actions:
             assert action.help and action.help != argparse.SUPPRESS or action.dest == "help", (
-                f"xrd-strain {name} {'/'.join(action.option_strings) or action.dest} has no help")
+                f"xrd-strain {name} {'/'.join(action.option_strings) or action.dest} has no help"
+            )
         assert sub.get_default("func") is not None, f"command {name!r} sets no func"
 
 
 def test_help_runs_in_a_subprocess_and_lists_the_commands():
-    result = subprocess.run([sys.executable, "-m", "xrd_strain_plugin.cli", "--help"],
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "xrd_strain_plugin.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert "simulate" in result.stdout
 

@@ -22,8 +22,9 @@ BIN = pathlib.Path(sys.executable).parent
 
 
 def run_demo(out, *args, timeout=600):
-    proc = subprocess.run([str(BIN / "xrd-strain"), "demo", "--out", str(out), *args], capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [str(BIN / "xrd-strain"), "demo", "--out", str(out), *args], capture_output=True, text=True, timeout=timeout
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 

@@ -7,8 +7,19 @@ from xrd_strain_plugin.cli.options import API_KEY_ENV, api_key, budgets
 
 # Every command that names a reflection without requiring it, with the least else it needs.
 OPTIONAL_REFLECTION = [
-    ["simulate", "--profile", "p.csv", "--two-theta-deg", "72", "74", "0.01", "--resolution-fwhm-deg", "0.01",
-     "--out", "c.csv"],
+    [
+        "simulate",
+        "--profile",
+        "p.csv",
+        "--two-theta-deg",
+        "72",
+        "74",
+        "0.01",
+        "--resolution-fwhm-deg",
+        "0.01",
+        "--out",
+        "c.csv",
+    ],
     ["generate", "--n-curves", "10", "--out", "d"],
     ["listen", "--zmq", "h:1", "--tiled", "http://t", "--spool", "s"],
     ["flows", "retrain", "--data-root", "d"],
@@ -29,8 +40,15 @@ def test_invert_requires_the_reflection(capsys):
     assert "--material" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [["invert", "f.xy", "--material", "YSZ", "--hkl", "4", "0", "0", "--out", "o"],
-                                  OPTIONAL_REFLECTION[2], OPTIONAL_REFLECTION[3]], ids=("invert", "listen", "flows"))
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["invert", "f.xy", "--material", "YSZ", "--hkl", "4", "0", "0", "--out", "o"],
+        OPTIONAL_REFLECTION[2],
+        OPTIONAL_REFLECTION[3],
+    ],
+    ids=("invert", "listen", "flows"),
+)
 def test_a_non_positive_wavelength_is_refused_by_every_command(argv, capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args([*argv, "--wavelength-angstrom", "-1"])
@@ -41,20 +59,70 @@ def test_budgets_keep_the_engines_defaults_unless_given():
     parser = build_parser()
     refine = parser.parse_args(["flows", "refine", "--tiled-url", "http://t"])
     assert budgets(refine) == {}
-    refine = parser.parse_args(["flows", "refine", "--tiled-url", "http://t", "--budget-s", "2", "--global-budget-s",
-                                "0"])
+    refine = parser.parse_args(
+        ["flows", "refine", "--tiled-url", "http://t", "--budget-s", "2", "--global-budget-s", "0"]
+    )
     assert budgets(refine, budget_option="--budget-s") == {"budget_s": 2.0, "global_budget_s": 0.0}
-    invert = parser.parse_args(["invert", "f.xy", "--material", "YSZ", "--hkl", "4", "0", "0",
-                                "--wavelength-angstrom", "1.5406", "--out", "o", "--refine"])
+    invert = parser.parse_args(
+        [
+            "invert",
+            "f.xy",
+            "--material",
+            "YSZ",
+            "--hkl",
+            "4",
+            "0",
+            "0",
+            "--wavelength-angstrom",
+            "1.5406",
+            "--out",
+            "o",
+            "--refine",
+        ]
+    )
     assert budgets(invert) == {}  # the engine's own caps
-    invert = parser.parse_args(["invert", "f.xy", "--material", "YSZ", "--hkl", "4", "0", "0",
-                                "--wavelength-angstrom", "1.5406", "--out", "o", "--refine", "--refine-budget-s", "5"])
+    invert = parser.parse_args(
+        [
+            "invert",
+            "f.xy",
+            "--material",
+            "YSZ",
+            "--hkl",
+            "4",
+            "0",
+            "0",
+            "--wavelength-angstrom",
+            "1.5406",
+            "--out",
+            "o",
+            "--refine",
+            "--refine-budget-s",
+            "5",
+        ]
+    )
     assert budgets(invert) == {"budget_s": 5.0}
 
 
 def test_a_bad_budget_is_one_line_naming_the_option(tmp_path, capsys):
-    status = main(["invert", str(tmp_path / "missing.xy"), "--material", "YSZ", "--hkl", "4", "0", "0",
-                   "--wavelength-angstrom", "1.5406", "--out", str(tmp_path), "--refine", "--refine-budget-s", "0"])
+    status = main(
+        [
+            "invert",
+            str(tmp_path / "missing.xy"),
+            "--material",
+            "YSZ",
+            "--hkl",
+            "4",
+            "0",
+            "0",
+            "--wavelength-angstrom",
+            "1.5406",
+            "--out",
+            str(tmp_path),
+            "--refine",
+            "--refine-budget-s",
+            "0",
+        ]
+    )
     assert status == 2
     assert "--refine-budget-s: must be > 0, got 0.0" in capsys.readouterr().err
 

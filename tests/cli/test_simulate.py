@@ -20,22 +20,46 @@ def xrd_strain(*args, cwd):
     """Run the installed command line (``python -m`` works without the entry point)."""
     return subprocess.run(
         [sys.executable, "-m", "xrd_strain_plugin.cli", *map(str, args)],
-        capture_output=True, text=True, timeout=300, cwd=cwd, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        check=False,
     )
 
 
 @pytest.fixture
 def profile_csv(tmp_path):
-    return io.write_profile(tmp_path / "PROFILE.csv", [0, 60, 150, 300], [0.3, 0.8, 0.4, 0.0],
-                            [0.9, 0.7, 0.85, 1.0])
+    return io.write_profile(tmp_path / "PROFILE.csv", [0, 60, 150, 300], [0.3, 0.8, 0.4, 0.0], [0.9, 0.7, 0.85, 1.0])
 
 
 def test_simulate_writes_curve_and_figure(tmp_path, profile_csv):
     out, figure = tmp_path / "res" / "CURVE.csv", tmp_path / "fig.png"
-    result = xrd_strain("simulate", "--material", "YSZ", "--hkl", 4, 0, 0,
-                        "--wavelength-angstrom", 1.5406, *SCAN, "--profile", profile_csv,
-                        "--resolution-fwhm-deg", 0.01, "--out", out, "--lamellae", 200,
-                        "--bragg", "exact", "--plot", figure, cwd=tmp_path)
+    result = xrd_strain(
+        "simulate",
+        "--material",
+        "YSZ",
+        "--hkl",
+        4,
+        0,
+        0,
+        "--wavelength-angstrom",
+        1.5406,
+        *SCAN,
+        "--profile",
+        profile_csv,
+        "--resolution-fwhm-deg",
+        0.01,
+        "--out",
+        out,
+        "--lamellae",
+        200,
+        "--bragg",
+        "exact",
+        "--plot",
+        figure,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert out.read_text().splitlines()[0] == "two_theta_deg,intensity"
     two_theta, intensity = io.read_curve(out)
@@ -53,9 +77,24 @@ def test_simulate_writes_curve_and_figure(tmp_path, profile_csv):
 
 
 def test_simulate_counts_are_poisson_and_reproducible(tmp_path, profile_csv):
-    common = ["simulate", *SCAN, "--profile", profile_csv, "--resolution-fwhm-deg", 0.01,
-              "--lamellae", 100, "--counts", 50000, "--seed", 7, "--background", 1.5,
-              "--material", CIF]
+    common = [
+        "simulate",
+        *SCAN,
+        "--profile",
+        profile_csv,
+        "--resolution-fwhm-deg",
+        0.01,
+        "--lamellae",
+        100,
+        "--counts",
+        50000,
+        "--seed",
+        7,
+        "--background",
+        1.5,
+        "--material",
+        CIF,
+    ]
     first = xrd_strain(*common, "--out", tmp_path / "a.csv", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     second = xrd_strain(*common, "--out", tmp_path / "b.csv", cwd=tmp_path)
@@ -68,8 +107,17 @@ def test_simulate_counts_are_poisson_and_reproducible(tmp_path, profile_csv):
 
 
 def test_bad_input_exits_2_with_a_one_line_message(tmp_path):
-    result = xrd_strain("simulate", *SCAN, "--profile", tmp_path / "missing.csv",
-                        "--resolution-fwhm-deg", 0.01, "--out", tmp_path / "c.csv", cwd=tmp_path)
+    result = xrd_strain(
+        "simulate",
+        *SCAN,
+        "--profile",
+        tmp_path / "missing.csv",
+        "--resolution-fwhm-deg",
+        0.01,
+        "--out",
+        tmp_path / "c.csv",
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("xrd-strain simulate: error: --profile:")
@@ -86,14 +134,18 @@ def write(path, text):
     ("change", "option", "message"),
     [
         ({"profile": "depth_nm,strain_percent,debye_waller\n0,1,0.9\n"}, "--profile", "thickness"),
-        ({"profile": "depth_nm,strain_percent,debye_waller\n0,1,0.9\n-100,0,1\n"},
-         "--profile", "strictly increasing"),
-        ({"profile": "depth_nm,strain_percent,debye_waller\n0,1,0.9\n50,1,1\n50,0,1\n"},
-         "--profile", "strictly increasing"),
-        ({"profile": "depth_nm,strain_percent,debye_waller\n0,nan,0.9\n50,0,1\n"},
-         "--profile", "NaN"),
-        ({"profile": "depth_nm,strain_percent,debye_waller\n0,5,0.9\n100,0,1\n"},
-         "--profile", "% puts the layer peak at 2theta = 69.5"),
+        ({"profile": "depth_nm,strain_percent,debye_waller\n0,1,0.9\n-100,0,1\n"}, "--profile", "strictly increasing"),
+        (
+            {"profile": "depth_nm,strain_percent,debye_waller\n0,1,0.9\n50,1,1\n50,0,1\n"},
+            "--profile",
+            "strictly increasing",
+        ),
+        ({"profile": "depth_nm,strain_percent,debye_waller\n0,nan,0.9\n50,0,1\n"}, "--profile", "NaN"),
+        (
+            {"profile": "depth_nm,strain_percent,debye_waller\n0,5,0.9\n100,0,1\n"},
+            "--profile",
+            "% puts the layer peak at 2theta = 69.5",
+        ),
         ({"--wavelength-angstrom": "3.0"}, "--wavelength-angstrom", "no Bragg angle"),
         ({"--material": "Unobtainium"}, "--material", "unknown material"),
         ({"--material": "missing.cif"}, "--material", "not found"),
@@ -106,12 +158,20 @@ def write(path, text):
 )
 def test_bad_input_names_the_parameter(tmp_path, capsys, change, option, message):
     write(tmp_path / "broken.cif", "data_broken\n_cell_length_a oops\n")
-    options = {"--profile": str(write(tmp_path / "p.csv", change.pop(
-        "profile", "depth_nm,strain_percent,debye_waller\n0,0.5,0.9\n200,0,1\n"))),
-        "--two-theta-deg": SCAN[1:], "--resolution-fwhm-deg": "0.01",
-        "--out": str(tmp_path / "c.csv"), "--lamellae": "50"}
-    options.update({name: str(tmp_path / value) if str(value).endswith(".cif") else value
-                    for name, value in change.items()})
+    options = {
+        "--profile": str(
+            write(
+                tmp_path / "p.csv", change.pop("profile", "depth_nm,strain_percent,debye_waller\n0,0.5,0.9\n200,0,1\n")
+            )
+        ),
+        "--two-theta-deg": SCAN[1:],
+        "--resolution-fwhm-deg": "0.01",
+        "--out": str(tmp_path / "c.csv"),
+        "--lamellae": "50",
+    }
+    options.update(
+        {name: str(tmp_path / value) if str(value).endswith(".cif") else value for name, value in change.items()}
+    )
     argv = ["simulate"]
     for name, value in options.items():
         argv += [name, *value] if isinstance(value, list) else [name, value]
@@ -135,8 +195,12 @@ def test_bad_input_names_the_parameter(tmp_path, capsys, change, option, message
     ],
 )
 def test_option_values_are_checked_by_the_parser(tmp_path, capsys, argv, text):
-    base = {"--profile": "p.csv", "--two-theta-deg": ["72.6", "73.9", "0.002"],
-            "--resolution-fwhm-deg": ["0.01"], "--out": "c.csv"}
+    base = {
+        "--profile": "p.csv",
+        "--two-theta-deg": ["72.6", "73.9", "0.002"],
+        "--resolution-fwhm-deg": ["0.01"],
+        "--out": "c.csv",
+    }
     full = ["simulate"] + argv
     for name, value in base.items():
         if name not in argv:

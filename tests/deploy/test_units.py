@@ -40,8 +40,13 @@ def fresh_host(tmp_path, *, tmpfiles=True, ports=None, fill=None):
 
 def test_every_unit_starts_on_a_fresh_host_with_what_the_deploy_files_make(tmp_path):
     found = units()
-    assert {"xrd-strain-listen.service", "xrd-strain-journal.service", "xrd-strain-journal-prune.timer",
-            "tiled.service", "xrd-strain-flows.service"} <= set(found)
+    assert {
+        "xrd-strain-listen.service",
+        "xrd-strain-journal.service",
+        "xrd-strain-journal-prune.timer",
+        "tiled.service",
+        "xrd-strain-flows.service",
+    } <= set(found)
     # The optional Dask units need the scheduler's address (commented out in flows.env.example).
     host = fresh_host(tmp_path, fill={"/etc/xrd-strain/flows.env": {"DASK_SCHEDULER_ADDRESS": "tcp://dask:8786"}})
     for name, unit in found.items():
@@ -72,7 +77,8 @@ def test_the_listener_and_the_flows_use_one_registry_and_the_spool_is_a_state_di
     states = [host.path(f"/var/lib/{d}") for v in listen.get("StateDirectory") for d in v.split()]
     assert any(str(spool).startswith(str(s) + "/") for s in states), (spool, states)
     assert "--refine-stop-s" in argv and float(argv[argv.index("--refine-stop-s") + 1]) < 0.5 * float(
-        listen.one("TimeoutStopSec"))
+        listen.one("TimeoutStopSec")
+    )
 
 
 def test_the_journal_units_serve_and_prune_an_empty_journal_on_a_fresh_host(tmp_path):
@@ -144,8 +150,11 @@ def test_the_deployed_chain_follows_a_promotion_and_stops_within_its_timeout(tmp
 
     found = units()
     tiled_port, journal_port = free_port(), free_port()
-    host = fresh_host(tmp_path, ports={8000: tiled_port, 5579: journal_port}, fill={
-        "/etc/xrd-strain/tiled.env": {"TILED_ADMIN_PASSWORD": KEY, "TILED_SECRET_KEY": "0" * 64}})
+    host = fresh_host(
+        tmp_path,
+        ports={8000: tiled_port, 5579: journal_port},
+        fill={"/etc/xrd-strain/tiled.env": {"TILED_ADMIN_PASSWORD": KEY, "TILED_SECRET_KEY": "0" * 64}},
+    )
     procs = {}
     try:
         for name in ("tiled.service", "xrd-strain-journal.service"):
@@ -155,9 +164,14 @@ def test_the_deployed_chain_follows_a_promotion_and_stops_within_its_timeout(tmp
         from xrd_strain_plugin.tiled.keys import create_scoped_keys
 
         keys = create_scoped_keys(f"http://127.0.0.1:{tiled_port}", admin="admin", password=KEY)
-        host.write_env_file("/etc/xrd-strain/listen.env", (REPO / "deploy/listen/listen.env.example").read_text() + (
-            f"\nTILED_API_KEY={keys['listener']}\nXRD_STRAIN_JOURNAL=127.0.0.1:{journal_port}\n"
-            f"XRD_STRAIN_TILED=http://127.0.0.1:{tiled_port}\n"))
+        host.write_env_file(
+            "/etc/xrd-strain/listen.env",
+            (REPO / "deploy/listen/listen.env.example").read_text()
+            + (
+                f"\nTILED_API_KEY={keys['listener']}\nXRD_STRAIN_JOURNAL=127.0.0.1:{journal_port}\n"
+                f"XRD_STRAIN_TILED=http://127.0.0.1:{tiled_port}\n"
+            ),
+        )
         listen = found["xrd-strain-listen.service"]
         listen_env = host.prepare(listen)
         registry = ModelRegistry(host.path(listen_env["XRD_STRAIN_REGISTRY"]))

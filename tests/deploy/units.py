@@ -89,7 +89,7 @@ class Host:
 
     def path(self, p: str) -> Path:
         if p == INSTALL or p.startswith(INSTALL + "/"):
-            return REPO / p[len(INSTALL) + 1:]
+            return REPO / p[len(INSTALL) + 1 :]
         return self.root / p.lstrip("/")
 
     def apply_tmpfiles(self, conf=TMPFILES) -> list[Path]:
@@ -156,11 +156,12 @@ class Host:
 
     def process_env(self, env: dict[str, str]) -> dict[str, str]:
         """The unit's environment for a child process: paths mapped into the host."""
+
         def mapped_value(v: str) -> str:
             if v.startswith("/"):
                 return str(self.path(v))
             if v.startswith("sqlite:////"):  # a database file: into the host too
-                return "sqlite:///" + str(self.path(v[len("sqlite:///"):]))
+                return "sqlite:///" + str(self.path(v[len("sqlite:///") :]))
             return v
 
         mapped = {k: mapped_value(v) for k, v in env.items()}
@@ -169,11 +170,24 @@ class Host:
     def run(self, unit: Unit, env: dict[str, str], key: str = "ExecStart", index: int = 0, **kwargs):
         argv, ignore = self.command(unit, env, key, index)
         cwd = unit.one("WorkingDirectory")
-        return subprocess.run(argv, env=self.process_env(env), cwd=self.path(cwd) if cwd else None,
-                              capture_output=True, text=True, **kwargs), ignore
+        return subprocess.run(
+            argv,
+            env=self.process_env(env),
+            cwd=self.path(cwd) if cwd else None,
+            capture_output=True,
+            text=True,
+            **kwargs,
+        ), ignore
 
     def start(self, unit: Unit, env: dict[str, str], key: str = "ExecStart", **kwargs) -> subprocess.Popen:
         argv, _ = self.command(unit, env, key)
         cwd = unit.one("WorkingDirectory")
-        return subprocess.Popen(argv, env=self.process_env(env), cwd=self.path(cwd) if cwd else None,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+        return subprocess.Popen(
+            argv,
+            env=self.process_env(env),
+            cwd=self.path(cwd) if cwd else None,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            **kwargs,
+        )

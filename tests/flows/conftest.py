@@ -15,8 +15,7 @@ import pytest  # noqa: E402
 
 #: The tiny dataset of the flow tests: CNN2 with 60 lamellae, 2 shards of 12 training curves, one
 #: test shard of 16.
-TINY = dict(preset="CNN2", options={"n_slices": 60}, n_curves=24, shard_size=12, test_curves=16,
-            seed=11, test_seed=5)
+TINY = dict(preset="CNN2", options={"n_slices": 60}, n_curves=24, shard_size=12, test_curves=16, seed=11, test_seed=5)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -15,8 +15,7 @@ def test_every_flows_subcommand_and_option_is_explained():
     parser = cli.build_parser()
     (top,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     (inner,) = [a for a in top.choices["flows"]._actions if isinstance(a, argparse._SubParsersAction)]
-    assert set(inner.choices) == {"serve", "regenerate", "retrain", "refine", "trigger", "models",
-                                  "promote"}
+    assert set(inner.choices) == {"serve", "regenerate", "retrain", "refine", "trigger", "models", "promote"}
     for name, sub in inner.choices.items():
         assert sub.description and sub.get_default("func") is not None, name
         for action in sub._actions:
@@ -35,8 +34,10 @@ def test_models_and_promote_on_a_real_registry(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "* ysz-400-cuka1-cnn2@1" in out and "  ysz-400-cuka1-cnn2@2" in out and "55%" in out
 
-    assert cli.main(["flows", "promote", "ysz-400-cuka1-cnn2@2", "--registry",
-                     str(registry.root), "--reason", "test"]) == 0
+    assert (
+        cli.main(["flows", "promote", "ysz-400-cuka1-cnn2@2", "--registry", str(registry.root), "--reason", "test"])
+        == 0
+    )
     key = ModelKey(material="YSZ", hkl=(4, 0, 0), wavelength_angstrom=1.5406)
     assert registry.current(key).ref == "ysz-400-cuka1-cnn2@2"
     assert cli.main(["flows", "models", "--registry", str(registry.root), "--json"]) == 0
@@ -50,9 +51,10 @@ def test_models_and_promote_on_a_real_registry(tmp_path, capsys):
 def test_deployments_declare_the_three_schedules():
     from flows.deployments import FlowSettings, Schedules, build_deployments
 
-    deployments = build_deployments(FlowSettings(data_root="/data", tiled_url="http://t/api/v1",
-                                                 scheduler_address="tcp://dask:8786"),
-                                    Schedules(refine_interval_s=120))
+    deployments = build_deployments(
+        FlowSettings(data_root="/data", tiled_url="http://t/api/v1", scheduler_address="tcp://dask:8786"),
+        Schedules(refine_interval_s=120),
+    )
     by_name = {d.name: d for d in deployments}
     assert by_name["nightly-regeneration"].schedules[0].schedule.cron == "0 1 * * *"
     assert by_name["nightly-regeneration"].parameters["scheduler_address"] == "tcp://dask:8786"

@@ -56,7 +56,8 @@ def test_a_burst_of_results_starts_one_refinement_run_per_interval():
 
     name = f"batch-{time.time_ns()}"
     deployment_id = refine_new_results.to_deployment(
-        name=name, parameters={"tiled_url": "http://127.0.0.1:9/api/v1"}).apply()
+        name=name, parameters={"tiled_url": "http://127.0.0.1:9/api/v1"}
+    ).apply()
     trigger = BatchedTrigger(deployment=f"refine_new_results/{name}", min_interval_s=3.0)
     started = [trigger.note() for _ in range(200)]  # a burst of 200 stored results
     assert started.count(True) == 1 and trigger.pending == 199

@@ -29,28 +29,24 @@ def stored_results(tiled_server):
     writer = TiledResultsWriter(tiled_server.client())
     uids = []
     for e_max, t_nm in ((0.01, 250.0), (0.02, 400.0), (0.015, 600.0)):
-        strain = profiles.strain_from_weights(np.exp(-0.5 * ((np.arange(10) - 3) / 2.0) ** 2),
-                                              e_max, 60)
+        strain = profiles.strain_from_weights(np.exp(-0.5 * ((np.arange(10) - 3) / 2.0) ** 2), e_max, 60)
         dw = profiles.dw_coupled(strain, e_max, 0.6)
         r = instrument.simulate_scan(two_theta, strain, dw, t_nm, refl, resolution_fwhm_deg=0.01)
         counts = np.asarray(instrument.apply_counts(r, scale=1e6, background=3.0, rng=rng))[0]
         uid = str(uuid.uuid4())
-        writer.write(record_from_result(inverter.invert(two_theta, counts, refl), raw_uid=uid,
-                                        sample=f"e{e_max}"))
+        writer.write(record_from_result(inverter.invert(two_theta, counts, refl), raw_uid=uid, sample=f"e{e_max}"))
         uids.append(uid)
     return uids
 
 
-def test_two_overlapping_runs_refine_each_result_exactly_once(tiled_server, stored_results,
-                                                              monkeypatch):
+def test_two_overlapping_runs_refine_each_result_exactly_once(tiled_server, stored_results, monkeypatch):
     from flows.refine import refine_new_results
     from xrd_strain_plugin.tiled import find_results, read_result
     from xrd_strain_plugin.tiled.refinement import find_unrefined, read_refinement
 
     monkeypatch.setenv("TILED_API_KEY", API_KEY)
     client = tiled_server.client()
-    before = {uid: read_result(next(iter(find_results(client, raw_uid=uid).values())))
-              for uid in stored_results}
+    before = {uid: read_result(next(iter(find_results(client, raw_uid=uid).values()))) for uid in stored_results}
     assert len(find_unrefined(client)) == 3
 
     outcomes, barrier = [], threading.Barrier(2)

@@ -30,10 +30,12 @@ def test_a_triggered_refinement_runs_in_the_served_deployment(tiled_server, tmp_
     from flows.refine import DEPLOYMENT, trigger_refinement
     from xrd_strain_plugin.tiled import find_results
 
-    env = dict(os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), TILED_API_KEY=API_KEY,
-               PREFECT_RUNNER_POLL_FREQUENCY="2")
-    server = subprocess.Popen([sys.executable, "-c", SERVE, str(tmp_path), tiled_server.url],
-                              env=env, start_new_session=True)
+    env = dict(
+        os.environ, PREFECT_API_URL=PREFECT_API_URL.value(), TILED_API_KEY=API_KEY, PREFECT_RUNNER_POLL_FREQUENCY="2"
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVE, str(tmp_path), tiled_server.url], env=env, start_new_session=True
+    )
     try:
         with get_client(sync_client=True) as client:
             deadline = time.monotonic() + 180
@@ -81,11 +83,12 @@ def _store_one(tiled_server):
     tb = refl.two_theta_bragg_deg
     two_theta = np.arange(tb - 2.0, tb + 0.4, 0.005)
     strain = profiles.strain_from_weights(np.exp(-0.5 * ((np.arange(10) - 3) / 2.0) ** 2), 0.012, 60)
-    r = instrument.simulate_scan(two_theta, strain, profiles.dw_coupled(strain, 0.012, 0.6), 300.0,
-                                 refl, resolution_fwhm_deg=0.01)
-    counts = np.asarray(instrument.apply_counts(r, scale=1e6, background=3.0,
-                                                rng=np.random.default_rng(9)))[0]
+    r = instrument.simulate_scan(
+        two_theta, strain, profiles.dw_coupled(strain, 0.012, 0.6), 300.0, refl, resolution_fwhm_deg=0.01
+    )
+    counts = np.asarray(instrument.apply_counts(r, scale=1e6, background=3.0, rng=np.random.default_rng(9)))[0]
     uid = str(uuid.uuid4())
-    TiledResultsWriter(tiled_server.client()).write(record_from_result(
-        Inverter(shipped_bundle_path()).invert(two_theta, counts, refl), raw_uid=uid))
+    TiledResultsWriter(tiled_server.client()).write(
+        record_from_result(Inverter(shipped_bundle_path()).invert(two_theta, counts, refl), raw_uid=uid)
+    )
     return [uid]

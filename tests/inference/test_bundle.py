@@ -7,22 +7,28 @@ import sys
 import pytest
 
 from training.networks import build_cnn
-from xrd_strain_plugin.inference import (BundleError, BundleMismatchError, ModelCard, load_bundle,
-                                         read_card, save_bundle)
+from xrd_strain_plugin.inference import BundleError, BundleMismatchError, ModelCard, load_bundle, read_card, save_bundle
 from xrd_strain_plugin.inference.labels import LabelScaling
 from xrd_strain_plugin.physics.materials import reflection
 from xrd_strain_plugin.physics.qspace import ModelGrid
 
-NAMES = tuple(f"w{i}_percent" for i in range(10)) + (
-    "dw_min", "thickness_nm", "resolution_fwhm_deg", "dynamic_range")
+NAMES = tuple(f"w{i}_percent" for i in range(10)) + ("dw_min", "thickness_nm", "resolution_fwhm_deg", "dynamic_range")
 
 
 def _card(**changes):
-    fields = dict(model_id="test-model", version="1", code_version="0.1.0", material="YSZ",
-                  hkl=(4, 0, 0), wavelength_angstrom=1.5406, d_spacing_angstrom=1.28625,
-                  grid=ModelGrid(strain_min=-0.01, strain_max=0.10, n_points=301),
-                  labels=LabelScaling(names=NAMES, minimum=(0.0,) * 14, maximum=(1.0,) * 14),
-                  n_slices=50, metrics={"a_t": 0.9})
+    fields = dict(
+        model_id="test-model",
+        version="1",
+        code_version="0.1.0",
+        material="YSZ",
+        hkl=(4, 0, 0),
+        wavelength_angstrom=1.5406,
+        d_spacing_angstrom=1.28625,
+        grid=ModelGrid(strain_min=-0.01, strain_max=0.10, n_points=301),
+        labels=LabelScaling(names=NAMES, minimum=(0.0,) * 14, maximum=(1.0,) * 14),
+        n_slices=50,
+        metrics={"a_t": 0.9},
+    )
     fields.update(changes)
     return ModelCard(**fields)
 
@@ -97,8 +103,9 @@ def test_reflection_mismatch_is_explained():
 
 
 def test_importing_inference_does_not_import_keras():
-    code = ("import sys, xrd_strain_plugin.inference as i; "
-            "print(any(m.split('.')[0] in ('keras', 'tensorflow') for m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, check=True)
+    code = (
+        "import sys, xrd_strain_plugin.inference as i; "
+        "print(any(m.split('.')[0] in ('keras', 'tensorflow') for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "False"

@@ -78,8 +78,11 @@ def test_other_crystal_is_refused_without_transfer_and_mapped_with_it(inverter):
     sic = reflection("SiC-3C", (4, 0, 0), 1.5498)
     two_theta = np.linspace(sic.two_theta_bragg_deg - 1.2, sic.two_theta_bragg_deg + 0.3, 400)
     from xrd_strain_plugin.physics.instrument import simulate_scan
-    curve = simulate_scan(two_theta, np.full(50, 0.006), np.full(50, 0.8), 150.0, sic,
-                          resolution_fwhm_deg=0.02)[0] * 1e5 + 1.0
+
+    curve = (
+        simulate_scan(two_theta, np.full(50, 0.006), np.full(50, 0.8), 150.0, sic, resolution_fwhm_deg=0.02)[0] * 1e5
+        + 1.0
+    )
     with pytest.raises(BundleMismatchError, match="--refine"):
         inverter.invert(two_theta, curve, sic)
     mapped = inverter.invert(two_theta, curve, sic, transfer=True)
@@ -91,7 +94,12 @@ def test_other_crystal_is_refused_without_transfer_and_mapped_with_it(inverter):
 def _invert_cli(*args, cwd):
     return subprocess.run(
         [sys.executable, "-m", "xrd_strain_plugin.cli", "invert", *map(str, args)],
-        capture_output=True, text=True, timeout=300, cwd=cwd, check=False)
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        check=False,
+    )
 
 
 def test_cli_inverts_good_files_and_reports_bad_ones(tmp_path):
@@ -100,33 +108,70 @@ def test_cli_inverts_good_files_and_reports_bad_ones(tmp_path):
     bad = tmp_path / "broken.dat"
     bad.write_text("2theta intensity\n73.0 abc\n")
     out = tmp_path / "out"
-    proc = _invert_cli(good, bad, "--material", "YSZ", "--hkl", 4, 0, 0,
-                       "--wavelength-angstrom", 1.5406, "--out", out, cwd=tmp_path)
+    proc = _invert_cli(
+        good, bad, "--material", "YSZ", "--hkl", 4, 0, 0, "--wavelength-angstrom", 1.5406, "--out", out, cwd=tmp_path
+    )
     assert proc.returncode == 1, proc.stderr
     assert "broken.dat" in proc.stderr and "1 of 2 file(s) failed" in proc.stderr
     target = out / "sample A"
     summary = json.loads((target / "result.json").read_text())
-    for key in ("sigma_i", "strain_max_percent", "depth_of_max_nm", "thickness_nm", "dw_min",
-                "fwhm_deg", "refined", "elapsed_s", "model", "inputs"):
+    for key in (
+        "sigma_i",
+        "strain_max_percent",
+        "depth_of_max_nm",
+        "thickness_nm",
+        "dw_min",
+        "fwhm_deg",
+        "refined",
+        "elapsed_s",
+        "model",
+        "inputs",
+    ):
         assert key in summary
     assert summary["refined"] is False and summary["model"]["sha256"]
     assert summary["inputs"]["hkl"] == [4, 0, 0]
     profile = (target / "profile.csv").read_text().splitlines()
     assert profile[0] == "depth_nm,strain_percent,debye_waller" and len(profile) > 50
     curve = np.loadtxt(target / "curve.csv", delimiter=",", skiprows=1)
-    assert (target / "curve.csv").read_text().startswith(
-        "two_theta_deg,intensity_measured,intensity_model")
+    assert (target / "curve.csv").read_text().startswith("two_theta_deg,intensity_measured,intensity_model")
     np.testing.assert_allclose(curve[:, 1], read_curve(REAL)[1])
     assert (target / "fit.png").stat().st_size > 10_000
     assert not (out / "broken").exists()
 
 
 def test_cli_no_plot_and_bad_options(tmp_path):
-    proc = _invert_cli(REAL, "--material", "YSZ", "--hkl", 4, 0, 0, "--wavelength-angstrom",
-                       1.5406, "--out", tmp_path / "o", "--no-plot", cwd=tmp_path)
+    proc = _invert_cli(
+        REAL,
+        "--material",
+        "YSZ",
+        "--hkl",
+        4,
+        0,
+        0,
+        "--wavelength-angstrom",
+        1.5406,
+        "--out",
+        tmp_path / "o",
+        "--no-plot",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "o" / "ysz_400_irradiated" / "result.json").is_file()
     assert not (tmp_path / "o" / "ysz_400_irradiated" / "fit.png").exists()
-    proc = _invert_cli(REAL, "--material", "YSZ", "--hkl", 4, 0, 0, "--wavelength-angstrom",
-                       1.5406, "--out", tmp_path / "o", "--model", tmp_path, cwd=tmp_path)
+    proc = _invert_cli(
+        REAL,
+        "--material",
+        "YSZ",
+        "--hkl",
+        4,
+        0,
+        0,
+        "--wavelength-angstrom",
+        1.5406,
+        "--out",
+        tmp_path / "o",
+        "--model",
+        tmp_path,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2 and "--model" in proc.stderr and "card.json" in proc.stderr

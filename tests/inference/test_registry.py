@@ -10,9 +10,15 @@ import sys
 import pytest
 
 from xrd_strain_plugin.inference.bundle import CARD_FILE, read_card
-from xrd_strain_plugin.inference.registry import (SHIPPED_MODELS, GateDecision, ModelKey,
-                                                  ModelRegistry, PromotionGate, RegistryError,
-                                                  parse_ref)
+from xrd_strain_plugin.inference.registry import (
+    SHIPPED_MODELS,
+    GateDecision,
+    ModelKey,
+    ModelRegistry,
+    PromotionGate,
+    RegistryError,
+    parse_ref,
+)
 
 YSZ = ModelKey(material="YSZ", hkl=(4, 0, 0), wavelength_angstrom=1.5406)
 #: The shipped default's version (read from its card, so shipping a newer model moves it).
@@ -60,18 +66,19 @@ def test_refs_resolve_and_unknown_refs_name_what_exists(tmp_path):
 
 
 def test_resolving_reads_no_keras():
-    probe = ("import sys; from xrd_strain_plugin.inference.registry import ModelRegistry, ModelKey;"
-             f"r = ModelRegistry('/nonexistent'); e = r.resolve('{SHIPPED}');"
-             "r.current(ModelKey(material='YSZ', hkl=(4,0,0), wavelength_angstrom=1.5406));"
-             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('keras', 'tensorflow')))")
+    probe = (
+        "import sys; from xrd_strain_plugin.inference.registry import ModelRegistry, ModelKey;"
+        f"r = ModelRegistry('/nonexistent'); e = r.resolve('{SHIPPED}');"
+        "r.current(ModelKey(material='YSZ', hkl=(4,0,0), wavelength_angstrom=1.5406));"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('keras', 'tensorflow')))"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
 def test_add_promote_history_and_pointer_token(tmp_path):
     registry = ModelRegistry(tmp_path / "reg")
-    v2 = registry.add(copy_bundle(tmp_path, "b2", version=NEXT),
-                      evaluation={"a_t": 0.6}, test_fingerprint="fp")
+    v2 = registry.add(copy_bundle(tmp_path, "b2", version=NEXT), evaluation={"a_t": 0.6}, test_fingerprint="fp")
     assert v2.ref == f"ysz-400-cuka1-cnn2@{NEXT}" and v2.path.parent.parent == registry.root
     assert registry.add(copy_bundle(tmp_path, "b2again", version=NEXT)).path == v2.path  # idempotent
     assert registry.evaluation(f"ysz-400-cuka1-cnn2@{NEXT}", "fp") == {"a_t": 0.6}
@@ -113,8 +120,7 @@ def test_same_ref_with_other_weights_and_corrupt_bundles_are_refused(tmp_path):
 
 
 def test_gate_promotes_only_without_regression():
-    current = {"a_t": 0.5, "a_emax": 0.5, "a_dw": 0.5, "a_h": 0.8, "a_dr": 1.0, "a_strain": 0.2,
-               "mse_test": 0.01}
+    current = {"a_t": 0.5, "a_emax": 0.5, "a_dw": 0.5, "a_h": 0.8, "a_dr": 1.0, "a_strain": 0.2, "mse_test": 0.01}
     better = {**current, "a_strain": 0.3, "mse_test": 0.009}
     worse = {**current, "a_strain": 0.15}
     gate = PromotionGate()
@@ -124,8 +130,7 @@ def test_gate_promotes_only_without_regression():
     assert PromotionGate(tolerances={"a_strain": 0.1}).decide(worse, current).promote
     assert not PromotionGate(min_gain={"a_strain": 0.2}).decide(better, current).promote
     assert not gate.decide({**better, "mse_test": 0.02}, current).promote
-    assert gate.decide(worse, None) == GateDecision(promote=True,
-                                                    reasons=("no current model for this key",))
+    assert gate.decide(worse, None) == GateDecision(promote=True, reasons=("no current model for this key",))
     with pytest.raises(ValueError, match="finite and >= 0"):
         PromotionGate(tolerances={"a_t": -0.1})
 
@@ -139,10 +144,10 @@ def test_current_model_follows_the_pointer_between_runs_and_survives_a_bad_bundl
     model = CurrentModel(registry, YSZ)
     assert model.card.version == SHIPPED_VERSION and not model.refresh("run-a")
     registry.promote(v2.ref)
-    assert not model.refresh("run-a")            # same run: no switch in the middle of a run
+    assert not model.refresh("run-a")  # same run: no switch in the middle of a run
     assert model.refresh("run-b") and model.card.version == NEXT and model.reloads == 1
-    assert not model.refresh("run-c")            # pointer unchanged: nothing reloaded
+    assert not model.refresh("run-c")  # pointer unchanged: nothing reloaded
     (v3.path / "model.keras").write_bytes(b"corrupted after registration")
     registry.promote(v3.ref)
-    assert not model.refresh("run-d")            # fails to load: logged, the old model stays
+    assert not model.refresh("run-d")  # fails to load: logged, the old model stays
     assert model.card.version == NEXT and model.reloads == 1

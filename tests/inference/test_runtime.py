@@ -6,12 +6,11 @@ import json
 import numpy as np
 import pytest
 
+from tests.inference.test_bundle import _card
 from training.networks import build_cnn
 from xrd_strain_plugin.inference import BundleError, default_bundle_path, load_bundle, save_bundle
 from xrd_strain_plugin.inference.predictor import Predictor
-from xrd_strain_plugin.inference.runtime import (NumpyNetwork, UnsupportedLayer,
-                                                 check_against_keras, export_network)
-from tests.inference.test_bundle import _card
+from xrd_strain_plugin.inference.runtime import NumpyNetwork, UnsupportedLayer, check_against_keras, export_network
 
 
 def _inputs(n, n_points, seed=0):
@@ -32,8 +31,9 @@ def test_shipped_bundle_numpy_equals_keras():
     assert fast.card.runtime["numpy"]["max_abs_diff_vs_keras"] < 1e-5
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(input_pool=2, filters=(3, 4, 5, 6)),
-                                dict(input_pool=3, filters=(2, 2, 2, 2), dense_units=(7,))])
+@pytest.mark.parametrize(
+    "kw", [dict(), dict(input_pool=2, filters=(3, 4, 5, 6)), dict(input_pool=3, filters=(2, 2, 2, 2), dense_units=(7,))]
+)
 def test_variants_match_keras(kw, tmp_path):
     model = build_cnn(n_input=1001, **{"filters": (2, 3, 4, 5), "dense_units": (6, 5), **kw})
     # non-trivial batch-norm statistics

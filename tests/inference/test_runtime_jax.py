@@ -37,14 +37,20 @@ print(json.dumps(Predictor(bundle).predict_scaled(x).tolist()))
 
 def test_bundle_predicts_the_same_under_jax(tmp_path):
     assert importlib.util.find_spec("jax") is not None, (
-        "jax is not installed: .venv/bin/pip install jax jaxlib (not a project dependency)")
+        "jax is not installed: .venv/bin/pip install jax jaxlib (not a project dependency)"
+    )
     path = default_bundle_path()
     rng = np.random.default_rng(0)
     x = (-np.abs(rng.normal(2.0, 1.5, size=(16, 1001))).cumsum(axis=1) / 200).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     env = {**os.environ, "KERAS_BACKEND": "jax"}
-    out = subprocess.run([sys.executable, "-c", _JAX_SIDE, str(path), str(tmp_path / "x.npy")],
-                         env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", _JAX_SIDE, str(path), str(tmp_path / "x.npy")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     jax_pred = np.asarray(json.loads(out.stdout.strip().splitlines()[-1]), dtype=np.float32)
     reference = Predictor(load_bundle(path, runtime="keras")).predict_scaled(x)

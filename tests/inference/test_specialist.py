@@ -3,14 +3,13 @@
 import numpy as np
 import pytest
 
+from tests.inference.test_bundle import NAMES, _card
 from training.networks import build_cnn
 from xrd_strain_plugin.inference import load_bundle, save_bundle
 from xrd_strain_plugin.inference.labels import LabelScaling, decode_labels
 from xrd_strain_plugin.inference.specialist import RoutedPredictor, SpecialistRange
-from tests.inference.test_bundle import NAMES, _card
 
-SCALING = LabelScaling(names=NAMES, minimum=(0.0,) * 14,
-                       maximum=(10.0,) * 10 + (1.0, 1000.0, 0.1, 6.0))
+SCALING = LabelScaling(names=NAMES, minimum=(0.0,) * 14, maximum=(10.0,) * 10 + (1.0, 1000.0, 0.1, 6.0))
 
 
 def _constant_bundle(path, labels, *, model_id, preset):
@@ -34,14 +33,12 @@ CNN3 = {"strain_max_percent": [0.5, 2.0], "thickness_nm": [100.0, 1000.0]}
 
 @pytest.fixture(scope="module")
 def specialist(tmp_path_factory):
-    return _constant_bundle(tmp_path_factory.mktemp("s") / "s", _labels(0.9, 300.0),
-                            model_id="low-strain", preset=CNN3)
+    return _constant_bundle(tmp_path_factory.mktemp("s") / "s", _labels(0.9, 300.0), model_id="low-strain", preset=CNN3)
 
 
 @pytest.mark.parametrize("e_max, routed", [(1.2, True), (5.0, False), (2.3, False)])
 def test_routing_follows_the_general_answer(tmp_path, specialist, e_max, routed):
-    general = _constant_bundle(tmp_path / "g", _labels(e_max, 400.0), model_id="general",
-                               preset=CNN2)
+    general = _constant_bundle(tmp_path / "g", _labels(e_max, 400.0), model_id="general", preset=CNN2)
     predictor = RoutedPredictor(general, specialist)
     out = predictor.predict_labels(np.full((3, 301), -2.0, dtype=np.float32))
     expected = _labels(0.9, 300.0) if routed else _labels(e_max, 400.0)
@@ -55,8 +52,9 @@ def test_routing_follows_the_general_answer(tmp_path, specialist, e_max, routed)
 
 def test_range_from_card_and_margin():
     r = SpecialistRange(strain_max_percent=(0.5, 2.0), thickness_nm=(100.0, 1000.0))
-    np.testing.assert_array_equal(r.contains([0.4, 0.6, 1.89, 1.91, 1.0], [500, 500, 500, 500, 50]),
-                                  [False, True, True, False, False])
+    np.testing.assert_array_equal(
+        r.contains([0.4, 0.6, 1.89, 1.91, 1.0], [500, 500, 500, 500, 50]), [False, True, True, False, False]
+    )
     e = decode_labels(_labels(1.2, 400.0)[None], n_weights=10, n_slices=50).strain_max_percent
     assert 0.8 * 1.2 < e[0] <= 1.2  # the spline peaks a little below the largest weight
 
@@ -64,8 +62,7 @@ def test_range_from_card_and_margin():
 def test_incompatible_bundles_are_refused(tmp_path):
     general = _constant_bundle(tmp_path / "g", _labels(1.0, 400.0), model_id="general", preset=CNN2)
     other = build_cnn(n_input=301, filters=(2, 2, 2, 2), dense_units=(4, 4))
-    save_bundle(tmp_path / "o", other, _card(model_id="other", labels=SCALING, preset=CNN3,
-                                             n_slices=80))
+    save_bundle(tmp_path / "o", other, _card(model_id="other", labels=SCALING, preset=CNN3, n_slices=80))
     with pytest.raises(ValueError, match="decodes profiles differently"):
         RoutedPredictor(general, load_bundle(tmp_path / "o"))
     no_range = _constant_bundle(tmp_path / "n", _labels(1.0, 400.0), model_id="n", preset={})

@@ -59,7 +59,10 @@ class TiledProcess:
     def start(self):
         self.process = subprocess.Popen(
             [sys.executable, "-c", SERVE, str(self.directory), API_KEY, str(self.port)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         line = self.process.stdout.readline()
         if line.strip() != "ready":
             self.process.kill()
@@ -110,9 +113,16 @@ def make_tiny_bundle(path):
     grid = ModelGrid(strain_min=-0.01, strain_max=0.09, n_points=1001)
     model = build_cnn(n_input=grid.n_points, n_labels=len(names), filters=(4, 4, 4, 4), dense_units=(16, 8))
     card = ModelCard(
-        model_id="tiny-test", version="0.0.test", code_version="test", material="YSZ", hkl=(4, 0, 0),
-        wavelength_angstrom=1.5406, d_spacing_angstrom=refl.d_spacing_angstrom, grid=grid,
-        labels=LabelScaling(names=names, minimum=lo, maximum=hi), n_slices=50,
+        model_id="tiny-test",
+        version="0.0.test",
+        code_version="test",
+        material="YSZ",
+        hkl=(4, 0, 0),
+        wavelength_angstrom=1.5406,
+        d_spacing_angstrom=refl.d_spacing_angstrom,
+        grid=grid,
+        labels=LabelScaling(names=names, minimum=lo, maximum=hi),
+        n_slices=50,
     )
     save_bundle(path, model, card)
     return path
@@ -123,10 +133,15 @@ def synthetic_record(uid, index=None, *, e_max=1.0, sample="S", status="ok", n_s
     from xrd_strain_plugin.results import ARRAY_NAMES, ResultRecord, base_metadata
 
     rng = np.random.default_rng(seed)
-    md = base_metadata(status=status, raw_uid=uid, curve_index=index, sample=sample,
-                       reason=None if status == "ok" else "because",
-                       extra={"model": {"id": "m", "version": "1", "sha256": "0"}}
-                       | ({"strain_max_percent": e_max} if status == "ok" else {}))
+    md = base_metadata(
+        status=status,
+        raw_uid=uid,
+        curve_index=index,
+        sample=sample,
+        reason=None if status == "ok" else "because",
+        extra={"model": {"id": "m", "version": "1", "sha256": "0"}}
+        | ({"strain_max_percent": e_max} if status == "ok" else {}),
+    )
     arrays = {}
     if status == "ok":
         arrays = {k: rng.random(n_slices) for k in ARRAY_NAMES[:3]} | {k: rng.random(n_points) for k in ARRAY_NAMES[3:]}

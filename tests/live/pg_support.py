@@ -40,8 +40,10 @@ def missing_reason() -> str | None:
     """Why the PostgreSQL tests cannot run here (None: they can)."""
     bin_dir = pg_bin()
     if bin_dir is None or not all((bin_dir / b).exists() for b in ("initdb", "pg_ctl", "createdb")):
-        return ("no PostgreSQL server binaries (initdb, pg_ctl) on this machine: `make postgres` installs them "
-                "on Debian, or set XRD_STRAIN_PG_BIN")
+        return (
+            "no PostgreSQL server binaries (initdb, pg_ctl) on this machine: `make postgres` installs them "
+            "on Debian, or set XRD_STRAIN_PG_BIN"
+        )
     if os.geteuid() == 0:
         try:
             pwd.getpwnam("postgres")
@@ -73,10 +75,23 @@ class PostgresCluster:
 
     def start(self) -> "PostgresCluster":
         self._run(self.bin / "initdb", "-D", self.data, "-U", "tiled", "--auth=trust", "-E", "UTF8", "--no-sync")
-        options = (f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
-                   "-c max_connections=200 -c shared_buffers=32MB")
-        self._run(self.bin / "pg_ctl", "-D", self.data, "-o", options, "-l", self.directory / "server.log",
-                  "-w", "-t", "60", "start")
+        options = (
+            f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
+            "-c max_connections=200 -c shared_buffers=32MB"
+        )
+        self._run(
+            self.bin / "pg_ctl",
+            "-D",
+            self.data,
+            "-o",
+            options,
+            "-l",
+            self.directory / "server.log",
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         return self
 
     def create_database(self) -> str:
@@ -117,14 +132,34 @@ class DeployedTiled:
         import httpx
 
         (self.directory / "data").mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, XRD_STRAIN_TILED_DIR=str(self.directory), XRD_STRAIN_TILED_CATALOG=self.catalog_uri,
-                   TILED_ADMIN_PASSWORD=ADMIN_PASSWORD, TILED_SECRET_KEY="0" * 64,
-                   XRD_STRAIN_TILED_AUTH_DB=f"sqlite:///{self.directory}/auth.db", PYTHONPATH=str(REPO),
-                   **self.extra_env)
+        env = dict(
+            os.environ,
+            XRD_STRAIN_TILED_DIR=str(self.directory),
+            XRD_STRAIN_TILED_CATALOG=self.catalog_uri,
+            TILED_ADMIN_PASSWORD=ADMIN_PASSWORD,
+            TILED_SECRET_KEY="0" * 64,
+            XRD_STRAIN_TILED_AUTH_DB=f"sqlite:///{self.directory}/auth.db",
+            PYTHONPATH=str(REPO),
+            **self.extra_env,
+        )
         self.log = open(self.directory / "server.log", "w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tiled", "serve", "config", str(self._config()),
-             "--host", "127.0.0.1", "--port", str(self.port)], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "tiled",
+                "serve",
+                "config",
+                str(self._config()),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 120
         while True:
             try:
@@ -138,7 +173,9 @@ class DeployedTiled:
                 pass
             if time.monotonic() > deadline or self.process.poll() is not None:
                 self.stop()
-                raise RuntimeError(f"tiled serve config did not start: {(self.directory / 'server.log').read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"tiled serve config did not start: {(self.directory / 'server.log').read_text()[-3000:]}"
+                )
             time.sleep(0.2)
 
     def _config(self) -> pathlib.Path:
@@ -151,8 +188,10 @@ class DeployedTiled:
         text = shipped.read_text()
         start, end = text.index("authentication:"), text.index("trees:")
         config = self.directory / "config-single-user.yml"
-        config.write_text(text[:start] + f"authentication:\n  single_user_api_key: {API_KEY}\n"
-                          "  allow_anonymous_access: true\n" + text[end:])
+        config.write_text(
+            text[:start] + f"authentication:\n  single_user_api_key: {API_KEY}\n"
+            "  allow_anonymous_access: true\n" + text[end:]
+        )
         return config
 
     def stop(self) -> None:

@@ -37,14 +37,22 @@ def _cli(*args, key):
     env.pop("TILED_API_KEY", None)
     if key:
         env["TILED_API_KEY"] = key
-    return subprocess.run([sys.executable, "-m", "xrd_strain_plugin.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=240)
+    return subprocess.run(
+        [sys.executable, "-m", "xrd_strain_plugin.cli", *args], env=env, capture_output=True, text=True, timeout=240
+    )
 
 
 @pytest.mark.parametrize("raw", [False, True], ids=["results-only", "with-raw"])
 def test_listen_with_a_wrong_key_exits_at_start_with_one_line(tiled_server, tmp_path, raw):
-    args = ["listen", "--zmq", f"127.0.0.1:{free_port()}", "--tiled", tiled_server.url,
-            "--spool", str(tmp_path / "spool")] + (["--raw"] if raw else [])
+    args = [
+        "listen",
+        "--zmq",
+        f"127.0.0.1:{free_port()}",
+        "--tiled",
+        tiled_server.url,
+        "--spool",
+        str(tmp_path / "spool"),
+    ] + (["--raw"] if raw else [])
     done = _cli(*args, key="wrong-key")
     assert done.returncode == 2, done.stderr[-2000:]
     errors = [line for line in done.stderr.splitlines() if "error:" in line]
@@ -55,8 +63,23 @@ def test_listen_with_a_wrong_key_exits_at_start_with_one_line(tiled_server, tmp_
 def test_invert_publish_with_a_wrong_key_fails_before_inverting(tiled_server, tmp_path):
     curve = tmp_path / "c.xy"
     curve.write_text("72.0 10\n72.1 20\n")
-    done = _cli("invert", str(curve), "--material", "YSZ", "--hkl", "4", "0", "0", "--wavelength-angstrom", "1.5406",
-                "--publish", tiled_server.url, "--out", str(tmp_path / "out"), key="wrong-key")
+    done = _cli(
+        "invert",
+        str(curve),
+        "--material",
+        "YSZ",
+        "--hkl",
+        "4",
+        "0",
+        "0",
+        "--wavelength-angstrom",
+        "1.5406",
+        "--publish",
+        tiled_server.url,
+        "--out",
+        str(tmp_path / "out"),
+        key="wrong-key",
+    )
     assert done.returncode == 2, done.stderr[-2000:]
     assert "error: --api-key:" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
@@ -64,8 +87,12 @@ def test_invert_publish_with_a_wrong_key_fails_before_inverting(tiled_server, tm
 
 def test_a_key_refused_later_keeps_the_results_and_says_so_loudly(tiled_server, tmp_path, caplog):
     # The key worked at start; Tiled now refuses it (revoked, server reconfigured).
-    publisher = SpoolingPublisher(lambda: TiledResultsWriter.from_uri(tiled_server.url, api_key="revoked"),
-                                  Spool(tmp_path / "spool"), retry_interval_s=0.0, auth_retry_interval_s=60.0)
+    publisher = SpoolingPublisher(
+        lambda: TiledResultsWriter.from_uri(tiled_server.url, api_key="revoked"),
+        Spool(tmp_path / "spool"),
+        retry_interval_s=0.0,
+        auth_retry_interval_s=60.0,
+    )
     record = synthetic_record(str(uuid.uuid4()))
     with caplog.at_level(logging.ERROR):
         assert publisher.publish(record) is False

@@ -48,21 +48,36 @@ def test_invert_many_gives_each_curve_the_answer_of_invert_and_its_own_error(inv
 def one_curve_run(two_theta, counts, sample):
     run = compose_run(metadata={"hints": {"dimensions": [[["tth"], "primary"]]}, "sample": sample})
     desc = run.compose_descriptor(
-        name="primary", data_keys={"tth": {"dtype": "number", "shape": [], "source": "sim"},
-                                   "det": {"dtype": "number", "shape": [], "source": "sim"}},
-        hints={"det": {"fields": ["det"]}})
+        name="primary",
+        data_keys={
+            "tth": {"dtype": "number", "shape": [], "source": "sim"},
+            "det": {"dtype": "number", "shape": [], "source": "sim"},
+        },
+        hints={"det": {"fields": ["det"]}},
+    )
     n = two_theta.size
-    return [("start", run.start_doc), ("descriptor", desc.descriptor_doc),
-            ("event_page", desc.compose_event_page(data={"tth": two_theta, "det": counts},
-                                                   timestamps={"tth": two_theta * 0, "det": counts * 0},
-                                                   seq_num=list(range(1, n + 1)), time=list(two_theta * 0))),
-            ("stop", run.compose_stop())]
+    return [
+        ("start", run.start_doc),
+        ("descriptor", desc.descriptor_doc),
+        (
+            "event_page",
+            desc.compose_event_page(
+                data={"tth": two_theta, "det": counts},
+                timestamps={"tth": two_theta * 0, "det": counts * 0},
+                seq_num=list(range(1, n + 1)),
+                time=list(two_theta * 0),
+            ),
+        ),
+        ("stop", run.compose_stop()),
+    ]
 
 
 def test_curves_that_wait_are_inverted_and_written_together_and_published_as_derived_runs(
-        tmp_path, inverter, curves, tiled_server):
-    publisher = SpoolingPublisher(lambda: TiledResultsWriter.from_uri(tiled_server.url, api_key=API_KEY),
-                                  Spool(tmp_path / "spool"))
+    tmp_path, inverter, curves, tiled_server
+):
+    publisher = SpoolingPublisher(
+        lambda: TiledResultsWriter.from_uri(tiled_server.url, api_key=API_KEY), Spool(tmp_path / "spool")
+    )
     live = LiveInversion(inverter, publisher)
     documents = []
     live.subscribe_results(lambda name, doc: documents.append((name, doc)))
@@ -104,8 +119,13 @@ def test_curves_that_wait_are_inverted_and_written_together_and_published_as_der
     first = next(s for s in starts if s["xrd_strain"]["raw_uid"] == uids[0])
     names = [n for n, _ in by_run[first["uid"]]]
     assert names[0] == "start" and "stop" in names
-    events = [d for n, d in documents if n == "event" and d["descriptor"] in
-              {dd["uid"] for nn, dd in documents if nn == "descriptor" and dd["run_start"] == first["uid"]}]
+    events = [
+        d
+        for n, d in documents
+        if n == "event"
+        and d["descriptor"]
+        in {dd["uid"] for nn, dd in documents if nn == "descriptor" and dd["run_start"] == first["uid"]}
+    ]
     stored = read_result(client["results"][uids[0]])["arrays"]
     np.testing.assert_allclose(events[0]["data"]["strain_percent"], stored["strain_percent"])
     bad = next(s for s in starts if s["xrd_strain"]["raw_uid"] == uids[-1])

@@ -37,8 +37,9 @@ def diffractometer():
 
 @pytest.fixture(scope="module")
 def live(tiled_server, inverter, tmp_path_factory):
-    publisher = SpoolingPublisher(lambda: TiledResultsWriter.from_uri(tiled_server.url, api_key=API_KEY),
-                                  Spool(tmp_path_factory.mktemp("spool")))
+    publisher = SpoolingPublisher(
+        lambda: TiledResultsWriter.from_uri(tiled_server.url, api_key=API_KEY), Spool(tmp_path_factory.mktemp("spool"))
+    )
     live = LiveInversion(inverter, publisher)
     yield live
     live.close()
@@ -77,8 +78,9 @@ def degrees_axis(name="omega"):
     return SynAxis(name=name, egu="deg", kind=Kind.hinted)
 
 
-def test_a_rocking_curve_scan_becomes_a_profile_in_tiled_linked_to_its_run(RE, live, diffractometer, tiled_server,
-                                                                         raw_writer):
+def test_a_rocking_curve_scan_becomes_a_profile_in_tiled_linked_to_its_run(
+    RE, live, diffractometer, tiled_server, raw_writer
+):
     lo, hi = diffractometer.scan_range()
     (uid,) = RE(scan([diffractometer.detector], diffractometer.motor, lo, hi, 161), sample="S1")
     assert live.wait(60)
@@ -133,10 +135,10 @@ def test_bad_data_is_rejected_with_a_clear_reason_and_the_runengine_carries_on(
 
 
 def test_missing_motor_or_detector_fields_are_named_in_the_record(RE, live, tiled_server):
-    (uid,) = RE(scan([counts_det(np.ones(20))], degrees_axis(), 36, 37, 20),
-                xrd_strain={"detector_field": "pilatus_sum"})
-    (uid2,) = RE(scan([counts_det(np.ones(20))], degrees_axis(), 36, 37, 20),
-                 xrd_strain={"motor_field": "two_theta"})
+    (uid,) = RE(
+        scan([counts_det(np.ones(20))], degrees_axis(), 36, 37, 20), xrd_strain={"detector_field": "pilatus_sum"}
+    )
+    (uid2,) = RE(scan([counts_det(np.ones(20))], degrees_axis(), 36, 37, 20), xrd_strain={"motor_field": "two_theta"})
     assert live.wait(30)
     assert "detector field 'pilatus_sum' is missing" in only_result(tiled_server, uid)["metadata"]["reason"]
     assert "motor field 'two_theta' is missing" in only_result(tiled_server, uid2)["metadata"]["reason"]
@@ -177,14 +179,20 @@ def test_an_aborted_run_leaves_a_record_saying_why(live, tiled_server):
 
     run = compose_run(metadata={"hints": {"dimensions": [[["omega"], "primary"]]}, "sample": "S9"})
     desc = run.compose_descriptor(
-        name="primary", data_keys={"omega": {"dtype": "number", "shape": [], "source": "sim", "units": "deg"},
-                                   "det": {"dtype": "number", "shape": [], "source": "sim"}},
-        hints={"det": {"fields": ["det"]}, "omega": {"fields": ["omega"]}})
+        name="primary",
+        data_keys={
+            "omega": {"dtype": "number", "shape": [], "source": "sim", "units": "deg"},
+            "det": {"dtype": "number", "shape": [], "source": "sim"},
+        },
+        hints={"det": {"fields": ["det"]}, "omega": {"fields": ["omega"]}},
+    )
     live("start", run.start_doc)
     live("descriptor", desc.descriptor_doc)
     for i in range(5):
-        live("event", desc.compose_event(data={"omega": 36.0 + i * 0.01, "det": 100.0},
-                                         timestamps={"omega": 0.0, "det": 0.0}))
+        live(
+            "event",
+            desc.compose_event(data={"omega": 36.0 + i * 0.01, "det": 100.0}, timestamps={"omega": 0.0, "det": 0.0}),
+        )
     live("stop", run.compose_stop(exit_status="abort", reason="operator pressed stop"))
     assert live.wait(30)
     md = only_result(tiled_server, run.start_doc["uid"])["metadata"]
@@ -200,18 +208,31 @@ def test_event_pages_give_the_same_curve_as_events(live, diffractometer, tiled_s
     for paged in (False, True):
         run = compose_run(metadata={"hints": {"dimensions": [[["tth"], "primary"]]}})
         desc = run.compose_descriptor(
-            name="primary", data_keys={"tth": {"dtype": "number", "shape": [], "source": "sim"},
-                                       "det-intensity": {"dtype": "number", "shape": [], "source": "sim"}},
-            hints={"det": {"fields": ["det-intensity"]}})
+            name="primary",
+            data_keys={
+                "tth": {"dtype": "number", "shape": [], "source": "sim"},
+                "det-intensity": {"dtype": "number", "shape": [], "source": "sim"},
+            },
+            hints={"det": {"fields": ["det-intensity"]}},
+        )
         live("start", run.start_doc)
         live("descriptor", desc.descriptor_doc)
         if paged:
-            live("event_page", desc.compose_event_page(
-                data={"tth": two_theta, "det-intensity": counts}, timestamps={"tth": two_theta * 0, "det-intensity": counts * 0},
-                seq_num=list(range(1, 121)), time=list(two_theta * 0)))
+            live(
+                "event_page",
+                desc.compose_event_page(
+                    data={"tth": two_theta, "det-intensity": counts},
+                    timestamps={"tth": two_theta * 0, "det-intensity": counts * 0},
+                    seq_num=list(range(1, 121)),
+                    time=list(two_theta * 0),
+                ),
+            )
         else:
             for t, c in zip(two_theta, counts):
-                live("event", desc.compose_event(data={"tth": t, "det-intensity": c}, timestamps={"tth": 0, "det-intensity": 0}))
+                live(
+                    "event",
+                    desc.compose_event(data={"tth": t, "det-intensity": c}, timestamps={"tth": 0, "det-intensity": 0}),
+                )
         live("stop", run.compose_stop())
         uids.append(run.start_doc["uid"])
     assert live.wait(60)
@@ -225,8 +246,10 @@ def test_event_pages_give_the_same_curve_as_events(live, diffractometer, tiled_s
 def test_a_run_with_one_curve_per_sample_position_gives_one_result_per_curve(RE, live, diffractometer, tiled_server):
     stage = SynAxis(name="sample_x", egu="mm")
     lo, hi = diffractometer.scan_range()
-    (uid,) = RE(grid_scan([diffractometer.detector], stage, 0, 5, 2, diffractometer.motor, lo, hi, 81),
-                samples=["left", "right"])
+    (uid,) = RE(
+        grid_scan([diffractometer.detector], stage, 0, 5, 2, diffractometer.motor, lo, hi, 81),
+        samples=["left", "right"],
+    )
     assert live.wait(60)
     hits = find_results(tiled_server.client(), raw_uid=uid)
     assert sorted(hits) == [(uid, "0"), (uid, "1")]
@@ -248,7 +271,9 @@ def test_field_overrides_win_over_hints(RE, live, tiled_server, inverter):
     dets = [counts_det(np.ones(20) * 100, "mon"), counts_det(np.linspace(1, 2, 20) * 50, "diode")]
     (uid2,) = RE2(scan(dets, motor, 36, 37, 20))
     configured.close()
-    np.testing.assert_allclose(only_result(tiled_server, uid2)["arrays"]["intensity_measured"], np.linspace(1, 2, 20) * 50)
+    np.testing.assert_allclose(
+        only_result(tiled_server, uid2)["arrays"]["intensity_measured"], np.linspace(1, 2, 20) * 50
+    )
 
 
 def test_plugin_state_is_released_after_each_run(RE, live):

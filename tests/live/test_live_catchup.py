@@ -24,8 +24,9 @@ from xrd_strain_plugin.tiled import Spool, SpoolingPublisher, TiledResultsWriter
 
 @pytest.fixture(scope="module")
 def diff():
-    return SimulatedDiffractometer(reflection=reflection("YSZ", (4, 0, 0), 1.5406), sample=SAMPLES[1].simulated(),
-                                   rng=np.random.default_rng(11))
+    return SimulatedDiffractometer(
+        reflection=reflection("YSZ", (4, 0, 0), 1.5406), sample=SAMPLES[1].simulated(), rng=np.random.default_rng(11)
+    )
 
 
 def jobs_of(docs):
@@ -62,8 +63,9 @@ def test_a_raw_run_read_back_as_a_bluesky_run_gives_the_curve_the_live_path_saw(
         list(run_documents(tiled_server.client()["raw"][uid]["primary"], RockingCurveConfig()))
 
 
-def test_catch_up_inverts_each_missing_run_once_oldest_first_and_leaves_the_rest(tiled_server, diff, inverter,
-                                                                                  tmp_path):
+def test_catch_up_inverts_each_missing_run_once_oldest_first_and_leaves_the_rest(
+    tiled_server, diff, inverter, tmp_path
+):
     client = tiled_server.client()
     raw = raw_run_writer(client)
     RE = RunEngine({})
@@ -77,13 +79,17 @@ def test_catch_up_inverts_each_missing_run_once_oldest_first_and_leaves_the_rest
     RE(count([diff.detector], 2))  # not a rocking curve
     raw.wait()
     raw.close()
-    publisher = SpoolingPublisher(lambda: TiledResultsWriter.from_uri(tiled_server.url, api_key=API_KEY),
-                                  Spool(tmp_path / "spool"), retry_interval_s=0.2)
+    publisher = SpoolingPublisher(
+        lambda: TiledResultsWriter.from_uri(tiled_server.url, api_key=API_KEY),
+        Spool(tmp_path / "spool"),
+        retry_interval_s=0.2,
+    )
     order = []
     live = LiveInversion(inverter, publisher, on_outcome=lambda o: order.append(o.path[0]))
     state = tmp_path / "catch-up.json"
-    catch_up = CatchUp(client, live, state_path=state, since_s=time.time() - t0, margin_s=0.0, grace_s=0.5,
-                       interval_s=0.2)
+    catch_up = CatchUp(
+        client, live, state_path=state, since_s=time.time() - t0, margin_s=0.0, grace_s=0.5, interval_s=0.2
+    )
     try:
         # done_live already has its result (written by the live path); seen_live is in flight live.
         from xrd_strain_plugin.bluesky.catchup import run_documents as docs_of

@@ -7,7 +7,6 @@ import time
 import uuid
 
 import pytest
-
 from live_support import API_KEY, synthetic_record
 
 from xrd_strain_plugin.cli import main
@@ -63,8 +62,9 @@ def test_offline_inversions_publish_in_the_live_layout_once_per_file(tiled_serve
     result = inverter.invert(angles, counts, refl)
 
     for _ in range(2):  # publishing the same file again must not duplicate it
-        assert publish_offline([(result, path)], tiled_server.url, api_key=API_KEY,
-                               spool_directory=tmp_path / "spool") == {"written": 1, "spooled": 0}
+        assert publish_offline(
+            [(result, path)], tiled_server.url, api_key=API_KEY, spool_directory=tmp_path / "spool"
+        ) == {"written": 1, "spooled": 0}
     hits = find_results(tiled_server.client(), sample=path.stem)
     assert list(hits) == [(offline_uid(path),)]
     got = read_result(hits[(offline_uid(path),)])
@@ -73,8 +73,9 @@ def test_offline_inversions_publish_in_the_live_layout_once_per_file(tiled_serve
     assert got["metadata"]["sigma_i"] == result.sigma_i
 
 
-def test_invert_publish_stores_results_in_tiled_and_spools_when_it_is_away(tiled_server, tiny_bundle, tmp_path,
-                                                                            capsys, monkeypatch, failing_http_url):
+def test_invert_publish_stores_results_in_tiled_and_spools_when_it_is_away(
+    tiled_server, tiny_bundle, tmp_path, capsys, monkeypatch, failing_http_url
+):
     """`xrd-strain invert --publish URL`: results land in Tiled in the live layout; with Tiled away they
     are spooled and written by the next publish that uses the same spool."""
     import numpy as np
@@ -91,8 +92,22 @@ def test_invert_publish_stores_results_in_tiled_and_spools_when_it_is_away(tiled
     path = tmp_path / f"pub-{uuid.uuid4().hex[:6]}.xy"
     np.savetxt(path, np.c_[two_theta, diff.counts(two_theta)], header="two_theta intensity")
     monkeypatch.setenv("TILED_API_KEY", API_KEY)
-    common = [str(path), "--material", "YSZ", "--hkl", "4", "0", "0", "--wavelength-angstrom", "1.5406",
-              "--model", str(tiny_bundle), "--no-plot", "--spool", str(tmp_path / "spool")]
+    common = [
+        str(path),
+        "--material",
+        "YSZ",
+        "--hkl",
+        "4",
+        "0",
+        "0",
+        "--wavelength-angstrom",
+        "1.5406",
+        "--model",
+        str(tiny_bundle),
+        "--no-plot",
+        "--spool",
+        str(tmp_path / "spool"),
+    ]
 
     assert main(["invert", *common, "--out", str(tmp_path / "a"), "--publish", failing_http_url]) == 0
     assert "1 spooled" in capsys.readouterr().out
@@ -108,11 +123,20 @@ def test_invert_publish_stores_results_in_tiled_and_spools_when_it_is_away(tiled
 
 @pytest.mark.parametrize("source", ["--zmq", "--journal"])
 @pytest.mark.parametrize("raw", [False, True])
-def test_listen_with_a_wrong_or_missing_key_fails_at_start_with_one_line(tiled_server, tmp_path, capsys, monkeypatch,
-                                                                          source, raw, tiny_bundle):
+def test_listen_with_a_wrong_or_missing_key_fails_at_start_with_one_line(
+    tiled_server, tmp_path, capsys, monkeypatch, source, raw, tiny_bundle
+):
     monkeypatch.delenv("TILED_API_KEY", raising=False)
-    common = [source, "127.0.0.1:9", "--tiled", tiled_server.url, "--spool", str(tmp_path / "spool"),
-              "--model", str(tiny_bundle)] + (["--raw"] if raw else [])
+    common = [
+        source,
+        "127.0.0.1:9",
+        "--tiled",
+        tiled_server.url,
+        "--spool",
+        str(tmp_path / "spool"),
+        "--model",
+        str(tiny_bundle),
+    ] + (["--raw"] if raw else [])
     for key in (["--api-key", "wrong-key"], []):
         t0 = time.monotonic()
         assert main(["listen", *common, *key]) == 2

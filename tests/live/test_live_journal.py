@@ -24,7 +24,9 @@ from xrd_strain_plugin.bluesky.remote import Cursor
 
 
 def docs(n, start=0):
-    return [("event", {"seq_num": i, "data": {"det": np.float64(i), "n": np.int64(i)}}) for i in range(start, start + n)]
+    return [
+        ("event", {"seq_num": i, "data": {"det": np.float64(i), "n": np.int64(i)}}) for i in range(start, start + n)
+    ]
 
 
 def test_lines_round_trip_numpy_values_as_json():

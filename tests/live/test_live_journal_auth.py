@@ -46,27 +46,35 @@ def test_a_server_reachable_from_other_hosts_needs_keys(journal, keys):
     with pytest.raises(ValueError, match="holds no secret key"):
         JournalServer(journal, "tcp://0.0.0.0:0", secret_key=keys[0] / "server.key", client_keys=keys[0] / "clients")
     with pytest.raises(ValueError, match="no client keys"):
-        JournalServer(journal, "tcp://0.0.0.0:0", secret_key=keys[0] / "server.key_secret", client_keys=keys[1] / "none")
+        JournalServer(
+            journal, "tcp://0.0.0.0:0", secret_key=keys[0] / "server.key_secret", client_keys=keys[1] / "none"
+        )
 
 
 def test_with_keys_only_an_allowed_listener_reads_and_it_acknowledges_under_its_key_name(journal, keys):
     d, other = keys
     port = free_port()
-    server, thread = serve_in_thread(journal, f"tcp://0.0.0.0:{port}", secret_key=d / "server.key_secret",
-                                     client_keys=d / "clients")
+    server, thread = serve_in_thread(
+        journal, f"tcp://0.0.0.0:{port}", secret_key=d / "server.key_secret", client_keys=d / "clients"
+    )
     address = f"127.0.0.1:{port}"
     try:
         plain = JournalClient(address, timeout_s=1.0)
         with pytest.raises(JournalUnavailable):
             plain.fetch(0, wait_s=0.1)  # no keys: the handshake fails, nothing is served
         plain.close()
-        intruder = JournalClient(address, timeout_s=1.0,
-                                 keys=ClientKeys.from_files(d / "server.key", other / "intruder.key_secret"))
+        intruder = JournalClient(
+            address, timeout_s=1.0, keys=ClientKeys.from_files(d / "server.key", other / "intruder.key_secret")
+        )
         with pytest.raises(JournalUnavailable):
             intruder.fetch(0, wait_s=0.1)  # a key the server was not given
         intruder.close()
-        allowed = JournalClient(address, consumer="xrd-strain-listen", timeout_s=5.0,
-                                keys=ClientKeys.from_files(d / "server.key", d / "clients" / "gpu-listener.key_secret"))
+        allowed = JournalClient(
+            address,
+            consumer="xrd-strain-listen",
+            timeout_s=5.0,
+            keys=ClientKeys.from_files(d / "server.key", d / "clients" / "gpu-listener.key_secret"),
+        )
         got = allowed.fetch(0, wait_s=0.1, ack=3)
         assert [seq for seq, _, _ in got] == [0, 1, 2, 3, 4] and got[0][2]["sample"] == "secret-proposal-sample"
         allowed.close()
@@ -89,21 +97,39 @@ def test_keys_are_never_overwritten_and_secret_files_are_private(tmp_path):
 
 def test_journal_serve_binds_loopback_by_default_and_refuses_other_hosts_without_keys(journal, keys):
     cmd = [sys.executable, "-m", "xrd_strain_plugin.cli", "journal", "serve", str(journal)]
-    out = subprocess.run([*cmd, "--bind", "0.0.0.0", "--port", str(free_port())], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [*cmd, "--bind", "0.0.0.0", "--port", str(free_port())], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 2 and "--bind: 0.0.0.0 is reachable from other hosts" in out.stderr
-    out = subprocess.run([*cmd, "--secret-key", str(keys[0] / "server.key_secret")], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [*cmd, "--secret-key", str(keys[0] / "server.key_secret")], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 2 and "give both" in out.stderr
-    server = subprocess.Popen([*cmd, "--port", str(free_port()), "--bind", "0.0.0.0",
-                               "--secret-key", str(keys[0] / "server.key_secret"),
-                               "--client-keys", str(keys[0] / "clients")], stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [
+            *cmd,
+            "--port",
+            str(free_port()),
+            "--bind",
+            "0.0.0.0",
+            "--secret-key",
+            str(keys[0] / "server.key_secret"),
+            "--client-keys",
+            str(keys[0] / "clients"),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = server.stderr.readline()
         assert "CURVE keys required (gpu-listener)" in line, line
     finally:
         server.terminate()
         assert server.wait(30) == 0
-    made = subprocess.run([sys.executable, "-m", "xrd_strain_plugin.cli", "journal", "keys", str(keys[0]),
-                           "--name", "server"], capture_output=True, text=True, timeout=120)
+    made = subprocess.run(
+        [sys.executable, "-m", "xrd_strain_plugin.cli", "journal", "keys", str(keys[0]), "--name", "server"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert made.returncode == 2 and "exists" in made.stderr

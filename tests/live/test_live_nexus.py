@@ -24,8 +24,20 @@ def test_export_writes_one_nxentry_per_result_with_units_and_the_refinement(tile
     refined = refinement_result()
     write_refinement(node, refined)
     out = tmp_path / "results.nxs"
-    rc = cli.main(["results", "export", "--nexus", str(out), "--tiled", tiled_server.url, "--api-key", API_KEY,
-                   "--sample", f"nx-{tag}"])
+    rc = cli.main(
+        [
+            "results",
+            "export",
+            "--nexus",
+            str(out),
+            "--tiled",
+            tiled_server.url,
+            "--api-key",
+            API_KEY,
+            "--sample",
+            f"nx-{tag}",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     assert "wrote 2 result(s)" in capsys.readouterr().out  # the rejected one has no profile
     with h5py.File(out) as f:
@@ -48,10 +60,34 @@ def test_export_writes_one_nxentry_per_result_with_units_and_the_refinement(tile
 
 
 def test_export_of_nothing_says_so(tiled_server, tmp_path, capsys):
-    rc = cli.main(["results", "export", "--nexus", str(tmp_path / "x.nxs"), "--tiled", tiled_server.url,
-                   "--api-key", API_KEY, "--sample", "no-such-sample"])
+    rc = cli.main(
+        [
+            "results",
+            "export",
+            "--nexus",
+            str(tmp_path / "x.nxs"),
+            "--tiled",
+            tiled_server.url,
+            "--api-key",
+            API_KEY,
+            "--sample",
+            "no-such-sample",
+        ]
+    )
     assert rc == 2 and "no result with a profile to export" in capsys.readouterr().err
     assert not (tmp_path / "x.nxs").exists()
-    rc = cli.main(["results", "export", "--nexus", str(tmp_path / "x.nxs"), "--tiled", tiled_server.url,
-                   "--api-key", API_KEY, "--path", "nope"])
+    rc = cli.main(
+        [
+            "results",
+            "export",
+            "--nexus",
+            str(tmp_path / "x.nxs"),
+            "--tiled",
+            tiled_server.url,
+            "--api-key",
+            API_KEY,
+            "--path",
+            "nope",
+        ]
+    )
     assert rc == 2 and "--path: no result 'nope'" in capsys.readouterr().err

@@ -22,8 +22,9 @@ from xrd_strain_plugin.tiled import Spool, SpoolingPublisher, TiledResultsWriter
 
 @pytest.fixture(scope="module")
 def diff():
-    return SimulatedDiffractometer(reflection=reflection("YSZ", (4, 0, 0), 1.5406), sample=SAMPLES[1].simulated(),
-                                   rng=np.random.default_rng(5))
+    return SimulatedDiffractometer(
+        reflection=reflection("YSZ", (4, 0, 0), 1.5406), sample=SAMPLES[1].simulated(), rng=np.random.default_rng(5)
+    )
 
 
 def _wait(predicate, timeout):
@@ -44,16 +45,16 @@ def test_results_reach_a_remote_live_plot_as_derived_runs_with_hints(tmp_path, i
     received = []
     remote = ListenerThread(in_port, out_port, [plot, lambda name, doc: received.append((name, doc))])
     assert remote.subscribed and remote.connected
-    publisher = SpoolingPublisher(lambda: TiledResultsWriter.from_uri(tiled_server.url, api_key=API_KEY),
-                                  Spool(tmp_path / "spool"))
+    publisher = SpoolingPublisher(
+        lambda: TiledResultsWriter.from_uri(tiled_server.url, api_key=API_KEY), Spool(tmp_path / "spool")
+    )
     live = LiveInversion(inverter, publisher)
     results_out = Publisher(f"127.0.0.1:{in_port}", prefix=b"xrd-strain")  # as listen --results-zmq
     live.subscribe_results(results_out)
     RE = RunEngine({})
     RE.subscribe(live)
     try:
-        uids = [RE(scan([diff.detector], diff.motor, *diff.scan_range(), 121), sample=f"plot-{i}")[0]
-                for i in range(2)]
+        uids = [RE(scan([diff.detector], diff.motor, *diff.scan_range(), 121), sample=f"plot-{i}")[0] for i in range(2)]
         assert live.wait(60)
         assert _wait(lambda: len(plot.shown) == 2, 30), received[-3:]
     finally:
@@ -80,8 +81,9 @@ def test_a_finished_refinement_follows_as_a_derived_run_of_its_own(tmp_path, inv
     from xrd_strain_plugin.bluesky.refiner import RefinementWorker
 
     refiner = RefinementWorker(tiled_server.url, api_key=API_KEY, budget_s=1.0, global_budget_s=0.0, niceness=0)
-    publisher = SpoolingPublisher(lambda: TiledResultsWriter.from_uri(tiled_server.url, api_key=API_KEY),
-                                  Spool(tmp_path / "spool"))
+    publisher = SpoolingPublisher(
+        lambda: TiledResultsWriter.from_uri(tiled_server.url, api_key=API_KEY), Spool(tmp_path / "spool")
+    )
     live = LiveInversion(inverter, publisher, refiner=refiner)
     docs = []
     plot = LiveProfilePlot()
@@ -93,15 +95,21 @@ def test_a_finished_refinement_follows_as_a_derived_run_of_its_own(tmp_path, inv
         (uid,) = RE(scan([diff.detector], diff.motor, *diff.scan_range(), 121), sample="refined-plot")
         assert live.wait(60)
         assert refiner.wait(1, 240), refiner.counts
-        assert _wait(lambda: any(d.get("xrd_strain", {}).get("kind") == "refined" for n, d in docs if n == "start"),
-                     30), refiner.counts
+        assert _wait(
+            lambda: any(d.get("xrd_strain", {}).get("kind") == "refined" for n, d in docs if n == "start"), 30
+        ), refiner.counts
     finally:
         live.close(refine_drain=False)
         publisher.spool.close()
     (refined,) = [d for n, d in docs if n == "start" and d["xrd_strain"]["kind"] == "refined"]
     assert refined["xrd_strain"]["raw_uid"] == uid and refined["sample"] == "refined-plot"
-    (event,) = [d for n, d in docs if n == "event" and d["descriptor"] in
-                {dd["uid"] for nn, dd in docs if nn == "descriptor" and dd["run_start"] == refined["uid"]}]
+    (event,) = [
+        d
+        for n, d in docs
+        if n == "event"
+        and d["descriptor"]
+        in {dd["uid"] for nn, dd in docs if nn == "descriptor" and dd["run_start"] == refined["uid"]}
+    ]
     assert {"depth_nm", "strain_percent", "q_inv_angstrom", "intensity_model"} <= set(event["data"])
     assert [kind for _, kind, _ in plot.shown] == ["network", "refined"]
     assert refiner.finished[-1].get("arrays") is None  # arrays are handed on, not kept

@@ -92,9 +92,9 @@ def test_refiners_in_separate_processes_claim_one_result_exactly_once(tiled_serv
 
 
 def _claim(url, uid, i, barrier, wins):  # runs in a child process
+    from live_support import API_KEY
     from tiled.client import from_uri
 
-    from live_support import API_KEY
     from xrd_strain_plugin.tiled.refinement import claim_refinement
 
     node = from_uri(url, api_key=API_KEY)["results"][uid]
@@ -107,10 +107,13 @@ def test_concurrent_writers_of_different_results_all_land(tiled_server):
     from xrd_strain_plugin.tiled import TiledResultsWriter, find_results
 
     tag = uuid.uuid4().hex[:8]
-    records = [[synthetic_record(str(uuid.uuid4()), sample=f"pg-{tag}", seed=10 * w + i) for i in range(5)]
-               for w in range(3)]
-    threads = [threading.Thread(target=lambda rs: TiledResultsWriter(tiled_server.client()).write_many(rs), args=(rs,))
-               for rs in records]
+    records = [
+        [synthetic_record(str(uuid.uuid4()), sample=f"pg-{tag}", seed=10 * w + i) for i in range(5)] for w in range(3)
+    ]
+    threads = [
+        threading.Thread(target=lambda rs: TiledResultsWriter(tiled_server.client()).write_many(rs), args=(rs,))
+        for rs in records
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -13,9 +13,17 @@ import numpy as np
 import pytest
 from live_support import API_KEY, synthetic_record
 
-from xrd_strain_plugin.tiled import (TiledResultsWriter, claim_refinement, fail_refinement, find_results,
-                                    find_unrefined, read_refinement, read_result, release_refinement,
-                                    write_refinement)
+from xrd_strain_plugin.tiled import (
+    TiledResultsWriter,
+    claim_refinement,
+    fail_refinement,
+    find_results,
+    find_unrefined,
+    read_refinement,
+    read_result,
+    release_refinement,
+    write_refinement,
+)
 
 
 def refinement_result(n_depth=40, n_points=64, sigma=0.2):
@@ -23,12 +31,26 @@ def refinement_result(n_depth=40, n_points=64, sigma=0.2):
 
     z = np.linspace(0, 300, n_depth)
     return RefinementResult(
-        depth_nm=z, strain_percent=np.exp(-z / 100), debye_waller=1 - 0.5 * np.exp(-z / 100),
-        two_theta_deg=np.linspace(72, 74, n_points), intensity_measured=np.ones(n_points),
-        intensity_model=np.full(n_points, 1.1), intensity_start=np.full(n_points, 1.3),
-        thickness_nm=300.0, strain_max_percent=1.0, depth_of_max_nm=0.0, dw_min=0.5, sigma_i=sigma,
-        sigma_i_start=0.4, noise_floor_sigma_i=0.1, path="local", poor_fit=False, poor_threshold=0.3,
-        values={"t": 300.0}, uncertainties={"t": 5.0})
+        depth_nm=z,
+        strain_percent=np.exp(-z / 100),
+        debye_waller=1 - 0.5 * np.exp(-z / 100),
+        two_theta_deg=np.linspace(72, 74, n_points),
+        intensity_measured=np.ones(n_points),
+        intensity_model=np.full(n_points, 1.1),
+        intensity_start=np.full(n_points, 1.3),
+        thickness_nm=300.0,
+        strain_max_percent=1.0,
+        depth_of_max_nm=0.0,
+        dw_min=0.5,
+        sigma_i=sigma,
+        sigma_i_start=0.4,
+        noise_floor_sigma_i=0.1,
+        path="local",
+        poor_fit=False,
+        poor_threshold=0.3,
+        values={"t": 300.0},
+        uncertainties={"t": 5.0},
+    )
 
 
 def test_a_result_is_claimed_once_among_concurrent_refiners_and_refined_beside_the_networks_answer(tiled_server):
@@ -112,11 +134,13 @@ def test_live_refinement_appears_beside_the_networks_result_without_delaying_it(
     sample = SimulatedSample(name="RF", strain=strain, debye_waller=dw, thickness_nm=250.0)
     diff = SimulatedDiffractometer(reflection=refl, sample=sample, rng=np.random.default_rng(5))
     refiner = RefinementWorker(tiled_server.url, api_key=API_KEY, budget_s=1.0, global_budget_s=0.0, niceness=0)
-    publisher = SpoolingPublisher(lambda: TiledResultsWriter.from_uri(tiled_server.url, api_key=API_KEY),
-                                  Spool(tmp_path / "spool"))
+    publisher = SpoolingPublisher(
+        lambda: TiledResultsWriter.from_uri(tiled_server.url, api_key=API_KEY), Spool(tmp_path / "spool")
+    )
     written_at = {}
-    live = LiveInversion(inverter, publisher, refiner=refiner,
-                         on_outcome=lambda o: written_at.setdefault(o.path[0], time.monotonic()))
+    live = LiveInversion(
+        inverter, publisher, refiner=refiner, on_outcome=lambda o: written_at.setdefault(o.path[0], time.monotonic())
+    )
     RE = RunEngine({})
     RE.subscribe(live)
     lo, hi = diff.scan_range()

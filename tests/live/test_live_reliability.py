@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from bluesky import RunEngine
 from bluesky.plans import scan
-from live_support import API_KEY, TiledProcess, free_port
 from event_model import compose_run
+from live_support import API_KEY, TiledProcess, free_port
 
 from xrd_strain_plugin.bluesky import LiveInversion
 from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer, SimulatedSample
@@ -30,8 +30,9 @@ def diffractometer():
 
 
 def make_live(inverter, url, spool_dir, **kwargs):
-    publisher = SpoolingPublisher(lambda: TiledResultsWriter.from_uri(url, api_key=API_KEY), Spool(spool_dir),
-                                  retry_interval_s=0.2)
+    publisher = SpoolingPublisher(
+        lambda: TiledResultsWriter.from_uri(url, api_key=API_KEY), Spool(spool_dir), retry_interval_s=0.2
+    )
     return LiveInversion(inverter, publisher, **kwargs)
 
 
@@ -52,8 +53,9 @@ def test_results_of_runs_made_while_tiled_is_down_reach_it_in_order_exactly_once
     RE = RunEngine({})
     RE.subscribe(live)
     lo, hi = diffractometer.scan_range()
-    uids = [RE(scan([diffractometer.detector], diffractometer.motor, lo, hi, 81), sample=f"down-{i}")[0]
-            for i in range(3)]
+    uids = [
+        RE(scan([diffractometer.detector], diffractometer.motor, lo, hi, 81), sample=f"down-{i}")[0] for i in range(3)
+    ]
     assert live.wait(60)
     assert live.counts["spooled"] == 3 and RE.state == "idle"
     live.close()  # the plugin stops with three results on disk only
@@ -84,8 +86,11 @@ def test_results_spooled_while_tiled_fails_are_written_once_it_recovers(
 ):
     # The plugin writes to whatever answers at the URL: first a failing server, then a good one.
     target = {"url": failing_http_url}
-    publisher = SpoolingPublisher(lambda: TiledResultsWriter.from_uri(target["url"], api_key=API_KEY),
-                                  Spool(tmp_path / "spool"), retry_interval_s=0.2)
+    publisher = SpoolingPublisher(
+        lambda: TiledResultsWriter.from_uri(target["url"], api_key=API_KEY),
+        Spool(tmp_path / "spool"),
+        retry_interval_s=0.2,
+    )
     live = LiveInversion(inverter, publisher)
     RE = RunEngine({})
     RE.subscribe(live)
@@ -99,8 +104,9 @@ def test_results_spooled_while_tiled_fails_are_written_once_it_recovers(
     assert read_result(tiled_server.client()["results"][uid])["metadata"]["status"] == "ok"
 
 
-def test_documents_through_a_0mq_proxy_are_inverted_by_a_remote_listener(tmp_path, inverter, diffractometer,
-                                                                          tiled_server):
+def test_documents_through_a_0mq_proxy_are_inverted_by_a_remote_listener(
+    tmp_path, inverter, diffractometer, tiled_server
+):
     from xrd_strain_plugin.bluesky.remote import ListenerThread, start_proxy
 
     in_port, out_port = free_port(), free_port()
@@ -130,20 +136,31 @@ def _runs(n_runs, *, every_valid, two_theta, counts):
     for i in range(n_runs):
         run = compose_run(metadata={"hints": {"dimensions": [[["tth"], "primary"]]}, "sample": f"b{i}"})
         desc = run.compose_descriptor(
-            name="primary", data_keys={"tth": {"dtype": "number", "shape": [], "source": "sim"},
-                                       "det": {"dtype": "number", "shape": [], "source": "sim"}},
-            hints={"det": {"fields": ["det"]}})
+            name="primary",
+            data_keys={
+                "tth": {"dtype": "number", "shape": [], "source": "sim"},
+                "det": {"dtype": "number", "shape": [], "source": "sim"},
+            },
+            hints={"det": {"fields": ["det"]}},
+        )
         n = two_theta.size if i % every_valid == 0 else 5
         yield "start", run.start_doc
         yield "descriptor", desc.descriptor_doc
-        yield "event_page", desc.compose_event_page(
-            data={"tth": two_theta[:n], "det": counts[:n]}, timestamps={"tth": two_theta[:n] * 0, "det": counts[:n] * 0},
-            seq_num=list(range(1, n + 1)), time=list(two_theta[:n] * 0))
+        yield (
+            "event_page",
+            desc.compose_event_page(
+                data={"tth": two_theta[:n], "det": counts[:n]},
+                timestamps={"tth": two_theta[:n] * 0, "det": counts[:n] * 0},
+                seq_num=list(range(1, n + 1)),
+                time=list(two_theta[:n] * 0),
+            ),
+        )
         yield "stop", run.compose_stop()
 
 
 def test_a_burst_of_1000_curves_is_all_processed_in_order_with_bounded_memory_never_holding_the_caller(
-        tmp_path, inverter, diffractometer):
+    tmp_path, inverter, diffractometer
+):
     # Tiled is down, so every record must land in the spool: nothing may be dropped.
     # Every 50th curve is a full curve that the model inverts, the others are 5-point curves that
     # validation rejects; a full inversion of all 1,000 is the slow test below.
@@ -179,8 +196,9 @@ def test_a_burst_of_1000_curves_is_all_processed_in_order_with_bounded_memory_ne
 
 
 @pytest.mark.slow
-def test_a_burst_of_1000_full_curves_is_all_inverted_and_written_to_tiled(tmp_path, inverter, diffractometer,
-                                                                         tiled_server):
+def test_a_burst_of_1000_full_curves_is_all_inverted_and_written_to_tiled(
+    tmp_path, inverter, diffractometer, tiled_server
+):
     live = make_live(inverter, tiled_server.url, tmp_path / "spool", queue_size=16)
     two_theta = np.linspace(71.6, 74.2, 131)
     counts = diffractometer.counts(two_theta)

@@ -54,8 +54,9 @@ class Listener:
         env = dict(os.environ, TILED_API_KEY=API_KEY, TF_CPP_MIN_LOG_LEVEL="3")
         self.log_path = log_path
         self.log = open(log_path, "ab")
-        self.process = subprocess.Popen([str(BIN / "xrd-strain"), "listen", *args], stdout=self.log,
-                                        stderr=subprocess.STDOUT, env=env)
+        self.process = subprocess.Popen(
+            [str(BIN / "xrd-strain"), "listen", *args], stdout=self.log, stderr=subprocess.STDOUT, env=env
+        )
 
     def started(self, timeout=120):
         deadline = time.monotonic() + timeout
@@ -185,17 +186,30 @@ def assert_raw_runs_complete(client, uids):
 
 
 def test_a_journal_listener_killed_mid_series_resumes_and_every_scan_gets_its_raw_run_and_one_result(
-        tmp_path, tiled_server, tiny_bundle, diffractometer):
+    tmp_path, tiled_server, tiny_bundle, diffractometer
+):
     """--journal --raw (deploy/'s setup): the listener is the raw writer, the journal is the transport."""
     from xrd_strain_plugin.bluesky.journal import JournalWriter
 
     journal_dir, spool = tmp_path / "journal", tmp_path / "spool"
     journal = JournalWriter(journal_dir)
     port = free_port()
-    server = service([str(BIN / "xrd-strain"), "journal", "serve", str(journal_dir), "--port", str(port),
-                      "--bind", "127.0.0.1"], tmp_path / "journal.log", ready=b"serving")
-    args = ["--journal", f"127.0.0.1:{port}", "--tiled", tiled_server.url, "--spool", str(spool), "--raw",
-            "--model", str(tiny_bundle)]
+    server = service(
+        [str(BIN / "xrd-strain"), "journal", "serve", str(journal_dir), "--port", str(port), "--bind", "127.0.0.1"],
+        tmp_path / "journal.log",
+        ready=b"serving",
+    )
+    args = [
+        "--journal",
+        f"127.0.0.1:{port}",
+        "--tiled",
+        tiled_server.url,
+        "--spool",
+        str(spool),
+        "--raw",
+        "--model",
+        str(tiny_bundle),
+    ]
     RE = RunEngine({})
     RE.subscribe(journal)
     client = tiled_server.client()
@@ -241,7 +255,8 @@ def test_a_journal_listener_killed_mid_series_resumes_and_every_scan_gets_its_ra
 
 @pytest.mark.slow  # ~55 s at load 9; catch-up itself is covered in the default suite by test_live_catchup.py
 def test_a_zmq_listener_killed_mid_series_catches_up_from_tiled_while_new_scans_flow(
-        tmp_path, tiny_bundle, diffractometer):
+    tmp_path, tiny_bundle, diffractometer
+):
     """--zmq without --raw: the RunEngine host writes the raw runs; the restarted listener finds
     the runs it missed in Tiled and inverts each once, oldest first, while new scans keep flowing.
 
@@ -255,8 +270,20 @@ def test_a_zmq_listener_killed_mid_series_catches_up_from_tiled_while_new_scans_
     in_port, out_port = free_port(), free_port()
     proxy = service([str(BIN / "bluesky-0MQ-proxy"), str(in_port), str(out_port)], tmp_path / "proxy.log")
     spool = tmp_path / "spool"
-    args = ["--zmq", f"127.0.0.1:{out_port}", "--tiled", tiled_server.url, "--spool", str(spool),
-            "--model", str(tiny_bundle), "--catch-up-grace-s", "1", "--catch-up-interval-s", "1"]
+    args = [
+        "--zmq",
+        f"127.0.0.1:{out_port}",
+        "--tiled",
+        tiled_server.url,
+        "--spool",
+        str(spool),
+        "--model",
+        str(tiny_bundle),
+        "--catch-up-grace-s",
+        "1",
+        "--catch-up-interval-s",
+        "1",
+    ]
     client = tiled_server.client()
     raw = raw_run_writer(client)
     publisher = Publisher(f"127.0.0.1:{in_port}")

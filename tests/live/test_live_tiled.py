@@ -69,7 +69,9 @@ def test_writing_a_record_twice_leaves_one_node_and_completes_a_partial_one(tile
     hits = find_results(client, raw_uid=record.raw_uid)
     assert list(hits) == [(record.raw_uid, "0")]
     assert results_per_raw_uid(client, [record.raw_uid]) == {record.raw_uid: 1}
-    np.testing.assert_array_equal(read_result(hits[(record.raw_uid, "0")])["arrays"]["strain_percent"], record.arrays["strain_percent"])
+    np.testing.assert_array_equal(
+        read_result(hits[(record.raw_uid, "0")])["arrays"]["strain_percent"], record.arrays["strain_percent"]
+    )
 
 
 def test_queries_select_by_sample_run_emax_range_model_version_and_status(tiled_server):
@@ -151,8 +153,11 @@ def test_results_spooled_while_tiled_is_down_are_written_in_order_exactly_once_a
 
 
 def test_a_failing_tiled_spools_instead_of_raising(tmp_path, failing_http_url):
-    publisher = SpoolingPublisher(lambda: TiledResultsWriter.from_uri(failing_http_url, api_key="k"),
-                                  Spool(tmp_path / "spool"), retry_interval_s=0.0)
+    publisher = SpoolingPublisher(
+        lambda: TiledResultsWriter.from_uri(failing_http_url, api_key="k"),
+        Spool(tmp_path / "spool"),
+        retry_interval_s=0.0,
+    )
     record = synthetic_record(uid())
     assert publisher.publish(record) is False
     assert publisher.flush() is False
@@ -175,7 +180,9 @@ def test_a_batch_costs_one_request_per_result_plus_one_and_each_reads_back_its_o
     writer.prepare()  # off the critical path: containers and an arrays table made ahead
     multi = uid()
     records = [synthetic_record(uid(), e_max=i, seed=i) for i in range(5)] + [
-        synthetic_record(multi, 0, seed=7), synthetic_record(uid(), status="rejected")]
+        synthetic_record(multi, 0, seed=7),
+        synthetic_record(uid(), status="rejected"),
+    ]
     writer.prepare(raw_uid=multi, curve_index=0)  # the multi-curve run's node, also ahead
     before = writer.requests
     writer.write_many(records)
@@ -220,7 +227,6 @@ def test_a_result_is_plain_tiled_data_a_profile_and_a_curve_table_with_units(til
 def test_results_of_layout_v2_are_still_found_and_read_with_todays_names(tiled_server):
     """A v2 node (arrays row with a column ``strain`` in percent, no per-result tables)."""
     import pyarrow as pa
-
     from tiled.structures.core import Spec
 
     from xrd_strain_plugin.tiled.client import ResultNode
@@ -229,13 +235,21 @@ def test_results_of_layout_v2_are_still_found_and_read_with_todays_names(tiled_s
     TiledResultsWriter(client).prepare()
     record = synthetic_record(uid(), sample="old-v2", seed=4)
     old = {("strain" if k == "strain_percent" else k): v for k, v in record.arrays.items()}
-    frame = pa.table({"raw_uid": [record.raw_uid], "curve_index": [-1],
-                      **{k: pa.array([v], pa.list_(pa.float64())) for k, v in old.items()}}).to_pandas()
+    frame = pa.table(
+        {
+            "raw_uid": [record.raw_uid],
+            "curve_index": [-1],
+            **{k: pa.array([v], pa.list_(pa.float64())) for k, v in old.items()},
+        }
+    ).to_pandas()
     key = uid()
     client["result_arrays"].write_dataframe(frame, key=key)
     md = {k: v for k, v in record.metadata.items() if k != "units"}
-    md.update(layout={"name": LAYOUT_NAME, "version": "2"}, arrays={"node": f"result_arrays/{key}", "row": 0},
-              refinement={"status": "none"})
+    md.update(
+        layout={"name": LAYOUT_NAME, "version": "2"},
+        arrays={"node": f"result_arrays/{key}", "row": 0},
+        refinement={"status": "none"},
+    )
     client["results"].create_container(record.raw_uid, metadata=md, specs=[Spec(LAYOUT_NAME, version="2")])
     (node,) = find_results(client, sample="old-v2", layout_version="2").values()
     got = read_result(node)
@@ -255,12 +269,14 @@ def test_results_of_layout_v1_are_still_found_and_read(tiled_server):
     TiledResultsWriter(client).prepare()
     record = synthetic_record(uid(), sample="old-v1", e_max=2.2, seed=9)
     md = dict(record.metadata, layout={"name": LAYOUT_NAME, "version": "1"})
-    node = client["results"].create_container(record.raw_uid, metadata=md,
-                                              specs=[Spec(LAYOUT_NAME, version="1"), Spec("composite")])
+    node = client["results"].create_container(
+        record.raw_uid, metadata=md, specs=[Spec(LAYOUT_NAME, version="1"), Spec("composite")]
+    )
     for table, columns in record.tables().items():
         columns = {("strain" if c == "strain_percent" else c): v for c, v in columns.items()}  # v1's names
         node.base.write_table(pd.DataFrame(columns), key=table) if hasattr(node, "base") else node.write_table(
-            pd.DataFrame(columns), key=table)
+            pd.DataFrame(columns), key=table
+        )
     hits = find_results(client, sample="old-v1")
     assert list(hits) == [(record.raw_uid,)]
     got = read_result(hits[(record.raw_uid,)])
@@ -271,15 +287,21 @@ def test_results_of_layout_v1_are_still_found_and_read(tiled_server):
 
 
 def test_a_record_that_cannot_be_written_is_set_aside_with_its_reason_and_the_rest_of_its_batch_written(
-        tiled_server, tmp_path):
+    tiled_server, tmp_path
+):
     good = [synthetic_record(uid(), seed=i) for i in range(2)]
     bad = synthetic_record(uid(), seed=5)
-    bad = ResultRecord(raw_uid=bad.raw_uid, curve_index=None, metadata=bad.metadata,
-                       arrays={**bad.arrays, "strain_percent": np.array(["x"] * bad.arrays["strain_percent"].size)})
+    bad = ResultRecord(
+        raw_uid=bad.raw_uid,
+        curve_index=None,
+        metadata=bad.metadata,
+        arrays={**bad.arrays, "strain_percent": np.array(["x"] * bad.arrays["strain_percent"].size)},
+    )
     spool = Spool(tmp_path / "spool")
     spool.append_many([good[0], bad, good[1]])  # one batch file, as an outage leaves it
-    publisher = SpoolingPublisher(lambda: TiledResultsWriter.from_uri(tiled_server.url, api_key="testsecret"),
-                                  spool, retry_interval_s=0.0)
+    publisher = SpoolingPublisher(
+        lambda: TiledResultsWriter.from_uri(tiled_server.url, api_key="testsecret"), spool, retry_interval_s=0.0
+    )
     assert publisher.flush() is True
     assert len(spool) == 0 and spool.pending() == []
     quarantined = sorted((tmp_path / "spool" / "quarantine").glob("*.npz"))
@@ -287,7 +309,10 @@ def test_a_record_that_cannot_be_written_is_set_aside_with_its_reason_and_the_re
     assert "could not convert string to float" in quarantined[0].with_suffix(".reason.txt").read_text()
     client = tiled_server.client()
     assert results_per_raw_uid(client, [r.raw_uid for r in good] + [bad.raw_uid]) == {
-        good[0].raw_uid: 1, good[1].raw_uid: 1, bad.raw_uid: 0}
+        good[0].raw_uid: 1,
+        good[1].raw_uid: 1,
+        bad.raw_uid: 0,
+    }
     spool.close()
 
 

@@ -46,7 +46,8 @@ def test_runs_without_an_angle_axis_are_not_ours_unless_they_opt_in():
 def test_start_metadata_overrides_configuration():
     plan = plan_from_start(
         start([[["omega"], "primary"]], sample={"name": "A"}, xrd_strain={"hkl": [2, 0, 0], "axis": "two_theta"}),
-        RockingCurveConfig(hkl=(4, 0, 0), wavelength_angstrom=1.5406))
+        RockingCurveConfig(hkl=(4, 0, 0), wavelength_angstrom=1.5406),
+    )
     assert plan.hkl == (2, 0, 0) and plan.axis == "two_theta" and plan.sample == "A"
     assert plan.wavelength_angstrom == 1.5406
 
@@ -61,14 +62,16 @@ NUM = {"dtype": "number", "shape": [], "source": "s"}
 def test_detector_comes_from_hints_and_units_must_be_degrees():
     plan = plan_from_start(start([[["omega"], "primary"]]), RockingCurveConfig())
     keys = {"omega": NUM, "omega_setpoint": NUM, "det-intensity": NUM, "temp": NUM}
-    fields = fields_from_descriptor(descriptor(keys, {"det": {"fields": ["det-intensity"]},
-                                                      "omega": {"fields": ["omega"]}}), plan)
+    fields = fields_from_descriptor(
+        descriptor(keys, {"det": {"fields": ["det-intensity"]}, "omega": {"fields": ["omega"]}}), plan
+    )
     assert fields.detector == "det-intensity"
     with pytest.raises(DetectionError, match="no detector field"):
         fields_from_descriptor(descriptor(keys, {"omega": {"fields": ["omega"]}}), plan)
     with pytest.raises(DetectionError, match="in 'mm'"):
-        fields_from_descriptor(descriptor({**keys, "omega": {**NUM, "units": "mm"}},
-                                          {"det": {"fields": ["det-intensity"]}}), plan)
+        fields_from_descriptor(
+            descriptor({**keys, "omega": {**NUM, "units": "mm"}}, {"det": {"fields": ["det-intensity"]}}), plan
+        )
 
 
 def test_simulated_detector_sees_the_substrate_peak_over_a_poisson_background():
@@ -94,9 +97,11 @@ def test_simulated_detector_sees_the_substrate_peak_over_a_poisson_background():
 
 
 def test_importing_the_adapters_loads_no_ml_ophyd_or_tiled_stack():
-    probe = ("import json, sys; import xrd_strain_plugin.bluesky, xrd_strain_plugin.tiled, xrd_strain_plugin.cli.live;"
-             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in"
-             " ('tensorflow', 'keras', 'ophyd', 'tiled', 'bluesky', 'jax', 'torch'))))")
+    probe = (
+        "import json, sys; import xrd_strain_plugin.bluesky, xrd_strain_plugin.tiled, xrd_strain_plugin.cli.live;"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in"
+        " ('tensorflow', 'keras', 'ophyd', 'tiled', 'bluesky', 'jax', 'torch'))))"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
@@ -113,12 +118,22 @@ def _stopped_run(n_planned, n_taken, *, exit_status="success"):
     two_theta = np.linspace(71.6, 74.2, n_planned)[:n_taken]
     counts = diff.counts(two_theta)
     run = compose_run(metadata={"hints": {"dimensions": [[["tth"], "primary"]]}, "num_points": n_planned})
-    desc = run.compose_descriptor(name="primary", data_keys={"tth": NUM, "det": NUM}, hints={"det": {"fields": ["det"]}})
+    desc = run.compose_descriptor(
+        name="primary", data_keys={"tth": NUM, "det": NUM}, hints={"det": {"fields": ["det"]}}
+    )
     docs = [("start", run.start_doc), ("descriptor", desc.descriptor_doc)]
     if n_taken:
-        docs.append(("event_page", desc.compose_event_page(
-            data={"tth": two_theta, "det": counts}, timestamps={"tth": two_theta * 0, "det": counts * 0},
-            seq_num=list(range(1, n_taken + 1)), time=list(two_theta * 0))))
+        docs.append(
+            (
+                "event_page",
+                desc.compose_event_page(
+                    data={"tth": two_theta, "det": counts},
+                    timestamps={"tth": two_theta * 0, "det": counts * 0},
+                    seq_num=list(range(1, n_taken + 1)),
+                    time=list(two_theta * 0),
+                ),
+            )
+        )
     docs.append(("stop", run.compose_stop(exit_status=exit_status)))
     return docs
 

@@ -33,6 +33,8 @@ def test_forward_model_on_strict_array_api_equals_numpy():
     scan = np.arange(72.8, 73.8, 0.005)
     e = E * 0.4
     ref = simulate_scan(scan, e, DW, T, R, resolution_fwhm_deg=np.array([0.02, 0.05]))
-    out = simulate_scan(xs.asarray(scan), xs.asarray(e), xs.asarray(DW), T, R, resolution_fwhm_deg=np.array([0.02, 0.05]))
+    out = simulate_scan(
+        xs.asarray(scan), xs.asarray(e), xs.asarray(DW), T, R, resolution_fwhm_deg=np.array([0.02, 0.05])
+    )
     assert out.__array_namespace__() is xs
     np.testing.assert_allclose(np.from_dlpack(out), ref, rtol=1e-9)

@@ -34,8 +34,11 @@ def test_q_at_the_bragg_angle_is_the_reciprocal_lattice_vector():
     two_theta = 2 * math.degrees(bragg.bragg_angle(d, CU_KA1))
     assert bragg.two_theta_deg_to_q(two_theta, CU_KA1) == pytest.approx(bragg.q_bragg_inv_angstrom(d), rel=1e-12)
     assert bragg.q_bragg_inv_angstrom(d) == pytest.approx(2 * math.pi / d, rel=1e-15)
-    np.testing.assert_allclose(bragg.q_to_two_theta_deg(bragg.two_theta_deg_to_q([30.0, 73.0, 150.0], CU_KA1),
-                                                        CU_KA1), [30.0, 73.0, 150.0], rtol=1e-12)
+    np.testing.assert_allclose(
+        bragg.q_to_two_theta_deg(bragg.two_theta_deg_to_q([30.0, 73.0, 150.0], CU_KA1), CU_KA1),
+        [30.0, 73.0, 150.0],
+        rtol=1e-12,
+    )
 
 
 def test_a_strained_layer_diffracts_where_the_bragg_law_puts_its_own_spacing():

@@ -30,8 +30,9 @@ def test_a_delta_comes_out_as_the_resolution_function_with_its_fwhm():
 
 def test_a_constant_stays_constant_up_to_the_edges():
     flat = np.full((1, 500), 3.0)
-    out = convolve_resolution(flat, step_deg=0.002, resolution_fwhm_deg=0.03, half_width_steps=60,
-                              shape="pseudo-voigt", eta=0.7)
+    out = convolve_resolution(
+        flat, step_deg=0.002, resolution_fwhm_deg=0.03, half_width_steps=60, shape="pseudo-voigt", eta=0.7
+    )
     np.testing.assert_allclose(out, 3.0, rtol=1e-10)
 
 
@@ -41,8 +42,9 @@ def test_it_equals_a_direct_convolution_renormalised_at_the_edges():
     step, n_k = 0.003, 40
     y = rng.uniform(0.1, 1.0, (3, 300))
     eta = np.array([0.0, 0.4, 1.0])
-    out = convolve_resolution(y, step_deg=step, resolution_fwhm_deg=0.02, half_width_steps=n_k,
-                              shape="pseudo-voigt", eta=eta)
+    out = convolve_resolution(
+        y, step_deg=step, resolution_fwhm_deg=0.02, half_width_steps=n_k, shape="pseudo-voigt", eta=eta
+    )
     for row, e, got in zip(y, eta, out):
         kernel = resolution_kernel(np.arange(-n_k, n_k + 1) * step, 0.02, shape="pseudo-voigt", eta=e)
         kernel = kernel / kernel.sum()

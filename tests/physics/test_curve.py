@@ -27,16 +27,19 @@ def test_the_curve_is_a_copy_and_cannot_be_changed():
         curve.counts[0] = 1.0
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda a, c: (a, np.where(np.arange(a.size) == 5, np.nan, c)), "intensity contains NaN or inf"),
-    (lambda a, c: (a, np.where(np.arange(a.size) == 5, -1.0, c)), "negative intensity"),
-    (lambda a, c: (a[:9], c[:9]), "too few points: 9"),
-    (lambda a, c: (np.r_[a[:50], a[51], a[50], a[52:]], c), "not sorted in increasing order"),
-    (lambda a, c: (np.r_[a[:50], a[50], a[50:-1]], c), "duplicate angles"),
-    (lambda a, c: (a, np.zeros_like(c)), "zero everywhere"),
-    (lambda a, c: (a, c[:-1]), "length mismatch"),
-    (lambda a, c: (np.stack([a, a]), np.stack([c, c])), "one curve is 1-D"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda a, c: (a, np.where(np.arange(a.size) == 5, np.nan, c)), "intensity contains NaN or inf"),
+        (lambda a, c: (a, np.where(np.arange(a.size) == 5, -1.0, c)), "negative intensity"),
+        (lambda a, c: (a[:9], c[:9]), "too few points: 9"),
+        (lambda a, c: (np.r_[a[:50], a[51], a[50], a[52:]], c), "not sorted in increasing order"),
+        (lambda a, c: (np.r_[a[:50], a[50], a[50:-1]], c), "duplicate angles"),
+        (lambda a, c: (a, np.zeros_like(c)), "zero everywhere"),
+        (lambda a, c: (a, c[:-1]), "length mismatch"),
+        (lambda a, c: (np.stack([a, a]), np.stack([c, c])), "one curve is 1-D"),
+    ],
+)
 def test_an_unusable_curve_is_refused_naming_the_problem(change, message):
     angles, counts = change(ANGLES, COUNTS)
     with pytest.raises(CurveError, match=message):

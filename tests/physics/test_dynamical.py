@@ -68,7 +68,9 @@ def test_asymmetric_reflection_total_reflection_and_width():
     assert refl.max() == pytest.approx(1.0, abs=1e-6)
     plateau = dth[refl > 0.999999]
     b = math.sin(TH_B - phi) / math.sin(TH_B + phi)
-    assert plateau.max() - plateau.min() == pytest.approx(2 * abs(r.chih) / (math.sqrt(b) * math.sin(2 * TH_B)), rel=0.02)
+    assert plateau.max() - plateau.min() == pytest.approx(
+        2 * abs(r.chih) / (math.sqrt(b) * math.sin(2 * TH_B)), rel=0.02
+    )
 
 
 def _layer_scan(e, t_nm, n=20, npts=3000):
@@ -158,10 +160,12 @@ def test_convergence_with_number_of_lamellae():
     3200-lamella curve; 1e-3 rms log10 is reached by N = 400 unconvolved, N = 200 after a 0.02 deg
     Gaussian in theta (docs/physics.md lists the measured values)."""
     th = TH_B + np.radians(np.linspace(-0.9, 0.1, 400))
+
     def profile(n):
         z = (np.arange(n) + 0.5) / n
         e = 0.02 * np.exp(-(((z - 0.35) / 0.2) ** 2)) * (1 - z)
         return e, np.exp(-2 * (e / 0.02) ** 2)
+
     ref = reflectivity(th, *profile(3200), 500.0, R)[0]
     conv = lambda x: gauss_convolve(np.degrees(th), x, 0.02)
     curves = {n: reflectivity(th, *profile(n), 500.0, R)[0] for n in (100, 200, 400)}
@@ -278,8 +282,12 @@ def test_polarization_factor_narrows_pi_and_unpolarized_is_the_mean():
     ],
 )
 def test_bad_input_names_the_parameter(kwargs, match):
-    args = dict(theta=np.array([TH_B, TH_B + 1e-4]), strain=np.array([0.01, 0.0]),
-                debye_waller=np.array([1.0, 1.0]), thickness_nm=100.0)
+    args = dict(
+        theta=np.array([TH_B, TH_B + 1e-4]),
+        strain=np.array([0.01, 0.0]),
+        debye_waller=np.array([1.0, 1.0]),
+        thickness_nm=100.0,
+    )
     extra = {k: kwargs.pop(k) for k in list(kwargs) if k in ("bragg", "polarization")}
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):

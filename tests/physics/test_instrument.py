@@ -91,8 +91,14 @@ def test_convolution_conserves_integrated_intensity():
 
 def test_batch_with_different_resolutions_and_scans():
     scans = np.stack([np.arange(73.0, 73.7, 0.005)[:140], np.arange(73.05, 73.75, 0.005)[:140]])
-    batch = simulate_scan(scans, np.stack([E, E]), np.stack([DW, DW]), np.array([300.0, 500.0]), R,
-                          resolution_fwhm_deg=np.array([0.01, 0.04]))
+    batch = simulate_scan(
+        scans,
+        np.stack([E, E]),
+        np.stack([DW, DW]),
+        np.array([300.0, 500.0]),
+        R,
+        resolution_fwhm_deg=np.array([0.01, 0.04]),
+    )
     one = simulate_scan(scans[1], E, DW, 500.0, R, resolution_fwhm_deg=0.04)[0]
     assert batch.shape == (2, 140)
     assert rms_log10(batch[1], one) < 1e-3
@@ -138,7 +144,9 @@ def test_extra_noise_widens_and_background_profile_is_smooth():
     noisy = apply_counts(refl, scale=1e6, rng=rng, extra_noise=0.1)
     assert noisy.std() > 5 * plain.std()
     bg = background_profile(np.linspace(72, 74, 5), level=10.0, slope=0.1, curvature=0.05)
-    np.testing.assert_allclose(bg[0], 10 * (1 + 0.1 * np.array([-1, -0.5, 0, 0.5, 1]) + 0.05 * np.array([1, 0.25, 0, 0.25, 1])))
+    np.testing.assert_allclose(
+        bg[0], 10 * (1 + 0.1 * np.array([-1, -0.5, 0, 0.5, 1]) + 0.05 * np.array([1, 0.25, 0, 0.25, 1]))
+    )
     with pytest.raises(ValueError, match="Generator"):
         apply_counts(refl, scale=1.0)
     with pytest.raises(ValueError, match="non-negative"):
@@ -155,7 +163,7 @@ def test_pseudo_voigt_tails_reach_across_the_whole_scan():
     rf = reflectivity(np.radians(tf / 2), E, DW, 300.0, R)[0]
     offsets = fine * np.arange(-tf.size, tf.size + 1)
     kern = resolution_kernel(offsets, fwhm, shape="pseudo-voigt", eta=eta) * fine / fwhm  # unit area, uncut
-    ref = np.interp(scan, tf, np.convolve(rf, kern, "full")[tf.size:2 * tf.size])
+    ref = np.interp(scan, tf, np.convolve(rf, kern, "full")[tf.size : 2 * tf.size])
     ours = simulate_scan(scan, E, DW, 300.0, R, resolution_fwhm_deg=fwhm, shape="pseudo-voigt", eta=eta)[0]
     far = np.abs(scan - R.two_theta_bragg_deg) > 0.3  # more than 30 FWHM from the substrate peak
     assert rms_log10(ours[far], ref[far]) < 0.01
@@ -164,11 +172,31 @@ def test_pseudo_voigt_tails_reach_across_the_whole_scan():
 def test_eta_per_curve_equals_separate_calls():
     """eta is a per-curve parameter like the FWHM (a batch of refinement trial curves)."""
     etas = np.array([0.0, 0.02, 0.3])
-    batch = simulate_scan(SCAN, E, DW, 300.0, R, resolution_fwhm_deg=0.02, shape="pseudo-voigt", eta=etas,
-                          fine_step_deg=0.0025, pad_deg=0.1)
+    batch = simulate_scan(
+        SCAN,
+        E,
+        DW,
+        300.0,
+        R,
+        resolution_fwhm_deg=0.02,
+        shape="pseudo-voigt",
+        eta=etas,
+        fine_step_deg=0.0025,
+        pad_deg=0.1,
+    )
     for k, eta in enumerate(etas):
-        alone = simulate_scan(SCAN, E, DW, 300.0, R, resolution_fwhm_deg=0.02, shape="pseudo-voigt", eta=float(eta),
-                              fine_step_deg=0.0025, pad_deg=0.1)[0]
+        alone = simulate_scan(
+            SCAN,
+            E,
+            DW,
+            300.0,
+            R,
+            resolution_fwhm_deg=0.02,
+            shape="pseudo-voigt",
+            eta=float(eta),
+            fine_step_deg=0.0025,
+            pad_deg=0.1,
+        )[0]
         np.testing.assert_allclose(batch[k], alone, rtol=1e-12)
     with pytest.raises(ValueError, match="eta"):
         simulate_scan(SCAN, E, DW, 300.0, R, resolution_fwhm_deg=0.02, shape="pseudo-voigt", eta=1.5)
@@ -179,8 +207,12 @@ def test_fixed_fine_grid_makes_the_curve_continuous_in_the_resolution():
     step: 8 points per FWHM), and so does the curve; with a fixed fine_step_deg the curve is smooth."""
     fwhms = np.array([0.0399999, 0.04, 0.0400001])
     default = np.stack([simulate_scan(SCAN, E, DW, 300.0, R, resolution_fwhm_deg=f)[0] for f in fwhms])
-    fixed = np.stack([simulate_scan(SCAN, E, DW, 300.0, R, resolution_fwhm_deg=f, fine_step_deg=0.0025,
-                                    pad_deg=0.2)[0] for f in fwhms])
+    fixed = np.stack(
+        [
+            simulate_scan(SCAN, E, DW, 300.0, R, resolution_fwhm_deg=f, fine_step_deg=0.0025, pad_deg=0.2)[0]
+            for f in fwhms
+        ]
+    )
     change = lambda c, a, b: np.abs(np.log10(c[b]) - np.log10(c[a])).max()
     # two steps of 1e-7 deg: the fixed grid changes by equal tiny amounts; the default one jumps by ~0.01 decades
     assert change(fixed, 0, 1) < 1e-4 and change(fixed, 1, 2) < 1e-4

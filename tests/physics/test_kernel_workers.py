@@ -21,15 +21,22 @@ def _kernel_state():
     curve = reflectivity(th, np.linspace(0.01, 0.0, 30), np.ones(30), 300.0, r)
     kernel = dynamical._fused_kernel(3, False)
     stats = kernel.stats
-    return {"id": id(kernel), "signatures": len(kernel.signatures), "cache_hits": sum(stats.cache_hits.values()),
-            "cache_misses": sum(stats.cache_misses.values()), "peak": float(curve.max())}
+    return {
+        "id": id(kernel),
+        "signatures": len(kernel.signatures),
+        "cache_hits": sum(stats.cache_hits.values()),
+        "cache_misses": sum(stats.cache_misses.values()),
+        "peak": float(curve.max()),
+    }
 
 
 def test_worker_tasks_reuse_one_kernel_loaded_from_the_disk_cache():
     assert HAVE_NUMBA
     here = _kernel_state()  # compiles (or loads) in this process, so the disk cache exists
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         first = client.submit(_kernel_state, pure=False).result()
         second = client.submit(_kernel_state, pure=False).result()
     assert first["id"] == second["id"]  # the same compiled object served both tasks

@@ -26,7 +26,12 @@ def test_ysz_400_reciprocal_vector_is_8pi_over_a():
 
 @pytest.mark.parametrize(
     "material,hkl",
-    [(str(SHARED / "ZrO2.cif"), (4, 0, 0)), ("Si", (0, 0, 4)), ("GaN", (0, 0, 2)), (str(SHARED / "MgO.cif"), (2, 0, 0))],
+    [
+        (str(SHARED / "ZrO2.cif"), (4, 0, 0)),
+        ("Si", (0, 0, 4)),
+        ("GaN", (0, 0, 2)),
+        (str(SHARED / "MgO.cif"), (2, 0, 0)),
+    ],
 )
 def test_structure_factors_match_xrayutilities(material, hkl):
     """F_0, F_H, F_-H equal xrayutilities' StructureFactor (its own implementation) incl. anomalous terms."""

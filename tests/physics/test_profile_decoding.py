@@ -13,8 +13,9 @@ def test_the_weights_basis_drops_the_interface_function_so_every_profile_ends_at
     pinned = profiles.weights_basis(10, np.array([0.0, 0.37, 1.0]))
     np.testing.assert_array_equal(pinned, full[:, :10])
     np.testing.assert_array_equal(pinned[-1], 0.0)
-    np.testing.assert_allclose(profiles.profile_basis(10, 50),
-                               profiles.weights_basis(10, profiles.slice_midpoints(50)), rtol=0, atol=0)
+    np.testing.assert_allclose(
+        profiles.profile_basis(10, 50), profiles.weights_basis(10, profiles.slice_midpoints(50)), rtol=0, atol=0
+    )
 
 
 def test_weights_fitted_at_any_depths_give_back_the_profile_they_came_from():
@@ -35,8 +36,9 @@ def test_depth_table_runs_from_the_surface_to_the_interface_with_the_coupled_dw_
     assert dw[i] == pytest.approx(0.4)
     np.testing.assert_allclose(dw, np.exp(np.log(0.4) * (strain_pct / strain_pct[i]) ** 2), rtol=1e-12)
     # rescaled so the largest |strain| is the given e_max; the shape is kept
-    _, scaled, dw_scaled = profiles.depth_table(weights, thickness_nm=300.0, dw_min=0.4, n_depth=201,
-                                                strain_max_percent=3.0)
+    _, scaled, dw_scaled = profiles.depth_table(
+        weights, thickness_nm=300.0, dw_min=0.4, n_depth=201, strain_max_percent=3.0
+    )
     assert np.max(np.abs(scaled)) == pytest.approx(3.0)
     np.testing.assert_allclose(scaled, strain_pct * 3.0 / strain_pct[i], rtol=1e-12)
     np.testing.assert_allclose(dw_scaled, dw, rtol=1e-12)

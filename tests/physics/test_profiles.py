@@ -108,14 +108,15 @@ def test_fit_weights_round_trip():
     back = profiles.strain_from_weights(fitted, 0.025, 500)
     np.testing.assert_allclose(back, strain, atol=1e-12)
     # Weights are recovered up to the common scale of the normalisation.
-    np.testing.assert_allclose(fitted / fitted.max(axis=1, keepdims=True),
-                               weights / weights.max(axis=1, keepdims=True), atol=1e-8)
+    np.testing.assert_allclose(
+        fitted / fitted.max(axis=1, keepdims=True), weights / weights.max(axis=1, keepdims=True), atol=1e-8
+    )
 
 
 def test_fit_weights_approximates_a_smooth_foreign_shape():
     """A Gaussian damage peak (not a spline) is fitted within 2 % of its maximum."""
     z = (np.arange(400) + 0.5) / 400
-    shape = 0.02 * np.exp(-((z - 0.4) / 0.15) ** 2) * (1 - z)
+    shape = 0.02 * np.exp(-(((z - 0.4) / 0.15) ** 2)) * (1 - z)
     fitted = profiles.strain_from_weights(profiles.fit_weights(shape, 10), shape.max(), 400)
     assert np.max(np.abs(fitted - shape)) < 0.02 * shape.max()
 

@@ -73,8 +73,9 @@ def test_peak_at_strain_e_lands_at_e_on_the_model_grid():
     two_theta = np.linspace(70.0, 74.0, 4001)
     strains = np.array([0.0, 0.004, 0.012, 0.025])
     curves = np.stack([peak_curve(e, two_theta) for e in strains])
-    x = qspace.to_model_input(two_theta, curves, wavelength_angstrom=WAVELENGTH,
-                              q_bragg_inv_angstrom=Q_BRAGG, grid=grid)
+    x = qspace.to_model_input(
+        two_theta, curves, wavelength_angstrom=WAVELENGTH, q_bragg_inv_angstrom=Q_BRAGG, grid=grid
+    )
     assert x.shape == (4, 3501) and x.dtype == np.float32
     np.testing.assert_allclose(grid.strain[np.argmax(x, axis=1)], strains, atol=2e-5)
     np.testing.assert_allclose(x.max(axis=1), 0.0, atol=1e-3)  # log10(I / I_max) <= 0
@@ -84,8 +85,9 @@ def test_outside_measured_range_is_filled_with_the_curve_minimum():
     grid = ModelGrid(strain_min=-0.05, strain_max=0.05, n_points=1001)
     two_theta = np.linspace(72.0, 74.0, 500)  # covers only about -0.004 .. 0.02
     curve = peak_curve(0.01, two_theta)
-    x = qspace.to_model_input(two_theta, curve, wavelength_angstrom=WAVELENGTH,
-                              q_bragg_inv_angstrom=Q_BRAGG, grid=grid)[0]
+    x = qspace.to_model_input(
+        two_theta, curve, wavelength_angstrom=WAVELENGTH, q_bragg_inv_angstrom=Q_BRAGG, grid=grid
+    )[0]
     minimum = np.log10(curve.min() / curve.max())
     assert x[0] == pytest.approx(minimum, abs=1e-5) and x[-1] == pytest.approx(minimum, abs=1e-5)
     assert x.min() == pytest.approx(minimum, abs=1e-5)
@@ -95,11 +97,16 @@ def test_shared_and_per_curve_angles_agree():
     grid = ModelGrid(strain_min=-0.01, strain_max=0.03, n_points=1001)
     two_theta = np.linspace(71.0, 74.0, 800)
     curves = np.stack([peak_curve(e, two_theta) for e in (0.002, 0.02)])
-    shared = qspace.to_model_input(two_theta, curves, wavelength_angstrom=WAVELENGTH,
-                                   q_bragg_inv_angstrom=Q_BRAGG, grid=grid)
-    per_curve = qspace.to_model_input(np.stack([two_theta, two_theta]), curves,
-                                      wavelength_angstrom=WAVELENGTH,
-                                      q_bragg_inv_angstrom=Q_BRAGG, grid=grid)
+    shared = qspace.to_model_input(
+        two_theta, curves, wavelength_angstrom=WAVELENGTH, q_bragg_inv_angstrom=Q_BRAGG, grid=grid
+    )
+    per_curve = qspace.to_model_input(
+        np.stack([two_theta, two_theta]),
+        curves,
+        wavelength_angstrom=WAVELENGTH,
+        q_bragg_inv_angstrom=Q_BRAGG,
+        grid=grid,
+    )
     np.testing.assert_allclose(shared, per_curve, atol=1e-6)
 
 
@@ -114,10 +121,12 @@ def test_measured_curve_round_trip_through_the_model_grid():
     q = qspace.two_theta_deg_to_q(two_theta, WAVELENGTH)
     strain = qspace.strain_axis(q, Q_BRAGG)
     grid = ModelGrid(strain_min=strain.min() - 1e-3, strain_max=strain.max() + 1e-3, n_points=20001)
-    x = qspace.to_model_input(two_theta, intensity, wavelength_angstrom=WAVELENGTH,
-                              q_bragg_inv_angstrom=Q_BRAGG, grid=grid)
-    back = qspace.from_model_grid(x, grid=grid, two_theta_deg=two_theta,
-                                  wavelength_angstrom=WAVELENGTH, q_bragg_inv_angstrom=Q_BRAGG)
+    x = qspace.to_model_input(
+        two_theta, intensity, wavelength_angstrom=WAVELENGTH, q_bragg_inv_angstrom=Q_BRAGG, grid=grid
+    )
+    back = qspace.from_model_grid(
+        x, grid=grid, two_theta_deg=two_theta, wavelength_angstrom=WAVELENGTH, q_bragg_inv_angstrom=Q_BRAGG
+    )
     error = np.log10(back[0]) - np.log10(intensity / intensity.max())
     # The two end points share a grid interval with the fill beyond the data.
     interior = error[1:-1]
@@ -131,18 +140,17 @@ def test_zero_counts_are_floored_at_the_smallest_positive_value():
     counts = np.round(peak_curve(0.005, two_theta))
     assert np.any(counts == 0)
     grid = ModelGrid(strain_min=-0.005, strain_max=0.02, n_points=501)
-    x = qspace.to_model_input(two_theta, counts, wavelength_angstrom=WAVELENGTH,
-                              q_bragg_inv_angstrom=Q_BRAGG, grid=grid)
+    x = qspace.to_model_input(
+        two_theta, counts, wavelength_angstrom=WAVELENGTH, q_bragg_inv_angstrom=Q_BRAGG, grid=grid
+    )
     assert np.all(np.isfinite(x))
     assert x.min() == pytest.approx(np.log10(1.0 / counts.max()), abs=1e-5)
 
 
 def test_grid_two_theta_matches_bragg_law():
     grid = ModelGrid(strain_min=-0.01, strain_max=0.05, n_points=7)
-    two_theta = qspace.grid_two_theta_deg(grid, wavelength_angstrom=WAVELENGTH,
-                                          q_bragg_inv_angstrom=Q_BRAGG)
-    np.testing.assert_allclose(two_theta, bragg_two_theta_deg(A_YSZ / 4 * (1 + grid.strain)),
-                               rtol=1e-12)
+    two_theta = qspace.grid_two_theta_deg(grid, wavelength_angstrom=WAVELENGTH, q_bragg_inv_angstrom=Q_BRAGG)
+    np.testing.assert_allclose(two_theta, bragg_two_theta_deg(A_YSZ / 4 * (1 + grid.strain)), rtol=1e-12)
 
 
 GOOD_ANGLES = np.linspace(72.0, 74.0, 20)
@@ -169,9 +177,13 @@ def test_validate_curve_names_the_problem(angles, counts, message):
         qspace.validate_curve(angles, counts)
     # to_model_input goes through the same checks.
     with pytest.raises(ValueError, match=message):
-        qspace.to_model_input(angles, counts, wavelength_angstrom=WAVELENGTH,
-                              q_bragg_inv_angstrom=Q_BRAGG,
-                              grid=ModelGrid(strain_min=0.0, strain_max=0.01))
+        qspace.to_model_input(
+            angles,
+            counts,
+            wavelength_angstrom=WAVELENGTH,
+            q_bragg_inv_angstrom=Q_BRAGG,
+            grid=ModelGrid(strain_min=0.0, strain_max=0.01),
+        )
 
 
 def test_validate_curve_reports_the_bad_curve_in_a_batch():
@@ -189,18 +201,27 @@ def test_large_batches_resample_exactly_like_single_curves():
     rng = np.random.default_rng(5)
     curves = np.stack([peak_curve(e, two_theta) for e in rng.uniform(-0.002, 0.02, 40)])
     curves = rng.poisson(curves * 100).astype(float) + (curves > 0)  # counting noise
-    batch = qspace.to_model_input(two_theta, curves, wavelength_angstrom=WAVELENGTH,
-                                  q_bragg_inv_angstrom=Q_BRAGG, grid=grid)
-    single = np.concatenate([
-        qspace.to_model_input(two_theta, c, wavelength_angstrom=WAVELENGTH,
-                              q_bragg_inv_angstrom=Q_BRAGG, grid=grid) for c in curves])
+    batch = qspace.to_model_input(
+        two_theta, curves, wavelength_angstrom=WAVELENGTH, q_bragg_inv_angstrom=Q_BRAGG, grid=grid
+    )
+    single = np.concatenate(
+        [
+            qspace.to_model_input(two_theta, c, wavelength_angstrom=WAVELENGTH, q_bragg_inv_angstrom=Q_BRAGG, grid=grid)
+            for c in curves
+        ]
+    )
     np.testing.assert_allclose(batch, single, atol=1e-5)
-    back_batch = qspace.from_model_grid(batch, grid=grid, two_theta_deg=two_theta,
-                                        wavelength_angstrom=WAVELENGTH, q_bragg_inv_angstrom=Q_BRAGG)
-    back_single = np.concatenate([
-        qspace.from_model_grid(row, grid=grid, two_theta_deg=two_theta,
-                               wavelength_angstrom=WAVELENGTH, q_bragg_inv_angstrom=Q_BRAGG)
-        for row in batch])
+    back_batch = qspace.from_model_grid(
+        batch, grid=grid, two_theta_deg=two_theta, wavelength_angstrom=WAVELENGTH, q_bragg_inv_angstrom=Q_BRAGG
+    )
+    back_single = np.concatenate(
+        [
+            qspace.from_model_grid(
+                row, grid=grid, two_theta_deg=two_theta, wavelength_angstrom=WAVELENGTH, q_bragg_inv_angstrom=Q_BRAGG
+            )
+            for row in batch
+        ]
+    )
     np.testing.assert_allclose(back_batch, back_single, rtol=1e-9)
 
 

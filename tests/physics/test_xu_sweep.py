@@ -28,16 +28,21 @@ def test_graded_layer_matches_xrayutilities(kind, e_max, thickness_nm):
     assert compare_with_xu(graded_profile(kind, e_max), thickness_nm) < rms_log10_tolerance(thickness_nm)
 
 
-@pytest.mark.parametrize("group,label,strain,dw,thickness_nm", dw_sweep_cases(),
-                         ids=[f"{c[1]}, {c[4]:g} nm" for c in dw_sweep_cases()])
+@pytest.mark.parametrize(
+    "group,label,strain,dw,thickness_nm", dw_sweep_cases(), ids=[f"{c[1]}, {c[4]:g} nm" for c in dw_sweep_cases()]
+)
 def test_intermediate_and_depth_varying_dw_matches_xrayutilities(group, label, strain, dw, thickness_nm):
     """DW 0.1-0.9 (uniform, coupled to a graded strain, decoupled from it): each lamella's DW scales its
     chi_H and chi_-H, not chi_0, as per-lamella atomic displacement factors B do in xrayutilities."""
     assert compare_with_xu(strain, thickness_nm, debye_waller=dw) < rms_log10_tolerance(thickness_nm)
 
 
-ASYMMETRIC_CASES = [(g, e, t) for g, es in (("incidence", (0.005, 0.02, 0.04)), ("exit", (0.005, 0.02)))
-                    for e in es for t in (100.0, 300.0, 1000.0)]
+ASYMMETRIC_CASES = [
+    (g, e, t)
+    for g, es in (("incidence", (0.005, 0.02, 0.04)), ("exit", (0.005, 0.02)))
+    for e in es
+    for t in (100.0, 300.0, 1000.0)
+]
 
 
 @pytest.mark.parametrize("grazing,e_max,thickness_nm", ASYMMETRIC_CASES)

@@ -32,8 +32,9 @@ def ysz_cell(strain: float = 0.0, name: str = "YSZ", *, b_angstrom2: float = 0.0
     """Tetragonal P1 cell of YSZ with c = a (1 + strain) and an isotropic displacement factor B (A^2)
     on every atom (xrayutilities: each form factor times exp(-B (|q|/(4 pi))^2))."""
     atoms = [xu.materials.elements.Zr] * 4 + [xu.materials.elements.O] * 8
-    lat = xu.materials.SGLattice(1, A_YSZ, A_YSZ, A_YSZ * (1 + strain), 90, 90, 90, atoms=atoms, pos=_POS_P1,
-                                 b=[float(b_angstrom2)] * len(atoms))
+    lat = xu.materials.SGLattice(
+        1, A_YSZ, A_YSZ, A_YSZ * (1 + strain), 90, 90, 90, atoms=atoms, pos=_POS_P1, b=[float(b_angstrom2)] * len(atoms)
+    )
     return xu.materials.Crystal(name, lat)
 
 
@@ -56,8 +57,17 @@ def asymmetry_rad(hkl, grazing="incidence"):
     return phi if grazing == "incidence" else -phi
 
 
-def xu_reflectivity(theta_deg, strain, thickness_nm, wavelength_angstrom=1.5406, *, debye_waller=None,
-                    polarization="S", hkl=(0, 0, 4), grazing="incidence"):
+def xu_reflectivity(
+    theta_deg,
+    strain,
+    thickness_nm,
+    wavelength_angstrom=1.5406,
+    *,
+    debye_waller=None,
+    polarization="S",
+    hkl=(0, 0, 4),
+    grazing="incidence",
+):
     """Unconvolved reflectivity of YSZ ``hkl`` (l along the surface normal; default 004) with layers given surface
     first, at our Bragg-angle variable ``theta_deg`` (incidence theta - asymmetry, see :func:`asymmetry_rad`).
 
@@ -90,8 +100,17 @@ def xu_absorption_length_um(wavelength_angstrom=1.5406):
     return float(ysz_cell(0.0).absorption_length(xu.lam2en(wavelength_angstrom)))
 
 
-def compare_with_xu(strain, thickness_nm, *, debye_waller=None, xu_debye_waller=None, n_points=600,
-                    fwhm_theta_deg=0.02, bragg="exact", polarization="sigma"):
+def compare_with_xu(
+    strain,
+    thickness_nm,
+    *,
+    debye_waller=None,
+    xu_debye_waller=None,
+    n_points=600,
+    fwhm_theta_deg=0.02,
+    bragg="exact",
+    polarization="sigma",
+):
     """rms of log10 differences between our recursion and xrayutilities' DynamicalModel.
 
     Both curves are computed on the same theta grid (covering the layer peak and the substrate) and
@@ -114,8 +133,13 @@ def compare_with_xu(strain, thickness_nm, *, debye_waller=None, xu_debye_waller=
     th_layer = math.degrees(math.asin(math.sin(r.theta_bragg) / (1 + strain.max())))
     th = np.linspace(th_layer - 0.3 - 0.3 * (th_b - th_layer), th_b + 0.15, n_points)
     ours = reflectivity(np.radians(th), strain, dw, thickness_nm, r, bragg=bragg, polarization=polarization)[0]
-    ref = xu_reflectivity(th, strain, thickness_nm, debye_waller=dw if xu_debye_waller is None else xu_debye_waller,
-                          polarization={"sigma": "S", "pi": "P"}[polarization])
+    ref = xu_reflectivity(
+        th,
+        strain,
+        thickness_nm,
+        debye_waller=dw if xu_debye_waller is None else xu_debye_waller,
+        polarization={"sigma": "S", "pi": "P"}[polarization],
+    )
     step = th[1] - th[0]
     s = fwhm_theta_deg / (2 * math.sqrt(2 * math.log(2)))
     k = int(math.ceil(4 * s / step))
@@ -170,8 +194,17 @@ def fh_ratio_coeffs_at_exact_h_n(hkl, wavelength_angstrom=1.5406):
     return tuple(out)
 
 
-def compare_asymmetric_with_xu(strain, thickness_nm, *, hkl=(2, 0, 4), grazing="incidence", debye_waller=None,
-                               exact_fh=False, n_points=800, fwhm_theta_deg=0.02):
+def compare_asymmetric_with_xu(
+    strain,
+    thickness_nm,
+    *,
+    hkl=(2, 0, 4),
+    grazing="incidence",
+    debye_waller=None,
+    exact_fh=False,
+    n_points=800,
+    fwhm_theta_deg=0.02,
+):
     """rms log10 difference (both curves convolved with a Gaussian in theta) for an asymmetric reflection of
     a (001) YSZ surface, ours with ``asymmetry = asymmetry_rad(hkl, grazing)`` against xrayutilities.
 
@@ -266,8 +299,13 @@ def layer_peak_dw_ratio(strain, thickness_nm, dws, *, n_slices=5):
     th = th_l + np.radians(np.linspace(-0.05, 0.05, 2001))
     r1 = reflectivity(th, np.full(n_slices, strain), np.ones(n_slices), thickness_nm, r)[0]
     levels = np.array((1.0, 0.0) + tuple(dws))
-    rd = reflectivity(np.array([th[np.argmax(r1)]]), np.full((len(levels), n_slices), strain),
-                      np.repeat(levels[:, None], n_slices, axis=1), thickness_nm, r)[:, 0]
+    rd = reflectivity(
+        np.array([th[np.argmax(r1)]]),
+        np.full((len(levels), n_slices), strain),
+        np.repeat(levels[:, None], n_slices, axis=1),
+        thickness_nm,
+        r,
+    )[:, 0]
     return math.sqrt(rd[1] / rd[0]), rd[2:] / (rd[0] * np.asarray(dws) ** 2) - 1
 
 
@@ -285,10 +323,13 @@ def quadratic_dw_deviation(theta, strain, thickness_nm, dws, *, dw_map=None):
     f = (lambda d: d) if dw_map is None else dw_map
     strain = np.asarray(strain, dtype=float)
     levels = (0.0, 0.5, 1.0) + tuple(dws)
-    curves = reflectivity(theta, np.stack([strain] * len(levels)),
-                          np.stack([np.full_like(strain, f(d)) for d in levels]), thickness_nm, r)
+    curves = reflectivity(
+        theta, np.stack([strain] * len(levels)), np.stack([np.full_like(strain, f(d)) for d in levels]), thickness_nm, r
+    )
     c, half, one = curves[:3]
     a = 2 * (one - 2 * half + c)
     b = one - c - a
-    return [float(np.max(np.abs(cur - (a * d * d + b * d + c)) / (np.abs(a) * d * d + np.abs(b) * d + c)))
-            for d, cur in zip(dws, curves[3:])]
+    return [
+        float(np.max(np.abs(cur - (a * d * d + b * d + c)) / (np.abs(a) * d * d + np.abs(b) * d + c)))
+        for d, cur in zip(dws, curves[3:])
+    ]

@@ -16,8 +16,14 @@ REAL = ROOT / ".." / "shared" / "data" / "ysz_400_irradiated.xy"
 
 
 def _cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "xrd_strain_plugin.cli", "invert", *map(str, args)],
-                          capture_output=True, text=True, timeout=300, cwd=cwd, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "xrd_strain_plugin.cli", "invert", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        check=False,
+    )
 
 
 def test_refine_writes_the_refined_answer_beside_the_networks(tmp_path):
@@ -26,20 +32,49 @@ def test_refine_writes_the_refined_answer_beside_the_networks(tmp_path):
     z = (np.arange(100) + 0.5) / 100
     strain = 0.008 * np.exp(-0.5 * ((z - 0.4) / 0.25) ** 2) * (1 - z)
     dw = np.exp(np.log(0.5) * (strain / strain.max()) ** 2)
-    counts = apply_counts(simulate_scan(tt, strain, dw, 250.0, sic, resolution_fwhm_deg=0.02), scale=1e5,
-                          background=1.0, rng=np.random.default_rng(5))[0]
+    counts = apply_counts(
+        simulate_scan(tt, strain, dw, 250.0, sic, resolution_fwhm_deg=0.02),
+        scale=1e5,
+        background=1.0,
+        rng=np.random.default_rng(5),
+    )[0]
     sic_file = tmp_path / "sic.xy"
     write_curve(sic_file, tt[::-1], counts[::-1])  # a descending scan, as some diffractometers write it
     real = tmp_path / "ysz.xy"
     real.write_bytes(REAL.read_bytes())
 
     # another crystal without --refine: refused, and told what to do
-    proc = _cli(sic_file, "--material", "SiC-3C", "--hkl", 4, 0, 0, "--wavelength-angstrom", 1.5498,
-                "--out", tmp_path / "no", cwd=tmp_path)
+    proc = _cli(
+        sic_file,
+        "--material",
+        "SiC-3C",
+        "--hkl",
+        4,
+        0,
+        0,
+        "--wavelength-angstrom",
+        1.5498,
+        "--out",
+        tmp_path / "no",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2 and "--refine" in proc.stderr
 
-    proc = _cli(real, "--material", "YSZ", "--hkl", 0, 0, 4, "--wavelength-angstrom", 1.5406, "--refine",
-                "--out", tmp_path / "out", cwd=tmp_path)
+    proc = _cli(
+        real,
+        "--material",
+        "YSZ",
+        "--hkl",
+        0,
+        0,
+        4,
+        "--wavelength-angstrom",
+        1.5406,
+        "--refine",
+        "--out",
+        tmp_path / "out",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     target = tmp_path / "out" / "ysz"
     summary = json.loads((target / "result.json").read_text())
@@ -53,8 +88,21 @@ def test_refine_writes_the_refined_answer_beside_the_networks(tmp_path):
     curve = (target / "curve.csv").read_text().splitlines()
     assert curve[0] == "two_theta_deg,intensity_measured,intensity_model,intensity_start"
 
-    proc = _cli(sic_file, "--material", "SiC-3C", "--hkl", 4, 0, 0, "--wavelength-angstrom", 1.5498,
-                "--refine", "--out", tmp_path / "out", cwd=tmp_path)
+    proc = _cli(
+        sic_file,
+        "--material",
+        "SiC-3C",
+        "--hkl",
+        4,
+        0,
+        0,
+        "--wavelength-angstrom",
+        1.5498,
+        "--refine",
+        "--out",
+        tmp_path / "out",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((tmp_path / "out" / "sic" / "result.json").read_text())
     assert summary["network"]["transfer"]["from"].startswith("YSZ")

@@ -54,7 +54,7 @@ def test_weights_follow_counting_statistics_with_a_model_floor():
 
 def test_scale_and_background_are_recovered_in_a_batch():
     x = np.linspace(-1, 1, 300)
-    refl = np.stack([np.exp(-x**2 / 0.01) + 1e-6, np.exp(-(x - 0.2) ** 2 / 0.02) + 1e-6])
+    refl = np.stack([np.exp(-(x**2) / 0.01) + 1e-6, np.exp(-((x - 0.2) ** 2) / 0.02) + 1e-6])
     truth = np.array([[4.0, 0.5], [2.5, 1.2]])  # log10 scale, log10 background
     counts = 10 ** truth[:, :1] * refl + 10 ** truth[:, 1:]
     for k in range(2):

@@ -10,8 +10,7 @@ import pytest
 from xrd_strain_plugin.physics.instrument import apply_counts, simulate_scan
 from xrd_strain_plugin.physics.materials import reflection
 from xrd_strain_plugin.physics.qspace import CurveError
-from xrd_strain_plugin.refinement import (CurveModel, ModelConfig, RefineOptions, StartProfile, fit_local,
-                                          refine_curve)
+from xrd_strain_plugin.refinement import CurveModel, ModelConfig, RefineOptions, StartProfile, fit_local, refine_curve
 from xrd_strain_plugin.refinement.objective import Objective
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,8 +30,9 @@ def _known_sample(refl, *, seed=3, thickness_nm=220.0, e_max=0.007, fwhm_deg=0.0
     dw = np.exp(np.log(0.6) * (strain / e_max) ** 2)
     reach_deg = 2 * math.degrees(e_max * math.tan(refl.theta_bragg)) + 0.35  # the layer peak and its tail
     tt = np.arange(refl.two_theta_bragg_deg - reach_deg, refl.two_theta_bragg_deg + 0.3, 0.004)
-    curve = simulate_scan(tt - offset_deg, strain, dw, thickness_nm, refl, resolution_fwhm_deg=fwhm_deg,
-                          shape="pseudo-voigt", eta=0.01)
+    curve = simulate_scan(
+        tt - offset_deg, strain, dw, thickness_nm, refl, resolution_fwhm_deg=fwhm_deg, shape="pseudo-voigt", eta=0.01
+    )
     counts = apply_counts(curve, scale=3e5, background=2.0, rng=np.random.default_rng(seed))[0]
     return tt, counts, z * thickness_nm, 100 * strain, dw
 
@@ -47,10 +47,10 @@ def _profile_error(result, depth_true, strain_true_percent):
 
 def test_refinement_recovers_a_known_profile_from_a_perturbed_start(ysz):
     tt, counts, depth, strain_pct, dw = _known_sample(ysz, offset_deg=0.006)
-    start = StartProfile(depth_nm=depth * 1.25, strain_percent=strain_pct * 0.8, debye_waller=dw, fwhm_deg=0.03,
-                         source="test")
-    result = refine_curve(tt, counts, ysz, start=start,
-                          options=RefineOptions(budget_s=6.0, global_budget_s=0.0))
+    start = StartProfile(
+        depth_nm=depth * 1.25, strain_percent=strain_pct * 0.8, debye_waller=dw, fwhm_deg=0.03, source="test"
+    )
+    result = refine_curve(tt, counts, ysz, start=start, options=RefineOptions(budget_s=6.0, global_budget_s=0.0))
     assert result.sigma_i < result.sigma_i_start
     # counting noise limits sigma_I: within 15 % of the floor the Poisson noise alone gives
     assert result.sigma_i < 1.15 * result.noise_floor_sigma_i
@@ -75,8 +75,9 @@ def test_batched_jacobian_rows_equal_single_evaluations(ysz):
     """A curve must not depend on the other curves of its batch (else finite differences are noise)."""
     tt, counts, *_ = _known_sample(ysz)
     model = CurveModel(ysz, tt, ModelConfig())
-    params = model.default_parameters(strain_weights_percent=np.linspace(0.7, 0.1, 10), thickness_nm=200.0,
-                                      fwhm_deg=0.02, eta=0.01)
+    params = model.default_parameters(
+        strain_weights_percent=np.linspace(0.7, 0.1, 10), thickness_nm=200.0, fwhm_deg=0.02, eta=0.01
+    )
     v = np.array([p.value for p in params])
     rows = np.repeat(v[None, :], 4, axis=0)
     rows[1, model.index["fwhm_deg"]] *= 1.5  # a wider kernel in the same batch
@@ -93,8 +94,14 @@ def test_bounds_are_honoured_and_fixed_parameters_stay(ysz):
     tt, counts, depth, strain_pct, dw = _known_sample(ysz)
     model = CurveModel(ysz, tt, ModelConfig(thickness_bounds_nm=(100.0, 180.0)))  # truth (220) outside
     objective = Objective.from_data(tt, counts)
-    params = model.default_parameters(strain_weights_percent=np.linspace(0.7, 0.1, 10), thickness_nm=150.0,
-                                      fwhm_deg=0.02, eta=0.02, log10_scale=5.5, log10_background=0.3)
+    params = model.default_parameters(
+        strain_weights_percent=np.linspace(0.7, 0.1, 10),
+        thickness_nm=150.0,
+        fwhm_deg=0.02,
+        eta=0.02,
+        log10_scale=5.5,
+        log10_background=0.3,
+    )
     params = tuple(replace(p, vary=False) if p.name == "eta" else p for p in params)
     fit = fit_local(model, objective, params, max_nfev=25)
     for p in fit.parameters:
@@ -111,8 +118,13 @@ def test_bounds_are_honoured_and_fixed_parameters_stay(ysz):
 
 def test_a_poor_start_triggers_the_global_path_and_says_so(ysz):
     tt, counts, depth, strain_pct, dw = _known_sample(ysz, e_max=0.012, thickness_nm=120.0)
-    bad = StartProfile(depth_nm=np.linspace(0, 900, 50), strain_percent=np.full(50, 0.15),
-                       debye_waller=np.full(50, 0.9), fwhm_deg=0.05, source="bad")
+    bad = StartProfile(
+        depth_nm=np.linspace(0, 900, 50),
+        strain_percent=np.full(50, 0.15),
+        debye_waller=np.full(50, 0.9),
+        fwhm_deg=0.05,
+        source="bad",
+    )
     options = RefineOptions(budget_s=0.3, global_budget_s=6.0)
     result = refine_curve(tt, counts, ysz, start=bad, options=options)
     names = [s["stage"] for s in result.stages]

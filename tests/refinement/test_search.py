@@ -12,8 +12,14 @@ from xrd_strain_plugin.physics import profiles
 from xrd_strain_plugin.physics.instrument import apply_counts, simulate_scan
 from xrd_strain_plugin.physics.materials import reflection
 from xrd_strain_plugin.refinement import CurveModel, ModelConfig, RefineOptions, refine_curve
-from xrd_strain_plugin.refinement.search import (Proposal, SearchOptions, distinct, shape_library, stratified,
-                                                 weights_for_shapes)
+from xrd_strain_plugin.refinement.search import (
+    Proposal,
+    SearchOptions,
+    distinct,
+    shape_library,
+    stratified,
+    weights_for_shapes,
+)
 
 YSZ = reflection("YSZ", (4, 0, 0), 1.5406)
 
@@ -33,20 +39,26 @@ def _gauss_layer(refl, *, e_max, t_nm, z_peak, s_left, s_right, dw_min, seed, fw
 
 
 def _close(answer, t_nm, depth_max_nm, e_max_percent):
-    return (abs(answer["depth_of_max_nm"] - depth_max_nm) <= 0.1 * t_nm
-            and abs(answer["thickness_nm"] - t_nm) <= 0.1 * t_nm
-            and abs(answer["strain_max_percent"] - e_max_percent) <= 0.1 * e_max_percent)
+    return (
+        abs(answer["depth_of_max_nm"] - depth_max_nm) <= 0.1 * t_nm
+        and abs(answer["thickness_nm"] - t_nm) <= 0.1 * t_nm
+        and abs(answer["strain_max_percent"] - e_max_percent) <= 0.1 * e_max_percent
+    )
 
 
 def _as_answer(r):
-    return {"depth_of_max_nm": r.depth_of_max_nm, "thickness_nm": r.thickness_nm,
-            "strain_max_percent": r.strain_max_percent}
+    return {
+        "depth_of_max_nm": r.depth_of_max_nm,
+        "thickness_nm": r.thickness_nm,
+        "strain_max_percent": r.strain_max_percent,
+    }
 
 
 def test_the_same_curve_gets_the_same_answer_with_the_other_core_busy():
     """Budgets are evaluations, proposals and generations, not seconds: a busy machine changes nothing."""
-    tt, counts, _, _ = _gauss_layer(YSZ, e_max=0.009, t_nm=220, z_peak=0.5, s_left=0.25, s_right=0.14,
-                                    dw_min=0.75, seed=4)
+    tt, counts, _, _ = _gauss_layer(
+        YSZ, e_max=0.009, t_nm=220, z_peak=0.5, s_left=0.25, s_right=0.14, dw_min=0.75, seed=4
+    )
     quiet = refine_curve(tt, counts, YSZ)
     burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
@@ -74,8 +86,12 @@ def test_a_pristine_crystal_is_answered_no_layer_with_its_detection_limit():
     assert per_t["200"] < 0.1 and 0 < limit["strain_percent_x_thickness_nm"] < 20
     # and a layer above that limit is detected on the same scan
     strain = np.full(20, 0.003)
-    layered = apply_counts(simulate_scan(tt, strain, np.ones(20), 200.0, YSZ, resolution_fwhm_deg=0.01), scale=1e6,
-                           background=10.0, rng=np.random.default_rng(1))[0]
+    layered = apply_counts(
+        simulate_scan(tt, strain, np.ones(20), 200.0, YSZ, resolution_fwhm_deg=0.01),
+        scale=1e6,
+        background=10.0,
+        rng=np.random.default_rng(1),
+    )[0]
     assert refine_curve(tt, layered, YSZ).layer_detected is True
 
 
@@ -90,12 +106,13 @@ def test_a_toy_gaussian_through_a_real_runengine_is_no_layer_not_an_error():
     from xrd_strain_plugin.inference import Inverter, default_bundle_path
 
     motor = SynAxis(name="two_theta")
-    det = SynGauss("det", motor, "two_theta", center=YSZ.two_theta_bragg_deg, Imax=2e5, sigma=0.012,
-                   noise="none")
+    det = SynGauss("det", motor, "two_theta", center=YSZ.two_theta_bragg_deg, Imax=2e5, sigma=0.012, noise="none")
     rows = []
     RE = RunEngine({})
-    RE(scan([det], motor, YSZ.two_theta_bragg_deg - 1.5, YSZ.two_theta_bragg_deg + 0.4, 191),
-       lambda name, doc: rows.append((doc["data"]["two_theta"], doc["data"]["det"])) if name == "event" else None)
+    RE(
+        scan([det], motor, YSZ.two_theta_bragg_deg - 1.5, YSZ.two_theta_bragg_deg + 0.4, 191),
+        lambda name, doc: rows.append((doc["data"]["two_theta"], doc["data"]["det"])) if name == "event" else None,
+    )
     tt, peak = map(np.array, zip(*rows))
     counts = np.random.default_rng(2).poisson(peak + 5.0).astype(float)
     net = Inverter(default_bundle_path()).invert(tt, counts, YSZ)  # no error: clipped into the trained range
@@ -106,8 +123,9 @@ def test_a_toy_gaussian_through_a_real_runengine_is_no_layer_not_an_error():
 
 def test_the_poor_fit_rule_is_the_noise_floor():
     """At the floor: ok. A curve no layer model can describe (a spurious second peak): poor."""
-    tt, counts, _, _ = _gauss_layer(YSZ, e_max=0.009, t_nm=220, z_peak=0.5, s_left=0.25, s_right=0.14,
-                                    dw_min=0.75, seed=5)
+    tt, counts, _, _ = _gauss_layer(
+        YSZ, e_max=0.009, t_nm=220, z_peak=0.5, s_left=0.25, s_right=0.14, dw_min=0.75, seed=5
+    )
     good = refine_curve(tt, counts, YSZ)
     assert good.sigma_i <= 1.2 * good.noise_floor_sigma_i and not good.poor_fit
     assert good.poor_threshold == pytest.approx(1.2 * good.noise_floor_sigma_i, rel=0.05)
@@ -152,9 +170,10 @@ def test_weights_for_shapes_reach_the_requested_maximum_and_follow_the_shape():
 
 def test_distinct_and_stratified_keep_every_basin():
     row = np.zeros(3)
-    ps = [Proposal(cost=c, label=str(i), row=row, depth_of_max=z, thickness_nm=t)
-          for i, (c, z, t) in enumerate([(1, 0.05, 300), (2, 0.06, 305), (3, 0.05, 400), (4, 0.4, 300),
-                                          (5, 0.8, 300)])]
+    ps = [
+        Proposal(cost=c, label=str(i), row=row, depth_of_max=z, thickness_nm=t)
+        for i, (c, z, t) in enumerate([(1, 0.05, 300), (2, 0.06, 305), (3, 0.05, 400), (4, 0.4, 300), (5, 0.8, 300)])
+    ]
     assert [p.label for p in distinct(ps, 10)] == ["0", "2", "3", "4"]  # "1" repeats "0"
     bands = stratified(ps, 2)
     assert {"0", "3", "4"} <= {p.label for p in bands}  # the best of each depth band, not only the best
@@ -166,16 +185,21 @@ def test_mirror_pairs_and_buried_peaks_are_found_or_reported_ambiguous(case):
     """A profile and its mirror image give similar curves; a buried peak is the hard case. Each is
     answered with the truth, or as ambiguous with the truth among the alternatives."""
     kw = dict(e_max=0.012, t_nm=300, dw_min=0.6, seed=8)
-    shapes = {"mirrored": [dict(z_peak=0.25, s_left=0.15, s_right=0.3), dict(z_peak=0.7, s_left=0.3, s_right=0.12)],
-              "buried": [dict(z_peak=0.78, s_left=0.25, s_right=0.08)]}[case]
+    shapes = {
+        "mirrored": [dict(z_peak=0.25, s_left=0.15, s_right=0.3), dict(z_peak=0.7, s_left=0.3, s_right=0.12)],
+        "buried": [dict(z_peak=0.78, s_left=0.25, s_right=0.08)],
+    }[case]
     for shape in shapes:
         tt, counts, depth, strain_pct = _gauss_layer(YSZ, **kw, **shape)
         r = refine_curve(tt, counts, YSZ)
         i = int(np.argmax(strain_pct))
         truth = (kw["t_nm"], depth[i], strain_pct[i])
         answers = [_as_answer(r)] + list(r.alternatives)
-        assert _close(answers[0], *truth) or (r.ambiguous and any(_close(a, *truth) for a in answers[1:])), \
-            (case, shape, answers)
+        assert _close(answers[0], *truth) or (r.ambiguous and any(_close(a, *truth) for a in answers[1:])), (
+            case,
+            shape,
+            answers,
+        )
 
 
 @pytest.mark.slow
@@ -187,8 +211,15 @@ def test_the_uncertainty_band_covers_the_truth_at_its_stated_rate():
     for k in range(50):
         t_nm = rng.uniform(120, 600)
         tt, counts, depth, strain_pct = _gauss_layer(
-            YSZ, e_max=rng.uniform(0.005, 0.03), t_nm=t_nm, z_peak=rng.uniform(0.2, 0.7),
-            s_left=rng.uniform(0.1, 0.4), s_right=rng.uniform(0.08, 0.2), dw_min=rng.uniform(0.3, 0.9), seed=100 + k)
+            YSZ,
+            e_max=rng.uniform(0.005, 0.03),
+            t_nm=t_nm,
+            z_peak=rng.uniform(0.2, 0.7),
+            s_left=rng.uniform(0.1, 0.4),
+            s_right=rng.uniform(0.08, 0.2),
+            dw_min=rng.uniform(0.3, 0.9),
+            seed=100 + k,
+        )
         r = refine_curve(tt, counts, YSZ)
         lo, hi = map(np.asarray, r.strain_band_percent)
         z = r.depth_nm / r.thickness_nm
@@ -214,12 +245,15 @@ def test_a_3_um_hexagonal_layer_with_a_buried_peak_is_refined_or_flagged():
     """6H-SiC 0 0 12, a 3 um layer whose strain peak is buried at 2.55 um: the answer reaches the noise
     floor with the peak in the right place, or says it did not (poor / ambiguous)."""
     r = reflection(str(SIC_6H), (0, 0, 12), 1.5406)
-    tt, counts, depth, strain_pct = _gauss_layer(r, e_max=0.004, t_nm=3000, z_peak=0.85, s_left=0.3, s_right=0.05,
-                                                 dw_min=0.7, seed=21, fwhm=0.005, n=200)
+    tt, counts, depth, strain_pct = _gauss_layer(
+        r, e_max=0.004, t_nm=3000, z_peak=0.85, s_left=0.3, s_right=0.05, dw_min=0.7, seed=21, fwhm=0.005, n=200
+    )
     res = refine_curve(tt, counts, r)
     i = int(np.argmax(strain_pct))
     found = _close(_as_answer(res), 3000, depth[i], strain_pct[i])
     among = res.ambiguous and any(_close(a, 3000, depth[i], strain_pct[i]) for a in res.alternatives)
-    print(f"6H-SiC 3 um: sigma_I {res.sigma_i:.3f} floor {res.noise_floor_sigma_i:.3f} t {res.thickness_nm:.0f} "
-          f"max at {res.depth_of_max_nm:.0f} nm (truth {depth[i]:.0f}) poor {res.poor_fit} ambiguous {res.ambiguous}")
+    print(
+        f"6H-SiC 3 um: sigma_I {res.sigma_i:.3f} floor {res.noise_floor_sigma_i:.3f} t {res.thickness_nm:.0f} "
+        f"max at {res.depth_of_max_nm:.0f} nm (truth {depth[i]:.0f}) poor {res.poor_fit} ambiguous {res.ambiguous}"
+    )
     assert found or among or res.poor_fit

@@ -6,16 +6,16 @@ import pytest
 from training.evaluate import accuracies, evaluate_predictions, markdown_table, profile_rms_error
 from xrd_strain_plugin.inference.labels import LabelScaling
 
-NAMES = tuple(f"w{i}_percent" for i in range(10)) + (
-    "dw_min", "thickness_nm", "resolution_fwhm_deg", "dynamic_range")
+NAMES = tuple(f"w{i}_percent" for i in range(10)) + ("dw_min", "thickness_nm", "resolution_fwhm_deg", "dynamic_range")
 
 
 def _true(n=100):
     rng = np.random.default_rng(0)
     weights = rng.uniform(0.5, 1.0, (n, 10))
     weights[:, -1] = 0.0
-    return np.column_stack([weights, rng.uniform(0.1, 1, n), rng.uniform(100, 1000, n),
-                            rng.uniform(0.01, 0.1, n), rng.uniform(3, 6, n)])
+    return np.column_stack(
+        [weights, rng.uniform(0.1, 1, n), rng.uniform(100, 1000, n), rng.uniform(0.01, 0.1, n), rng.uniform(3, 6, n)]
+    )
 
 
 def test_perfect_prediction_scores_everything():
@@ -29,10 +29,10 @@ def test_perfect_prediction_scores_everything():
 def test_accuracy_counts_relative_errors_below_ten_percent():
     true = _true()
     pred = true.copy()
-    pred[:50, 11] *= 1.05   # t 5 % off: counted as accurate
-    pred[50:, 11] *= 1.20   # t 20 % off: not
-    pred[:25, 10] *= 0.85   # DW_min 15 % off for a quarter
-    pred[:, :10] *= 1.5     # every strain 50 % too large: e_max wrong everywhere
+    pred[:50, 11] *= 1.05  # t 5 % off: counted as accurate
+    pred[50:, 11] *= 1.20  # t 20 % off: not
+    pred[:25, 10] *= 0.85  # DW_min 15 % off for a quarter
+    pred[:, :10] *= 1.5  # every strain 50 % too large: e_max wrong everywhere
     scaling = LabelScaling.fit(true, NAMES)
     ev = evaluate_predictions(true, pred, scaling=scaling, n_weights=10, n_slices=100)
     assert ev.accuracies["a_t"] == 0.5
@@ -54,9 +54,17 @@ def test_profile_rms_pads_the_shorter_profile_with_zero_strain():
 
 
 def test_empty_band_is_nan_and_table_renders():
-    err = {k: np.array([0.05, 0.2]) for k in ("thickness_nm", "strain_max_percent", "dw_min",
-                                              "resolution_fwhm_deg", "dynamic_range",
-                                              "strain_profile")}
+    err = {
+        k: np.array([0.05, 0.2])
+        for k in (
+            "thickness_nm",
+            "strain_max_percent",
+            "dw_min",
+            "resolution_fwhm_deg",
+            "dynamic_range",
+            "strain_profile",
+        )
+    }
     assert accuracies(err)["a_t"] == 0.5
     assert np.isnan(accuracies(err, mask=np.array([False, False]))["a_t"])
     row = {"n_test": 2, "mse_train": 1e-3, "mse_test": 2e-3, **accuracies(err)}

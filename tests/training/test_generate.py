@@ -42,8 +42,7 @@ def test_shards_are_deterministic_and_resumable(tiny_dataset_dir, tmp_path):
     spec = DatasetSpec(**TINY)
     manifest = json.loads((tiny_dataset_dir / "manifest.json").read_text())
     info = make_shard(spec, 1, tmp_path / "again.h5")
-    with h5py.File(tmp_path / "again.h5") as a, \
-            h5py.File(tiny_dataset_dir / "shard-00001.h5") as b:
+    with h5py.File(tmp_path / "again.h5") as a, h5py.File(tiny_dataset_dir / "shard-00001.h5") as b:
         np.testing.assert_array_equal(a["x"][:], b["x"][:])
         np.testing.assert_array_equal(a["labels"][:], b["labels"][:])
     assert info["n"] == 24
@@ -73,5 +72,7 @@ def test_subset_fingerprint_names_exactly_the_curves_read(tiny_dataset_dir):
     full, again = load_dataset(tiny_dataset_dir), load_dataset(tiny_dataset_dir)
     assert full.fingerprint == again.fingerprint
     assert load_dataset(tiny_dataset_dir, max_curves=24).fingerprint != full.fingerprint
-    assert load_dataset(tiny_dataset_dir, max_curves=10).fingerprint != load_dataset(
-        tiny_dataset_dir, max_curves=11).fingerprint
+    assert (
+        load_dataset(tiny_dataset_dir, max_curves=10).fingerprint
+        != load_dataset(tiny_dataset_dir, max_curves=11).fingerprint
+    )

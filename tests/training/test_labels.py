@@ -13,8 +13,7 @@ def _labels(n=200):
     preset = get_preset("CNN2")
     d = draw_parameters(np.random.default_rng(4), preset, n)
     dr = np.random.default_rng(5).uniform(3, 6, n)
-    return preset, np.column_stack([d.weights_percent, d.dw_min, d.thickness_nm,
-                                    d.resolution_fwhm_deg, dr]), d
+    return preset, np.column_stack([d.weights_percent, d.dw_min, d.thickness_nm, d.resolution_fwhm_deg, dr]), d
 
 
 def test_min_max_scaling_round_trips_to_unit_interval():

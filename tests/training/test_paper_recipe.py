@@ -5,8 +5,13 @@ import pytest
 
 from training.generate import _grouped_scans, per_curve_scans, shared_scans
 from training.presets import get_preset
-from training.sampling import (draw_parameters, paper_counts_exponents, paper_scan_limits,
-                               paper_shape_profiles, paper_weights)
+from training.sampling import (
+    draw_parameters,
+    paper_counts_exponents,
+    paper_scan_limits,
+    paper_shape_profiles,
+    paper_weights,
+)
 from xrd_strain_plugin.inference.labels import decode_labels, strain_max_percent
 from xrd_strain_plugin.physics import instrument, profiles
 from xrd_strain_plugin.physics.materials import reflection
@@ -46,8 +51,7 @@ def test_paper_counts_ratio_rule():
 def test_paper_scan_limits_are_rounded_and_cover_the_layer():
     e_max = np.random.default_rng(3).uniform(0.5, 8.0, 2000)
     low, high = paper_scan_limits(np.random.default_rng(4), e_max, YSZ.two_theta_bragg_deg)
-    two_theta = lambda e: q_to_two_theta_deg(YSZ.q_bragg_inv_angstrom / (1 + e),
-                                             YSZ.wavelength_angstrom)
+    two_theta = lambda e: q_to_two_theta_deg(YSZ.q_bragg_inv_angstrom / (1 + e), YSZ.wavelength_angstrom)
     for e in (low, high):
         np.testing.assert_allclose(two_theta(e) * 100, np.round(two_theta(e) * 100), atol=1e-6)
     tan = np.tan(YSZ.theta_bragg)
@@ -59,13 +63,13 @@ def test_paper_scan_limits_are_rounded_and_cover_the_layer():
 
 def test_paper_preset_draws_follow_the_recipe():
     preset = get_preset("CNN2-PAPER")
-    draw = draw_parameters(np.random.default_rng(5), preset, 3000,
-                           two_theta_bragg_deg=YSZ.two_theta_bragg_deg)
+    draw = draw_parameters(np.random.default_rng(5), preset, 3000, two_theta_bragg_deg=YSZ.two_theta_bragg_deg)
     assert draw.paper_recipe.all()
     np.testing.assert_allclose(draw.thickness_nm % 10, 0.0, atol=1e-9)
     assert draw.thickness_nm.min() >= 100 and draw.thickness_nm.max() <= 1000
-    np.testing.assert_allclose(strain_max_percent(draw.weights_percent, preset.n_slices),
-                               draw.strain_max_percent, rtol=1e-12)
+    np.testing.assert_allclose(
+        strain_max_percent(draw.weights_percent, preset.n_slices), draw.strain_max_percent, rtol=1e-12
+    )
     # the largest weight is the drawn e_max, in [0.5, 8] %
     top = draw.weights_percent.max(axis=1)
     assert top.min() >= 0.5 and top.max() <= 8.0
@@ -76,32 +80,37 @@ def test_paper_preset_draws_follow_the_recipe():
 
 def test_superset_mixes_both_recipes_and_shares_profiles():
     preset = get_preset("CNN2-SUPERSET")
-    draw = draw_parameters(np.random.default_rng(6), preset, 4000,
-                           two_theta_bragg_deg=YSZ.two_theta_bragg_deg, per_profile=4)
+    draw = draw_parameters(
+        np.random.default_rng(6), preset, 4000, two_theta_bragg_deg=YSZ.two_theta_bragg_deg, per_profile=4
+    )
     assert 0.55 < draw.paper_recipe.mean() < 0.65
     rows = draw.weights_percent.reshape(1000, 4, -1)
-    assert np.all(rows == rows[:, :1]) and np.all(draw.paper_recipe.reshape(1000, 4) ==
-                                                  draw.paper_recipe.reshape(1000, 4)[:, :1])
+    assert np.all(rows == rows[:, :1]) and np.all(
+        draw.paper_recipe.reshape(1000, 4) == draw.paper_recipe.reshape(1000, 4)[:, :1]
+    )
     # resolution and counts are drawn per curve
     assert np.all(np.ptp(draw.resolution_fwhm_deg.reshape(1000, 4), axis=1) > 0)
 
 
 def test_our_recipe_stream_is_unchanged_by_the_new_options():
     a = draw_parameters(np.random.default_rng(9), get_preset("CNN2"), 50)
-    b = draw_parameters(np.random.default_rng(9), get_preset("CNN2"), 50, per_profile=1,
-                        two_theta_bragg_deg=YSZ.two_theta_bragg_deg)
+    b = draw_parameters(
+        np.random.default_rng(9), get_preset("CNN2"), 50, per_profile=1, two_theta_bragg_deg=YSZ.two_theta_bragg_deg
+    )
     np.testing.assert_array_equal(a.weights_percent, b.weights_percent)
     np.testing.assert_array_equal(a.log10_background, b.log10_background)
 
 
 def _scan_inputs(preset, n, k, seed):
-    draw = draw_parameters(np.random.default_rng(seed), preset, n, per_profile=k,
-                           two_theta_bragg_deg=YSZ.two_theta_bragg_deg)
+    draw = draw_parameters(
+        np.random.default_rng(seed), preset, n, per_profile=k, two_theta_bragg_deg=YSZ.two_theta_bragg_deg
+    )
     lam, q_b, step = YSZ.wavelength_angstrom, YSZ.q_bragg_inv_angstrom, preset.step_deg
     start = np.floor(q_to_two_theta_deg(q_b / (1 + draw.strain_high), lam) / step + 1e-9).astype(int)
     stop = np.ceil(q_to_two_theta_deg(q_b / (1 + draw.strain_low), lam) / step - 1e-9).astype(int)
-    labels = np.column_stack([draw.weights_percent, draw.dw_min, draw.thickness_nm,
-                              draw.resolution_fwhm_deg, np.zeros(n)])
+    labels = np.column_stack(
+        [draw.weights_percent, draw.dw_min, draw.thickness_nm, draw.resolution_fwhm_deg, np.zeros(n)]
+    )
     prof = decode_labels(labels, n_weights=preset.n_weights, n_slices=preset.n_slices, clip=False)
     return draw, start, stop, step, prof
 
@@ -110,12 +119,19 @@ def test_per_curve_scans_equal_simulate_scan_of_each_curve_alone():
     preset = get_preset("CNN2-PAPER", n_slices=40)
     draw, start, stop, step, prof = _scan_inputs(preset, 6, 1, 11)
     kw = dict(shape=preset.resolution_shape, eta=preset.resolution_eta)
-    curves = per_curve_scans(start, stop, step, prof.strain, prof.debye_waller, draw.thickness_nm,
-                             draw.resolution_fwhm_deg, YSZ, **kw)
+    curves = per_curve_scans(
+        start, stop, step, prof.strain, prof.debye_waller, draw.thickness_nm, draw.resolution_fwhm_deg, YSZ, **kw
+    )
     for i in range(6):
-        alone = instrument.simulate_scan(np.arange(start[i], stop[i] + 1) * step, prof.strain[i],
-                                         prof.debye_waller[i], draw.thickness_nm[i], YSZ,
-                                         resolution_fwhm_deg=draw.resolution_fwhm_deg[i], **kw)[0]
+        alone = instrument.simulate_scan(
+            np.arange(start[i], stop[i] + 1) * step,
+            prof.strain[i],
+            prof.debye_waller[i],
+            draw.thickness_nm[i],
+            YSZ,
+            resolution_fwhm_deg=draw.resolution_fwhm_deg[i],
+            **kw,
+        )[0]
         # equal up to the pseudo-Voigt tails from the group's padded (longer) window
         np.testing.assert_allclose(curves[i], alone, rtol=1e-4, atol=1e-14)
     # the v1 layout gives the same curves up to its padded-grid approximation (< 2 %)
@@ -130,10 +146,21 @@ def test_shared_scans_match_separate_simulations():
     preset = get_preset("CNN2-PAPER", n_slices=40)
     draw, start, stop, step, prof = _scan_inputs(preset, 8, 4, 12)
     kw = dict(shape=preset.resolution_shape, eta=preset.resolution_eta)
-    shared = shared_scans(start, stop, step, prof.strain, prof.debye_waller, draw.thickness_nm,
-                          draw.resolution_fwhm_deg, YSZ, draws_per_profile=4, **kw)
-    direct = per_curve_scans(start, stop, step, prof.strain, prof.debye_waller, draw.thickness_nm,
-                             draw.resolution_fwhm_deg, YSZ, **kw)
+    shared = shared_scans(
+        start,
+        stop,
+        step,
+        prof.strain,
+        prof.debye_waller,
+        draw.thickness_nm,
+        draw.resolution_fwhm_deg,
+        YSZ,
+        draws_per_profile=4,
+        **kw,
+    )
+    direct = per_curve_scans(
+        start, stop, step, prof.strain, prof.debye_waller, draw.thickness_nm, draw.resolution_fwhm_deg, YSZ, **kw
+    )
     for a, b in zip(shared, direct):
         assert a.shape == b.shape
         # far tails: within 1e-5 of the peak (below the counting noise of any drawn scale)

@@ -46,14 +46,17 @@ def test_round_trip_through_dict():
     assert preset.name.startswith("CNN2+")
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(thickness_nm=(500.0, 100.0)), "not ordered"),
-    (dict(dw_min=(0.0, 1.0)), "dw_min"),
-    (dict(strain_shapes=("triangle",)), "unknown strain shapes"),
-    (dict(noise="laplace"), "noise"),
-    (dict(paper_fraction=1.5), "paper_fraction"),
-    (dict(resolution_shape="lorentz"), "resolution_shape"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(thickness_nm=(500.0, 100.0)), "not ordered"),
+        (dict(dw_min=(0.0, 1.0)), "dw_min"),
+        (dict(strain_shapes=("triangle",)), "unknown strain shapes"),
+        (dict(noise="laplace"), "noise"),
+        (dict(paper_fraction=1.5), "paper_fraction"),
+        (dict(resolution_shape="lorentz"), "resolution_shape"),
+    ],
+)
 def test_bad_options_are_named(change, message):
     with pytest.raises(ValueError, match=message):
         get_preset("CNN2", **change)

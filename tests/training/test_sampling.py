@@ -13,12 +13,14 @@ from xrd_strain_plugin.physics import profiles
 def test_draws_fill_the_preset_ranges_uniformly(name):
     preset = get_preset(name)
     draw = draw_parameters(np.random.default_rng(0), preset, 4000)
-    for key, values in (("thickness_nm", draw.thickness_nm),
-                        ("strain_max_percent", draw.strain_max_percent),
-                        ("dw_min", draw.dw_min),
-                        ("resolution_fwhm_deg", draw.resolution_fwhm_deg),
-                        ("log10_scale", draw.log10_scale),
-                        ("log10_background", draw.log10_background)):
+    for key, values in (
+        ("thickness_nm", draw.thickness_nm),
+        ("strain_max_percent", draw.strain_max_percent),
+        ("dw_min", draw.dw_min),
+        ("resolution_fwhm_deg", draw.resolution_fwhm_deg),
+        ("log10_scale", draw.log10_scale),
+        ("log10_background", draw.log10_background),
+    ):
         low, high = getattr(preset, key)
         span = high - low
         assert values.min() >= low and values.max() <= high, key
@@ -30,8 +32,9 @@ def test_draws_fill_the_preset_ranges_uniformly(name):
 def test_weights_carry_e_max_and_the_strain_is_tensile():
     preset = get_preset("CNN2")
     draw = draw_parameters(np.random.default_rng(1), preset, 500)
-    np.testing.assert_allclose(strain_max_percent(draw.weights_percent, preset.n_slices),
-                               draw.strain_max_percent, rtol=1e-12)
+    np.testing.assert_allclose(
+        strain_max_percent(draw.weights_percent, preset.n_slices), draw.strain_max_percent, rtol=1e-12
+    )
     strain = draw.weights_percent @ profiles.profile_basis(10, preset.n_slices).T
     assert strain.min() >= 0.0
     # The spline is pinned to zero at the interface with the substrate.

@@ -11,9 +11,15 @@ from training.evaluate import evaluate_predictions
 from training.export import export_bundle
 from training.train import TrainConfig, train
 from xrd_strain_plugin.inference import Inverter, load_bundle
-from xrd_strain_plugin.inference.labels import (LabelScaling, decode_labels, labels_from_output,
-                                                paper_from_relative, relative_from_paper,
-                                                relative_names, split_hypotheses)
+from xrd_strain_plugin.inference.labels import (
+    LabelScaling,
+    decode_labels,
+    labels_from_output,
+    paper_from_relative,
+    relative_from_paper,
+    relative_names,
+    split_hypotheses,
+)
 from xrd_strain_plugin.inference.predictor import Predictor
 from xrd_strain_plugin.io import read_curve
 from xrd_strain_plugin.physics import profiles
@@ -32,8 +38,9 @@ def test_relative_targets_round_trip_the_paper_labels(tiny_dataset_dir):
     # the shape weights have a spline maximum of 1; ln e_max is the decoded e_max
     decoded = decode_labels(ds.labels, n_weights=10, n_slices=n_slices, clip=False)
     np.testing.assert_allclose(np.exp(rel[:, 10]), decoded.strain_max_percent, rtol=1e-12)
-    np.testing.assert_allclose(np.abs(rel[:, :10] @ profiles.profile_basis(10, n_slices).T).max(axis=1),
-                               1.0, rtol=1e-12)
+    np.testing.assert_allclose(
+        np.abs(rel[:, :10] @ profiles.profile_basis(10, n_slices).T).max(axis=1), 1.0, rtol=1e-12
+    )
     back = paper_from_relative(rel, n_weights=10, n_slices=n_slices)
     np.testing.assert_allclose(back, ds.labels, rtol=1e-9, atol=1e-12)
 
@@ -47,9 +54,16 @@ def test_profile_loss_is_the_squared_relative_error():
     n, n_w = 6, 10
     shape = np.abs(rng.normal(size=(n, n_w)))
     shape /= np.abs(shape @ profiles.profile_basis(n_w, 64).T).max(axis=1, keepdims=True)
-    true = np.column_stack([shape, np.log(rng.uniform(0.5, 8, n)), np.log(rng.uniform(0.05, 1, n)),
-                            np.log(rng.uniform(100, 1000, n)), np.log(rng.uniform(0.003, 0.1, n)),
-                            rng.uniform(3, 6, n)])
+    true = np.column_stack(
+        [
+            shape,
+            np.log(rng.uniform(0.5, 8, n)),
+            np.log(rng.uniform(0.05, 1, n)),
+            np.log(rng.uniform(100, 1000, n)),
+            np.log(rng.uniform(0.003, 0.1, n)),
+            rng.uniform(3, 6, n),
+        ]
+    )
     scaling = LabelScaling.fit(np.vstack([true, true + 1.0]), relative_names(n_w))
     loss = ProfileLoss(scaling.minimum, scaling.maximum, n_weights=n_w, n_z=64)
     y_true = scaling.scale(true)
@@ -59,12 +73,11 @@ def test_profile_loss_is_the_squared_relative_error():
     pred[:, 10] += np.log(1.05)
     got = np.asarray(loss.per_hypothesis(y_true, scaling.scale(pred)))[:, 0]
     s = shape @ profiles.profile_basis(n_w, 64).T
-    expected = 0.05 ** 2 * np.mean(s ** 2, axis=1) + np.log(1.05) ** 2
+    expected = 0.05**2 * np.mean(s**2, axis=1) + np.log(1.05) ** 2
     np.testing.assert_allclose(got, expected, rtol=1e-3)
     heavy = ProfileLoss(scaling.minimum, scaling.maximum, n_weights=n_w, n_z=64, profile_weight=10)
     got = np.asarray(heavy.per_hypothesis(y_true, scaling.scale(pred)))[:, 0]
-    np.testing.assert_allclose(got, 10 * 0.05 ** 2 * np.mean(s ** 2, axis=1) + np.log(1.05) ** 2,
-                               rtol=1e-3)
+    np.testing.assert_allclose(got, 10 * 0.05**2 * np.mean(s**2, axis=1) + np.log(1.05) ** 2, rtol=1e-3)
 
 
 def test_winner_takes_all_rewards_the_right_hypothesis():
@@ -82,12 +95,11 @@ def test_winner_takes_all_rewards_the_right_hypothesis():
     y_true = scaling.scale(true[None])
     good, bad = float(loss(y_true, y_pred)), float(loss(y_true, y_pred_bad))
     assert good < bad  # same hypotheses; the logits that pick the winner cost less
-    hyp, prob = labels_from_output(y_pred, scaling=scaling,
-                                   head={"targets": "relative", "n_hypotheses": k},
-                                   n_weights=n_w, n_slices=200)
+    hyp, prob = labels_from_output(
+        y_pred, scaling=scaling, head={"targets": "relative", "n_hypotheses": k}, n_weights=n_w, n_slices=200
+    )
     assert hyp.shape == (1, k, 14) and prob[0, 0] > 0.9
-    np.testing.assert_allclose(hyp[0, 0], paper_from_relative(true[None], n_weights=n_w,
-                                                              n_slices=200)[0], rtol=1e-5)
+    np.testing.assert_allclose(hyp[0, 0], paper_from_relative(true[None], n_weights=n_w, n_slices=200)[0], rtol=1e-5)
     with pytest.raises(ValueError, match="outputs"):
         split_hypotheses(y_pred[:, :-1], 15, k)
 
@@ -98,7 +110,10 @@ def test_multi_hypothesis_run_exports_a_bundle_that_proposes(tiny_dataset_dir, t
     result = train(ds, tmp_path / "run", config, verbose=0, monitor=ds)
     assert result.history["loss"][-1] < result.history["loss"][0]
     assert {k: result.head[k] for k in ("targets", "n_hypotheses", "loss")} == {
-        "targets": "relative", "n_hypotheses": 3, "loss": "profile"}
+        "targets": "relative",
+        "n_hypotheses": 3,
+        "loss": "profile",
+    }
     assert LabelScaling.from_dict(result.head["paper_labels"]).names == ds.label_names
     monitor = result.history["monitor"]
     assert len(monitor) == 3 and 0.0 <= monitor[-1]["a_strain"] <= monitor[-1]["a_strain_any"]
@@ -106,9 +121,15 @@ def test_multi_hypothesis_run_exports_a_bundle_that_proposes(tiny_dataset_dir, t
     bundle_dir = tmp_path / "bundle"
     (bundle_dir).mkdir()
     (bundle_dir / "proposals.npz").write_bytes(b"a library another step adds")
-    card = export_bundle(bundle_dir, model=result.model, scaling=result.scaling,
-                         train_manifest=ds.manifest, train_state=result.state, model_id="tiny",
-                         head=result.head)
+    card = export_bundle(
+        bundle_dir,
+        model=result.model,
+        scaling=result.scaling,
+        train_manifest=ds.manifest,
+        train_state=result.state,
+        model_id="tiny",
+        head=result.head,
+    )
     assert card.n_outputs == 3 * 16 and "proposals.npz" in card.files
     assert json.loads((bundle_dir / "card.json").read_text())["head"]["n_hypotheses"] == 3
     fast, keras_bundle = load_bundle(bundle_dir), load_bundle(bundle_dir, runtime="keras")
@@ -119,8 +140,13 @@ def test_multi_hypothesis_run_exports_a_bundle_that_proposes(tiny_dataset_dir, t
     assert labels.shape == (5, 3, 14) and np.all(np.diff(prob, axis=1) <= 0)
     np.testing.assert_allclose(prob.sum(axis=1), 1.0)
     np.testing.assert_array_equal(Predictor(fast).predict_labels(ds.x[:5]), labels[:, 0])
-    ev = evaluate_predictions(ds.labels[:5], labels[:, 0], scaling=LabelScaling.fit(ds.labels, ds.label_names),
-                              n_weights=10, n_slices=ds.manifest["preset"]["n_slices"])
+    ev = evaluate_predictions(
+        ds.labels[:5],
+        labels[:, 0],
+        scaling=LabelScaling.fit(ds.labels, ds.label_names),
+        n_weights=10,
+        n_slices=ds.manifest["preset"]["n_slices"],
+    )
     assert ev.n == 5
     # an ensemble: every member's hypotheses, the first member answers
     from xrd_strain_plugin.inference import default_bundle_path

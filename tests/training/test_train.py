@@ -38,9 +38,15 @@ def test_training_reduces_the_loss_and_resumes(tiny_dataset_dir, tmp_path):
     assert len(third.history["loss"]) == 1
 
     bundle_dir = tmp_path / "bundle"
-    card = export_bundle(bundle_dir, model=second.model, scaling=second.scaling,
-                         train_manifest=ds.manifest, train_state=second.state,
-                         model_id="tiny", metrics={"a_t": 0.0})
+    card = export_bundle(
+        bundle_dir,
+        model=second.model,
+        scaling=second.scaling,
+        train_manifest=ds.manifest,
+        train_state=second.state,
+        model_id="tiny",
+        metrics={"a_t": 0.0},
+    )
     bundle = load_bundle(bundle_dir)
     assert bundle.card == card and bundle.card.metrics == {"a_t": 0.0}
     assert bundle.card.dataset["train_fingerprint"] == ds.fingerprint
@@ -48,25 +54,33 @@ def test_training_reduces_the_loss_and_resumes(tiny_dataset_dir, tmp_path):
     x = ds.x[:3]
     np.testing.assert_allclose(
         Inverter(bundle).predictor.predict_scaled(x),
-        second.model.predict(x[..., None], verbose=0), rtol=1e-4, atol=1e-5)
+        second.model.predict(x[..., None], verbose=0),
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
 
 @pytest.mark.slow  # three short training runs
 def test_warm_start_from_a_bundle_keeps_its_scaling(tiny_dataset_dir, tmp_path):
     ds = load_dataset(tiny_dataset_dir)
     base = train(ds, tmp_path / "base", TrainConfig(epochs=1, **SMALL), verbose=0)
-    export_bundle(tmp_path / "b", model=base.model, scaling=base.scaling,
-                  train_manifest=ds.manifest, train_state=base.state, model_id="base")
+    export_bundle(
+        tmp_path / "b",
+        model=base.model,
+        scaling=base.scaling,
+        train_manifest=ds.manifest,
+        train_state=base.state,
+        model_id="base",
+    )
     # a warm start on another subset: short epochs, the bundle's weights and label scaling
     sub = load_dataset(tiny_dataset_dir, max_curves=24)
-    warm = train(sub, tmp_path / "warm", TrainConfig(epochs=2, epoch_curves=8,
-                                                     init_from=str(tmp_path / "b"), **SMALL),
-                 verbose=0)
+    warm = train(
+        sub, tmp_path / "warm", TrainConfig(epochs=2, epoch_curves=8, init_from=str(tmp_path / "b"), **SMALL), verbose=0
+    )
     assert warm.scaling == base.scaling
     assert len(warm.history["loss"]) == 2
     # first epoch starts from the bundle's weights: its loss is near the base's, not a fresh net's
-    fresh = train(sub, tmp_path / "fresh", TrainConfig(epochs=1, epoch_curves=8, **SMALL),
-                  verbose=0)
+    fresh = train(sub, tmp_path / "fresh", TrainConfig(epochs=1, epoch_curves=8, **SMALL), verbose=0)
     assert warm.history["val_loss"][0] < fresh.history["val_loss"][0]
 
 
@@ -75,8 +89,9 @@ def test_cosine_schedule_has_the_textbook_shape():
     # warm-up's linear ramp from 1 % of the peak.
     from training.train import cosine_rate
 
-    cfg = TrainConfig(learning_rate=1e-3, min_learning_rate=1e-6, schedule="cosine",
-                      total_samples=1000, warmup_fraction=0.1)
+    cfg = TrainConfig(
+        learning_rate=1e-3, min_learning_rate=1e-6, schedule="cosine", total_samples=1000, warmup_fraction=0.1
+    )
     assert cosine_rate(cfg, 0.0) == pytest.approx(1e-5)
     assert cosine_rate(cfg, 0.05) == pytest.approx(1e-3 * (0.01 + 0.99 * 0.5))
     assert cosine_rate(cfg, 0.1) == pytest.approx(1e-3)
@@ -91,8 +106,9 @@ def test_cosine_schedule_has_the_textbook_shape():
 
 def test_cosine_schedule_with_adam_stops_at_its_sample_budget(tiny_dataset_dir, tmp_path):
     ds = load_dataset(tiny_dataset_dir)
-    cfg = TrainConfig(epochs=50, optimizer="adam", schedule="cosine", total_samples=120,
-                      epoch_curves=40, warmup_fraction=0.0, **SMALL)
+    cfg = TrainConfig(
+        epochs=50, optimizer="adam", schedule="cosine", total_samples=120, epoch_curves=40, warmup_fraction=0.0, **SMALL
+    )
     result = train(ds, tmp_path / "run", cfg, verbose=0)
     # 120 samples in epochs of 40 curves: three epochs, whatever the epoch limit
     assert result.history["samples"] == [40, 80, 120]

@@ -83,15 +83,18 @@ def run_documents(run, config):
                 columns, seq, times = _columns(stream, names)
                 n = len(columns[names[0]])
                 if n:
-                    yield "event_page", {
-                        "descriptor": descriptors[0]["uid"],
-                        "uid": [f"{descriptors[0]['uid']}-catch-up-{i}" for i in range(n)],
-                        "seq_num": [int(s) for s in seq],
-                        "time": [float(t) for t in times],
-                        "data": {k: v.tolist() for k, v in columns.items()},
-                        "timestamps": {k: [float(t) for t in times] for k in columns},
-                        "filled": {},
-                    }
+                    yield (
+                        "event_page",
+                        {
+                            "descriptor": descriptors[0]["uid"],
+                            "uid": [f"{descriptors[0]['uid']}-catch-up-{i}" for i in range(n)],
+                            "seq_num": [int(s) for s in seq],
+                            "time": [float(t) for t in times],
+                            "data": {k: v.tolist() for k, v in columns.items()},
+                            "timestamps": {k: [float(t) for t in times] for k in columns},
+                            "filled": {},
+                        },
+                    )
     if stop is not None:
         yield "stop", dict(stop)
 
@@ -144,9 +147,19 @@ class CatchUp:
         Containers of raw runs and results.
     """
 
-    def __init__(self, client, live, *, state_path, since_s: float = 86400.0, grace_s: float = 10.0,
-                 interval_s: float = 5.0, margin_s: float = 120.0, raw_key: str = "raw",
-                 results_key: str = "results"):
+    def __init__(
+        self,
+        client,
+        live,
+        *,
+        state_path,
+        since_s: float = 86400.0,
+        grace_s: float = 10.0,
+        interval_s: float = 5.0,
+        margin_s: float = 120.0,
+        raw_key: str = "raw",
+        results_key: str = "results",
+    ):
         self._client_or_factory = client
         self.client = None if callable(client) and not hasattr(client, "search") else client
         self.live = live
@@ -231,7 +244,7 @@ class CatchUp:
         results = self.client[self.results_key]
         found: set[str] = set()
         for i in range(0, len(uids), batch):
-            chunk = uids[i:i + batch]
+            chunk = uids[i : i + batch]
             found.update(k for k in results.search(In("raw_uid", chunk)).keys() if k in chunk)
         return found
 
@@ -310,7 +323,9 @@ class CatchUp:
                 self.run_once()
             except Exception as exc:  # Tiled away: the next pass tries again
                 self.counts["failed_passes"] += 1
-                log.warning("catch-up pass failed: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+                log.warning(
+                    "catch-up pass failed: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else ""
+                )
             self._stop.wait(self.interval_s)
 
     def close(self, timeout: float | None = 10.0) -> None:

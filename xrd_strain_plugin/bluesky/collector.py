@@ -187,8 +187,12 @@ class RunCollector(event_model.DocumentRouter):
             hkl=self.plan.hkl,
             wavelength_angstrom=self.plan.wavelength_angstrom,
             completed_at=time.perf_counter(),
-            fields={"motor": self.fields.motor, "detector": self.fields.detector, "axis": self.plan.axis,
-                    "positions": dict(zip(self.fields.positions, self._position or ()))},
+            fields={
+                "motor": self.fields.motor,
+                "detector": self.fields.detector,
+                "axis": self.plan.axis,
+                "positions": dict(zip(self.fields.positions, self._position or ())),
+            },
             planned_points=self.plan.num_points,
             partial=partial,
         )
@@ -205,8 +209,12 @@ class RunCollector(event_model.DocumentRouter):
             reason=reason,
             scan_id=self.plan.scan_id,
             sample=self.plan.sample_for(index),
-            extra={"material": self.plan.material, "reflection": {"hkl": list(self.plan.hkl)},
-                   "wavelength_angstrom": self.plan.wavelength_angstrom, "n_points": len(self._angles)},
+            extra={
+                "material": self.plan.material,
+                "reflection": {"hkl": list(self.plan.hkl)},
+                "wavelength_angstrom": self.plan.wavelength_angstrom,
+                "n_points": len(self._angles),
+            },
         )
         self._angles, self._counts = [], []
         self._next_index += 1

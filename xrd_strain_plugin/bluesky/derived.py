@@ -30,8 +30,7 @@ import numpy as np
 
 from xrd_strain_plugin.results import ARRAY_NAMES, UNITS
 
-FIGURES = ("strain_max_percent", "depth_of_max_nm", "thickness_nm", "dw_min", "fwhm_deg", "dynamic_range",
-           "sigma_i")
+FIGURES = ("strain_max_percent", "depth_of_max_nm", "thickness_nm", "dw_min", "fwhm_deg", "dynamic_range", "sigma_i")
 STREAM = "result"
 #: What a generic plot should show: the profile against depth.
 START_HINTS = {"dimensions": [[["depth_nm"], STREAM]]}
@@ -41,8 +40,14 @@ DESCRIPTOR_HINTS = {"xrd_strain": {"fields": ["strain_percent", "debye_waller"]}
 def result_documents(record, *, results_key: str = "results") -> list[tuple[str, dict]]:
     """The documents of the derived run of one :class:`~xrd_strain_plugin.results.ResultRecord`."""
     md = record.metadata
-    link = {"raw_uid": record.raw_uid, "curve_index": record.curve_index, "status": record.status,
-            "result_path": "/".join((results_key, *record.path)), "model": md.get("model"), "kind": "network"}
+    link = {
+        "raw_uid": record.raw_uid,
+        "curve_index": record.curve_index,
+        "status": record.status,
+        "result_path": "/".join((results_key, *record.path)),
+        "model": md.get("model"),
+        "kind": "network",
+    }
     figures = {k: md.get(k) for k in FIGURES if md.get(k) is not None}
     arrays = {name: np.asarray(record.arrays[name], dtype=float) for name in ARRAY_NAMES} if record.arrays else {}
     return _documents(link, md, figures, arrays, reason=str(md.get("reason") or record.status))
@@ -58,8 +63,14 @@ def refined_documents(path: str, outcome: dict, metadata: dict) -> list[tuple[st
     wavelength = metadata.get("wavelength_angstrom")
     if "two_theta_deg" in arrays and wavelength:
         arrays["q_inv_angstrom"] = 4 * np.pi * np.sin(np.radians(arrays.pop("two_theta_deg")) / 2) / float(wavelength)
-    link = {"raw_uid": metadata.get("raw_uid"), "curve_index": metadata.get("curve_index"),
-            "status": outcome.get("status"), "result_path": path, "model": metadata.get("model"), "kind": "refined"}
+    link = {
+        "raw_uid": metadata.get("raw_uid"),
+        "curve_index": metadata.get("curve_index"),
+        "status": outcome.get("status"),
+        "result_path": path,
+        "model": metadata.get("model"),
+        "kind": "refined",
+    }
     figures = {k: outcome.get(k) for k in ("sigma_i", "sigma_i_start") if outcome.get(k) is not None}
     return _documents(link, metadata, figures, arrays, reason=str(outcome.get("reason") or outcome.get("status")))
 
@@ -67,22 +78,45 @@ def refined_documents(path: str, outcome: dict, metadata: dict) -> list[tuple[st
 def _documents(link, md, figures, arrays, *, reason) -> list[tuple[str, dict]]:
     from event_model import compose_run
 
-    start_md = {"xrd_strain": link, "sample": md.get("sample"), "raw_scan_id": md.get("scan_id"),
-                "purpose": f"xrd-strain {link['kind']} result", "hints": START_HINTS, **figures}
+    start_md = {
+        "xrd_strain": link,
+        "sample": md.get("sample"),
+        "raw_scan_id": md.get("scan_id"),
+        "purpose": f"xrd-strain {link['kind']} result",
+        "hints": START_HINTS,
+        **figures,
+    }
     run = compose_run(metadata=start_md, validate=False)
     docs = [("start", run.start_doc)]
     if not arrays:
         docs.append(("stop", run.compose_stop(exit_status="fail", reason=reason, validate=False)))
         return docs
-    data_keys = {name: {"dtype": "array", "shape": list(a.shape), "source": "xrd-strain",
-                        "units": UNITS.get(name, ""), "object_name": "xrd_strain"} for name, a in arrays.items()}
-    desc = run.compose_descriptor(name=STREAM, data_keys=data_keys, hints=DESCRIPTOR_HINTS,
-                                  object_keys={"xrd_strain": list(data_keys)}, validate=False)
+    data_keys = {
+        name: {
+            "dtype": "array",
+            "shape": list(a.shape),
+            "source": "xrd-strain",
+            "units": UNITS.get(name, ""),
+            "object_name": "xrd_strain",
+        }
+        for name, a in arrays.items()
+    }
+    desc = run.compose_descriptor(
+        name=STREAM,
+        data_keys=data_keys,
+        hints=DESCRIPTOR_HINTS,
+        object_keys={"xrd_strain": list(data_keys)},
+        validate=False,
+    )
     docs.append(("descriptor", desc.descriptor_doc))
     # Not schema-validated (none of the four documents): they are built here from a checked record,
     # and jsonschema validation cost ~50 ms per result at load 9.5 (measured), ~12 ms without the
     # event's; the test validates them once with event_model.
-    docs.append(("event", desc.compose_event(data=arrays, timestamps=dict.fromkeys(arrays, run.start_doc["time"]),
-                                             validate=False)))
+    docs.append(
+        (
+            "event",
+            desc.compose_event(data=arrays, timestamps=dict.fromkeys(arrays, run.start_doc["time"]), validate=False),
+        )
+    )
     docs.append(("stop", run.compose_stop(validate=False)))
     return docs

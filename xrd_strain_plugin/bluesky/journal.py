@@ -89,7 +89,7 @@ def _last_complete(path: pathlib.Path) -> tuple[int | None, int]:
     if end == 0:
         return None, 0
     start = data.rfind(b"\n", 0, end - 1) + 1
-    return int(data[start:data.index(b"\t", start)]), end
+    return int(data[start : data.index(b"\t", start)]), end
 
 
 class JournalWriter:
@@ -285,7 +285,7 @@ class JournalReader:
                 end = data.find(b"\n", pos)
                 if end < 0:
                     break
-                line_seq = int(data[pos:data.index(b"\t", pos)])
+                line_seq = int(data[pos : data.index(b"\t", pos)])
                 if line_seq % self.stride == 0 or not self._index or self._index[-1][1] != path:
                     self._index.append((line_seq, path, done + pos))
                 seq = line_seq + 1
@@ -327,7 +327,7 @@ class JournalReader:
                     if pos + len(line) > limit or not line.endswith(b"\n"):
                         break
                     pos += len(line)
-                    seq = int(line[:line.index(b"\t")])
+                    seq = int(line[: line.index(b"\t")])
                     if seq < start:
                         continue
                     out += line
@@ -434,8 +434,10 @@ class JournalServer:
         if (secret_key is None) != (client_keys is None):
             raise ValueError("give both the server's secret key and the directory of allowed client keys, or neither")
         if secret_key is None and not is_loopback(address):
-            raise ValueError(f"{address} is reachable from other hosts: serving them needs CURVE keys "
-                             "(secret_key and client_keys; `xrd-strain journal keys`)")
+            raise ValueError(
+                f"{address} is reachable from other hosts: serving them needs CURVE keys "
+                "(secret_key and client_keys; `xrd-strain journal keys`)"
+            )
         self.reader = JournalReader(directory)
         self.directory = pathlib.Path(directory)
         self.poll_s = poll_s
@@ -575,8 +577,14 @@ class JournalClient:
         For a server that requires CURVE keys (one serving other hosts).
     """
 
-    def __init__(self, address: str, *, consumer: str = "xrd-strain-listen", timeout_s: float = 5.0,
-                 keys: ClientKeys | None = None):
+    def __init__(
+        self,
+        address: str,
+        *,
+        consumer: str = "xrd-strain-listen",
+        timeout_s: float = 5.0,
+        keys: ClientKeys | None = None,
+    ):
         import zmq
 
         self.keys = keys
@@ -600,8 +608,9 @@ class JournalClient:
             self._sock.connect(self.endpoint)
         return self._sock
 
-    def fetch(self, start: int, *, max_docs: int = 1000, wait_s: float = 0.5,
-              ack: int | None = None) -> list[tuple[int, str, dict]]:
+    def fetch(
+        self, start: int, *, max_docs: int = 1000, wait_s: float = 0.5, ack: int | None = None
+    ) -> list[tuple[int, str, dict]]:
         """Documents from ``start`` on (empty after ``wait_s`` when there are none yet).
 
         ``ack`` tells the server the caller's durable position (for pruning).
@@ -618,18 +627,32 @@ class JournalClient:
 
         self._id += 1
         sock = self._socket()
-        sock.send(json.dumps({"id": self._id, "from": int(start), "max": int(max_docs), "wait_s": float(wait_s),
-                              "consumer": self.consumer, "ack": ack}).encode())
+        sock.send(
+            json.dumps(
+                {
+                    "id": self._id,
+                    "from": int(start),
+                    "max": int(max_docs),
+                    "wait_s": float(wait_s),
+                    "consumer": self.consumer,
+                    "ack": ack,
+                }
+            ).encode()
+        )
         deadline = time.monotonic() + wait_s + self.timeout_s
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not sock.poll(int(remaining * 1000), zmq.POLLIN):
                 self._sock.close(0)
                 self._sock = None  # a fresh socket: no stale replies, a fresh connection
-                hint = "" if self.keys is not None or is_loopback(self.endpoint) else (
-                    "; a journal server on another host answers only clients with CURVE keys")
+                hint = (
+                    ""
+                    if self.keys is not None or is_loopback(self.endpoint)
+                    else ("; a journal server on another host answers only clients with CURVE keys")
+                )
                 raise JournalUnavailable(
-                    f"journal server {self.endpoint} did not answer in {wait_s + self.timeout_s:.0f} s{hint}")
+                    f"journal server {self.endpoint} did not answer in {wait_s + self.timeout_s:.0f} s{hint}"
+                )
             header, lines = sock.recv_multipart()
             header = json.loads(header)
             if header.get("id") != self._id:
@@ -651,8 +674,11 @@ def prune(directory, *, keep_s: float = 7 * 86400.0) -> list[pathlib.Path]:
     The newest segment is never deleted. Return the deleted files.
     """
     directory = pathlib.Path(directory)
-    consumers = [json.loads(p.read_text())["acknowledged"] for p in (directory / "consumers").glob("*.json")] \
-        if (directory / "consumers").exists() else []
+    consumers = (
+        [json.loads(p.read_text())["acknowledged"] for p in (directory / "consumers").glob("*.json")]
+        if (directory / "consumers").exists()
+        else []
+    )
     if not consumers:
         return []
     acked = min(consumers)

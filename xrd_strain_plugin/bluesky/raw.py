@@ -94,6 +94,7 @@ def raw_run_writer(client, *, raw_key: str = "raw", backup_directory=None, batch
         node = client[raw_key]
     except KeyError:
         node = client.create_container(raw_key, specs=["CatalogOfBlueskyRuns"])
-    writer = TiledWriter(node, batch_size=batch_size,
-                         backup_directory=None if backup_directory is None else str(backup_directory))
+    writer = TiledWriter(
+        node, batch_size=batch_size, backup_directory=None if backup_directory is None else str(backup_directory)
+    )
     return BackgroundCallback(writer)

@@ -44,13 +44,16 @@ def record_from_job(job: CurveJob, inverter) -> ResultRecord:
         ``invert(two_theta_deg, intensity, reflection) -> InversionResult``.
     """
     from xrd_strain_plugin.inference.bundle import BundleError
-    from xrd_strain_plugin.physics.materials import MaterialError
     from xrd_strain_plugin.physics.curve import CurveError
+    from xrd_strain_plugin.physics.materials import MaterialError
 
     started = time.perf_counter()
     timings = {"queue_s": started - job.completed_at}
     common = dict(
-        raw_uid=job.raw_uid, curve_index=job.curve_index, scan_id=job.scan_id, sample=job.sample,
+        raw_uid=job.raw_uid,
+        curve_index=job.curve_index,
+        scan_id=job.scan_id,
+        sample=job.sample,
     )
     extra = {
         "material": job.material,
@@ -72,12 +75,17 @@ def record_from_job(job: CurveJob, inverter) -> ResultRecord:
         return ResultRecord(raw_uid=job.raw_uid, curve_index=job.curve_index, metadata=md)
     except Exception as exc:  # a bug or a resource problem: recorded, not raised
         timings["invert_s"] = time.perf_counter() - started
-        md = base_metadata(status="error", reason=f"inversion failed: {type(exc).__name__}: {exc}",
-                           extra=extra | {"timings": timings}, **common)
+        md = base_metadata(
+            status="error",
+            reason=f"inversion failed: {type(exc).__name__}: {exc}",
+            extra=extra | {"timings": timings},
+            **common,
+        )
         return ResultRecord(raw_uid=job.raw_uid, curve_index=job.curve_index, metadata=md)
     timings["invert_s"] = time.perf_counter() - started
-    record = record_from_result(result, extra={"fields": job.fields, "planned_points": job.planned_points},
-                                timings=timings, **common)
+    record = record_from_result(
+        result, extra={"fields": job.fields, "planned_points": job.planned_points}, timings=timings, **common
+    )
     if job.partial is not None:
         record = dataclasses.replace(record, metadata={**record.metadata, "status": "partial", "reason": job.partial})
     return record

@@ -52,9 +52,19 @@ class RefinementWorker:
         ``meta`` (sample, raw uid, wavelength...), which are not kept afterwards.
     """
 
-    def __init__(self, uri: str, *, api_key: str | None = None, budget_s: float = 60.0, global_budget_s: float = 30.0,
-                 max_pending: int = 256, niceness: int = 10, results_key: str = "results",
-                 report_interval_s: float = 60.0, on_outcome=None):
+    def __init__(
+        self,
+        uri: str,
+        *,
+        api_key: str | None = None,
+        budget_s: float = 60.0,
+        global_budget_s: float = 30.0,
+        max_pending: int = 256,
+        niceness: int = 10,
+        results_key: str = "results",
+        report_interval_s: float = 60.0,
+        on_outcome=None,
+    ):
         ctx = multiprocessing.get_context("spawn")
         self.on_outcome = on_outcome
         self._todo = ctx.Queue(maxsize=max_pending)
@@ -67,9 +77,20 @@ class RefinementWorker:
         self.finished: collections.deque = collections.deque(maxlen=10_000)
         self._working: dict[str, float] = {}  # path -> when the process claimed it (not finished yet)
         self._last_report = time.monotonic()
-        self._process = ctx.Process(target=_main, name="xrd-strain-refiner", daemon=True,
-                                    args=(uri, api_key, {"budget_s": budget_s, "global_budget_s": global_budget_s},
-                                          niceness, self._todo, self._done, self._stop))
+        self._process = ctx.Process(
+            target=_main,
+            name="xrd-strain-refiner",
+            daemon=True,
+            args=(
+                uri,
+                api_key,
+                {"budget_s": budget_s, "global_budget_s": global_budget_s},
+                niceness,
+                self._todo,
+                self._done,
+                self._stop,
+            ),
+        )
         self._process.start()
 
     @property
@@ -89,11 +110,13 @@ class RefinementWorker:
             "path": "/".join((self.results_key, *record.path)),
             "two_theta_deg": np.asarray(start.two_theta_deg, dtype=float),
             "counts": np.asarray(start.intensity_measured, dtype=float),
-            "material": md.get("material"), "hkl": tuple(md.get("reflection", {}).get("hkl", ())),
+            "material": md.get("material"),
+            "hkl": tuple(md.get("reflection", {}).get("hkl", ())),
             "wavelength_angstrom": md.get("wavelength_angstrom"),
             "start": StartProfile.from_inversion(start),
-            "meta": {k: md.get(k) for k in ("raw_uid", "curve_index", "sample", "scan_id", "wavelength_angstrom",
-                                            "model")},
+            "meta": {
+                k: md.get(k) for k in ("raw_uid", "curve_index", "sample", "scan_id", "wavelength_angstrom", "model")
+            },
             "arrays_back": self.on_outcome is not None,
             "queued_at": time.time(),
         }
@@ -107,9 +130,14 @@ class RefinementWorker:
         self.poll()
         if time.monotonic() - self._last_report >= self.report_interval_s:
             self._last_report = time.monotonic()
-            log.info("xrd-strain: refiner backlog %d (submitted %d, done %d, failed %d, left for the flow %d)",
-                     self.backlog, self.counts["submitted"], self.counts["done"], self.counts["failed"],
-                     self.counts["skipped"])
+            log.info(
+                "xrd-strain: refiner backlog %d (submitted %d, done %d, failed %d, left for the flow %d)",
+                self.backlog,
+                self.counts["submitted"],
+                self.counts["done"],
+                self.counts["failed"],
+                self.counts["skipped"],
+            )
         return True
 
     def poll(self) -> list[dict]:
@@ -180,8 +208,11 @@ class RefinementWorker:
         if self._working:
             self._release(list(self._working))
         if left > 0 or self.counts["released"]:
-            log.info("xrd-strain: refiner stopped; %d queued result(s) left for refine_new_results, %d claim(s) "
-                     "released", max(0, left), self.counts["released"])
+            log.info(
+                "xrd-strain: refiner stopped; %d queued result(s) left for refine_new_results, %d claim(s) released",
+                max(0, left),
+                self.counts["released"],
+            )
         self.counts["left_for_flow"] += max(0, left)
         self._todo.cancel_join_thread()  # what is still queued has no reader any more: do not wait to flush it
         for q in (self._todo, self._done):  # release the queues' semaphores and feeder threads

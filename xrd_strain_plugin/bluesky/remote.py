@@ -25,8 +25,14 @@ import time
 log = logging.getLogger(__name__)
 
 
-def listen(address: str, callbacks, *, prefix: bytes = b"", ready: threading.Event | None = None,
-           stop: threading.Event | None = None) -> None:
+def listen(
+    address: str,
+    callbacks,
+    *,
+    prefix: bytes = b"",
+    ready: threading.Event | None = None,
+    stop: threading.Event | None = None,
+) -> None:
     """Dispatch documents from the proxy at ``address`` until SIGINT/SIGTERM or ``stop``.
 
     Parameters
@@ -57,6 +63,7 @@ def listen(address: str, callbacks, *, prefix: bytes = b"", ready: threading.Eve
     if ready is not None:
         dispatcher.loop.call_soon(ready.set)
     if stop is not None:
+
         def watch():
             stop.wait()
             request_stop()
@@ -108,8 +115,11 @@ class ListenerThread:
         heard = threading.Event()
         self._ready, self._stop = threading.Event(), threading.Event()
         self.thread = threading.Thread(
-            target=listen, args=(f"127.0.0.1:{out_port}", [*callbacks, lambda *_: heard.set()]),
-            kwargs={"ready": self._ready, "stop": self._stop}, daemon=True)
+            target=listen,
+            args=(f"127.0.0.1:{out_port}", [*callbacks, lambda *_: heard.set()]),
+            kwargs={"ready": self._ready, "stop": self._stop},
+            daemon=True,
+        )
         self.thread.start()
         self.subscribed = self._ready.wait(timeout)
         self.publisher = Publisher(f"127.0.0.1:{in_port}")
@@ -321,10 +331,21 @@ class _Dispatch:
         self.counts["documents"] += 1
 
 
-def listen_journal(address: str, *, live, raw=None, cursor: Cursor, guard: ReplayGuard | None = None,
-                   extra=(), ready: threading.Event | None = None, stop: threading.Event | None = None,
-                   consumer: str = "xrd-strain-listen", wait_s: float = 0.5, max_docs: int = 2000,
-                   keys=None) -> dict:
+def listen_journal(
+    address: str,
+    *,
+    live,
+    raw=None,
+    cursor: Cursor,
+    guard: ReplayGuard | None = None,
+    extra=(),
+    ready: threading.Event | None = None,
+    stop: threading.Event | None = None,
+    consumer: str = "xrd-strain-listen",
+    wait_s: float = 0.5,
+    max_docs: int = 2000,
+    keys=None,
+) -> dict:
     """Process documents from a journal server from ``cursor`` on, until SIGINT/SIGTERM or ``stop``.
 
     Every document goes to ``raw`` (the raw-run writer, optional), the ``extra`` callbacks and

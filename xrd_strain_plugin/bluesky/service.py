@@ -128,8 +128,11 @@ class LiveInversion:
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
         if overflow_directory is None:
             spool = getattr(publisher, "spool", None)
-            overflow_directory = (pathlib.Path(spool.directory) / "overflow" if spool is not None
-                                  else pathlib.Path(tempfile.mkdtemp(prefix="xrd-strain-overflow-")))
+            overflow_directory = (
+                pathlib.Path(spool.directory) / "overflow"
+                if spool is not None
+                else pathlib.Path(tempfile.mkdtemp(prefix="xrd-strain-overflow-"))
+            )
         self._overflow = _Overflow(overflow_directory)
         self._lock = threading.Lock()
         self._router = event_model.RunRouter([self.factory])
@@ -143,8 +146,10 @@ class LiveInversion:
         self._orphans: set = set()
         self._closed = False
         self._out: queue.Queue = queue.Queue(maxsize=8)
-        self._threads = [threading.Thread(target=self._invert_loop, name="xrd-strain-invert", daemon=True),
-                         threading.Thread(target=self._publish_loop, name="xrd-strain-publish", daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._invert_loop, name="xrd-strain-invert", daemon=True),
+            threading.Thread(target=self._publish_loop, name="xrd-strain-publish", daemon=True),
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -212,9 +217,11 @@ class LiveInversion:
             warm_up(inverter, reflection_for(card.material, tuple(card.hkl), card.wavelength_angstrom))
 
         if bundle is None:  # the registry's current model, followed between runs (no restart)
-            inverter = CurrentModel(ModelRegistry(), ModelKey(
-                material=config.material, hkl=config.hkl, wavelength_angstrom=config.wavelength_angstrom),
-                warm_up=warm)
+            inverter = CurrentModel(
+                ModelRegistry(),
+                ModelKey(material=config.material, hkl=config.hkl, wavelength_angstrom=config.wavelength_angstrom),
+                warm_up=warm,
+            )
         else:  # a bundle directory or model_id[@version]
             inverter = Inverter(ModelRegistry().resolve(bundle).path)
             warm(inverter)
@@ -222,7 +229,9 @@ class LiveInversion:
         def connect():
             writer = first.pop("writer", None)
             # Per-result tables when idle: a burst is written at the rate of nodes + arrays rows.
-            return writer if writer is not None else TiledResultsWriter.from_uri(uri, api_key=api_key, tables="deferred")
+            return (
+                writer if writer is not None else TiledResultsWriter.from_uri(uri, api_key=api_key, tables="deferred")
+            )
 
         publisher = SpoolingPublisher(connect, Spool(spool_directory), retry_interval_s=retry_interval_s)
         refiner = None
@@ -270,9 +279,13 @@ class LiveInversion:
             plan = plan_from_start(start, self.config)
         except Exception as exc:
             log.exception("xrd-strain: unreadable start document %s", start.get("uid"))
-            md = base_metadata(status="error", raw_uid=start["uid"], curve_index=None,
-                               reason=f"unreadable start document: {type(exc).__name__}: {exc}",
-                               scan_id=start.get("scan_id"))
+            md = base_metadata(
+                status="error",
+                raw_uid=start["uid"],
+                curve_index=None,
+                reason=f"unreadable start document: {type(exc).__name__}: {exc}",
+                scan_id=start.get("scan_id"),
+            )
             self.submit(ResultRecord(raw_uid=start["uid"], curve_index=None, metadata=md))
             return [], []
         if plan is None:
@@ -292,8 +305,11 @@ class LiveInversion:
                     return
                 except queue.Full:
                     self.counts["overflow_episodes"] += 1
-                    log.warning("xrd-strain: %d curves waiting in memory; further curves wait on disk in %s",
-                                self._queue.maxsize, self._overflow.directory)
+                    log.warning(
+                        "xrd-strain: %d curves waiting in memory; further curves wait on disk in %s",
+                        self._queue.maxsize,
+                        self._overflow.directory,
+                    )
             # Behind the memory queue (or behind curves already on disk): keep the order.
             self._overflow.put(item)
             self.counts["overflow"] += 1
@@ -372,17 +388,28 @@ class LiveInversion:
                     record.metadata["timings"]["batch_size"] = len(jobs)
                 out.append((record, item.completed_at, inverter.last))
             except Exception as exc:  # record_from_job records its own failures; this is a last resort
-                md = base_metadata(status="error", raw_uid=item.raw_uid, curve_index=item.curve_index,
-                                   reason=f"plugin error: {type(exc).__name__}: {exc}", scan_id=item.scan_id,
-                                   sample=item.sample)
-                out.append((ResultRecord(raw_uid=item.raw_uid, curve_index=item.curve_index, metadata=md),
-                            item.completed_at, None))
+                md = base_metadata(
+                    status="error",
+                    raw_uid=item.raw_uid,
+                    curve_index=item.curve_index,
+                    reason=f"plugin error: {type(exc).__name__}: {exc}",
+                    scan_id=item.scan_id,
+                    sample=item.sample,
+                )
+                out.append(
+                    (
+                        ResultRecord(raw_uid=item.raw_uid, curve_index=item.curve_index, metadata=md),
+                        item.completed_at,
+                        None,
+                    )
+                )
         return out
 
     def _invert_batch(self, jobs) -> dict:
         """One ``invert_many`` call per reflection among ``jobs``: ``{id(job): result or exception}``."""
         invert_many = getattr(self.inverter, "invert_many", None) or getattr(
-            getattr(self.inverter, "inverter", None), "invert_many", None)
+            getattr(self.inverter, "inverter", None), "invert_many", None
+        )
         if invert_many is None:
             return {}
         answers: dict = {}
@@ -473,14 +500,22 @@ class LiveInversion:
             if isinstance(written, BaseException):
                 # A permanent refusal by Tiled (an invalid record): record why, in place of the result.
                 log.error("xrd-strain: Tiled refused result %s: %s", "/".join(record.path), written)
-                md = dict(record.metadata, status="error",
-                          reason=f"Tiled refused the result: {type(written).__name__}: {written}")
+                md = dict(
+                    record.metadata,
+                    status="error",
+                    reason=f"Tiled refused the result: {type(written).__name__}: {written}",
+                )
                 record = ResultRecord(raw_uid=record.raw_uid, curve_index=record.curve_index, metadata=md)
                 written = self.publisher.publish(record)
             self.counts[record.status] += 1
             self.counts["written" if written else "spooled"] += 1
-            outcome = Outcome(path=record.path, status=record.status, written=bool(written),
-                              latency_s=None if t0 is None else now - t0, batch_size=len(entries))
+            outcome = Outcome(
+                path=record.path,
+                status=record.status,
+                written=bool(written),
+                latency_s=None if t0 is None else now - t0,
+                batch_size=len(entries),
+            )
             self.outcomes.append(outcome)
             if self.refiner is not None and written and record.status == "ok" and start is not None:
                 self.refiner.submit(record, start)
@@ -584,8 +619,12 @@ class _Overflow:
             meta = {"kind": "job", "fields": {k: v for k, v in fields.items() if k not in arrays}}
         else:
             arrays = {f"a:{k}": np.asarray(v) for k, v in item.arrays.items()}
-            meta = {"kind": "record", "raw_uid": item.raw_uid, "curve_index": item.curve_index,
-                    "metadata": item.metadata}
+            meta = {
+                "kind": "record",
+                "raw_uid": item.raw_uid,
+                "curve_index": item.curve_index,
+                "metadata": item.metadata,
+            }
         with open(tmp, "wb") as fh:
             np.savez(fh, __meta__=np.frombuffer(json.dumps(meta, default=_plain).encode(), dtype=np.uint8), **arrays)
         tmp.replace(path)
@@ -604,9 +643,14 @@ class _Overflow:
                 fields["hkl"] = tuple(fields["hkl"])
                 items.append(CurveJob(**fields))
             else:
-                items.append(ResultRecord(raw_uid=meta["raw_uid"], curve_index=meta["curve_index"],
-                                          metadata=meta["metadata"],
-                                          arrays={k[2:]: v for k, v in arrays.items()}))
+                items.append(
+                    ResultRecord(
+                        raw_uid=meta["raw_uid"],
+                        curve_index=meta["curve_index"],
+                        metadata=meta["metadata"],
+                        arrays={k[2:]: v for k, v in arrays.items()},
+                    )
+                )
         return items
 
 

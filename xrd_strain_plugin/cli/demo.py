@@ -80,45 +80,90 @@ class DemoSample:
         e_max = self.strain_max_percent / 100.0
         strain = np.atleast_2d(profiles.strain_from_weights(weights, e_max, N_SLICES))[0]
         dw = np.atleast_2d(profiles.dw_coupled(strain, e_max, self.dw_min))[0]
-        return SimulatedSample(name=self.name, strain=strain, debye_waller=dw, thickness_nm=self.thickness_nm,
-                               resolution_fwhm_deg=RESOLUTION_FWHM_DEG, background_counts=10.0, scale_counts=1e6)
+        return SimulatedSample(
+            name=self.name,
+            strain=strain,
+            debye_waller=dw,
+            thickness_nm=self.thickness_nm,
+            resolution_fwhm_deg=RESOLUTION_FWHM_DEG,
+            background_counts=10.0,
+            scale_counts=1e6,
+        )
 
 
 SAMPLES = (
-    DemoSample(name="YSZ-low-dose", strain_max_percent=0.9, thickness_nm=220.0, dw_min=0.75,
-               peak_depth=0.55, sigma_left=0.25, sigma_right=0.14),
-    DemoSample(name="YSZ-mid-dose", strain_max_percent=2.0, thickness_nm=350.0, dw_min=0.4,
-               peak_depth=0.45, sigma_left=0.3, sigma_right=0.16),
-    DemoSample(name="YSZ-high-dose", strain_max_percent=3.5, thickness_nm=480.0, dw_min=0.15,
-               peak_depth=0.35, sigma_left=0.35, sigma_right=0.2),
+    DemoSample(
+        name="YSZ-low-dose",
+        strain_max_percent=0.9,
+        thickness_nm=220.0,
+        dw_min=0.75,
+        peak_depth=0.55,
+        sigma_left=0.25,
+        sigma_right=0.14,
+    ),
+    DemoSample(
+        name="YSZ-mid-dose",
+        strain_max_percent=2.0,
+        thickness_nm=350.0,
+        dw_min=0.4,
+        peak_depth=0.45,
+        sigma_left=0.3,
+        sigma_right=0.16,
+    ),
+    DemoSample(
+        name="YSZ-high-dose",
+        strain_max_percent=3.5,
+        thickness_nm=480.0,
+        dw_min=0.15,
+        peak_depth=0.35,
+        sigma_left=0.35,
+        sigma_right=0.2,
+    ),
 )
 
 
 def register(subparsers) -> None:
     """Add the ``demo`` subcommand."""
     p = subparsers.add_parser(
-        "demo", help="the live demo: simulated diffractometer -> RunEngine -> live inversion -> Tiled -> table and PNG",
+        "demo",
+        help="the live demo: simulated diffractometer -> RunEngine -> live inversion -> Tiled -> table and PNG",
         description="Start an embedded Tiled server (SQLite catalog and files in --data-dir), scan three simulated "
-                    "samples with known profiles, invert them live, refine each answer in the background (written beside "
-                    "it in Tiled), print the results table from a Tiled query and write OUT/demo_live.png (true, "
-                    "network and refined profiles; measured, network and refined curves).")
+        "samples with known profiles, invert them live, refine each answer in the background (written beside "
+        "it in Tiled), print the results table from a Tiled query and write OUT/demo_live.png (true, "
+        "network and refined profiles; measured, network and refined curves).",
+    )
     p.add_argument("--out", default="out", help="output directory (default: %(default)s)")
     p.add_argument("--data-dir", default=None, help="Tiled data directory (default: OUT/tiled, wiped first)")
     p.add_argument("--model", metavar="BUNDLE", default=None, help="model bundle (default: the shipped model)")
     p.add_argument("--seed", type=int, default=1, help="seed of the counting noise (default: %(default)s)")
     p.add_argument("--zmq", action="store_true", help="route documents through a local 0MQ proxy and listener")
-    p.add_argument("--samples", type=int, choices=(1, 2, 3), default=3,
-                   help="scan the first N of the three samples (default: %(default)s; 1 for a quick check)")
-    p.add_argument("--no-refine", action="store_true",
-                   help="show the network's answers only (no background least-squares refinement)")
+    p.add_argument(
+        "--samples",
+        type=int,
+        choices=(1, 2, 3),
+        default=3,
+        help="scan the first N of the three samples (default: %(default)s; 1 for a quick check)",
+    )
+    p.add_argument(
+        "--no-refine",
+        action="store_true",
+        help="show the network's answers only (no background least-squares refinement)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     """Run the demo the options describe; 0 when every sample was inverted."""
     with option_errors("--model"):
-        return run_demo(out=args.out, data_dir=args.data_dir, bundle=args.model, seed=args.seed, via_zmq=args.zmq,
-                        n_samples=args.samples, refine=not args.no_refine)
+        return run_demo(
+            out=args.out,
+            data_dir=args.data_dir,
+            bundle=args.model,
+            seed=args.seed,
+            via_zmq=args.zmq,
+            n_samples=args.samples,
+            refine=not args.no_refine,
+        )
 
 
 def scan_limits_two_theta_deg(reflection, strain_max_percent: float) -> tuple[float, float]:
@@ -132,8 +177,16 @@ def scan_limits_two_theta_deg(reflection, strain_max_percent: float) -> tuple[fl
     return lo, hi
 
 
-def run_demo(*, out="out", data_dir=None, bundle=None, seed: int = 1, via_zmq: bool = False,
-             n_samples: int = len(SAMPLES), refine: bool = True) -> int:
+def run_demo(
+    *,
+    out="out",
+    data_dir=None,
+    bundle=None,
+    seed: int = 1,
+    via_zmq: bool = False,
+    n_samples: int = len(SAMPLES),
+    refine: bool = True,
+) -> int:
     """Run the live demo; return the exit status (0 when every sample was inverted).
 
     Parameters
@@ -200,8 +253,9 @@ class _Stack:
         client = from_uri(url, api_key=server.api_key)
         step.done(f"Tiled server at {url} (data in {data_dir})")
         # the refinement as every user gets it: default search, global stage on
-        live = LiveInversion.from_uri(url, api_key=server.api_key, spool_directory=out / "spool", bundle=bundle,
-                                      refine=refine)
+        live = LiveInversion.from_uri(
+            url, api_key=server.api_key, spool_directory=out / "spool", bundle=bundle, refine=refine
+        )
         card = live.inverter.bundle.card
         step.done(f"model {card.model_id} {card.version} loaded and warmed up")
         return cls(server=server, client=client, live=live, raw=raw_run_writer(client))
@@ -229,8 +283,9 @@ def _scan_samples(stack: _Stack, chosen, samples, *, seed: int, via_zmq: bool, s
 
     card = stack.card
     refl = reflection(card.material, tuple(card.hkl), card.wavelength_angstrom)
-    diff = SimulatedDiffractometer(reflection=refl, sample=samples[0], rng=np.random.default_rng(seed),
-                                   window_deg=(-5.0, 1.0))
+    diff = SimulatedDiffractometer(
+        reflection=refl, sample=samples[0], rng=np.random.default_rng(seed), window_deg=(-5.0, 1.0)
+    )
     RE = RunEngine({})
     RE.subscribe(stack.raw)
     if via_zmq:
@@ -243,9 +298,14 @@ def _scan_samples(stack: _Stack, chosen, samples, *, seed: int, via_zmq: bool, s
         diff.load(sample)
         lo, hi = scan_limits_two_theta_deg(refl, demo_sample.strain_max_percent)
         n = int(round((hi - lo) / STEP_TWO_THETA_DEG)) + 1
-        (uid,) = RE(scan([diff.detector], diff.motor, lo / 2, hi / 2, n),
-                    sample=demo_sample.name, material=card.material, hkl=list(card.hkl),
-                    wavelength_angstrom=card.wavelength_angstrom, purpose="xrd-strain live demo")
+        (uid,) = RE(
+            scan([diff.detector], diff.motor, lo / 2, hi / 2, n),
+            sample=demo_sample.name,
+            material=card.material,
+            hkl=list(card.hkl),
+            wavelength_angstrom=card.wavelength_angstrom,
+            purpose="xrd-strain live demo",
+        )
         uids.append(uid)
         step.done(f"scanned {demo_sample.name}: {n} points, omega {lo / 2:.3f}..{hi / 2:.3f} deg")
     if via_zmq:
@@ -271,8 +331,10 @@ def _read_back(stack: _Stack, uids, *, refine: bool, step) -> list[dict]:
         refined = _wait_for_refinements(client, [uid for uid in uids if (uid,) in hits], timeout=180)
         for res in results:
             res["refinement"] = refined.get(res["metadata"]["raw_uid"])
-        step.done(f"{sum(1 for r in refined.values() if r and r['arrays'])} of {len(results)} results refined "
-                  f"in the background and written beside the network's answers")
+        step.done(
+            f"{sum(1 for r in refined.values() if r and r['arrays'])} of {len(results)} results refined "
+            f"in the background and written beside the network's answers"
+        )
     return results
 
 
@@ -287,25 +349,33 @@ def _report(out, stack: _Stack, chosen, samples, results, uids) -> None:
     print("\nTrue vs retrieved:")
     for s in summary["samples"]:
         t, r = s["true"], s["retrieved"]
-        print(f"  {s['sample']:<14} e_max {t['strain_max_percent']:.2f} -> {r.get('strain_max_percent', float('nan')):.2f} %"
-              f"   t {t['thickness_nm']:.0f} -> {r.get('thickness_nm', float('nan')):.0f} nm"
-              f"   DW_min {t['dw_min']:.2f} -> {r.get('dw_min', float('nan')):.2f}"
-              f"   sigma_I {r.get('sigma_i', float('nan')):.3f}  (network)")
+        print(
+            f"  {s['sample']:<14} e_max {t['strain_max_percent']:.2f} -> {r.get('strain_max_percent', float('nan')):.2f} %"
+            f"   t {t['thickness_nm']:.0f} -> {r.get('thickness_nm', float('nan')):.0f} nm"
+            f"   DW_min {t['dw_min']:.2f} -> {r.get('dw_min', float('nan')):.2f}"
+            f"   sigma_I {r.get('sigma_i', float('nan')):.3f}  (network)"
+        )
         f = s.get("refined")
         if f:
-            print(f"  {'':<14} e_max {t['strain_max_percent']:.2f} -> {f['strain_max_percent']:.2f} %"
-                  f"   t {t['thickness_nm']:.0f} -> {f['thickness_nm']:.0f} nm"
-                  f"   DW_min {t['dw_min']:.2f} -> {f['dw_min']:.2f}   sigma_I {f['sigma_i']:.3f}  (refined, "
-                  f"path {f['path']}, noise floor {f['noise_floor_sigma_i']:.3f})")
+            print(
+                f"  {'':<14} e_max {t['strain_max_percent']:.2f} -> {f['strain_max_percent']:.2f} %"
+                f"   t {t['thickness_nm']:.0f} -> {f['thickness_nm']:.0f} nm"
+                f"   DW_min {t['dw_min']:.2f} -> {f['dw_min']:.2f}   sigma_I {f['sigma_i']:.3f}  (refined, "
+                f"path {f['path']}, noise floor {f['noise_floor_sigma_i']:.3f})"
+            )
             if f.get("layer_detected") is False:
                 print(f"  {'':<14} no strained layer detected")
             for a in f.get("alternatives") or ():
-                print(f"  {'':<14} equally good: e_max {a['strain_max_percent']:.2f} %   t {a['thickness_nm']:.0f} nm"
-                      f"   max at {a['depth_of_max_nm']:.0f} nm   sigma_I {a['sigma_i']:.3f}  (ambiguous)")
+                print(
+                    f"  {'':<14} equally good: e_max {a['strain_max_percent']:.2f} %   t {a['thickness_nm']:.0f} nm"
+                    f"   max at {a['depth_of_max_nm']:.0f} nm   sigma_I {a['sigma_i']:.3f}  (ambiguous)"
+                )
     png = out / "demo_live.png"
     _plot(png, chosen, samples, results, reflection(card.material, tuple(card.hkl), card.wavelength_angstrom), card)
-    print(f"\nraw runs in Tiled: {[u[:8] for u in uids if u in stack.client['raw']]}; "
-          f"stop -> readable latency: {', '.join(f'{x * 1e3:.0f} ms' for x in latencies)}")
+    print(
+        f"\nraw runs in Tiled: {[u[:8] for u in uids if u in stack.client['raw']]}; "
+        f"stop -> readable latency: {', '.join(f'{x * 1e3:.0f} ms' for x in latencies)}"
+    )
     print(f"wrote {png} and {out / 'demo_live.json'}")
 
 
@@ -369,23 +439,55 @@ def _summary(demo_samples, samples, results, uids, latencies, card):
     for d, s, uid in zip(demo_samples, samples, uids):
         res = next((r for r in results if r["metadata"]["raw_uid"] == uid), None)
         md = res["metadata"] if res else {}
-        out["samples"].append({
-            "sample": d.name, "raw_uid": uid,
-            "true": {"strain_max_percent": float(np.max(s.strain) * 100), "thickness_nm": s.thickness_nm,
-                     "dw_min": float(np.min(s.debye_waller)),
-                     "depth_of_max_nm": float(s.depth_nm()[np.argmax(s.strain)])},
-            "retrieved": {k: md.get(k) for k in ("strain_max_percent", "thickness_nm", "dw_min", "depth_of_max_nm",
-                                                  "sigma_i", "status", "reason") if k in md},
-        })
+        out["samples"].append(
+            {
+                "sample": d.name,
+                "raw_uid": uid,
+                "true": {
+                    "strain_max_percent": float(np.max(s.strain) * 100),
+                    "thickness_nm": s.thickness_nm,
+                    "dw_min": float(np.min(s.debye_waller)),
+                    "depth_of_max_nm": float(s.depth_nm()[np.argmax(s.strain)]),
+                },
+                "retrieved": {
+                    k: md.get(k)
+                    for k in (
+                        "strain_max_percent",
+                        "thickness_nm",
+                        "dw_min",
+                        "depth_of_max_nm",
+                        "sigma_i",
+                        "status",
+                        "reason",
+                    )
+                    if k in md
+                },
+            }
+        )
         refined = (res or {}).get("refinement")
         if refined and refined["arrays"]:
             rmd = refined["metadata"]
-            out["samples"][-1]["refined"] = {k: rmd.get(k) for k in (
-                "strain_max_percent", "thickness_nm", "dw_min", "depth_of_max_nm", "sigma_i", "sigma_i_start",
-                "noise_floor_sigma_i", "path", "poor_fit", "elapsed_s", "ambiguous", "layer_detected")}
+            out["samples"][-1]["refined"] = {
+                k: rmd.get(k)
+                for k in (
+                    "strain_max_percent",
+                    "thickness_nm",
+                    "dw_min",
+                    "depth_of_max_nm",
+                    "sigma_i",
+                    "sigma_i_start",
+                    "noise_floor_sigma_i",
+                    "path",
+                    "poor_fit",
+                    "elapsed_s",
+                    "ambiguous",
+                    "layer_detected",
+                )
+            }
             out["samples"][-1]["refined"]["alternatives"] = [
                 {k: a.get(k) for k in ("thickness_nm", "depth_of_max_nm", "strain_max_percent", "sigma_i")}
-                for a in rmd.get("alternatives") or ()]
+                for a in rmd.get("alternatives") or ()
+            ]
     return out
 
 
@@ -417,8 +519,13 @@ def _plot(path, demo_samples, samples, results, refl, card):
             if len(band) == 2 and len(band[0]) == len(f["depth_nm"]):
                 ax.fill_between(f["depth_nm"], band[0], band[1], color="C2", alpha=0.2, lw=0, label="refined +-1 sigma")
             for k, alt in enumerate(rmd.get("alternatives") or ()):
-                ax.plot(alt["depth_nm"], alt["strain_percent"], "C1--", lw=1.0,
-                        label=f"equally good #{k + 1} (σ_I {alt['sigma_i']:.3f})")
+                ax.plot(
+                    alt["depth_nm"],
+                    alt["strain_percent"],
+                    "C1--",
+                    lw=1.0,
+                    label=f"equally good #{k + 1} (σ_I {alt['sigma_i']:.3f})",
+                )
         ax.set_xlabel("depth (nm)")
         ax.set_ylabel("strain (%)")
         ax_dw.set_ylabel("Debye-Waller factor")
@@ -426,8 +533,13 @@ def _plot(path, demo_samples, samples, results, refl, card):
         verdict = ""
         if refined and refined["arrays"]:
             rmd = refined["metadata"]
-            verdict = ("  (no strained layer detected)" if rmd.get("layer_detected") is False else
-                       "  (ambiguous: equally good profiles dashed)" if rmd.get("ambiguous") else "")
+            verdict = (
+                "  (no strained layer detected)"
+                if rmd.get("layer_detected") is False
+                else "  (ambiguous: equally good profiles dashed)"
+                if rmd.get("ambiguous")
+                else ""
+            )
         ax.set_title(f"{d.name}: strain and disorder vs depth{verdict}", fontsize=9)
         lines = ax.get_legend_handles_labels()
         lines_dw = ax_dw.get_legend_handles_labels()
@@ -437,14 +549,24 @@ def _plot(path, demo_samples, samples, results, refl, card):
             a = res["arrays"]
             tt = q_to_two_theta_deg(a["q_inv_angstrom"], refl.wavelength_angstrom)
             cx.semilogy(tt, a["intensity_measured"], ".", ms=2.5, color="0.3", label="measured (simulated)")
-            cx.semilogy(tt, a["intensity_model"], "C3-", lw=1.2,
-                        label=f"model from the network, σ_I = {res['metadata']['sigma_i']:.3f}")
+            cx.semilogy(
+                tt,
+                a["intensity_model"],
+                "C3-",
+                lw=1.2,
+                label=f"model from the network, σ_I = {res['metadata']['sigma_i']:.3f}",
+            )
             refined = res.get("refinement")
             if refined and refined["arrays"]:
                 f = refined["arrays"]
-                cx.semilogy(f["two_theta_deg"], f["intensity_model"], "C2-", lw=1.2,
-                            label=f"refined ({refined['metadata'].get('path')}), "
-                                  f"σ_I = {refined['metadata'].get('sigma_i'):.3f}")
+                cx.semilogy(
+                    f["two_theta_deg"],
+                    f["intensity_model"],
+                    "C2-",
+                    lw=1.2,
+                    label=f"refined ({refined['metadata'].get('path')}), "
+                    f"σ_I = {refined['metadata'].get('sigma_i'):.3f}",
+                )
         else:
             reason = res["metadata"].get("reason") if res else "no result in Tiled"
             cx.text(0.5, 0.5, f"no profile: {reason}", ha="center", va="center", transform=cx.transAxes, wrap=True)

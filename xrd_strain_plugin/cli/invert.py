@@ -65,53 +65,96 @@ example:
 def register(subparsers) -> None:
     """Add the ``invert`` subcommand."""
     parser = subparsers.add_parser(
-        "invert", help="measured curves -> strain/DW depth profiles with the CNN model",
-        description=DESCRIPTION, epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("files", metavar="FILE", nargs="+",
-                        help="two-column 2theta/intensity file (.xy, .dat, .txt, .csv; headers "
-                             "and '#' comments allowed)")
+        "invert",
+        help="measured curves -> strain/DW depth profiles with the CNN model",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "files",
+        metavar="FILE",
+        nargs="+",
+        help="two-column 2theta/intensity file (.xy, .dat, .txt, .csv; headers and '#' comments allowed)",
+    )
     add_reflection_options(parser, required=True)
-    parser.add_argument("--out", metavar="DIR", required=True,
-                        help="output directory; one sub-directory per FILE")
-    parser.add_argument("--model", metavar="BUNDLE|ID[@VERSION]", default=None,
-                        help="model bundle directory (model.keras + card.json) or a registry "
-                             "reference model_id[@version] (registry: $XRD_STRAIN_REGISTRY); "
-                             "default: the registry's current model for --material/--hkl/"
-                             "--wavelength-angstrom (the shipped YSZ 400 / Cu K-alpha1 model "
-                             "until another is promoted)")
+    parser.add_argument("--out", metavar="DIR", required=True, help="output directory; one sub-directory per FILE")
+    parser.add_argument(
+        "--model",
+        metavar="BUNDLE|ID[@VERSION]",
+        default=None,
+        help="model bundle directory (model.keras + card.json) or a registry "
+        "reference model_id[@version] (registry: $XRD_STRAIN_REGISTRY); "
+        "default: the registry's current model for --material/--hkl/"
+        "--wavelength-angstrom (the shipped YSZ 400 / Cu K-alpha1 model "
+        "until another is promoted)",
+    )
     parser.add_argument("--no-plot", action="store_true", help="do not write fit.png")
     refine = parser.add_argument_group("refinement (--refine)")
-    refine.add_argument("--refine", action="store_true",
-                        help="refine the network's answer by least squares with the data's own physics "
-                             "(needed for a crystal, reflection or wavelength the model was not trained for)")
+    refine.add_argument(
+        "--refine",
+        action="store_true",
+        help="refine the network's answer by least squares with the data's own physics "
+        "(needed for a crystal, reflection or wavelength the model was not trained for)",
+    )
     add_budget_options(refine)  # the engine's defaults (caps; its work is counted, not timed)
-    refine.add_argument("--strain-weights", metavar="N", type=int, default=10,
-                        help="B-spline weights of the refined strain profile (default 10, >= 3)")
-    refine.add_argument("--dw", choices=("coupled", "decoupled"), default="coupled",
-                        help="Debye-Waller profile: coupled to the strain through DW_min as in the paper "
-                             "(default), or its own B-spline weights (--dw-weights)")
-    refine.add_argument("--dw-weights", metavar="N", type=int, default=6,
-                        help="weights of a decoupled DW profile (default 6)")
-    refine.add_argument("--background", choices=("constant", "sloped"), default="constant",
-                        help="background model (default constant)")
-    refine.add_argument("--free-mismatch", action="store_true",
-                        help="also refine the substrate's lattice mismatch to the stated material (off by "
-                             "default: over a short scan it is nearly the same as the 2theta zero offset)")
-    refine.add_argument("--fix", metavar="NAME", nargs="+", default=(),
-                        help="hold parameters at their start values: thickness_nm, fwhm_deg, eta, "
-                             "zero_offset_deg, dw_min, w0..wN, d0..dN, log10_scale, log10_background")
-    refine.add_argument("--weighting", choices=("auto", "counts", "none"), default="auto",
-                        help="weights of the log residuals: counting statistics when the intensities are "
-                             "(scaled) counts ('auto' detects them), or equal weights (default auto)")
+    refine.add_argument(
+        "--strain-weights",
+        metavar="N",
+        type=int,
+        default=10,
+        help="B-spline weights of the refined strain profile (default 10, >= 3)",
+    )
+    refine.add_argument(
+        "--dw",
+        choices=("coupled", "decoupled"),
+        default="coupled",
+        help="Debye-Waller profile: coupled to the strain through DW_min as in the paper "
+        "(default), or its own B-spline weights (--dw-weights)",
+    )
+    refine.add_argument(
+        "--dw-weights", metavar="N", type=int, default=6, help="weights of a decoupled DW profile (default 6)"
+    )
+    refine.add_argument(
+        "--background", choices=("constant", "sloped"), default="constant", help="background model (default constant)"
+    )
+    refine.add_argument(
+        "--free-mismatch",
+        action="store_true",
+        help="also refine the substrate's lattice mismatch to the stated material (off by "
+        "default: over a short scan it is nearly the same as the 2theta zero offset)",
+    )
+    refine.add_argument(
+        "--fix",
+        metavar="NAME",
+        nargs="+",
+        default=(),
+        help="hold parameters at their start values: thickness_nm, fwhm_deg, eta, "
+        "zero_offset_deg, dw_min, w0..wN, d0..dN, log10_scale, log10_background",
+    )
+    refine.add_argument(
+        "--weighting",
+        choices=("auto", "counts", "none"),
+        default="auto",
+        help="weights of the log residuals: counting statistics when the intensities are "
+        "(scaled) counts ('auto' detects them), or equal weights (default auto)",
+    )
     tiled = parser.add_argument_group("publishing to Tiled")
-    tiled.add_argument("--publish", metavar="TILED_URL", default=None,
-                       help="also store each result in Tiled, in the same layout as live inversions "
-                            "(results/<file content uid>; publishing the same file again gives one node)")
+    tiled.add_argument(
+        "--publish",
+        metavar="TILED_URL",
+        default=None,
+        help="also store each result in Tiled, in the same layout as live inversions "
+        "(results/<file content uid>; publishing the same file again gives one node)",
+    )
     add_api_key_option(tiled)
-    tiled.add_argument("--spool", metavar="DIR", default=None,
-                       help="where results wait while Tiled is unreachable, written by the next publish "
-                            "using the same directory (default: DIR/.spool under --out)")
+    tiled.add_argument(
+        "--spool",
+        metavar="DIR",
+        default=None,
+        help="where results wait while Tiled is unreachable, written by the next publish "
+        "using the same directory (default: DIR/.spool under --out)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -137,8 +180,9 @@ def run(args) -> int:
             entry = registry.resolve(args.model)
         else:
             try:
-                entry = registry.current(ModelKey(material=args.material, hkl=tuple(args.hkl),
-                                                  wavelength_angstrom=args.wavelength_angstrom))
+                entry = registry.current(
+                    ModelKey(material=args.material, hkl=tuple(args.hkl), wavelength_angstrom=args.wavelength_angstrom)
+                )
             except RegistryError:
                 # no model for this key: an equivalent reflection of a shipped model's crystal, or
                 # (with --refine) any crystal, starts from the shipped model
@@ -151,7 +195,8 @@ def run(args) -> int:
             f"--model: {card.model_id} was trained for {card.material} {tuple(card.hkl)} at "
             f"{card.wavelength_angstrom:g} A, not for {args.material} {tuple(args.hkl)} at "
             f"{args.wavelength_angstrom:g} A; add --refine to start from its answer and refine with the "
-            f"data's own physics")
+            f"data's own physics"
+        )
     out_dir = Path(args.out)
     with option_errors("--out"):
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -175,12 +220,17 @@ def run(args) -> int:
             print(f"xrd-strain invert: {message}", file=sys.stderr)
             continue
         answer = refined or result
-        line = (f"{path}: e_max {answer.strain_max_percent:.2f} % at {answer.depth_of_max_nm:.0f} nm, "
-                f"t {answer.thickness_nm:.0f} nm, DW_min {answer.dw_min:.2f}, sigma_I {answer.sigma_i:.3f}")
+        line = (
+            f"{path}: e_max {answer.strain_max_percent:.2f} % at {answer.depth_of_max_nm:.0f} nm, "
+            f"t {answer.thickness_nm:.0f} nm, DW_min {answer.dw_min:.2f}, sigma_I {answer.sigma_i:.3f}"
+        )
         if refined is not None:
-            line += (f" (refined, path {refined.path}, network's start {refined.sigma_i_start:.3f}, "
-                     f"noise floor {refined.noise_floor_sigma_i or float('nan'):.3f}, {refined.elapsed_s:.1f} s"
-                     + (", POOR FIT" if refined.poor_fit else "") + ")")
+            line += (
+                f" (refined, path {refined.path}, network's start {refined.sigma_i_start:.3f}, "
+                f"noise floor {refined.noise_floor_sigma_i or float('nan'):.3f}, {refined.elapsed_s:.1f} s"
+                + (", POOR FIT" if refined.poor_fit else "")
+                + ")"
+            )
             line += _verdict(refined)
         print(f"{line} -> {target}")
         done.append((result, path))
@@ -188,11 +238,15 @@ def run(args) -> int:
         from xrd_strain_plugin.tiled.records import publish_offline
 
         spool = Path(args.spool) if args.spool else out_dir / ".spool"
-        counts = publish_offline(done, args.publish, api_key=api_key(args),
-                                 spool_directory=spool)
-        print(f"published to {args.publish}: {counts['written']} written"
-              + (f", {counts['spooled']} spooled in {spool} (Tiled unreachable; kept for the next publish)"
-                 if counts["spooled"] else ""))
+        counts = publish_offline(done, args.publish, api_key=api_key(args), spool_directory=spool)
+        print(
+            f"published to {args.publish}: {counts['written']} written"
+            + (
+                f", {counts['spooled']} spooled in {spool} (Tiled unreachable; kept for the next publish)"
+                if counts["spooled"]
+                else ""
+            )
+        )
     if failed:
         print(f"xrd-strain invert: {failed} of {len(args.files)} file(s) failed", file=sys.stderr)
     return 1 if failed else 0
@@ -203,8 +257,13 @@ def _refine_options(args):
     from xrd_strain_plugin.refinement import ModelConfig, RefineOptions
 
     try:
-        config = ModelConfig(n_strain_weights=args.strain_weights, dw_mode=args.dw, n_dw_weights=args.dw_weights,
-                             background=args.background, vary_mismatch=args.free_mismatch)
+        config = ModelConfig(
+            n_strain_weights=args.strain_weights,
+            dw_mode=args.dw,
+            n_dw_weights=args.dw_weights,
+            background=args.background,
+            vary_mismatch=args.free_mismatch,
+        )
         return RefineOptions(**budgets(args), model=config, weighting=args.weighting, fix=tuple(args.fix))
     except ValueError as error:
         raise CommandError(f"--refine options: {error}") from error
@@ -221,38 +280,62 @@ def write_result(target: Path, result, *, source: Path, plot: bool = True, refin
     target.mkdir(parents=True, exist_ok=True)
     summary = result.summary()
     if refined is not None:
-        network = {k: summary[k] for k in ("strain_max_percent", "depth_of_max_nm", "thickness_nm", "dw_min",
-                                           "fwhm_deg", "sigma_i", "transfer") if k in summary}
+        network = {
+            k: summary[k]
+            for k in (
+                "strain_max_percent",
+                "depth_of_max_nm",
+                "thickness_nm",
+                "dw_min",
+                "fwhm_deg",
+                "sigma_i",
+                "transfer",
+            )
+            if k in summary
+        }
         block = refined.summary()
-        summary.update({k: block[k] for k in ("strain_max_percent", "depth_of_max_nm", "thickness_nm", "dw_min",
-                                              "sigma_i")})
+        summary.update(
+            {k: block[k] for k in ("strain_max_percent", "depth_of_max_nm", "thickness_nm", "dw_min", "sigma_i")}
+        )
         summary["fwhm_deg"] = block["values"]["fwhm_deg"]
         summary["refined"] = True
         summary["network"] = network
         summary["refinement"] = block
-    summary["inputs"] = {"file": str(source), "material": result.material,
-                         "hkl": list(result.hkl),
-                         "wavelength_angstrom": result.wavelength_angstrom,
-                         "n_points": int(result.two_theta_deg.size),
-                         "two_theta_range_deg": [float(result.two_theta_deg[0]),
-                                                 float(result.two_theta_deg[-1])]}
+    summary["inputs"] = {
+        "file": str(source),
+        "material": result.material,
+        "hkl": list(result.hkl),
+        "wavelength_angstrom": result.wavelength_angstrom,
+        "n_points": int(result.two_theta_deg.size),
+        "two_theta_range_deg": [float(result.two_theta_deg[0]), float(result.two_theta_deg[-1])],
+    }
     summary["written_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     (target / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
     answer = refined or result
-    np.savetxt(target / "profile.csv",
-               np.column_stack([answer.depth_nm, answer.strain_percent, answer.debye_waller]),
-               delimiter=",", header="depth_nm,strain_percent,debye_waller", comments="",
-               fmt="%.6g")
-    columns, header = [answer.two_theta_deg, answer.intensity_measured, answer.intensity_model], \
-        "two_theta_deg,intensity_measured,intensity_model"
+    np.savetxt(
+        target / "profile.csv",
+        np.column_stack([answer.depth_nm, answer.strain_percent, answer.debye_waller]),
+        delimiter=",",
+        header="depth_nm,strain_percent,debye_waller",
+        comments="",
+        fmt="%.6g",
+    )
+    columns, header = (
+        [answer.two_theta_deg, answer.intensity_measured, answer.intensity_model],
+        "two_theta_deg,intensity_measured,intensity_model",
+    )
     if refined is not None:
-        np.savetxt(target / "profile_network.csv",
-                   np.column_stack([result.depth_nm, result.strain_percent, result.debye_waller]),
-                   delimiter=",", header="depth_nm,strain_percent,debye_waller", comments="", fmt="%.6g")
+        np.savetxt(
+            target / "profile_network.csv",
+            np.column_stack([result.depth_nm, result.strain_percent, result.debye_waller]),
+            delimiter=",",
+            header="depth_nm,strain_percent,debye_waller",
+            comments="",
+            fmt="%.6g",
+        )
         columns.append(refined.intensity_start)
         header += ",intensity_start"
-    np.savetxt(target / "curve.csv", np.column_stack(columns), delimiter=",", header=header,
-               comments="", fmt="%.8g")
+    np.savetxt(target / "curve.csv", np.column_stack(columns), delimiter=",", header=header, comments="", fmt="%.8g")
     if plot:
         plot_result(result, target / "fit.png", refined=refined)
 
@@ -268,13 +351,29 @@ def plot_result(result, path: Path, *, refined=None) -> None:
     measured = result.intensity_measured
     ax_curve.semilogy(result.two_theta_deg, measured, ".", ms=2, color="k", label="measured")
     if refined is None:
-        ax_curve.semilogy(result.two_theta_deg, result.intensity_model, "-", color="C3",
-                          label=f"model (sigma_I = {result.sigma_i:.3f})")
+        ax_curve.semilogy(
+            result.two_theta_deg,
+            result.intensity_model,
+            "-",
+            color="C3",
+            label=f"model (sigma_I = {result.sigma_i:.3f})",
+        )
     else:
-        ax_curve.semilogy(refined.two_theta_deg, refined.intensity_start, "-", color="0.6", lw=0.8,
-                          label=f"network's start (sigma_I = {refined.sigma_i_start:.3f})")
-        ax_curve.semilogy(refined.two_theta_deg, refined.intensity_model, "-", color="C3",
-                          label=f"refined, {refined.path} (sigma_I = {refined.sigma_i:.3f})")
+        ax_curve.semilogy(
+            refined.two_theta_deg,
+            refined.intensity_start,
+            "-",
+            color="0.6",
+            lw=0.8,
+            label=f"network's start (sigma_I = {refined.sigma_i_start:.3f})",
+        )
+        ax_curve.semilogy(
+            refined.two_theta_deg,
+            refined.intensity_model,
+            "-",
+            color="C3",
+            label=f"refined, {refined.path} (sigma_I = {refined.sigma_i:.3f})",
+        )
     ax_curve.set_xlabel("2theta (deg)")
     ax_curve.set_ylabel("intensity")
     ax_curve.legend(fontsize=8)
@@ -287,8 +386,14 @@ def plot_result(result, path: Path, *, refined=None) -> None:
             lo, hi = refined.strain_band_percent
             ax_strain.fill_between(refined.depth_nm, lo, hi, color="C0", alpha=0.2, lw=0, label="+-1 sigma band")
         for k, alt in enumerate(refined.alternatives):
-            ax_strain.plot(alt["depth_nm"], alt["strain_percent"], color="C1", lw=0.9, ls="--",
-                           label=f"equally good #{k + 1} (sigma_I {alt['sigma_i']:.3f})")
+            ax_strain.plot(
+                alt["depth_nm"],
+                alt["strain_percent"],
+                color="C1",
+                lw=0.9,
+                ls="--",
+                label=f"equally good #{k + 1} (sigma_I {alt['sigma_i']:.3f})",
+            )
         ax_strain.legend(fontsize=8, loc="upper left")
     ax_strain.set_xlabel("depth from surface (nm)")
     ax_strain.set_ylabel("strain (%)", color="C0")
@@ -312,10 +417,10 @@ def _verdict(refined) -> str:
     """What a user must know beyond the best fit: no layer, or several equally good answers."""
     if not refined.layer_detected:
         limit = (refined.detection_limit or {}).get("strain_percent_x_thickness_nm")
-        return ("; NO STRAINED LAYER DETECTED" + (f" (detection limit e_max x t ~ {limit:.3g} % nm)"
-                                                  if limit else ""))
+        return "; NO STRAINED LAYER DETECTED" + (f" (detection limit e_max x t ~ {limit:.3g} % nm)" if limit else "")
     if refined.ambiguous:
-        alts = ", ".join(f"t {a['thickness_nm']:.0f} nm / max at {a['depth_of_max_nm']:.0f} nm"
-                         for a in refined.alternatives)
+        alts = ", ".join(
+            f"t {a['thickness_nm']:.0f} nm / max at {a['depth_of_max_nm']:.0f} nm" for a in refined.alternatives
+        )
         return f"; AMBIGUOUS: equally good {alts}"
     return ""

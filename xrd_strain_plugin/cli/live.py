@@ -62,65 +62,122 @@ def register(subparsers) -> None:
 
 def _tiled_options(parser, *, write: bool, required: bool = True):
     group = parser.add_argument_group("Tiled")
-    group.add_argument("--tiled", metavar="URL", required=required,
-                       help="Tiled server, e.g. http://tiled-host:8000 (the /api/v1 suffix is optional)")
+    group.add_argument(
+        "--tiled",
+        metavar="URL",
+        required=required,
+        help="Tiled server, e.g. http://tiled-host:8000 (the /api/v1 suffix is optional)",
+    )
     add_api_key_option(group, write=write)
 
 
 def _register_listen(subparsers):
     p = subparsers.add_parser(
-        "listen", help="invert rocking curves from a bluesky 0MQ proxy into Tiled (live plugin, out of process)",
+        "listen",
+        help="invert rocking curves from a bluesky 0MQ proxy into Tiled (live plugin, out of process)",
         description="Read documents from a bluesky 0MQ proxy (--zmq) or a durable journal on the RunEngine host "
-                    "(--journal), invert each rocking curve with the model bundle and write the result to Tiled "
-                    "under results/<raw uid>[/<curve index>].",
-        epilog=LISTEN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "(--journal), invert each rocking curve with the model bundle and write the result to Tiled "
+        "under results/<raw uid>[/<curve index>].",
+        epilog=LISTEN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--zmq", metavar="HOST:PORT",
-                        help="outbound (subscriber) address of the bluesky 0MQ proxy (live only: what is published "
-                             "while the listener is down is recovered from Tiled by catch-up, not by 0MQ)")
-    source.add_argument("--journal", metavar="HOST:PORT",
-                        help="address of `xrd-strain journal serve` on the RunEngine host (durable: resumes after a "
-                             "restart from the position saved in the spool directory)")
+    source.add_argument(
+        "--zmq",
+        metavar="HOST:PORT",
+        help="outbound (subscriber) address of the bluesky 0MQ proxy (live only: what is published "
+        "while the listener is down is recovered from Tiled by catch-up, not by 0MQ)",
+    )
+    source.add_argument(
+        "--journal",
+        metavar="HOST:PORT",
+        help="address of `xrd-strain journal serve` on the RunEngine host (durable: resumes after a "
+        "restart from the position saved in the spool directory)",
+    )
     p.add_argument("--prefix", default="", help="with --zmq: only documents published with this prefix")
-    p.add_argument("--journal-server-key", metavar="FILE", default=os.environ.get(JOURNAL_SERVER_KEY_ENV),
-                   help="with --journal on another host: the journal server's public CURVE key (server.key; "
-                        f"default: ${JOURNAL_SERVER_KEY_ENV})")
-    p.add_argument("--journal-client-key", metavar="FILE", default=os.environ.get(JOURNAL_CLIENT_KEY_ENV),
-                   help="with --journal-server-key: this listener's secret key (NAME.key_secret; its public half is "
-                        f"in the server's --client-keys; default: ${JOURNAL_CLIENT_KEY_ENV})")
+    p.add_argument(
+        "--journal-server-key",
+        metavar="FILE",
+        default=os.environ.get(JOURNAL_SERVER_KEY_ENV),
+        help="with --journal on another host: the journal server's public CURVE key (server.key; "
+        f"default: ${JOURNAL_SERVER_KEY_ENV})",
+    )
+    p.add_argument(
+        "--journal-client-key",
+        metavar="FILE",
+        default=os.environ.get(JOURNAL_CLIENT_KEY_ENV),
+        help="with --journal-server-key: this listener's secret key (NAME.key_secret; its public half is "
+        f"in the server's --client-keys; default: ${JOURNAL_CLIENT_KEY_ENV})",
+    )
     _tiled_options(p, write=True)
-    p.add_argument("--refine", action="store_true",
-                   help="refine each result by least squares in a background process (lower priority), written "
-                        "beside the network's answer in the same result node; results it cannot take are left for "
-                        "the Prefect flow refine_new_results")
-    p.add_argument("--refine-flow-every-s", type=float, default=None, metavar="S",
-                   help="start the Prefect deployment refine_new_results for the results this listener does not "
-                        "refine itself (without --refine: every result; with it: those its queue could not take, "
-                        "and those left at stop), at most one run per S seconds: a burst is one run, not one per "
-                        "result (needs the flows extra and PREFECT_API_URL)")
-    p.add_argument("--refine-stop-s", type=float, default=20.0,
-                   help="on SIGTERM, seconds the refinement in progress gets before it is cut short and its claim "
-                        "released; queued results are left for refine_new_results (default: %(default)s; keep it "
-                        "well under the unit's TimeoutStopSec)")
-    p.add_argument("--results-zmq", metavar="HOST:PORT", default=None,
-                   help="publish each result (and each finished refinement) as a derived bluesky run to the inbound "
-                        "side of a bluesky 0MQ proxy, prefix 'xrd-strain': a LiveProfilePlot in an IPython session "
-                        "subscribes with RemoteDispatcher(proxy-out, prefix=b'xrd-strain')")
-    p.add_argument("--spool", metavar="DIR", required=True,
-                   help="directory for results waiting while Tiled is unreachable (durable, replayed in order)")
-    p.add_argument("--raw", action="store_true", help="also write the raw runs to Tiled (raw/<uid>); use with --journal, "
-                   "so that raw runs made while the listener is down are not lost")
-    p.add_argument("--catch-up", choices=("auto", "on", "off"), default="auto",
-                   help="invert finished raw runs in Tiled that have no result, oldest first (auto: on with --zmq "
-                        "without --raw, where another writer stores the raw runs)")
-    p.add_argument("--catch-up-hours", type=float, default=24.0,
-                   help="on the first start, how far back catch-up looks (later starts continue from the saved "
-                        "watermark; default: %(default)s)")
-    p.add_argument("--catch-up-grace-s", type=float, default=10.0,
-                   help="catch-up leaves a run alone until its stop is this old (the live path goes first; "
-                        "default: %(default)s)")
-    p.add_argument("--catch-up-interval-s", type=float, default=5.0,
-                   help="seconds between catch-up passes (default: %(default)s)")
+    p.add_argument(
+        "--refine",
+        action="store_true",
+        help="refine each result by least squares in a background process (lower priority), written "
+        "beside the network's answer in the same result node; results it cannot take are left for "
+        "the Prefect flow refine_new_results",
+    )
+    p.add_argument(
+        "--refine-flow-every-s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="start the Prefect deployment refine_new_results for the results this listener does not "
+        "refine itself (without --refine: every result; with it: those its queue could not take, "
+        "and those left at stop), at most one run per S seconds: a burst is one run, not one per "
+        "result (needs the flows extra and PREFECT_API_URL)",
+    )
+    p.add_argument(
+        "--refine-stop-s",
+        type=float,
+        default=20.0,
+        help="on SIGTERM, seconds the refinement in progress gets before it is cut short and its claim "
+        "released; queued results are left for refine_new_results (default: %(default)s; keep it "
+        "well under the unit's TimeoutStopSec)",
+    )
+    p.add_argument(
+        "--results-zmq",
+        metavar="HOST:PORT",
+        default=None,
+        help="publish each result (and each finished refinement) as a derived bluesky run to the inbound "
+        "side of a bluesky 0MQ proxy, prefix 'xrd-strain': a LiveProfilePlot in an IPython session "
+        "subscribes with RemoteDispatcher(proxy-out, prefix=b'xrd-strain')",
+    )
+    p.add_argument(
+        "--spool",
+        metavar="DIR",
+        required=True,
+        help="directory for results waiting while Tiled is unreachable (durable, replayed in order)",
+    )
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="also write the raw runs to Tiled (raw/<uid>); use with --journal, "
+        "so that raw runs made while the listener is down are not lost",
+    )
+    p.add_argument(
+        "--catch-up",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="invert finished raw runs in Tiled that have no result, oldest first (auto: on with --zmq "
+        "without --raw, where another writer stores the raw runs)",
+    )
+    p.add_argument(
+        "--catch-up-hours",
+        type=float,
+        default=24.0,
+        help="on the first start, how far back catch-up looks (later starts continue from the saved "
+        "watermark; default: %(default)s)",
+    )
+    p.add_argument(
+        "--catch-up-grace-s",
+        type=float,
+        default=10.0,
+        help="catch-up leaves a run alone until its stop is this old (the live path goes first; default: %(default)s)",
+    )
+    p.add_argument(
+        "--catch-up-interval-s", type=float, default=5.0, help="seconds between catch-up passes (default: %(default)s)"
+    )
     p.add_argument("--model", metavar="BUNDLE", default=None, help="model bundle (default: the shipped model)")
     _reading_options(p)
     p.set_defaults(func=_run_listen)
@@ -129,9 +186,15 @@ def _register_listen(subparsers):
 def _reading_options(p):
     g = p.add_argument_group("reading the runs (start-document metadata wins over these)")
     g.add_argument("--motor-field", default=None, help="event field of the scanned angle (default: from start hints)")
-    g.add_argument("--detector-field", default=None, help="event field of the intensity (default: from descriptor hints)")
-    g.add_argument("--axis", choices=("auto", "two_theta", "omega", "theta"), default="auto",
-                   help="what the motor angle is; for omega/theta 2theta = 2 x angle (default: from the name)")
+    g.add_argument(
+        "--detector-field", default=None, help="event field of the intensity (default: from descriptor hints)"
+    )
+    g.add_argument(
+        "--axis",
+        choices=("auto", "two_theta", "omega", "theta"),
+        default="auto",
+        help="what the motor angle is; for omega/theta 2theta = 2 x angle (default: from the name)",
+    )
     add_reflection_options(g, when="when the run does not say")
 
 
@@ -139,9 +202,14 @@ def _config(args):
     from xrd_strain_plugin.bluesky.detection import RockingCurveConfig
 
     with option_errors("--axis"):
-        return RockingCurveConfig(motor_field=args.motor_field, detector_field=args.detector_field, axis=args.axis,
-                                  material=args.material, hkl=tuple(args.hkl),
-                                  wavelength_angstrom=args.wavelength_angstrom)
+        return RockingCurveConfig(
+            motor_field=args.motor_field,
+            detector_field=args.detector_field,
+            axis=args.axis,
+            material=args.material,
+            hkl=tuple(args.hkl),
+            wavelength_angstrom=args.wavelength_angstrom,
+        )
 
 
 def _run_listen(args) -> int:
@@ -154,7 +222,6 @@ def _run_listen(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would bury what matters
     from xrd_strain_plugin.bluesky.service import LiveInversion
-
     from xrd_strain_plugin.tiled.spool import SpoolLockedError
     from xrd_strain_plugin.tiled.writer import TiledAuthError
 
@@ -173,9 +240,15 @@ def _run_listen(args) -> int:
         raw = raw_run_writer(_connect(args), backup_directory=os.path.join(args.spool, "raw-backup"))
     try:
         with option_errors("--model"):
-            live = LiveInversion.from_uri(args.tiled, api_key=api_key(args), spool_directory=args.spool,
-                                          bundle=args.model, config=config, refine=args.refine,
-                                          on_outcome=trigger.on_outcome if trigger is not None else None)
+            live = LiveInversion.from_uri(
+                args.tiled,
+                api_key=api_key(args),
+                spool_directory=args.spool,
+                bundle=args.model,
+                config=config,
+                refine=args.refine,
+                on_outcome=trigger.on_outcome if trigger is not None else None,
+            )
     except SpoolLockedError as exc:
         raise CommandError(f"--spool: {exc}") from exc
 
@@ -195,12 +268,20 @@ def _run_listen(args) -> int:
     if catch_up_on:
         from xrd_strain_plugin.bluesky.catchup import CatchUp
 
-        catch_up = CatchUp(lambda: _connect(args), live, state_path=spool / "catch-up.json",
-                           since_s=args.catch_up_hours * 3600.0, grace_s=args.catch_up_grace_s,
-                           interval_s=args.catch_up_interval_s).start()
+        catch_up = CatchUp(
+            lambda: _connect(args),
+            live,
+            state_path=spool / "catch-up.json",
+            since_s=args.catch_up_hours * 3600.0,
+            grace_s=args.catch_up_grace_s,
+            interval_s=args.catch_up_interval_s,
+        ).start()
     source = f"journal {args.journal}" if args.journal else f"0MQ {args.zmq}"
-    print(f"xrd-strain listen: {source} -> {args.tiled} (spool {args.spool}"
-          f"{'; catch-up from Tiled' if catch_up else ''}); Ctrl-C to stop", file=sys.stderr)
+    print(
+        f"xrd-strain listen: {source} -> {args.tiled} (spool {args.spool}"
+        f"{'; catch-up from Tiled' if catch_up else ''}); Ctrl-C to stop",
+        file=sys.stderr,
+    )
     try:
         if args.journal:
             _listen_journal(args, live, raw, spool, extra=[catch_up.note] if catch_up is not None else [])
@@ -222,8 +303,11 @@ def _run_listen(args) -> int:
         if trigger is not None:
             trigger.close(live)
         refined = "" if live.refiner is None else f"; refiner {dict(live.refiner.counts)}"
-        print(f"xrd-strain listen: stopped; {dict(live.counts)}; {len(live.publisher.spool)} result(s) still spooled"
-              f"{refined}", file=sys.stderr)
+        print(
+            f"xrd-strain listen: stopped; {dict(live.counts)}; {len(live.publisher.spool)} result(s) still spooled"
+            f"{refined}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -267,12 +351,21 @@ def _listen_journal(args, live, raw, spool, *, extra=()):
 
     guard = None
     try:
-        guard = ReplayGuard(_connect(args), spooled={r.raw_uid for p in live.publisher.spool.pending()
-                                                     for r in live.publisher.spool.load_all(p)})
+        guard = ReplayGuard(
+            _connect(args),
+            spooled={r.raw_uid for p in live.publisher.spool.pending() for r in live.publisher.spool.load_all(p)},
+        )
     except CommandError as exc:  # Tiled away: replayed runs are handled again (writes are idempotent)
         logging.getLogger(__name__).warning("no replay check: %s", exc)
-    listen_journal(args.journal, live=live, raw=raw, cursor=Cursor(spool / "journal-position.json"), guard=guard,
-                   extra=extra, keys=_journal_keys(args))
+    listen_journal(
+        args.journal,
+        live=live,
+        raw=raw,
+        cursor=Cursor(spool / "journal-position.json"),
+        guard=guard,
+        extra=extra,
+        keys=_journal_keys(args),
+    )
 
 
 def _journal_keys(args):
@@ -288,39 +381,68 @@ def _journal_keys(args):
 
 def _register_journal(subparsers):
     p = subparsers.add_parser(
-        "journal", help="the durable document journal on the RunEngine host (serve it, show it, prune it)",
+        "journal",
+        help="the durable document journal on the RunEngine host (serve it, show it, prune it)",
         description="A JournalWriter subscribed to the RunEngine appends every document to a journal directory; "
-                    "`journal serve` lets listeners (`xrd-strain listen --journal`) read it by position, so a "
-                    "listener that was down resumes where it stopped and misses nothing.",
-        epilog=JOURNAL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="journal_command", required=True, metavar="ACTION",
-                           help="serve: run the journal server; status: positions and backlog; prune: drop acknowledged segments")
-    serve = sub.add_parser("serve", help="serve a journal directory to listeners over 0MQ",
-                           description="Answer listeners' requests for documents by position (long poll).")
+        "`journal serve` lets listeners (`xrd-strain listen --journal`) read it by position, so a "
+        "listener that was down resumes where it stopped and misses nothing.",
+        epilog=JOURNAL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(
+        dest="journal_command",
+        required=True,
+        metavar="ACTION",
+        help="serve: run the journal server; status: positions and backlog; prune: drop acknowledged segments",
+    )
+    serve = sub.add_parser(
+        "serve",
+        help="serve a journal directory to listeners over 0MQ",
+        description="Answer listeners' requests for documents by position (long poll).",
+    )
     serve.add_argument("directory", help="journal directory (the JournalWriter's)")
     serve.add_argument("--port", type=int, default=5579, help="TCP port (default: %(default)s)")
-    serve.add_argument("--bind", default="127.0.0.1",
-                       help="interface to bind (default: %(default)s, this host only; any other address needs "
-                            "--secret-key and --client-keys)")
-    serve.add_argument("--secret-key", metavar="FILE", default=os.environ.get(JOURNAL_SECRET_ENV),
-                       help="the server's CURVE secret key (NAME.key_secret from `journal keys`): clients must "
-                            f"authenticate, traffic is encrypted (default: ${JOURNAL_SECRET_ENV})")
-    serve.add_argument("--client-keys", metavar="DIR", default=os.environ.get(JOURNAL_CLIENTS_ENV),
-                       help="directory of the allowed listeners' public keys (*.key); acknowledgements are recorded "
-                            f"under each key's file name (default: ${JOURNAL_CLIENTS_ENV})")
+    serve.add_argument(
+        "--bind",
+        default="127.0.0.1",
+        help="interface to bind (default: %(default)s, this host only; any other address needs "
+        "--secret-key and --client-keys)",
+    )
+    serve.add_argument(
+        "--secret-key",
+        metavar="FILE",
+        default=os.environ.get(JOURNAL_SECRET_ENV),
+        help="the server's CURVE secret key (NAME.key_secret from `journal keys`): clients must "
+        f"authenticate, traffic is encrypted (default: ${JOURNAL_SECRET_ENV})",
+    )
+    serve.add_argument(
+        "--client-keys",
+        metavar="DIR",
+        default=os.environ.get(JOURNAL_CLIENTS_ENV),
+        help="directory of the allowed listeners' public keys (*.key); acknowledgements are recorded "
+        f"under each key's file name (default: ${JOURNAL_CLIENTS_ENV})",
+    )
     serve.set_defaults(func=_run_journal_serve)
     status = sub.add_parser("status", help="segments, documents and each listener's acknowledged position")
     status.add_argument("directory", help="journal directory")
     status.set_defaults(func=_run_journal_status)
-    prune = sub.add_parser("prune", help="delete segments every listener has acknowledged",
-                           description="Delete journal segments that every recorded listener has acknowledged and "
-                                       "that are older than --keep-days (the newest segment is always kept).")
+    prune = sub.add_parser(
+        "prune",
+        help="delete segments every listener has acknowledged",
+        description="Delete journal segments that every recorded listener has acknowledged and "
+        "that are older than --keep-days (the newest segment is always kept).",
+    )
     prune.add_argument("directory", help="journal directory")
-    prune.add_argument("--keep-days", type=float, default=7.0, help="keep segments younger than this (default: %(default)s)")
+    prune.add_argument(
+        "--keep-days", type=float, default=7.0, help="keep segments younger than this (default: %(default)s)"
+    )
     prune.set_defaults(func=_run_journal_prune)
-    keys = sub.add_parser("keys", help="make a CURVE key pair for the journal server or one listener",
-                          description="Write DIR/NAME.key (public: give it to the other side) and DIR/NAME.key_secret "
-                                      "(secret, mode 600: keep it where it was made). Existing files are kept.")
+    keys = sub.add_parser(
+        "keys",
+        help="make a CURVE key pair for the journal server or one listener",
+        description="Write DIR/NAME.key (public: give it to the other side) and DIR/NAME.key_secret "
+        "(secret, mode 600: keep it where it was made). Existing files are kept.",
+    )
     keys.add_argument("directory", help="where the two files go (created)")
     keys.add_argument("--name", required=True, help="the key's name, e.g. server or gpu-host-listener")
     keys.set_defaults(func=_run_journal_keys)
@@ -348,8 +470,10 @@ def _run_journal_serve(args) -> int:
     if (args.secret_key is None) != (args.client_keys is None):
         raise CommandError("--secret-key, --client-keys: give both (CURVE authentication) or neither")
     if args.secret_key is None and not is_loopback(address):
-        raise CommandError(f"--bind: {args.bind} is reachable from other hosts; serving them needs --secret-key and "
-                           "--client-keys (make them with `xrd-strain journal keys`; deploy/journal/journal.env.example)")
+        raise CommandError(
+            f"--bind: {args.bind} is reachable from other hosts; serving them needs --secret-key and "
+            "--client-keys (make them with `xrd-strain journal keys`; deploy/journal/journal.env.example)"
+        )
     if args.client_keys is not None and not os.path.isdir(args.client_keys):
         raise CommandError(f"--client-keys: {args.client_keys!r} is not a directory")
     with option_errors("--secret-key"):
@@ -361,10 +485,12 @@ def _run_journal_serve(args) -> int:
             raise CommandError(f"--port: cannot listen on {args.bind}:{args.port}: {exc}") from exc
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: server.stop())
-    who = (f"CURVE keys required ({', '.join(server.client_names)})" if server.authenticated
-           else "this host only")
-    print(f"xrd-strain journal: serving {args.directory} on {server.endpoint} ({who}); Ctrl-C to stop",
-          file=sys.stderr, flush=True)
+    who = f"CURVE keys required ({', '.join(server.client_names)})" if server.authenticated else "this host only"
+    print(
+        f"xrd-strain journal: serving {args.directory} on {server.endpoint} ({who}); Ctrl-C to stop",
+        file=sys.stderr,
+        flush=True,
+    )
     server.serve_forever()
     return 0
 
@@ -377,8 +503,14 @@ def _run_journal_status(args) -> int:
     head = reader.refresh()
     files = segments(d)
     size = sum(f.stat().st_size for f in files)
-    out = {"directory": str(d), "segments": len(files), "bytes": size, "first": reader.first(), "head": head,
-           "consumers": {}}
+    out = {
+        "directory": str(d),
+        "segments": len(files),
+        "bytes": size,
+        "first": reader.first(),
+        "head": head,
+        "consumers": {},
+    }
     for c in sorted((d / "consumers").glob("*.json")) if (d / "consumers").exists() else []:
         out["consumers"][c.stem] = json.loads(c.read_text())
     print(json.dumps(out, indent=1))
@@ -404,30 +536,40 @@ def _run_journal_prune(args) -> int:
 
 def _register_results(subparsers):
     p = subparsers.add_parser(
-        "results", help="search, show and export inversion results stored in Tiled",
+        "results",
+        help="search, show and export inversion results stored in Tiled",
         description="List results matching all the given criteria, or show one result's figures and arrays; "
-                    "`results export --nexus FILE` writes the matching results to a NeXus file.",
+        "`results export --nexus FILE` writes the matching results to a NeXus file.",
         epilog="example:\n  xrd-strain results --tiled http://localhost:8000 --sample YSZ-A --emax-min 0.5\n"
-               "  xrd-strain results --tiled http://localhost:8000 --show <uid>[/<curve>] --json\n"
-               "  xrd-strain results export --nexus ysz-a.nxs --tiled http://localhost:8000 --sample YSZ-A",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "  xrd-strain results --tiled http://localhost:8000 --show <uid>[/<curve>] --json\n"
+        "  xrd-strain results export --nexus ysz-a.nxs --tiled http://localhost:8000 --sample YSZ-A",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _tiled_options(p, write=False, required=False)
     _result_filters(p)
     p.add_argument("--show", metavar="PATH", help="show one result (<uid> or <uid>/<curve index>)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_run_results)
-    sub = p.add_subparsers(dest="results_action", required=False, metavar="ACTION",
-                           help="export: write the matching results to a file")
-    export = sub.add_parser("export", help="write the matching results (with their refinements) to a NeXus file",
-                            description="One NXentry per result with a profile: NXdata profile (strain_percent "
-                                        "against depth_nm, debye_waller) and curve (measured and model intensity "
-                                        "against q), the refined profile when there is one, units on every dataset, "
-                                        "the metadata as JSON.")
+    sub = p.add_subparsers(
+        dest="results_action", required=False, metavar="ACTION", help="export: write the matching results to a file"
+    )
+    export = sub.add_parser(
+        "export",
+        help="write the matching results (with their refinements) to a NeXus file",
+        description="One NXentry per result with a profile: NXdata profile (strain_percent "
+        "against depth_nm, debye_waller) and curve (measured and model intensity "
+        "against q), the refined profile when there is one, units on every dataset, "
+        "the metadata as JSON.",
+    )
     export.add_argument("--nexus", metavar="FILE", required=True, help="the .nxs (HDF5) file to write (replaced)")
     _tiled_options(export, write=False)
     _result_filters(export)
-    export.add_argument("--path", metavar="PATH", action="append",
-                        help="export this result (<uid> or <uid>/<curve index>; repeatable) instead of a search")
+    export.add_argument(
+        "--path",
+        metavar="PATH",
+        action="append",
+        help="export this result (<uid> or <uid>/<curve index>; repeatable) instead of a search",
+    )
     export.set_defaults(func=_run_export)
 
 
@@ -437,18 +579,25 @@ def _result_filters(p):
     p.add_argument("--emax-min", type=float, help="smallest e_max, percent")
     p.add_argument("--emax-max", type=float, help="largest e_max, percent")
     p.add_argument("--model-version", help="version of the model that answered")
-    p.add_argument("--status", choices=("ok", "partial", "rejected", "aborted", "failed", "error"),
-                   help="only results with this status (ok: a profile was retrieved; partial: retrieved from a run "
-                        "stopped before its planned points; the others carry the reason)")
+    p.add_argument(
+        "--status",
+        choices=("ok", "partial", "rejected", "aborted", "failed", "error"),
+        help="only results with this status (ok: a profile was retrieved; partial: retrieved from a run "
+        "stopped before its planned points; the others carry the reason)",
+    )
 
 
 def _search(args, client):
     from xrd_strain_plugin.tiled.queries import find_results
 
-    return find_results(client, sample=args.sample, raw_uid=args.uid,
-                        strain_max_percent=None if args.emax_min is None and args.emax_max is None
-                        else (args.emax_min, args.emax_max),
-                        model_version=args.model_version, status=args.status)
+    return find_results(
+        client,
+        sample=args.sample,
+        raw_uid=args.uid,
+        strain_max_percent=None if args.emax_min is None and args.emax_max is None else (args.emax_min, args.emax_max),
+        model_version=args.model_version,
+        status=args.status,
+    )
 
 
 def _run_export(args) -> int:

@@ -41,11 +41,11 @@ DEFAULT_WAVELENGTH_ANGSTROM = 1.5406  # Cu K-alpha1
 #: The environment variable holding the Tiled API key, for every command.
 API_KEY_ENV = "TILED_API_KEY"
 
-MATERIAL_HELP = ("built-in material name (YSZ, ZrO2, Si, Ge, GaN, MgO, GaAs, Al2O3, SiC-3C) "
-                 "or path to a CIF file")
+MATERIAL_HELP = "built-in material name (YSZ, ZrO2, Si, Ge, GaN, MgO, GaAs, Al2O3, SiC-3C) or path to a CIF file"
 
 
 # argparse ``type`` functions: a bad value is reported as ``argument --OPTION: <problem>``, exit status 2.
+
 
 def finite_float(text: str) -> float:
     try:
@@ -109,17 +109,31 @@ def add_reflection_options(parser, *, required: bool = False, when: str = ""):
         return "" if required else f" (default: {text})"
 
     kwargs = {"required": True} if required else {}
-    parser.add_argument("--material", metavar="NAME_OR_CIF",
-                        default=None if required else DEFAULT_MATERIAL,
-                        help=f"{MATERIAL_HELP}{suffix}{default(DEFAULT_MATERIAL)}", **kwargs)
-    parser.add_argument("--hkl", metavar=("H", "K", "L"), nargs=3, type=int,
-                        default=None if required else DEFAULT_HKL,
-                        help=f"Miller indices of the reflection, planes parallel to the surface{suffix}"
-                             f"{default(' '.join(map(str, DEFAULT_HKL)))}", **kwargs)
-    parser.add_argument("--wavelength-angstrom", metavar="L", type=positive_float,
-                        default=None if required else DEFAULT_WAVELENGTH_ANGSTROM,
-                        help=f"X-ray wavelength in angstrom{suffix}"
-                             f"{default(f'{DEFAULT_WAVELENGTH_ANGSTROM}, Cu K-alpha1')}", **kwargs)
+    parser.add_argument(
+        "--material",
+        metavar="NAME_OR_CIF",
+        default=None if required else DEFAULT_MATERIAL,
+        help=f"{MATERIAL_HELP}{suffix}{default(DEFAULT_MATERIAL)}",
+        **kwargs,
+    )
+    parser.add_argument(
+        "--hkl",
+        metavar=("H", "K", "L"),
+        nargs=3,
+        type=int,
+        default=None if required else DEFAULT_HKL,
+        help=f"Miller indices of the reflection, planes parallel to the surface{suffix}"
+        f"{default(' '.join(map(str, DEFAULT_HKL)))}",
+        **kwargs,
+    )
+    parser.add_argument(
+        "--wavelength-angstrom",
+        metavar="L",
+        type=positive_float,
+        default=None if required else DEFAULT_WAVELENGTH_ANGSTROM,
+        help=f"X-ray wavelength in angstrom{suffix}{default(f'{DEFAULT_WAVELENGTH_ANGSTROM}, Cu K-alpha1')}",
+        **kwargs,
+    )
     return parser
 
 
@@ -139,9 +153,13 @@ def reflection_of(args):
 
 def add_api_key_option(parser, *, write: bool = True):
     """Add ``--api-key`` (default: ``$TILED_API_KEY``, else anonymous)."""
-    parser.add_argument("--api-key", metavar="KEY", default=None,
-                        help=f"Tiled API key ({'needed to write; ' if write else ''}default: ${API_KEY_ENV}, "
-                             "else anonymous; prefer the variable: command lines are visible to other users)")
+    parser.add_argument(
+        "--api-key",
+        metavar="KEY",
+        default=None,
+        help=f"Tiled API key ({'needed to write; ' if write else ''}default: ${API_KEY_ENV}, "
+        "else anonymous; prefer the variable: command lines are visible to other users)",
+    )
     return parser
 
 
@@ -150,8 +168,13 @@ def api_key(args) -> str | None:
     return getattr(args, "api_key", None) or os.environ.get(API_KEY_ENV) or None
 
 
-def add_budget_options(parser, *, budget_option: str = "--refine-budget-s", budget_s: float | None = None,
-                       global_budget_s: float | None = None):
+def add_budget_options(
+    parser,
+    *,
+    budget_option: str = "--refine-budget-s",
+    budget_s: float | None = None,
+    global_budget_s: float | None = None,
+):
     """Add the refinement budgets: the local stages' and the global stage's, CPU seconds.
 
     Parameters
@@ -163,17 +186,29 @@ def add_budget_options(parser, *, budget_option: str = "--refine-budget-s", budg
     budget_s, global_budget_s : float, optional
         Defaults; ``None`` leaves the refinement engine's own (``RefineOptions``).
     """
+
     def engine(value):
         return "the engine's" if value is None else f"{value:g}"
 
-    parser.add_argument(budget_option, dest="budget_s", metavar="S", type=float, default=budget_s,
-                        help="last-resort CPU cap of one refinement, seconds: the stages do a fixed amount of work "
-                             "(the same answer on an idle or a loaded machine); the result says when the cap bit "
-                             f"(default: {engine(budget_s)})")
-    parser.add_argument("--global-budget-s", metavar="S", type=float, default=global_budget_s,
-                        help="last-resort CPU cap of the global stage (differential evolution, a fixed number of "
-                             "generations), run only when the fits stay above the counting-noise floor; 0 disables "
-                             f"it (default: {engine(global_budget_s)})")
+    parser.add_argument(
+        budget_option,
+        dest="budget_s",
+        metavar="S",
+        type=float,
+        default=budget_s,
+        help="last-resort CPU cap of one refinement, seconds: the stages do a fixed amount of work "
+        "(the same answer on an idle or a loaded machine); the result says when the cap bit "
+        f"(default: {engine(budget_s)})",
+    )
+    parser.add_argument(
+        "--global-budget-s",
+        metavar="S",
+        type=float,
+        default=global_budget_s,
+        help="last-resort CPU cap of the global stage (differential evolution, a fixed number of "
+        "generations), run only when the fits stay above the counting-noise floor; 0 disables "
+        f"it (default: {engine(global_budget_s)})",
+    )
     return parser
 
 
@@ -186,7 +221,10 @@ def budgets(args, *, budget_option: str = "--refine-budget-s") -> dict:
         A budget that is not a positive number (the global one may be 0).
     """
     out = {}
-    for name, option, smallest in (("budget_s", budget_option, "> 0"), ("global_budget_s", "--global-budget-s", ">= 0")):
+    for name, option, smallest in (
+        ("budget_s", budget_option, "> 0"),
+        ("global_budget_s", "--global-budget-s", ">= 0"),
+    ):
         value = getattr(args, name, None)
         if value is None:
             continue

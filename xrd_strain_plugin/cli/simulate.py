@@ -57,64 +57,104 @@ def register(subparsers) -> None:
     crystal = parser.add_argument_group("crystal and reflection")
     add_reflection_options(crystal)
     crystal.add_argument(
-        "--asymmetry-deg", metavar="A", type=finite_float, default=0.0,
+        "--asymmetry-deg",
+        metavar="A",
+        type=finite_float,
+        default=0.0,
         help="angle between the reflecting planes and the surface in degrees "
-             "(miscut or asymmetric reflection; default: 0, symmetric Bragg geometry)")
+        "(miscut or asymmetric reflection; default: 0, symmetric Bragg geometry)",
+    )
 
     sample = parser.add_argument_group("sample")
     sample.add_argument(
-        "--profile", metavar="PROFILE.csv", required=True,
-        help="depth profile: CSV with header depth_nm,strain_percent,debye_waller")
+        "--profile",
+        metavar="PROFILE.csv",
+        required=True,
+        help="depth profile: CSV with header depth_nm,strain_percent,debye_waller",
+    )
     sample.add_argument(
-        "--lamellae", metavar="N", type=positive_int, default=500,
-        help="number of equal lamellae the layer is sliced into (default: %(default)s, "
-             "as in Boulle & Debelle 2023)")
+        "--lamellae",
+        metavar="N",
+        type=positive_int,
+        default=500,
+        help="number of equal lamellae the layer is sliced into (default: %(default)s, as in Boulle & Debelle 2023)",
+    )
     sample.add_argument(
-        "--bragg", choices=("exact", "linearized"), default="exact",
+        "--bragg",
+        choices=("exact", "linearized"),
+        default="exact",
         help="each lamella's Bragg deviation: 'exact' Q-space phase (default) or the paper's "
-             "'linearized' form, to reproduce the published generator")
+        "'linearized' form, to reproduce the published generator",
+    )
 
     scan = parser.add_argument_group("scan and instrument")
     scan.add_argument(
-        "--two-theta-deg", metavar=("START", "STOP", "STEP"), nargs=3, type=finite_float,
+        "--two-theta-deg",
+        metavar=("START", "STOP", "STEP"),
+        nargs=3,
+        type=finite_float,
         required=True,
-        help="scan range in degrees of 2theta: first angle, last angle (included when on "
-             "the step grid), step")
+        help="scan range in degrees of 2theta: first angle, last angle (included when on the step grid), step",
+    )
     scan.add_argument(
-        "--resolution-fwhm-deg", metavar="W", type=positive_float, required=True,
-        help="full width at half maximum of the resolution function, degrees of 2theta (> 0)")
+        "--resolution-fwhm-deg",
+        metavar="W",
+        type=positive_float,
+        required=True,
+        help="full width at half maximum of the resolution function, degrees of 2theta (> 0)",
+    )
     scan.add_argument(
-        "--resolution-shape", choices=("gaussian", "pseudo-voigt"), default="gaussian",
-        help="shape of the resolution function (default: %(default)s)")
+        "--resolution-shape",
+        choices=("gaussian", "pseudo-voigt"),
+        default="gaussian",
+        help="shape of the resolution function (default: %(default)s)",
+    )
     scan.add_argument(
-        "--eta", metavar="ETA", type=fraction, default=0.5,
-        help="Lorentzian fraction of the pseudo-Voigt resolution, in [0, 1] (default: %(default)s)")
+        "--eta",
+        metavar="ETA",
+        type=fraction,
+        default=0.5,
+        help="Lorentzian fraction of the pseudo-Voigt resolution, in [0, 1] (default: %(default)s)",
+    )
 
     scan.add_argument(
-        "--polarization", choices=("sigma", "pi", "unpolarized"), default="sigma",
-        help="polarisation of the incident beam (default: %(default)s; 'unpolarized' for a "
-             "tube without monochromator)")
+        "--polarization",
+        choices=("sigma", "pi", "unpolarized"),
+        default="sigma",
+        help="polarisation of the incident beam (default: %(default)s; 'unpolarized' for a tube without monochromator)",
+    )
 
     counting = parser.add_argument_group("counting statistics (optional)")
     counting.add_argument(
-        "--counts", metavar="MAX", type=positive_float,
+        "--counts",
+        metavar="MAX",
+        type=positive_float,
         help="write Poisson counts instead of the reflectivity, scaled so that the noise-free "
-             "curve peaks at MAX counts")
+        "curve peaks at MAX counts",
+    )
     counting.add_argument(
-        "--seed", metavar="S", type=int,
-        help="seed of the random generator for --counts (default: fresh entropy, not reproducible)")
+        "--seed",
+        metavar="S",
+        type=int,
+        help="seed of the random generator for --counts (default: fresh entropy, not reproducible)",
+    )
     counting.add_argument(
-        "--background", metavar="B", type=non_negative_float, default=0.0,
-        help="constant background in counts added before drawing the noise, with --counts "
-             "(default: %(default)s)")
+        "--background",
+        metavar="B",
+        type=non_negative_float,
+        default=0.0,
+        help="constant background in counts added before drawing the noise, with --counts (default: %(default)s)",
+    )
 
     output = parser.add_argument_group("output")
     output.add_argument(
-        "--out", metavar="CURVE.csv", required=True,
-        help="output CSV with header two_theta_deg,intensity")
+        "--out", metavar="CURVE.csv", required=True, help="output CSV with header two_theta_deg,intensity"
+    )
     output.add_argument(
-        "--plot", metavar="FIG.png",
-        help="also draw the curve (log scale) and the strain/DW profile versus depth to a PNG")
+        "--plot",
+        metavar="FIG.png",
+        help="also draw the curve (log scale) and the strain/DW profile versus depth to a PNG",
+    )
     parser.set_defaults(func=run)
 
 
@@ -133,8 +173,7 @@ def run(args) -> int:
 
     with option_errors("--profile"):
         table = io.read_profile(args.profile)
-        layers = profiles.lamellae_from_table(
-            table.depth_nm, table.strain_percent, table.debye_waller, args.lamellae)
+        layers = profiles.lamellae_from_table(table.depth_nm, table.strain_percent, table.debye_waller, args.lamellae)
     try:
         reflection = materials.reflection(args.material, tuple(args.hkl), args.wavelength_angstrom)
     except (ValueError, OSError) as error:
@@ -143,10 +182,17 @@ def run(args) -> int:
 
     try:
         curve = instrument.simulate_scan(
-            two_theta_deg, layers.strain, layers.debye_waller, layers.thickness_nm, reflection,
-            resolution_fwhm_deg=args.resolution_fwhm_deg, shape=args.resolution_shape,
-            eta=args.eta, asymmetry=math.radians(args.asymmetry_deg),
-            polarization=args.polarization, bragg=args.bragg,
+            two_theta_deg,
+            layers.strain,
+            layers.debye_waller,
+            layers.thickness_nm,
+            reflection,
+            resolution_fwhm_deg=args.resolution_fwhm_deg,
+            shape=args.resolution_shape,
+            eta=args.eta,
+            asymmetry=math.radians(args.asymmetry_deg),
+            polarization=args.polarization,
+            bragg=args.bragg,
             check_layer_in_scan=False,  # checked above, with the option named
         )[0]
     except ValueError as error:
@@ -156,7 +202,9 @@ def run(args) -> int:
     intensity = curve
     if args.counts is not None:
         intensity = instrument.apply_counts(
-            curve, scale=args.counts / float(np.max(curve)), background=args.background,
+            curve,
+            scale=args.counts / float(np.max(curve)),
+            background=args.background,
             rng=np.random.default_rng(args.seed),
         ).reshape(-1)
 
@@ -164,11 +212,19 @@ def run(args) -> int:
         io.write_curve(args.out, two_theta_deg, intensity)
     if args.plot:
         with option_errors("--plot"):
-            plot_simulation(args.plot, two_theta_deg=two_theta_deg, intensity=intensity,
-                            layers=layers, table=table, title=_title(args, reflection))
-    print(f"wrote {args.out}: {two_theta_deg.size} points, 2theta {two_theta_deg[0]:g}-"
-          f"{two_theta_deg[-1]:g} deg, layer {layers.thickness_nm:g} nm in {args.lamellae} lamellae"
-          + (f"; figure {args.plot}" if args.plot else ""))
+            plot_simulation(
+                args.plot,
+                two_theta_deg=two_theta_deg,
+                intensity=intensity,
+                layers=layers,
+                table=table,
+                title=_title(args, reflection),
+            )
+    print(
+        f"wrote {args.out}: {two_theta_deg.size} points, 2theta {two_theta_deg[0]:g}-"
+        f"{two_theta_deg[-1]:g} deg, layer {layers.thickness_nm:g} nm in {args.lamellae} lamellae"
+        + (f"; figure {args.plot}" if args.plot else "")
+    )
     return 0
 
 
@@ -256,11 +312,14 @@ def _check_layer_peak_in_scan(layers, reflection, two_theta_deg):
             raise CommandError(
                 f"--profile: a strain of {100 * strain:.4g} % puts the layer peak at {where}, "
                 f"outside the scan --two-theta-deg {two_theta_deg[0]:g}..{two_theta_deg[-1]:g}; "
-                "widen the scan or reduce the strain")
+                "widen the scan or reduce the strain"
+            )
     bragg = reflection.two_theta_bragg_deg
     if not two_theta_deg[0] <= bragg <= two_theta_deg[-1]:
-        print(f"xrd-strain simulate: warning: the substrate peak (2theta = {bragg:.3f} deg) "
-              "is outside the scan", file=sys.stderr)
+        print(
+            f"xrd-strain simulate: warning: the substrate peak (2theta = {bragg:.3f} deg) is outside the scan",
+            file=sys.stderr,
+        )
 
 
 def _reflection_option(message: str) -> str:
@@ -275,5 +334,7 @@ def _reflection_option(message: str) -> str:
 
 def _title(args, reflection) -> str:
     h, k, l = args.hkl
-    return (f"{args.material} {h}{k}{l}, λ = {args.wavelength_angstrom:g} Å, "
-            f"2θ_B = {reflection.two_theta_bragg_deg:.3f}°, resolution {args.resolution_fwhm_deg:g}°")
+    return (
+        f"{args.material} {h}{k}{l}, λ = {args.wavelength_angstrom:g} Å, "
+        f"2θ_B = {reflection.two_theta_bragg_deg:.3f}°, resolution {args.resolution_fwhm_deg:g}°"
+    )

@@ -15,14 +15,32 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from xrd_strain_plugin.inference.bundle import (BundleError, BundleMismatchError, ModelBundle,
-                                                ModelCard, load_bundle, read_card, save_bundle)
+from xrd_strain_plugin.inference.bundle import (
+    BundleError,
+    BundleMismatchError,
+    ModelBundle,
+    ModelCard,
+    load_bundle,
+    read_card,
+    save_bundle,
+)
 from xrd_strain_plugin.inference.invert import InversionResult, Inverter
 from xrd_strain_plugin.physics.misfit import sigma_i
 
-__all__ = ["BundleError", "BundleMismatchError", "InversionResult", "Inverter", "ModelBundle",
-           "ModelCard", "default_bundle_path", "load_bundle", "read_card", "save_bundle",
-           "sigma_i", "DEFAULT_MODEL"]
+__all__ = [
+    "BundleError",
+    "BundleMismatchError",
+    "InversionResult",
+    "Inverter",
+    "ModelBundle",
+    "ModelCard",
+    "default_bundle_path",
+    "load_bundle",
+    "read_card",
+    "save_bundle",
+    "sigma_i",
+    "DEFAULT_MODEL",
+]
 
 #: Directory name of the shipped default bundle under ``xrd_strain_plugin/models``.
 DEFAULT_MODEL = "ysz-400-cuka1-cnn2"

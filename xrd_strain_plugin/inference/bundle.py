@@ -27,8 +27,19 @@ from typing import Any
 from xrd_strain_plugin.inference.labels import LabelScaling
 from xrd_strain_plugin.physics.qspace import ModelGrid
 
-__all__ = ["BundleError", "BundleMismatchError", "ModelBundle", "ModelCard", "load_bundle", "read_card",
-           "save_bundle", "sha256_of", "add_numpy_runtime", "CARD_FORMAT", "RUNTIME_ENV"]
+__all__ = [
+    "BundleError",
+    "BundleMismatchError",
+    "ModelBundle",
+    "ModelCard",
+    "load_bundle",
+    "read_card",
+    "save_bundle",
+    "sha256_of",
+    "add_numpy_runtime",
+    "CARD_FORMAT",
+    "RUNTIME_ENV",
+]
 
 CARD_FORMAT = 1
 MODEL_FILE = "model.keras"
@@ -145,8 +156,11 @@ class ModelCard:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["hkl"] = list(self.hkl)
-        out["grid"] = {"strain_min": self.grid.strain_min, "strain_max": self.grid.strain_max,
-                       "n_points": self.grid.n_points}
+        out["grid"] = {
+            "strain_min": self.grid.strain_min,
+            "strain_max": self.grid.strain_max,
+            "n_points": self.grid.n_points,
+        }
         out["labels"] = self.labels.to_dict()
         return out
 
@@ -156,8 +170,9 @@ class ModelCard:
         try:
             data = dict(data)
             if data.get("format") != CARD_FORMAT:
-                raise BundleError(f"card format {data.get('format')!r} is not supported "
-                                  f"(this code reads format {CARD_FORMAT})")
+                raise BundleError(
+                    f"card format {data.get('format')!r} is not supported (this code reads format {CARD_FORMAT})"
+                )
             data["hkl"] = tuple(int(i) for i in data["hkl"])
             data["grid"] = ModelGrid(**data["grid"])
             data["labels"] = LabelScaling.from_dict(data["labels"])
@@ -181,22 +196,22 @@ class ModelCard:
             If the wavelength or the d-spacing differ by more than 0.2 %, or hkl differs.
         """
         problems = []
-        if not math.isclose(reflection.wavelength_angstrom, self.wavelength_angstrom,
-                            rel_tol=RELATIVE_TOLERANCE):
-            problems.append(f"wavelength {reflection.wavelength_angstrom:g} A "
-                            f"(model: {self.wavelength_angstrom:g} A)")
-        if not math.isclose(reflection.d_spacing_angstrom, self.d_spacing_angstrom,
-                            rel_tol=RELATIVE_TOLERANCE):
-            problems.append(f"d-spacing {reflection.d_spacing_angstrom:.5f} A of "
-                            f"{reflection.material} {tuple(reflection.hkl)} "
-                            f"(model: {self.d_spacing_angstrom:.5f} A, {self.material} "
-                            f"{self.hkl})")
+        if not math.isclose(reflection.wavelength_angstrom, self.wavelength_angstrom, rel_tol=RELATIVE_TOLERANCE):
+            problems.append(f"wavelength {reflection.wavelength_angstrom:g} A (model: {self.wavelength_angstrom:g} A)")
+        if not math.isclose(reflection.d_spacing_angstrom, self.d_spacing_angstrom, rel_tol=RELATIVE_TOLERANCE):
+            problems.append(
+                f"d-spacing {reflection.d_spacing_angstrom:.5f} A of "
+                f"{reflection.material} {tuple(reflection.hkl)} "
+                f"(model: {self.d_spacing_angstrom:.5f} A, {self.material} "
+                f"{self.hkl})"
+            )
         elif tuple(reflection.hkl) != tuple(self.hkl):
             problems.append(f"reflection {tuple(reflection.hkl)} (model: {self.hkl})")
         if problems:
             raise BundleMismatchError(
                 f"model {self.model_id} was trained for {self.material} {self.hkl} at "
-                f"{self.wavelength_angstrom:g} A; the data differ: " + "; ".join(problems))
+                f"{self.wavelength_angstrom:g} A; the data differ: " + "; ".join(problems)
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -236,8 +251,9 @@ def save_bundle(path, model, card: ModelCard) -> ModelCard:
     _check_model_against_card(model, card)
     model_path = path / MODEL_FILE
     model.save(model_path)
-    card = replace(card, weights_sha256=sha256_of(model_path),
-                   runtime=_export_numpy_runtime(model, path, card.grid.n_points))
+    card = replace(
+        card, weights_sha256=sha256_of(model_path), runtime=_export_numpy_runtime(model, path, card.grid.n_points)
+    )
     card = replace(card, files=_extra_files(path, card))
     tmp = path / (CARD_FILE + ".tmp")
     tmp.write_text(json.dumps(card.to_dict(), indent=2, sort_keys=True) + "\n")
@@ -250,8 +266,7 @@ def _extra_files(path: Path, card: ModelCard) -> dict:
     the card (a proposal library, notes): kept and listed, never refused."""
     own = {MODEL_FILE, CARD_FILE, CARD_FILE + ".tmp"}
     own.update(str(e.get("file")) for e in (card.runtime or {}).values() if isinstance(e, dict))
-    return {p.name: sha256_of(p) for p in sorted(path.iterdir())
-            if p.is_file() and p.name not in own}
+    return {p.name: sha256_of(p) for p in sorted(path.iterdir()) if p.is_file() and p.name not in own}
 
 
 def read_card(path) -> ModelCard:
@@ -284,8 +299,7 @@ def _export_numpy_runtime(model, path: Path, n_points: int) -> dict:
         return {}
     x = np.random.default_rng(0).normal(-2.0, 1.0, size=(16, n_points, 1)).astype(np.float32)
     diff = runtime.check_against_keras(model, runtime.NumpyNetwork.load(target), x)
-    return {"numpy": {"file": runtime.NETWORK_FILE, "sha256": sha256_of(target),
-                      "max_abs_diff_vs_keras": diff}}
+    return {"numpy": {"file": runtime.NETWORK_FILE, "sha256": sha256_of(target), "max_abs_diff_vs_keras": diff}}
 
 
 def add_numpy_runtime(path) -> ModelCard:
@@ -296,8 +310,7 @@ def add_numpy_runtime(path) -> ModelCard:
     """
     path = Path(path)
     bundle = load_bundle(path, runtime="keras")
-    card = replace(bundle.card, runtime=_export_numpy_runtime(bundle.model, path,
-                                                              bundle.card.grid.n_points))
+    card = replace(bundle.card, runtime=_export_numpy_runtime(bundle.model, path, bundle.card.grid.n_points))
     tmp = path / (CARD_FILE + ".tmp")
     tmp.write_text(json.dumps(card.to_dict(), indent=2, sort_keys=True) + "\n")
     tmp.replace(path / CARD_FILE)
@@ -334,15 +347,16 @@ def load_bundle(path, *, verify: bool = True, runtime: str | None = None) -> Mod
         if actual != card.weights_sha256:
             raise BundleError(
                 f"{model_path} is corrupt or was modified: sha256 {actual[:12]}... does not match "
-                f"the card's {card.weights_sha256[:12]}...")
+                f"the card's {card.weights_sha256[:12]}..."
+            )
     runtime = runtime or os.environ.get(RUNTIME_ENV) or "auto"
     if runtime not in RUNTIMES:
-        raise BundleError(f"runtime must be one of {RUNTIMES}, got {runtime!r} "
-                          f"(from the argument or ${RUNTIME_ENV})")
+        raise BundleError(f"runtime must be one of {RUNTIMES}, got {runtime!r} (from the argument or ${RUNTIME_ENV})")
     numpy_entry = card.runtime.get("numpy") if isinstance(card.runtime, dict) else None
     if runtime == "numpy" and not numpy_entry:
-        raise BundleError(f"model bundle {path} has no numpy network (card.runtime.numpy); "
-                          f"load it with runtime='keras'")
+        raise BundleError(
+            f"model bundle {path} has no numpy network (card.runtime.numpy); load it with runtime='keras'"
+        )
     if runtime in ("auto", "numpy") and numpy_entry:
         return _load_numpy(path, card, numpy_entry, verify)
     import keras
@@ -364,8 +378,10 @@ def _load_numpy(path: Path, card: ModelCard, entry: dict, verify: bool) -> Model
     if verify:
         actual = sha256_of(file)
         if actual != entry.get("sha256"):
-            raise BundleError(f"{file} is corrupt or was modified: sha256 {actual[:12]}... does "
-                              f"not match the card's {str(entry.get('sha256'))[:12]}...")
+            raise BundleError(
+                f"{file} is corrupt or was modified: sha256 {actual[:12]}... does "
+                f"not match the card's {str(entry.get('sha256'))[:12]}..."
+            )
     try:
         network = NumpyNetwork.load(file)
     except (ValueError, KeyError, OSError) as exc:
@@ -378,9 +394,10 @@ def _check_model_against_card(model, card: ModelCard) -> None:
     n_in = model.input_shape[1]
     n_out = model.output_shape[-1]
     if n_in != card.grid.n_points:
-        raise BundleError(f"network input has {n_in} points but the card's grid has "
-                          f"{card.grid.n_points}")
+        raise BundleError(f"network input has {n_in} points but the card's grid has {card.grid.n_points}")
     if n_out != card.n_outputs:
-        raise BundleError(f"network has {n_out} outputs but the card names "
-                          f"{len(card.labels.names)} labels x {card.n_hypotheses} hypotheses "
-                          f"({card.n_outputs} outputs)")
+        raise BundleError(
+            f"network has {n_out} outputs but the card names "
+            f"{len(card.labels.names)} labels x {card.n_hypotheses} hypotheses "
+            f"({card.n_outputs} outputs)"
+        )

@@ -23,20 +23,19 @@ mapped), not an answer to trust alone.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-import math
-
 from xrd_strain_plugin.inference.labels import decode_labels
 from xrd_strain_plugin.physics import profiles
 from xrd_strain_plugin.physics.bragg import bragg_angle, q_bragg_inv_angstrom
 from xrd_strain_plugin.physics.curve import Curve
-from xrd_strain_plugin.physics.qspace import curve_to_model_input, two_theta_deg_to_q
 from xrd_strain_plugin.physics.misfit import fit_scale_background, sigma_i
+from xrd_strain_plugin.physics.qspace import curve_to_model_input, two_theta_deg_to_q
 
 __all__ = ["InversionResult", "Inverter", "sigma_i"]
 
@@ -187,7 +186,8 @@ class Inverter:
 
     def _model_reflection(self):
         if not hasattr(self, "_model_refl"):
-            from xrd_strain_plugin.physics.materials import MaterialError, reflection as make
+            from xrd_strain_plugin.physics.materials import MaterialError
+            from xrd_strain_plugin.physics.materials import reflection as make
 
             card = self.card
             try:
@@ -229,17 +229,25 @@ class Inverter:
         if not native and not transfer:
             from xrd_strain_plugin.inference.bundle import BundleMismatchError
 
-            differ = [name for name, same in (
-                ("wavelength", math.isclose(reflection.wavelength_angstrom, card.wavelength_angstrom, rel_tol=2e-3)),
-                ("d-spacing", math.isclose(reflection.d_spacing_angstrom, card.d_spacing_angstrom, rel_tol=2e-3)))
-                if not same] or ["structure factor"]
+            differ = [
+                name
+                for name, same in (
+                    (
+                        "wavelength",
+                        math.isclose(reflection.wavelength_angstrom, card.wavelength_angstrom, rel_tol=2e-3),
+                    ),
+                    ("d-spacing", math.isclose(reflection.d_spacing_angstrom, card.d_spacing_angstrom, rel_tol=2e-3)),
+                )
+                if not same
+            ] or ["structure factor"]
             raise BundleMismatchError(
                 f"{' and '.join(differ)} differ: "
                 f"model {card.model_id} was trained for {card.material} {tuple(card.hkl)} at "
                 f"{card.wavelength_angstrom:g} A (d = {card.d_spacing_angstrom:.5f} A); the data are "
                 f"{reflection.material} {tuple(int(i) for i in reflection.hkl)} at "
                 f"{reflection.wavelength_angstrom:g} A (d = {reflection.d_spacing_angstrom:.5f} A). Its answer "
-                "can only start a refinement with the data's own physics (xrd-strain invert --refine)")
+                "can only start a refinement with the data's own physics (xrd-strain invert --refine)"
+            )
         if np.ndim(two_theta_deg) != 1 or np.ndim(intensity) != 1:
             raise ValueError("invert takes one curve; call it once per curve")
         curve = Curve.measured(two_theta_deg, intensity, reflection)  # validated and ordered, once
@@ -254,9 +262,17 @@ class Inverter:
             decoded, mapping = self._transfer(decoded, reflection)
         model_refl = self._simulate(angles, decoded, reflection)
         t3 = time.perf_counter()
-        result = self._result_of(angles, counts, labels[0], decoded, model_refl, reflection, elapsed_s=t3 - t0,
-                                 timings={"preprocess": t1 - t0, "network": t2 - t1, "simulate": t3 - t2},
-                                 transfer=mapping)
+        result = self._result_of(
+            angles,
+            counts,
+            labels[0],
+            decoded,
+            model_refl,
+            reflection,
+            elapsed_s=t3 - t0,
+            timings={"preprocess": t1 - t0, "network": t2 - t1, "simulate": t3 - t2},
+            transfer=mapping,
+        )
         return replace(result, clipped=clipped[0]) if clipped[0] else result
 
     def propose(self, two_theta_deg, intensity, reflection) -> tuple[list, np.ndarray]:
@@ -288,9 +304,18 @@ class Inverter:
         results = []
         for j in range(labels.shape[0]):
             row = _rows(decoded, [j])
-            results.append(self._result_of(angles, counts, labels[j], row, self._simulate(angles, row, reflection),
-                                           reflection, elapsed_s=time.perf_counter() - t0,
-                                           timings={"proposal": j, "n_proposals": labels.shape[0]}))
+            results.append(
+                self._result_of(
+                    angles,
+                    counts,
+                    labels[j],
+                    row,
+                    self._simulate(angles, row, reflection),
+                    reflection,
+                    elapsed_s=time.perf_counter() - t0,
+                    timings={"proposal": j, "n_proposals": labels.shape[0]},
+                )
+            )
         return results, prob[0]
 
     def invert_many(self, curves, reflection) -> list:
@@ -335,7 +360,8 @@ class Inverter:
             return out
         t1 = time.perf_counter()
         labels, clipped = within_training_range(
-            self.predictor.predict_labels(np.concatenate([np.atleast_2d(r[3]) for r in ready])), card.labels)
+            self.predictor.predict_labels(np.concatenate([np.atleast_2d(r[3]) for r in ready])), card.labels
+        )
         t2 = time.perf_counter()
         decoded = decode_labels(labels, n_weights=card.n_weights, n_slices=self.n_slices, dw_mode=card.dw_mode)
         model_refl: dict[int, np.ndarray] = {}
@@ -347,9 +373,17 @@ class Inverter:
                 from xrd_strain_plugin.physics.instrument import simulate_scan
 
                 sub = _rows(decoded, members)
-                batch = np.asarray(simulate_scan(
-                    np.stack([ready[j][1] for j in members]), sub.strain, sub.debye_waller, sub.thickness_nm,
-                    reflection, resolution_fwhm_deg=sub.resolution_fwhm_deg, check_layer_in_scan=False))
+                batch = np.asarray(
+                    simulate_scan(
+                        np.stack([ready[j][1] for j in members]),
+                        sub.strain,
+                        sub.debye_waller,
+                        sub.thickness_nm,
+                        reflection,
+                        resolution_fwhm_deg=sub.resolution_fwhm_deg,
+                        check_layer_in_scan=False,
+                    )
+                )
                 model_refl.update({j: batch[k] for k, j in enumerate(members)})
             except Exception:  # one curve must not sink its group: simulate those one by one
                 for j in members:
@@ -359,21 +393,29 @@ class Inverter:
                         out[ready[j][0]] = exc
         t3 = time.perf_counter()
         n = len(ready)
-        shared = {"preprocess": (t1 - t0) / n, "network": (t2 - t1) / n, "simulate": (t3 - t2) / n,
-                  "batch_size": n}
+        shared = {"preprocess": (t1 - t0) / n, "network": (t2 - t1) / n, "simulate": (t3 - t2) / n, "batch_size": n}
         for j, (i, angles, counts, _) in enumerate(ready):
             if j in model_refl:
                 try:
-                    out[i] = self._result_of(angles, counts, labels[j], _rows(decoded, [j]), model_refl[j],
-                                             reflection, elapsed_s=(time.perf_counter() - t0) / n, timings=shared)
+                    out[i] = self._result_of(
+                        angles,
+                        counts,
+                        labels[j],
+                        _rows(decoded, [j]),
+                        model_refl[j],
+                        reflection,
+                        elapsed_s=(time.perf_counter() - t0) / n,
+                        timings=shared,
+                    )
                     if clipped[j]:
                         out[i] = replace(out[i], clipped=clipped[j])
                 except Exception as exc:
                     out[i] = exc
         return out
 
-    def _result_of(self, angles, counts, labels_row, decoded, model_refl, reflection, *, elapsed_s, timings,
-                   transfer=None):
+    def _result_of(
+        self, angles, counts, labels_row, decoded, model_refl, reflection, *, elapsed_s, timings, transfer=None
+    ):
         """One curve's :class:`InversionResult` from its decoded labels (batch of one) and model
         reflectivity, as :meth:`invert` assembles it."""
         card = self.card
@@ -385,19 +427,31 @@ class Inverter:
         depth, strain_pct, dw = self._table(labels_row[: card.n_weights], decoded)
         i_max = int(np.argmax(strain_pct))
         return InversionResult(
-            depth_nm=depth, strain_percent=strain_pct, debye_waller=dw,
-            strain_max_percent=float(strain_pct[i_max]), depth_of_max_nm=float(depth[i_max]),
-            thickness_nm=float(decoded.thickness_nm[0]), dw_min=float(decoded.dw_min[0]),
+            depth_nm=depth,
+            strain_percent=strain_pct,
+            debye_waller=dw,
+            strain_max_percent=float(strain_pct[i_max]),
+            depth_of_max_nm=float(depth[i_max]),
+            thickness_nm=float(decoded.thickness_nm[0]),
+            dw_min=float(decoded.dw_min[0]),
             fwhm_deg=float(decoded.resolution_fwhm_deg[0]),
             dynamic_range=float(decoded.dynamic_range[0]),
-            two_theta_deg=angles, intensity_measured=counts, intensity_model=intensity_model,
+            two_theta_deg=angles,
+            intensity_measured=counts,
+            intensity_model=intensity_model,
             q_inv_angstrom=two_theta_deg_to_q(angles, reflection.wavelength_angstrom),
-            sigma_i=sigma_i(counts, intensity_model), scale=float(scale),
-            background=float(background), material=str(reflection.material),
+            sigma_i=sigma_i(counts, intensity_model),
+            scale=float(scale),
+            background=float(background),
+            material=str(reflection.material),
             hkl=tuple(int(i) for i in reflection.hkl),
             wavelength_angstrom=float(reflection.wavelength_angstrom),
-            model_id=card.model_id, model_version=card.version, model_sha256=card.weights_sha256,
-            elapsed_s=elapsed_s + (t4 - t3), timings={**timings, "fit": t4 - t3}, transfer=dict(transfer or {}),
+            model_id=card.model_id,
+            model_version=card.version,
+            model_sha256=card.weights_sha256,
+            elapsed_s=elapsed_s + (t4 - t3),
+            timings={**timings, "fit": t4 - t3},
+            transfer=dict(transfer or {}),
         )
 
     def _transfer(self, decoded, reflection):
@@ -409,35 +463,54 @@ class Inverter:
         theta_model = bragg_angle(card.d_spacing_angstrom, card.wavelength_angstrom)
         t_factor = q_model / reflection.q_bragg_inv_angstrom
         f_factor = math.tan(reflection.theta_bragg) / math.tan(theta_model)
-        mapped = _replace(decoded, thickness_nm=decoded.thickness_nm * t_factor,
-                          resolution_fwhm_deg=decoded.resolution_fwhm_deg * f_factor)
-        info = {"from": f"{card.material} {tuple(card.hkl)} at {card.wavelength_angstrom:g} A",
-                "to": f"{reflection.material} {tuple(int(i) for i in reflection.hkl)} at "
-                      f"{reflection.wavelength_angstrom:g} A",
-                "thickness_factor": t_factor, "fwhm_factor": f_factor}
+        mapped = _replace(
+            decoded,
+            thickness_nm=decoded.thickness_nm * t_factor,
+            resolution_fwhm_deg=decoded.resolution_fwhm_deg * f_factor,
+        )
+        info = {
+            "from": f"{card.material} {tuple(card.hkl)} at {card.wavelength_angstrom:g} A",
+            "to": f"{reflection.material} {tuple(int(i) for i in reflection.hkl)} at "
+            f"{reflection.wavelength_angstrom:g} A",
+            "thickness_factor": t_factor,
+            "fwhm_factor": f_factor,
+        }
         return mapped, info
 
     def _simulate(self, angles, decoded, reflection) -> np.ndarray:
         from xrd_strain_plugin.physics.instrument import simulate_scan
 
-        return np.asarray(simulate_scan(
-            angles, decoded.strain, decoded.debye_waller, decoded.thickness_nm, reflection,
-            resolution_fwhm_deg=decoded.resolution_fwhm_deg, check_layer_in_scan=False))[0]
+        return np.asarray(
+            simulate_scan(
+                angles,
+                decoded.strain,
+                decoded.debye_waller,
+                decoded.thickness_nm,
+                reflection,
+                resolution_fwhm_deg=decoded.resolution_fwhm_deg,
+                check_layer_in_scan=False,
+            )
+        )[0]
 
     def _table(self, weights_percent, decoded):
         """Profile at depths 0 .. t (n_slices + 1 rows, interface included)."""
         # Same normalisation as decode_labels: the slice maximum is e_max.
-        return profiles.depth_table(weights_percent, thickness_nm=float(decoded.thickness_nm[0]),
-                                    dw_min=float(decoded.dw_min[0]), n_depth=self.n_slices + 1,
-                                    strain_max_percent=float(np.abs(decoded.strain[0]).max() * 100.0))
+        return profiles.depth_table(
+            weights_percent,
+            thickness_nm=float(decoded.thickness_nm[0]),
+            dw_min=float(decoded.dw_min[0]),
+            n_depth=self.n_slices + 1,
+            strain_max_percent=float(np.abs(decoded.strain[0]).max() * 100.0),
+        )
 
 
 def _rows(decoded, rows):
     """The decoded labels of some rows of a batch (still batch-first)."""
     import dataclasses
 
-    return dataclasses.replace(decoded, **{f.name: np.asarray(getattr(decoded, f.name))[rows]
-                                           for f in dataclasses.fields(decoded)})
+    return dataclasses.replace(
+        decoded, **{f.name: np.asarray(getattr(decoded, f.name))[rows] for f in dataclasses.fields(decoded)}
+    )
 
 
 def within_training_range(labels, scaling) -> tuple[np.ndarray, list]:

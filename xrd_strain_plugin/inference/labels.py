@@ -15,9 +15,20 @@ import numpy as np
 
 from xrd_strain_plugin.physics import profiles
 
-__all__ = ["DecodedLabels", "LabelScaling", "decode_labels", "strain_max_percent", "PAPER", "RELATIVE",
-           "relative_names", "relative_from_paper", "paper_from_relative", "split_hypotheses",
-           "head_outputs", "labels_from_output"]
+__all__ = [
+    "DecodedLabels",
+    "LabelScaling",
+    "decode_labels",
+    "strain_max_percent",
+    "PAPER",
+    "RELATIVE",
+    "relative_names",
+    "relative_from_paper",
+    "paper_from_relative",
+    "split_hypotheses",
+    "head_outputs",
+    "labels_from_output",
+]
 
 #: Labels after the weights, in order.
 TAIL = ("dw_min", "thickness_nm", "resolution_fwhm_deg", "dynamic_range")
@@ -64,13 +75,11 @@ class LabelScaling:
         return np.asarray(scaled, dtype=float) * (hi - lo) + lo
 
     def to_dict(self) -> dict:
-        return {"names": list(self.names), "minimum": list(self.minimum),
-                "maximum": list(self.maximum)}
+        return {"names": list(self.names), "minimum": list(self.minimum), "maximum": list(self.maximum)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "LabelScaling":
-        return cls(names=tuple(data["names"]), minimum=tuple(data["minimum"]),
-                   maximum=tuple(data["maximum"]))
+        return cls(names=tuple(data["names"]), minimum=tuple(data["minimum"]), maximum=tuple(data["maximum"]))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,8 +122,9 @@ def strain_max_percent(weights_percent, n_slices: int) -> np.ndarray:
     return np.abs(shape).max(axis=1)
 
 
-def decode_labels(labels, *, n_weights: int, n_slices: int, clip: bool = True,
-                  dw_mode: str = "coupled") -> DecodedLabels:
+def decode_labels(
+    labels, *, n_weights: int, n_slices: int, clip: bool = True, dw_mode: str = "coupled"
+) -> DecodedLabels:
     """Physical labels -> strain and DW profiles plus the scalar parameters.
 
     Parameters
@@ -136,8 +146,10 @@ def decode_labels(labels, *, n_weights: int, n_slices: int, clip: bool = True,
     DecodedLabels
     """
     if profiles.check_dw_mode(dw_mode) != "coupled":
-        raise ValueError(f"dw_mode {dw_mode!r}: these labels carry no DW-shape weights; only 'coupled' "
-                         "models can be decoded (training/presets.DW_MODES)")
+        raise ValueError(
+            f"dw_mode {dw_mode!r}: these labels carry no DW-shape weights; only 'coupled' "
+            "models can be decoded (training/presets.DW_MODES)"
+        )
     labels = np.atleast_2d(np.asarray(labels, dtype=float))
     if labels.shape[1] != n_weights + len(TAIL):
         raise ValueError(f"labels must have {n_weights + len(TAIL)} columns, got {labels.shape[1]}")
@@ -150,8 +162,15 @@ def decode_labels(labels, *, n_weights: int, n_slices: int, clip: bool = True,
     e_max = strain_max_percent(weights, n_slices)
     strain = profiles.strain_from_weights(weights, e_max / 100.0, n_slices)
     dw = profiles.dw_coupled(strain, e_max / 100.0, dw_min)
-    return DecodedLabels(strain=strain, debye_waller=dw, strain_max_percent=e_max, dw_min=dw_min,
-                         thickness_nm=thickness, resolution_fwhm_deg=fwhm, dynamic_range=dyn)
+    return DecodedLabels(
+        strain=strain,
+        debye_waller=dw,
+        strain_max_percent=e_max,
+        dw_min=dw_min,
+        thickness_nm=thickness,
+        resolution_fwhm_deg=fwhm,
+        dynamic_range=dyn,
+    )
 
 
 # --- Score-aligned targets and the multi-hypothesis head (issue 14) -------------------------
@@ -181,9 +200,16 @@ def relative_from_paper(labels, *, n_weights: int, n_slices: int) -> np.ndarray:
     weights = labels[:, :n_weights]
     e_max = np.maximum(strain_max_percent(weights, n_slices), 1e-6)
     dw_min, thickness, fwhm, dyn = (labels[:, n_weights + i] for i in range(len(TAIL)))
-    return np.column_stack([weights / e_max[:, None], np.log(e_max),
-                            np.log(np.clip(dw_min, 1e-3, 1.0)), np.log(np.maximum(thickness, 1.0)),
-                            np.log(np.maximum(fwhm, 1e-4)), dyn])
+    return np.column_stack(
+        [
+            weights / e_max[:, None],
+            np.log(e_max),
+            np.log(np.clip(dw_min, 1e-3, 1.0)),
+            np.log(np.maximum(thickness, 1.0)),
+            np.log(np.maximum(fwhm, 1e-4)),
+            dyn,
+        ]
+    )
 
 
 def paper_from_relative(targets, *, n_weights: int, n_slices: int) -> np.ndarray:
@@ -194,7 +220,7 @@ def paper_from_relative(targets, *, n_weights: int, n_slices: int) -> np.ndarray
     peak = strain_max_percent(shape, n_slices)
     e_max = np.exp(targets[:, n_weights])
     weights = shape / np.where(peak > 1e-9, peak, 1.0)[:, None] * e_max[:, None]
-    tail = np.exp(targets[:, n_weights + 1:n_weights + 4])
+    tail = np.exp(targets[:, n_weights + 1 : n_weights + 4])
     return np.column_stack([weights, tail, targets[:, n_weights + 4]])
 
 
@@ -206,10 +232,11 @@ def split_hypotheses(output, n_targets: int, n_hypotheses: int) -> tuple[np.ndar
     if k == 1 and output.shape[1] == n_targets:
         return output[:, None, :], np.ones((output.shape[0], 1))
     if output.shape[1] != k * (n_targets + 1):
-        raise ValueError(f"a head of {k} hypotheses of {n_targets} targets has "
-                         f"{k * (n_targets + 1)} outputs, got {output.shape[1]}")
-    hyp = output[:, :k * n_targets].reshape(-1, k, n_targets)
-    logits = output[:, k * n_targets:]
+        raise ValueError(
+            f"a head of {k} hypotheses of {n_targets} targets has {k * (n_targets + 1)} outputs, got {output.shape[1]}"
+        )
+    hyp = output[:, : k * n_targets].reshape(-1, k, n_targets)
+    logits = output[:, k * n_targets :]
     logits = logits - logits.max(axis=1, keepdims=True)
     prob = np.exp(logits)
     return hyp, prob / prob.sum(axis=1, keepdims=True)
@@ -220,8 +247,9 @@ def head_outputs(n_targets: int, n_hypotheses: int) -> int:
     return n_targets if n_hypotheses == 1 else n_hypotheses * (n_targets + 1)
 
 
-def labels_from_output(output, *, scaling: LabelScaling, head: dict, n_weights: int,
-                       n_slices: int) -> tuple[np.ndarray, np.ndarray]:
+def labels_from_output(
+    output, *, scaling: LabelScaling, head: dict, n_weights: int, n_slices: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Raw network output -> the paper's physical labels of every hypothesis.
 
     Parameters
@@ -251,5 +279,4 @@ def labels_from_output(output, *, scaling: LabelScaling, head: dict, n_weights: 
         raise ValueError(f"unknown target encoding {encoding!r}")
     physical = physical.reshape(n, k, -1)
     order = np.argsort(-prob, axis=1, kind="stable")
-    return (np.take_along_axis(physical, order[:, :, None], axis=1),
-            np.take_along_axis(prob, order, axis=1))
+    return (np.take_along_axis(physical, order[:, :, None], axis=1), np.take_along_axis(prob, order, axis=1))

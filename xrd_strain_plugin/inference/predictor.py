@@ -47,8 +47,10 @@ class Predictor:
         n_points = self.bundle.card.grid.n_points
         if x.ndim != 2 or x.shape[1] != n_points:
             raise ValueError(f"model input must have shape (n_batch, {n_points}), got {x.shape}")
-        outputs = [np.asarray(self._call(x[i:i + self.chunk_size, :, np.newaxis]))
-                   for i in range(0, x.shape[0], self.chunk_size)]
+        outputs = [
+            np.asarray(self._call(x[i : i + self.chunk_size, :, np.newaxis]))
+            for i in range(0, x.shape[0], self.chunk_size)
+        ]
         return np.concatenate(outputs).astype(np.float32)
 
     def predict_labels(self, x) -> np.ndarray:
@@ -69,8 +71,13 @@ class Predictor:
         from xrd_strain_plugin.inference.labels import labels_from_output
 
         card = self.bundle.card
-        return labels_from_output(self.predict_scaled(x), scaling=card.labels, head=card.head,
-                                  n_weights=card.n_weights, n_slices=card.n_slices)
+        return labels_from_output(
+            self.predict_scaled(x),
+            scaling=card.labels,
+            head=card.head,
+            n_weights=card.n_weights,
+            n_slices=card.n_slices,
+        )
 
 
 def _compiled_call(model):

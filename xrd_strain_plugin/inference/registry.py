@@ -43,12 +43,30 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xrd_strain_plugin.inference.bundle import (CARD_FILE, MODEL_FILE, RELATIVE_TOLERANCE,
-                                                BundleError, ModelCard, read_card, sha256_of)
+from xrd_strain_plugin.inference.bundle import (
+    CARD_FILE,
+    MODEL_FILE,
+    RELATIVE_TOLERANCE,
+    BundleError,
+    ModelCard,
+    read_card,
+    sha256_of,
+)
 
-__all__ = ["ModelKey", "RegistryEntry", "ModelRegistry", "RegistryError", "PromotionGate",
-           "GateDecision", "CurrentModel", "SHIPPED_MODELS", "REGISTRY_ENV", "default_root",
-           "parse_ref", "shipped_bundle_path"]
+__all__ = [
+    "ModelKey",
+    "RegistryEntry",
+    "ModelRegistry",
+    "RegistryError",
+    "PromotionGate",
+    "GateDecision",
+    "CurrentModel",
+    "SHIPPED_MODELS",
+    "REGISTRY_ENV",
+    "default_root",
+    "parse_ref",
+    "shipped_bundle_path",
+]
 
 log = logging.getLogger(__name__)
 
@@ -123,16 +141,20 @@ class ModelKey:
     def slug(self) -> str:
         """File-name form, e.g. ``ysz-400-1.5406A`` (negative indices keep their sign)."""
         material = re.sub(r"[^a-z0-9]+", "_", Path(self.material).stem.lower()).strip("_")
-        hkl = "".join(str(i) for i in self.hkl) if all(0 <= i < 10 for i in self.hkl) else \
-            "_".join(str(i) for i in self.hkl)
+        hkl = (
+            "".join(str(i) for i in self.hkl)
+            if all(0 <= i < 10 for i in self.hkl)
+            else "_".join(str(i) for i in self.hkl)
+        )
         return f"{material}-{hkl}-{self.wavelength_angstrom:.4f}A"
 
     def matches(self, card: ModelCard) -> bool:
         """True if ``card`` was trained for this key (material by name, wavelength within 0.2 %)."""
-        return (Path(card.material).stem.lower() == Path(self.material).stem.lower()
-                and tuple(card.hkl) == self.hkl
-                and math.isclose(card.wavelength_angstrom, self.wavelength_angstrom,
-                                 rel_tol=RELATIVE_TOLERANCE))
+        return (
+            Path(card.material).stem.lower() == Path(self.material).stem.lower()
+            and tuple(card.hkl) == self.hkl
+            and math.isclose(card.wavelength_angstrom, self.wavelength_angstrom, rel_tol=RELATIVE_TOLERANCE)
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -194,14 +216,18 @@ class PromotionGate:
         are promoted.
     """
 
-    tolerances: dict = field(default_factory=lambda: {k: 0.0 for k in (
-        "a_t", "a_emax", "a_dw", "a_h", "a_dr", "a_strain")})
+    tolerances: dict = field(
+        default_factory=lambda: {k: 0.0 for k in ("a_t", "a_emax", "a_dw", "a_h", "a_dr", "a_strain")}
+    )
     mse_tolerance: float | None = 0.0
     min_gain: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        bad = {k: v for k, v in {**self.tolerances, **self.min_gain}.items()
-               if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0)}
+        bad = {
+            k: v
+            for k, v in {**self.tolerances, **self.min_gain}.items()
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0)
+        }
         if bad:
             raise ValueError(f"promotion thresholds must be finite and >= 0, got {bad}")
 
@@ -221,15 +247,18 @@ class PromotionGate:
                 reasons.append(f"{key} missing from the metrics")
                 continue
             if candidate[key] < current[key] - tol:
-                reasons.append(f"{key} regressed: {100 * candidate[key]:.1f} % < "
-                               f"{100 * current[key]:.1f} % - {100 * tol:.1f}")
+                reasons.append(
+                    f"{key} regressed: {100 * candidate[key]:.1f} % < {100 * current[key]:.1f} % - {100 * tol:.1f}"
+                )
         for key, gain in self.min_gain.items():
             if candidate.get(key, -1.0) < current.get(key, 0.0) + gain:
                 reasons.append(f"{key} gained less than {100 * gain:.1f} points")
         if self.mse_tolerance is not None and "mse_test" in candidate and "mse_test" in current:
             if candidate["mse_test"] > current["mse_test"] * (1 + self.mse_tolerance):
-                reasons.append(f"test MSE grew: {candidate['mse_test']:.3e} > "
-                               f"{current['mse_test']:.3e} x (1 + {self.mse_tolerance:g})")
+                reasons.append(
+                    f"test MSE grew: {candidate['mse_test']:.3e} > "
+                    f"{current['mse_test']:.3e} x (1 + {self.mse_tolerance:g})"
+                )
         if reasons:
             return GateDecision(promote=False, reasons=tuple(reasons))
         return GateDecision(promote=True, reasons=("no accuracy regressed",))
@@ -328,8 +357,10 @@ class ModelRegistry:
         for entry in self.entries():
             if entry.shipped and key.matches(entry.card):
                 return entry
-        raise RegistryError(f"no model for {key.material} {key.hkl} at {key.wavelength_angstrom:g} A "
-                            f"in {self.root}; train one, then 'xrd-strain flows promote'")
+        raise RegistryError(
+            f"no model for {key.material} {key.hkl} at {key.wavelength_angstrom:g} A "
+            f"in {self.root}; train one, then 'xrd-strain flows promote'"
+        )
 
     def pointer_token(self, key: ModelKey):
         """A cheap fingerprint of ``key``'s pointer (one ``stat``): changes whenever a model is
@@ -349,13 +380,13 @@ class ModelRegistry:
 
     def next_version(self, model_id: str) -> str:
         """One more than the highest integer version of ``model_id`` (``"1"`` for a new id)."""
-        versions = [int(e.card.version) for e in self.entries()
-                    if e.card.model_id == model_id and e.card.version.isdigit()]
+        versions = [
+            int(e.card.version) for e in self.entries() if e.card.model_id == model_id and e.card.version.isdigit()
+        ]
         return str(max(versions, default=0) + 1)
 
     # -- writing -----------------------------------------------------------------------------
-    def add(self, bundle_dir, *, evaluation: dict | None = None,
-            test_fingerprint: str | None = None) -> RegistryEntry:
+    def add(self, bundle_dir, *, evaluation: dict | None = None, test_fingerprint: str | None = None) -> RegistryEntry:
         """Copy a bundle into the registry (idempotent for the same weights).
 
         Parameters
@@ -377,12 +408,13 @@ class ModelRegistry:
         if sha256_of(src / MODEL_FILE) != card.weights_sha256:
             raise RegistryError(f"{src / MODEL_FILE} does not match its card's sha256; not added")
         target = self.root / card.model_id / card.version
-        existing = next((e for e in self.entries() if e.ref == f"{card.model_id}@{card.version}"),
-                        None)
+        existing = next((e for e in self.entries() if e.ref == f"{card.model_id}@{card.version}"), None)
         if existing is not None:
             if existing.card.weights_sha256 != card.weights_sha256:
-                raise RegistryError(f"{existing.ref} is already registered with other weights "
-                                    f"({existing.path}); give the new model another version")
+                raise RegistryError(
+                    f"{existing.ref} is already registered with other weights "
+                    f"({existing.path}); give the new model another version"
+                )
             entry = existing
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -406,8 +438,7 @@ class ModelRegistry:
         """Keep a Table-2 row measured on a test set beside a registered bundle (shipped bundles
         keep theirs in the registry directory, which mirrors their id and version)."""
         entry = self.resolve(ref)
-        folder = (self.root / entry.card.model_id / entry.card.version if entry.shipped
-                  else entry.path) / "evaluations"
+        folder = (self.root / entry.card.model_id / entry.card.version if entry.shipped else entry.path) / "evaluations"
         folder.mkdir(parents=True, exist_ok=True)
         _write_json(folder / f"{test_fingerprint}.json", row)
 
@@ -431,15 +462,25 @@ class ModelRegistry:
                 previous = {"model": self.current(key).ref}
             except RegistryError:
                 previous = None
-        pointer = {"model": entry.ref, "promoted_utc": _now(), "reason": reason,
-                   "previous": previous["model"] if previous else None,
-                   "key": {"material": key.material, "hkl": list(key.hkl),
-                           "wavelength_angstrom": key.wavelength_angstrom}}
+        pointer = {
+            "model": entry.ref,
+            "promoted_utc": _now(),
+            "reason": reason,
+            "previous": previous["model"] if previous else None,
+            "key": {"material": key.material, "hkl": list(key.hkl), "wavelength_angstrom": key.wavelength_angstrom},
+        }
         folder = self.root / "current"
         folder.mkdir(parents=True, exist_ok=True)
         _write_json(folder / f"{key.slug}.json", pointer)
-        self._log({"event": "promoted", "model": entry.ref, "key": key.slug, "reason": reason,
-                   "previous": pointer["previous"]})
+        self._log(
+            {
+                "event": "promoted",
+                "model": entry.ref,
+                "key": key.slug,
+                "reason": reason,
+                "previous": pointer["previous"],
+            }
+        )
         return entry
 
     def log_rejection(self, ref: str, *, reasons) -> None:
@@ -533,12 +574,18 @@ class CurrentModel:
             try:
                 entry = self.registry.current(self.key)
                 if (entry.ref, entry.card.weights_sha256) == (
-                        f"{self.card.model_id}@{self.card.version}", self.card.weights_sha256):
+                    f"{self.card.model_id}@{self.card.version}",
+                    self.card.weights_sha256,
+                ):
                     return False
                 self._inverter = self._load(entry)
             except Exception:  # keep answering with the model we have
-                log.exception("xrd-strain: could not load the newly promoted model for %s; "
-                              "keeping %s@%s", self.key.slug, self.card.model_id, self.card.version)
+                log.exception(
+                    "xrd-strain: could not load the newly promoted model for %s; keeping %s@%s",
+                    self.key.slug,
+                    self.card.model_id,
+                    self.card.version,
+                )
                 return False
             self.reloads += 1
             log.info("xrd-strain: now using %s for %s", entry.ref, self.key.slug)

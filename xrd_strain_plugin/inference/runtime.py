@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["NumpyNetwork", "export_network", "check_against_keras", "UnsupportedLayer",
-           "NETWORK_FILE", "FORMAT"]
+__all__ = ["NumpyNetwork", "export_network", "check_against_keras", "UnsupportedLayer", "NETWORK_FILE", "FORMAT"]
 
 NETWORK_FILE = "network.npz"
 FORMAT = 1
@@ -46,20 +45,25 @@ def _layer_spec(layer) -> dict:
             raise UnsupportedLayer(f"{layer.name}: dilated or grouped Conv1D")
         if cfg["padding"] not in ("same", "valid") or cfg.get("data_format") != "channels_last":
             raise UnsupportedLayer(f"{layer.name}: Conv1D padding {cfg['padding']!r}")
-        spec.update(stride=int(np.ravel(cfg["strides"])[0]), padding=cfg["padding"],
-                    activation=cfg["activation"], use_bias=bool(cfg["use_bias"]))
+        spec.update(
+            stride=int(np.ravel(cfg["strides"])[0]),
+            padding=cfg["padding"],
+            activation=cfg["activation"],
+            use_bias=bool(cfg["use_bias"]),
+        )
     elif kind == "BatchNormalization":
         if cfg["axis"] not in (-1, [-1]) and np.ravel(cfg["axis"])[0] != len(layer.input.shape) - 1:
             raise UnsupportedLayer(f"{layer.name}: BatchNormalization on axis {cfg['axis']}")
-        spec.update(epsilon=float(cfg["epsilon"]), center=bool(cfg["center"]),
-                    scale=bool(cfg["scale"]))
+        spec.update(epsilon=float(cfg["epsilon"]), center=bool(cfg["center"]), scale=bool(cfg["scale"]))
     elif kind == "ReLU":
         if cfg.get("max_value") is not None or cfg.get("negative_slope", 0) or cfg.get("threshold", 0):
             raise UnsupportedLayer(f"{layer.name}: ReLU with options")
     elif kind in ("MaxPooling1D", "AveragePooling1D"):
-        spec.update(pool=int(np.ravel(cfg["pool_size"])[0]),
-                    stride=int(np.ravel(cfg["strides"] or cfg["pool_size"])[0]),
-                    padding=cfg["padding"])
+        spec.update(
+            pool=int(np.ravel(cfg["pool_size"])[0]),
+            stride=int(np.ravel(cfg["strides"] or cfg["pool_size"])[0]),
+            padding=cfg["padding"],
+        )
     elif kind == "Flatten":
         pass
     elif kind == "Dense":
@@ -97,8 +101,12 @@ def export_network(model, path) -> None:
             names.append((weight.path if hasattr(weight, "path") else weight.name).split("/")[-1])
         spec["weights"] = names
         specs.append(spec)
-    header = {"format": FORMAT, "input_shape": list(model.input_shape[1:]),
-              "output_shape": list(model.output_shape[1:]), "layers": specs}
+    header = {
+        "format": FORMAT,
+        "input_shape": list(model.input_shape[1:]),
+        "output_shape": list(model.output_shape[1:]),
+        "layers": specs,
+    }
     arrays[_SPEC_KEY] = np.array(json.dumps(header))
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp.npz")
@@ -134,8 +142,9 @@ class NumpyNetwork:
                 raise ValueError(f"{path} is not a numpy network file")
             header = json.loads(str(data[_SPEC_KEY]))
             if header.get("format") != FORMAT:
-                raise ValueError(f"{path}: network format {header.get('format')!r} is not "
-                                 f"supported (this code reads {FORMAT})")
+                raise ValueError(
+                    f"{path}: network format {header.get('format')!r} is not supported (this code reads {FORMAT})"
+                )
             layers = []
             for index, spec in enumerate(header["layers"]):
                 weights = [data[f"{index:03d}_{k}"] for k in range(len(spec["weights"]))]

@@ -53,19 +53,23 @@ class SpecialistRange:
         """
         preset = card.preset or {}
         try:
-            return cls(strain_max_percent=tuple(map(float, preset["strain_max_percent"])),
-                       thickness_nm=tuple(map(float, preset["thickness_nm"])), margin=margin)
+            return cls(
+                strain_max_percent=tuple(map(float, preset["strain_max_percent"])),
+                thickness_nm=tuple(map(float, preset["thickness_nm"])),
+                margin=margin,
+            )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"model {card.model_id}: its card gives no training ranges "
-                             f"(preset.strain_max_percent, preset.thickness_nm)") from exc
+            raise ValueError(
+                f"model {card.model_id}: its card gives no training ranges "
+                f"(preset.strain_max_percent, preset.thickness_nm)"
+            ) from exc
 
     def contains(self, strain_max_percent, thickness_nm) -> np.ndarray:
         """Boolean mask of the answers inside the range."""
         e = np.asarray(strain_max_percent, dtype=float)
         t = np.asarray(thickness_nm, dtype=float)
         lo, hi = self.strain_max_percent
-        return ((e >= lo) & (e <= hi * (1 - self.margin)) & (t >= self.thickness_nm[0])
-                & (t <= self.thickness_nm[1]))
+        return (e >= lo) & (e <= hi * (1 - self.margin)) & (t >= self.thickness_nm[0]) & (t <= self.thickness_nm[1])
 
 
 class RoutedPredictor:
@@ -90,11 +94,14 @@ class RoutedPredictor:
 
         g, s = general.card, specialist.card
         if (g.grid != s.grid) or tuple(g.labels.names) != tuple(s.labels.names):
-            raise ValueError(f"specialist {s.model_id} reads another grid or predicts other labels "
-                             f"than {g.model_id}; they cannot be combined")
+            raise ValueError(
+                f"specialist {s.model_id} reads another grid or predicts other labels "
+                f"than {g.model_id}; they cannot be combined"
+            )
         if g.n_slices != s.n_slices or g.dw_mode != s.dw_mode:
-            raise ValueError(f"specialist {s.model_id} decodes profiles differently "
-                             f"(n_slices, dw_mode) from {g.model_id}")
+            raise ValueError(
+                f"specialist {s.model_id} decodes profiles differently (n_slices, dw_mode) from {g.model_id}"
+            )
         self.general, self.specialist = Predictor(general), Predictor(specialist)
         self.bundle = general  # grid, labels, card of the combined predictor
         self.range = SpecialistRange.from_card(s, margin=margin)
@@ -110,8 +117,10 @@ class RoutedPredictor:
         use = self.range.contains(decoded.strain_max_percent, decoded.thickness_nm)
         if np.any(use):
             labels[use] = self.specialist.predict_labels(x[use])
-        self.last_models = [_describe(self.specialist.bundle if u else self.general.bundle,
-                                      "specialist" if u else "general") for u in use]
+        self.last_models = [
+            _describe(self.specialist.bundle if u else self.general.bundle, "specialist" if u else "general")
+            for u in use
+        ]
         return labels
 
     def predict_scaled(self, x) -> np.ndarray:
@@ -121,5 +130,4 @@ class RoutedPredictor:
 
 def _describe(bundle, role: str) -> dict:
     card = bundle.card
-    return {"id": card.model_id, "version": card.version, "sha256": card.weights_sha256,
-            "role": role}
+    return {"id": card.model_id, "version": card.version, "sha256": card.weights_sha256, "role": role}

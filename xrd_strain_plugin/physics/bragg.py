@@ -66,8 +66,10 @@ def bragg_angle(d_spacing_angstrom, wavelength_angstrom):
     lam = _positive(wavelength_angstrom, "wavelength_angstrom")
     ratio = lam / (2.0 * d)
     if np.any(ratio >= 1.0):
-        raise ValueError(f"wavelength_angstrom={wavelength_angstrom} has no Bragg angle for d = "
-                         f"{d_spacing_angstrom} A (needs lambda < 2d)")
+        raise ValueError(
+            f"wavelength_angstrom={wavelength_angstrom} has no Bragg angle for d = "
+            f"{d_spacing_angstrom} A (needs lambda < 2d)"
+        )
     theta = np.arcsin(ratio)
     return float(theta) if theta.ndim == 0 else theta
 
@@ -112,9 +114,7 @@ def q_to_two_theta_deg(q_inv_angstrom, wavelength_angstrom):
     wavelength_angstrom = _positive(wavelength_angstrom, "wavelength_angstrom")
     sin_theta = np.asarray(q_inv_angstrom, dtype=float) * wavelength_angstrom / (4.0 * np.pi)
     if np.any(~np.isfinite(sin_theta) | (sin_theta < 0) | (sin_theta > 1)):
-        raise ValueError(
-            "q_inv_angstrom is unreachable at this wavelength_angstrom (need 0 <= q lambda/4pi <= 1)"
-        )
+        raise ValueError("q_inv_angstrom is unreachable at this wavelength_angstrom (need 0 <= q lambda/4pi <= 1)")
     return 2.0 * np.rad2deg(np.arcsin(sin_theta))
 
 

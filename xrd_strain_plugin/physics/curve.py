@@ -78,8 +78,9 @@ class Curve:
         object.__setattr__(self, "counts", counts)
 
     @classmethod
-    def measured(cls, two_theta_deg, counts, reflection: Reflection | None = None, *,
-                 min_points: int = MIN_POINTS) -> Curve:
+    def measured(
+        cls, two_theta_deg, counts, reflection: Reflection | None = None, *, min_points: int = MIN_POINTS
+    ) -> Curve:
         """A curve in acquisition order: a scan run downwards (every step negative) is reversed.
 
         Anything else that is not increasing is left for the checks to name (unsorted, duplicates).
@@ -153,9 +154,7 @@ def validate_curve(two_theta_deg, intensity, *, min_points: int = MIN_POINTS):
             f"intensity {np.shape(intensity)}"
         )
     if angles.shape[-1] != counts.shape[-1] or (angles.ndim == 2 and angles.shape != counts.shape):
-        raise CurveError(
-            f"length mismatch: two_theta_deg has shape {angles.shape}, intensity {np.shape(intensity)}"
-        )
+        raise CurveError(f"length mismatch: two_theta_deg has shape {angles.shape}, intensity {np.shape(intensity)}")
     if counts.shape[-1] < min_points:
         raise CurveError(f"too few points: {counts.shape[-1]} (need at least {min_points})")
     _check(~np.isfinite(angles), "two_theta_deg contains NaN or inf")
@@ -171,8 +170,9 @@ def validate_curve(two_theta_deg, intensity, *, min_points: int = MIN_POINTS):
     return angles, counts
 
 
-def check_scan_covers_reflection(two_theta_deg, reflection, *, margin_deg: float = 0.3,
-                                 min_strain_span: float = 0.001) -> None:
+def check_scan_covers_reflection(
+    two_theta_deg, reflection, *, margin_deg: float = 0.3, min_strain_span: float = 0.001
+) -> None:
     """Refuse a scan that cannot hold this reflection's substrate peak and a layer's signal.
 
     Raises
@@ -189,7 +189,8 @@ def check_scan_covers_reflection(two_theta_deg, reflection, *, margin_deg: float
     if bragg < lo - margin_deg or bragg > hi + margin_deg:
         raise CurveError(
             f"the scan [{lo:.3f}, {hi:.3f}] deg 2theta does not contain the Bragg peak of {name} "
-            f"(2theta_B = {bragg:.3f} deg): check the reflection, the wavelength and the scanned motor")
+            f"(2theta_B = {bragg:.3f} deg): check the reflection, the wavelength and the scanned motor"
+        )
     # strain whose layer peak sits at each end of the scan (Bragg law, physics.bragg)
     span_low = max(float(strain_at_two_theta_deg(lo, reflection.theta_bragg)), 0.0)
     span_high = max(-float(strain_at_two_theta_deg(hi, reflection.theta_bragg)), 0.0)
@@ -197,7 +198,8 @@ def check_scan_covers_reflection(two_theta_deg, reflection, *, margin_deg: float
         raise CurveError(
             f"the scan [{lo:.3f}, {hi:.3f}] deg is too short to hold a layer's signal: it reaches "
             f"{100 * span_low:.3f} % strain below and {100 * span_high:.3f} % above the {name} peak "
-            f"(need at least {100 * min_strain_span:.2g} % on one side)")
+            f"(need at least {100 * min_strain_span:.2g} % on one side)"
+        )
 
 
 def _check(bad: np.ndarray, message: str, offset: int = 0) -> None:

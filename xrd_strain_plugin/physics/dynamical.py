@@ -201,8 +201,9 @@ def _run_fused(xi0, point_terms, lamella_terms, n_batch, threads):
         pt[:, row] = np.broadcast_to(np.real(v), (n_batch, n_points))
     n_lam = k_l.shape[-1]
     lam = np.empty((n_batch, 10, n_lam))
-    for row, v in enumerate((k_l.real, k_l.imag, du, b_l, c0_l.real, c0_l.imag, r_l.real, r_l.imag,
-                             p_l.real, p_l.imag)):
+    for row, v in enumerate(
+        (k_l.real, k_l.imag, du, b_l, c0_l.real, c0_l.imag, r_l.real, r_l.imag, p_l.real, p_l.imag)
+    ):
         lam[:, row] = np.broadcast_to(np.real(v), (n_batch, n_lam))
     x0 = np.empty((n_batch, 2, n_points))
     x0[:, 0] = np.broadcast_to(xi0.real, (n_batch, n_points))
@@ -381,8 +382,11 @@ def _geometry(xp, theta, strain, reflection, asymmetry, polarization, bragg):
         # exact phase mismatch along the normal: k_hz - (k_0z + H_z,n), halved
         # F_H is tabulated at |H| / (1 + e); a strain along the normal scales only H_z, so an asymmetric
         # lamella's |H_n| = |H| sqrt(sin^2 phi + cos^2 phi / (1 + e)^2): read the table at that length
-        e_fh = strain if asymmetry == 0 else (
-            1 / xp.sqrt(math.sin(asymmetry) ** 2 + math.cos(asymmetry) ** 2 / (1 + strain) ** 2) - 1)
+        e_fh = (
+            strain
+            if asymmetry == 0
+            else (1 / xp.sqrt(math.sin(asymmetry) ** 2 + math.cos(asymmetry) ** 2 / (1 + strain) ** 2) - 1)
+        )
         return dict(
             a_pt=0.5 * (k_hz + k * gamma0),
             rho=math.pi * (1 / gamma0 + 1 / gammah) / (2 * lam),
@@ -464,6 +468,5 @@ def _recurse_array(xi0, point_terms, lamella_terms):
     xi = xi0
     for n in range(k_l.shape[1] - 1, -1, -1):  # interface -> surface
         s = slice(n, n + 1)
-        xi = _lamella_step(xi, e_p, k_l[:, s], x_p, du[:, s], a_p, b_l[:, s], c0_l[:, s], rho, cg,
-                           r_l[:, s], p_l[:, s])
+        xi = _lamella_step(xi, e_p, k_l[:, s], x_p, du[:, s], a_p, b_l[:, s], c0_l[:, s], rho, cg, r_l[:, s], p_l[:, s])
     return xi

@@ -23,8 +23,14 @@ import numpy as np
 from .bragg import fringe_period_two_theta_deg, layer_peak_two_theta_deg
 from .dynamical import DEFAULT_MAX_COUPLING, _namespace, reflectivity
 
-__all__ = ["simulate_scan", "apply_counts", "background_profile", "convolve_resolution", "resolution_kernel",
-           "fine_grid_step_deg"]
+__all__ = [
+    "simulate_scan",
+    "apply_counts",
+    "background_profile",
+    "convolve_resolution",
+    "resolution_kernel",
+    "fine_grid_step_deg",
+]
 
 _KERNEL_HALF_WIDTH = {"gaussian": 4.0, "pseudo-voigt": 12.0}  # in FWHM units
 _STEP_PER_FWHM = 8  # grid points per resolution FWHM
@@ -159,8 +165,17 @@ def simulate_scan(
         Convolved reflectivity at the scan angles.
     """
     xp = _namespace(two_theta_deg, strain)
-    tt, strain, fwhm, t_nm, eta = _scan_inputs(xp, two_theta_deg, strain, resolution_fwhm_deg, thickness_nm, eta,
-                                               shape=shape, fine_step_deg=fine_step_deg, pad_deg=pad_deg)
+    tt, strain, fwhm, t_nm, eta = _scan_inputs(
+        xp,
+        two_theta_deg,
+        strain,
+        resolution_fwhm_deg,
+        thickness_nm,
+        eta,
+        shape=shape,
+        fine_step_deg=fine_step_deg,
+        pad_deg=pad_deg,
+    )
     n_batch = tt.shape[0]
     device = None if xp is np else getattr(tt, "device", None)
     dev = lambda a: a if xp is np else xp.asarray(a, device=device)  # host -> the inputs' device
@@ -170,13 +185,25 @@ def simulate_scan(
     grid = _fine_grid(rows, fwhm, t_nm, reflection, shape=shape, fine_step_deg=fine_step_deg, pad_deg=pad_deg)
     window = _substrate_window(grid, reflection)
 
-    theta_all = np.concatenate([grid.two_theta_deg, window.two_theta_deg], axis=1) if window.used else grid.two_theta_deg
-    refl = reflectivity(dev(np.radians(theta_all / 2)), strain, debye_waller, dev(np.asarray(t_nm)), reflection,
-                        asymmetry=asymmetry, polarization=polarization, bragg=bragg, max_coupling=max_coupling,
-                        engine=engine, threads=threads)
-    r_grid = refl[:, :grid.n_fine]
+    theta_all = (
+        np.concatenate([grid.two_theta_deg, window.two_theta_deg], axis=1) if window.used else grid.two_theta_deg
+    )
+    refl = reflectivity(
+        dev(np.radians(theta_all / 2)),
+        strain,
+        debye_waller,
+        dev(np.asarray(t_nm)),
+        reflection,
+        asymmetry=asymmetry,
+        polarization=polarization,
+        bragg=bragg,
+        max_coupling=max_coupling,
+        engine=engine,
+        threads=threads,
+    )
+    r_grid = refl[:, : grid.n_fine]
     if window.used:  # cells of the substrate window replaced by their sub-grid average
-        avg = xp.mean(xp.reshape(refl[:, grid.n_fine:], (n_batch, window.n_cells, window.n_sub)), axis=2)
+        avg = xp.mean(xp.reshape(refl[:, grid.n_fine :], (n_batch, window.n_cells, window.n_sub)), axis=2)
         rel = np.arange(grid.n_fine)[None, :] - window.first_cell[:, None]
         inside = dev((rel >= 0) & (rel < window.n_cells))
         gathered = xp.take_along_axis(avg, dev(np.clip(rel, 0, window.n_cells - 1)), axis=1)
@@ -185,8 +212,9 @@ def simulate_scan(
     # kernel half width in grid steps: the padding of the widest curve; Lorentzian tails reach across
     # the whole grid (a cut at 12 FWHM drops ~3 % of their weight and shows on a log scale)
     n_k = int(grid.n_pad.max()) if shape == "gaussian" else max(int(grid.n_pad.max()), grid.n_fine)
-    conv = convolve_resolution(r_grid, step_deg=grid.step_deg, resolution_fwhm_deg=fwhm, half_width_steps=n_k,
-                               shape=shape, eta=eta)
+    conv = convolve_resolution(
+        r_grid, step_deg=grid.step_deg, resolution_fwhm_deg=fwhm, half_width_steps=n_k, shape=shape, eta=eta
+    )
 
     # sample at the scan angles: exact grid points for uniform scans, linear interpolation otherwise
     pos = (tt - dev(grid.lo_deg[:, None])) / dev(grid.step_deg[:, None])
@@ -198,8 +226,9 @@ def simulate_scan(
     return xp.maximum(out, 0.0)
 
 
-def convolve_resolution(reflectivity_grid, *, step_deg, resolution_fwhm_deg, half_width_steps: int,
-                        shape: str = "gaussian", eta=0.5):
+def convolve_resolution(
+    reflectivity_grid, *, step_deg, resolution_fwhm_deg, half_width_steps: int, shape: str = "gaussian", eta=0.5
+):
     """The instrument's resolution convolution on a uniform grid (FFT), renormalised at the edges.
 
     Each curve is convolved with its own :func:`resolution_kernel`, normalised to unit sum over
@@ -235,14 +264,14 @@ def convolve_resolution(reflectivity_grid, *, step_deg, resolution_fwhm_deg, hal
     kernel = dev(kernel / kernel.sum(axis=1, keepdims=True))
     n_fft = 1 << int(math.ceil(math.log2(n_grid + 2 * n_k + 1)))
     fk = xp.fft.rfft(kernel, n=n_fft, axis=1)
-    conv = xp.fft.irfft(xp.fft.rfft(reflectivity_grid, n=n_fft, axis=1) * fk, n=n_fft, axis=1)[:, n_k:n_k + n_grid]
-    ones = xp.fft.irfft(xp.fft.rfft(xp.ones_like(reflectivity_grid), n=n_fft, axis=1) * fk, n=n_fft,
-                        axis=1)[:, n_k:n_k + n_grid]
+    conv = xp.fft.irfft(xp.fft.rfft(reflectivity_grid, n=n_fft, axis=1) * fk, n=n_fft, axis=1)[:, n_k : n_k + n_grid]
+    ones = xp.fft.irfft(xp.fft.rfft(xp.ones_like(reflectivity_grid), n=n_fft, axis=1) * fk, n=n_fft, axis=1)[
+        :, n_k : n_k + n_grid
+    ]
     return conv / ones
 
 
-def _scan_inputs(xp, two_theta_deg, strain, resolution_fwhm_deg, thickness_nm, eta, *, shape, fine_step_deg,
-                 pad_deg):
+def _scan_inputs(xp, two_theta_deg, strain, resolution_fwhm_deg, thickness_nm, eta, *, shape, fine_step_deg, pad_deg):
     """Checked, batch-first inputs of :func:`simulate_scan`: (tt, strain, fwhm, t_nm, eta)."""
     tt = xp.asarray(two_theta_deg, dtype=xp.float64)
     tt = tt[None, :] if tt.ndim == 1 else tt
@@ -312,8 +341,14 @@ def _fine_grid(rows, fwhm, t_nm, reflection, *, shape, fine_step_deg, pad_deg) -
     n_pad = np.ceil(half / step).astype(int)
     lo = lo_scan - n_pad * step
     n_fine = int(np.max(np.round((hi_scan - lo) / step).astype(int) + n_pad)) + 1
-    return _FineGrid(lo_deg=lo, step_deg=step, n_pad=n_pad, n_fine=n_fine, uniform=uniform,
-                     two_theta_deg=lo[:, None] + step[:, None] * np.arange(n_fine)[None, :])
+    return _FineGrid(
+        lo_deg=lo,
+        step_deg=step,
+        n_pad=n_pad,
+        n_fine=n_fine,
+        uniform=uniform,
+        two_theta_deg=lo[:, None] + step[:, None] * np.arange(n_fine)[None, :],
+    )
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -363,7 +398,9 @@ def background_profile(two_theta_deg, *, level, slope=0.0, curvature=0.0, centre
     return np.maximum(col(level) * (1 + col(slope) * x + col(curvature) * x * x), 0.0)
 
 
-def apply_counts(reflectivity_curve, *, scale, background=0.0, rng=None, noise: str = "poisson", extra_noise: float = 0.0):
+def apply_counts(
+    reflectivity_curve, *, scale, background=0.0, rng=None, noise: str = "poisson", extra_noise: float = 0.0
+):
     """Turn a reflectivity into measured counts: ``scale * R + background`` with counting noise.
 
     Parameters

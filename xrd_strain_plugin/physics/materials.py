@@ -188,9 +188,7 @@ def _make_crystal(material: str):
             raise MaterialError(f"cannot read CIF file {material}: {exc}") from exc
     crystal = getattr(xu.materials, material, None)
     if crystal is None or not hasattr(crystal, "lattice"):
-        raise MaterialError(
-            f"unknown material {material!r}: give a CIF path or one of {', '.join(BUILTIN_MATERIALS)}"
-        )
+        raise MaterialError(f"unknown material {material!r}: give a CIF path or one of {', '.join(BUILTIN_MATERIALS)}")
     return crystal
 
 
@@ -272,13 +270,18 @@ def _read_cached(path):
     try:
         d = json.loads(path.read_text())
         c = lambda v: complex(v[0], v[1])
-        return Reflection(material=d["material"], hkl=tuple(d["hkl"]),
-                          wavelength_angstrom=d["wavelength_angstrom"],
-                          d_spacing_angstrom=d["d_spacing_angstrom"],
-                          cell_volume_angstrom3=d["cell_volume_angstrom3"], f0=c(d["f0"]),
-                          fh=c(d["fh"]), fmh=c(d["fmh"]),
-                          fh_strain_coeffs=tuple(map(c, d["fh_strain_coeffs"])),
-                          fmh_strain_coeffs=tuple(map(c, d["fmh_strain_coeffs"])))
+        return Reflection(
+            material=d["material"],
+            hkl=tuple(d["hkl"]),
+            wavelength_angstrom=d["wavelength_angstrom"],
+            d_spacing_angstrom=d["d_spacing_angstrom"],
+            cell_volume_angstrom3=d["cell_volume_angstrom3"],
+            f0=c(d["f0"]),
+            fh=c(d["fh"]),
+            fmh=c(d["fmh"]),
+            fh_strain_coeffs=tuple(map(c, d["fh_strain_coeffs"])),
+            fmh_strain_coeffs=tuple(map(c, d["fmh_strain_coeffs"])),
+        )
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return None  # unreadable entry: recompute (and rewrite it)
 
@@ -290,11 +293,18 @@ def _write_cached(path, r: "Reflection") -> None:
     if path is None:
         return
     c = lambda z: [z.real, z.imag]
-    data = {"material": r.material, "hkl": list(r.hkl), "wavelength_angstrom": r.wavelength_angstrom,
-            "d_spacing_angstrom": r.d_spacing_angstrom, "cell_volume_angstrom3": r.cell_volume_angstrom3,
-            "f0": c(r.f0), "fh": c(r.fh), "fmh": c(r.fmh),
-            "fh_strain_coeffs": [c(z) for z in r.fh_strain_coeffs],
-            "fmh_strain_coeffs": [c(z) for z in r.fmh_strain_coeffs]}
+    data = {
+        "material": r.material,
+        "hkl": list(r.hkl),
+        "wavelength_angstrom": r.wavelength_angstrom,
+        "d_spacing_angstrom": r.d_spacing_angstrom,
+        "cell_volume_angstrom3": r.cell_volume_angstrom3,
+        "f0": c(r.f0),
+        "fh": c(r.fh),
+        "fmh": c(r.fmh),
+        "fh_strain_coeffs": [c(z) for z in r.fh_strain_coeffs],
+        "fmh_strain_coeffs": [c(z) for z in r.fmh_strain_coeffs],
+    }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")

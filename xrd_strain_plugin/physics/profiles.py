@@ -201,8 +201,9 @@ def check_dw_mode(dw_mode: str) -> str:
     return dw_mode
 
 
-def depth_table(weights_percent, *, thickness_nm: float, dw_min: float, n_depth: int,
-                strain_max_percent: float | None = None):
+def depth_table(
+    weights_percent, *, thickness_nm: float, dw_min: float, n_depth: int, strain_max_percent: float | None = None
+):
     """A profile with coupled DW as a table from the surface (depth 0) to the interface (depth t).
 
     Parameters
@@ -387,8 +388,7 @@ def lamellae_from_table(depth_nm, strain_percent, debye_waller, n_slices: int) -
     """
     n_slices = _positive_int(n_slices, "n_slices")
     columns = {}
-    for name, values in (("depth_nm", depth_nm), ("strain_percent", strain_percent),
-                         ("debye_waller", debye_waller)):
+    for name, values in (("depth_nm", depth_nm), ("strain_percent", strain_percent), ("debye_waller", debye_waller)):
         array = np.asarray(values, dtype=float)
         if array.ndim != 1 or array.size == 0:
             raise ValueError(f"{name} must be a non-empty 1-D sequence")

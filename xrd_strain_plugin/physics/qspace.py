@@ -86,9 +86,7 @@ class ModelGrid:
         if not (np.isfinite(self.strain_min) and np.isfinite(self.strain_max)):
             raise ValueError("ModelGrid strain_min and strain_max must be finite")
         if not self.strain_min < self.strain_max:
-            raise ValueError(
-                f"ModelGrid needs strain_min < strain_max, got {self.strain_min} >= {self.strain_max}"
-            )
+            raise ValueError(f"ModelGrid needs strain_min < strain_max, got {self.strain_min} >= {self.strain_max}")
         if self.strain_min <= -1.0:
             raise ValueError("ModelGrid strain_min must be > -1")
         if int(self.n_points) != self.n_points or self.n_points < 2:
@@ -112,8 +110,7 @@ def grid_two_theta_deg(grid: ModelGrid, *, wavelength_angstrom, q_bragg_inv_angs
     return q_to_two_theta_deg(q, wavelength_angstrom)
 
 
-def to_model_input(two_theta_deg, intensity, *, wavelength_angstrom, q_bragg_inv_angstrom,
-                   grid: ModelGrid):
+def to_model_input(two_theta_deg, intensity, *, wavelength_angstrom, q_bragg_inv_angstrom, grid: ModelGrid):
     """Measured or simulated curves -> network input on the model grid.
 
     Each curve becomes ``log10(I / I_max)`` on its strain axis, linearly
@@ -158,8 +155,9 @@ def curve_to_model_input(curve: Curve, *, grid: ModelGrid):
     if curve.reflection is None:
         raise ValueError("curve_to_model_input needs a Curve with its reflection")
     refl = curve.reflection
-    return _model_input(curve.two_theta_deg, curve.counts[np.newaxis, :], refl.wavelength_angstrom,
-                        refl.q_bragg_inv_angstrom, grid)
+    return _model_input(
+        curve.two_theta_deg, curve.counts[np.newaxis, :], refl.wavelength_angstrom, refl.q_bragg_inv_angstrom, grid
+    )
 
 
 def _model_input(angles, counts, wavelength_angstrom, q_bragg_inv_angstrom, grid):
@@ -172,13 +170,11 @@ def _model_input(angles, counts, wavelength_angstrom, q_bragg_inv_angstrom, grid
     if strain.ndim == 1:
         out = _interp_shared(grid.strain, strain, log_rel, floor)
     else:
-        out = np.stack([np.interp(grid.strain, s, y, left=f[0], right=f[0])
-                        for s, y, f in zip(strain, log_rel, floor)])
+        out = np.stack([np.interp(grid.strain, s, y, left=f[0], right=f[0]) for s, y, f in zip(strain, log_rel, floor)])
     return out.astype(np.float32)
 
 
-def from_model_grid(values, *, grid: ModelGrid, two_theta_deg, wavelength_angstrom,
-                    q_bragg_inv_angstrom):
+def from_model_grid(values, *, grid: ModelGrid, two_theta_deg, wavelength_angstrom, q_bragg_inv_angstrom):
     """Model-grid curves (log10 relative intensity) -> relative intensity at angles.
 
     The inverse of :func:`to_model_input` within the measured range.
@@ -202,8 +198,10 @@ def from_model_grid(values, *, grid: ModelGrid, two_theta_deg, wavelength_angstr
         values = values[np.newaxis, :]
     if values.ndim != 2 or values.shape[1] != grid.n_points:
         raise ValueError(f"values must have shape (n_batch, {grid.n_points}), got {values.shape}")
-    strain = strain_axis(two_theta_deg_to_q(np.asarray(two_theta_deg, dtype=float).reshape(-1),
-                                            wavelength_angstrom), q_bragg_inv_angstrom)
+    strain = strain_axis(
+        two_theta_deg_to_q(np.asarray(two_theta_deg, dtype=float).reshape(-1), wavelength_angstrom),
+        q_bragg_inv_angstrom,
+    )
     if values.shape[0] <= _SMALL_BATCH:
         log_rel = np.stack([np.interp(strain, grid.strain, row) for row in values])
     else:

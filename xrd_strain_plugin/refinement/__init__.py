@@ -10,12 +10,39 @@ a start comes from the network or from anywhere else.
 
 from xrd_strain_plugin.refinement.fitter import Budget, LocalFit, fit_local
 from xrd_strain_plugin.refinement.model import CurveModel, ModelConfig, Parameter
-from xrd_strain_plugin.refinement.objective import (Objective, count_quantum, fit_scale_background,
-                                                    noise_floor_sigma_i, sigma_i)
-from xrd_strain_plugin.refinement.refine import (RefineOptions, StartProfile, check_scan_covers_reflection,
-                                                 prepare_curve, refine_curve)
+from xrd_strain_plugin.refinement.objective import (
+    Objective,
+    count_quantum,
+    fit_scale_background,
+    noise_floor_sigma_i,
+    sigma_i,
+)
+from xrd_strain_plugin.refinement.refine import (
+    RefineOptions,
+    StartProfile,
+    check_scan_covers_reflection,
+    prepare_curve,
+    refine_curve,
+)
 from xrd_strain_plugin.refinement.result import PATHS, RefinementResult
 
-__all__ = ["Budget", "CurveModel", "LocalFit", "ModelConfig", "Objective", "PATHS", "Parameter",
-           "RefineOptions", "RefinementResult", "StartProfile", "check_scan_covers_reflection", "count_quantum",
-           "fit_local", "fit_scale_background", "noise_floor_sigma_i", "prepare_curve", "refine_curve", "sigma_i"]
+__all__ = [
+    "Budget",
+    "CurveModel",
+    "LocalFit",
+    "ModelConfig",
+    "Objective",
+    "PATHS",
+    "Parameter",
+    "RefineOptions",
+    "RefinementResult",
+    "StartProfile",
+    "check_scan_covers_reflection",
+    "count_quantum",
+    "fit_local",
+    "fit_scale_background",
+    "noise_floor_sigma_i",
+    "prepare_curve",
+    "refine_curve",
+    "sigma_i",
+]

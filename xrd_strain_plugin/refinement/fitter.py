@@ -107,8 +107,7 @@ def _smoothness_prior(model: CurveModel, values0, smoothness: float) -> np.ndarr
     return np.array(rows).reshape(-1, values0.size)
 
 
-def _jacobian_columns(model: CurveModel, params, v, refl, free, free_sim, dlog, scale, bg, *, fine_step_deg,
-                      pad_deg):
+def _jacobian_columns(model: CurveModel, params, v, refl, free, free_sim, dlog, scale, bg, *, fine_step_deg, pad_deg):
     """d residual / d free parameter at ``v``: the simulation parameters by forward differences in ONE
     batched simulator call, the scale, background and slope analytically. Returns (columns, curves)."""
     i_scale, i_bg, i_slope = (model.index[n] for n in ("log10_scale", "log10_background", "background_slope"))
@@ -142,9 +141,19 @@ def _jacobian_columns(model: CurveModel, params, v, refl, free, free_sim, dlog, 
     return cols, n_curves
 
 
-def fit_local(model: CurveModel, objective: Objective, parameters, *, budget: Budget | None = None,
-              max_nfev: int = 60, fine_step_deg: float | None = None, pad_deg: float | None = None,
-              ftol: float = 1e-6, xtol: float = 1e-6, smoothness: float = 0.0) -> LocalFit:
+def fit_local(
+    model: CurveModel,
+    objective: Objective,
+    parameters,
+    *,
+    budget: Budget | None = None,
+    max_nfev: int = 60,
+    fine_step_deg: float | None = None,
+    pad_deg: float | None = None,
+    ftol: float = 1e-6,
+    xtol: float = 1e-6,
+    smoothness: float = 0.0,
+) -> LocalFit:
     """Bounded least squares from ``parameters``.
 
     Parameters
@@ -227,16 +236,27 @@ def fit_local(model: CurveModel, objective: Objective, parameters, *, budget: Bu
         dlog = w / (_LN10 * np.maximum(intensity, 1e-300))  # d residual / d intensity
         if free_sim and stats["enforce"] and budget.left <= 0:
             raise _OutOfTime
-        cols, n = _jacobian_columns(model, params, v, refl, free, free_sim, dlog, scale, bg,
-                                    fine_step_deg=fine_step_deg, pad_deg=pad_deg)
+        cols, n = _jacobian_columns(
+            model, params, v, refl, free, free_sim, dlog, scale, bg, fine_step_deg=fine_step_deg, pad_deg=pad_deg
+        )
         stats["curves"] += n
         return np.vstack([cols, reg_free]) if reg.size else cols
 
     converged = False
     x_best = x0
     try:
-        fit = least_squares(fun, x0, jac=jac, bounds=(lower, upper), method="trf", x_scale="jac",
-                            max_nfev=max_nfev, ftol=ftol, xtol=xtol, gtol=1e-8)
+        fit = least_squares(
+            fun,
+            x0,
+            jac=jac,
+            bounds=(lower, upper),
+            method="trf",
+            x_scale="jac",
+            max_nfev=max_nfev,
+            ftol=ftol,
+            xtol=xtol,
+            gtol=1e-8,
+        )
         x_best = fit.x if fit.cost <= best["cost"] else best["x"]
         converged = fit.status > 0
     except _OutOfTime:
@@ -248,7 +268,15 @@ def fit_local(model: CurveModel, objective: Objective, parameters, *, budget: Bu
     res = with_prior(objective.residuals(intensity), v)
     j = jac(x_best) if free else np.zeros((res.size, 0))
     new_params = tuple(p if i not in free else p.clipped(v[i]) for i, p in enumerate(params))
-    return LocalFit(parameters=new_params, cost=0.5 * float(res @ res), sigma_i=objective.sigma_i(intensity),
-                    intensity_model=intensity, reflectivity=refl, jacobian=j,
-                    free_names=tuple(params[i].name for i in free), n_evaluations=stats["nfev"],
-                    n_curves=stats["curves"], converged=converged)
+    return LocalFit(
+        parameters=new_params,
+        cost=0.5 * float(res @ res),
+        sigma_i=objective.sigma_i(intensity),
+        intensity_model=intensity,
+        reflectivity=refl,
+        jacobian=j,
+        free_names=tuple(params[i].name for i in free),
+        n_evaluations=stats["nfev"],
+        n_curves=stats["curves"],
+        converged=converged,
+    )

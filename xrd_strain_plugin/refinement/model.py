@@ -144,13 +144,20 @@ class CurveModel:
         c = config
         names = [f"w{k}" for k in range(c.n_strain_weights)]
         names += ["dw_min"] if c.dw_mode == "coupled" else [f"d{k}" for k in range(c.n_dw_weights)]
-        names += ["thickness_nm", "fwhm_deg", "eta", "zero_offset_deg", "substrate_mismatch",
-                  "log10_scale", "log10_background", "background_slope"]
+        names += [
+            "thickness_nm",
+            "fwhm_deg",
+            "eta",
+            "zero_offset_deg",
+            "substrate_mismatch",
+            "log10_scale",
+            "log10_background",
+            "background_slope",
+        ]
         self.names = tuple(names)
         self.index = {n: i for i, n in enumerate(self.names)}
         self._basis_strain = profiles.profile_basis(c.n_strain_weights, c.n_slices)
-        self._basis_dw = (profiles.profile_basis(c.n_dw_weights, c.n_slices)
-                          if c.dw_mode == "decoupled" else None)
+        self._basis_dw = profiles.profile_basis(c.n_dw_weights, c.n_slices) if c.dw_mode == "decoupled" else None
         self._x_deg = self.two_theta_deg - 0.5 * (self.two_theta_deg[0] + self.two_theta_deg[-1])
 
     @property
@@ -159,9 +166,21 @@ class CurveModel:
         return self._x_deg
 
     # ---- parameters -------------------------------------------------------------------------------
-    def default_parameters(self, *, strain_weights_percent, thickness_nm, fwhm_deg, dw_min=0.5,
-                           dw_weights=None, eta=0.01, zero_offset_deg=0.0, substrate_mismatch=0.0,
-                           log10_scale=5.0, log10_background=0.0, background_slope=0.0):
+    def default_parameters(
+        self,
+        *,
+        strain_weights_percent,
+        thickness_nm,
+        fwhm_deg,
+        dw_min=0.5,
+        dw_weights=None,
+        eta=0.01,
+        zero_offset_deg=0.0,
+        substrate_mismatch=0.0,
+        log10_scale=5.0,
+        log10_background=0.0,
+        background_slope=0.0,
+    ):
         """Parameters with physical bounds, clipped into them.
 
         Returns
@@ -174,29 +193,55 @@ class CurveModel:
         if w.shape != (c.n_strain_weights,):
             raise ValueError(f"need {c.n_strain_weights} strain weights, got shape {w.shape}")
         lo_s, hi_s = c.strain_bounds_percent
-        out = [Parameter(name=f"w{k}", value=v, lower=lo_s, upper=hi_s, fd_step=1e-3).clipped(v)
-               for k, v in enumerate(w)]
+        out = [
+            Parameter(name=f"w{k}", value=v, lower=lo_s, upper=hi_s, fd_step=1e-3).clipped(v) for k, v in enumerate(w)
+        ]
         if c.dw_mode == "coupled":
             out.append(Parameter(name="dw_min", value=dw_min, lower=0.02, upper=1.0, fd_step=1e-3).clipped(dw_min))
         else:
             d = np.zeros(c.n_dw_weights) if dw_weights is None else np.asarray(dw_weights, float)
-            out += [Parameter(name=f"d{k}", value=v, lower=0.0, upper=5.0, fd_step=1e-3).clipped(v)
-                    for k, v in enumerate(d)]
+            out += [
+                Parameter(name=f"d{k}", value=v, lower=0.0, upper=5.0, fd_step=1e-3).clipped(v) for k, v in enumerate(d)
+            ]
         out += [
-            Parameter(name="thickness_nm", value=thickness_nm, lower=c.thickness_bounds_nm[0],
-                      upper=c.thickness_bounds_nm[1], fd_step=0.02).clipped(thickness_nm),
-            Parameter(name="fwhm_deg", value=fwhm_deg, lower=c.fwhm_bounds_deg[0], upper=c.fwhm_bounds_deg[1],
-                      fd_step=2e-5).clipped(fwhm_deg),
-            Parameter(name="eta", value=eta, lower=c.eta_bounds[0], upper=c.eta_bounds[1], vary=c.vary_eta,
-                      fd_step=1e-4).clipped(eta),
-            Parameter(name="zero_offset_deg", value=zero_offset_deg, lower=c.zero_offset_bounds_deg[0],
-                      upper=c.zero_offset_bounds_deg[1], fd_step=1e-5).clipped(zero_offset_deg),
-            Parameter(name="substrate_mismatch", value=substrate_mismatch, lower=c.mismatch_bounds[0],
-                      upper=c.mismatch_bounds[1], vary=c.vary_mismatch, fd_step=1e-6).clipped(substrate_mismatch),
+            Parameter(
+                name="thickness_nm",
+                value=thickness_nm,
+                lower=c.thickness_bounds_nm[0],
+                upper=c.thickness_bounds_nm[1],
+                fd_step=0.02,
+            ).clipped(thickness_nm),
+            Parameter(
+                name="fwhm_deg", value=fwhm_deg, lower=c.fwhm_bounds_deg[0], upper=c.fwhm_bounds_deg[1], fd_step=2e-5
+            ).clipped(fwhm_deg),
+            Parameter(
+                name="eta", value=eta, lower=c.eta_bounds[0], upper=c.eta_bounds[1], vary=c.vary_eta, fd_step=1e-4
+            ).clipped(eta),
+            Parameter(
+                name="zero_offset_deg",
+                value=zero_offset_deg,
+                lower=c.zero_offset_bounds_deg[0],
+                upper=c.zero_offset_bounds_deg[1],
+                fd_step=1e-5,
+            ).clipped(zero_offset_deg),
+            Parameter(
+                name="substrate_mismatch",
+                value=substrate_mismatch,
+                lower=c.mismatch_bounds[0],
+                upper=c.mismatch_bounds[1],
+                vary=c.vary_mismatch,
+                fd_step=1e-6,
+            ).clipped(substrate_mismatch),
             Parameter(name="log10_scale", value=log10_scale, lower=-30.0, upper=30.0, fd_step=0.0),
             Parameter(name="log10_background", value=log10_background, lower=-30.0, upper=30.0, fd_step=0.0),
-            Parameter(name="background_slope", value=background_slope, lower=-1e3, upper=1e3,
-                      vary=c.background == "sloped", fd_step=0.0),
+            Parameter(
+                name="background_slope",
+                value=background_slope,
+                lower=-1e3,
+                upper=1e3,
+                vary=c.background == "sloped",
+                fd_step=0.0,
+            ),
         ]
         return tuple(out)
 
@@ -222,7 +267,7 @@ class CurveModel:
             dw = profiles.dw_coupled(strain, np.max(np.abs(strain), axis=1), dw_min)
         else:
             i0 = self.index["d0"]
-            d = v[:, i0: i0 + c.n_dw_weights]
+            d = v[:, i0 : i0 + c.n_dw_weights]
             dw = np.exp(-np.maximum(d @ self._basis_dw.T, 0.0))
         return strain, np.clip(dw, 0.0, 1.0), v[:, self.index["thickness_nm"]]
 
@@ -236,12 +281,16 @@ class CurveModel:
         v = np.asarray(values, float).reshape(-1)
         c = self.config
         if c.dw_mode == "coupled":
-            return profiles.depth_table(v[: c.n_strain_weights], thickness_nm=v[self.index["thickness_nm"]],
-                                        dw_min=v[self.index["dw_min"]], n_depth=n_depth)
+            return profiles.depth_table(
+                v[: c.n_strain_weights],
+                thickness_nm=v[self.index["thickness_nm"]],
+                dw_min=v[self.index["dw_min"]],
+                n_depth=n_depth,
+            )
         z = np.linspace(0.0, 1.0, n_depth)
         strain_pct = profiles.weights_basis(c.n_strain_weights, z) @ v[: c.n_strain_weights]
         i0 = self.index["d0"]
-        dw = np.exp(-np.maximum(profiles.weights_basis(c.n_dw_weights, z) @ v[i0: i0 + c.n_dw_weights], 0.0))
+        dw = np.exp(-np.maximum(profiles.weights_basis(c.n_dw_weights, z) @ v[i0 : i0 + c.n_dw_weights], 0.0))
         return z * v[self.index["thickness_nm"]], strain_pct, dw
 
     # ---- curves -----------------------------------------------------------------------------------
@@ -263,11 +312,21 @@ class CurveModel:
         """
         v = np.atleast_2d(np.asarray(values, float))
         strain, dw, t_nm = self.profiles(v)
-        return np.asarray(simulate_scan(
-            self.effective_two_theta_deg(v), strain, dw, t_nm, self.reflection,
-            resolution_fwhm_deg=v[:, self.index["fwhm_deg"]], shape="pseudo-voigt",
-            eta=np.clip(v[:, self.index["eta"]], 0.0, 1.0), check_layer_in_scan=False,
-            fine_step_deg=fine_step_deg, pad_deg=pad_deg))
+        return np.asarray(
+            simulate_scan(
+                self.effective_two_theta_deg(v),
+                strain,
+                dw,
+                t_nm,
+                self.reflection,
+                resolution_fwhm_deg=v[:, self.index["fwhm_deg"]],
+                shape="pseudo-voigt",
+                eta=np.clip(v[:, self.index["eta"]], 0.0, 1.0),
+                check_layer_in_scan=False,
+                fine_step_deg=fine_step_deg,
+                pad_deg=pad_deg,
+            )
+        )
 
     def background(self, values) -> np.ndarray:
         """Background counts, shape (n_batch, n_points)."""

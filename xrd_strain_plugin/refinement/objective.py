@@ -79,8 +79,7 @@ class Objective:
     @property
     def log_data(self) -> np.ndarray:
         """log10 of the data; empty channels count as half a count (or the smallest value / 2)."""
-        floor = 0.5 * (self.count_intensity if self.counts_known else
-                       float(np.min(self.intensity[self.intensity > 0])))
+        floor = 0.5 * (self.count_intensity if self.counts_known else float(np.min(self.intensity[self.intensity > 0])))
         return np.log10(np.maximum(self.intensity, floor))
 
     @property

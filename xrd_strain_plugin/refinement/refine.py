@@ -33,8 +33,13 @@ from xrd_strain_plugin.refinement.fitter import Budget, LocalFit, fit_local
 from xrd_strain_plugin.refinement.model import CurveModel, ModelConfig
 from xrd_strain_plugin.refinement.objective import Objective, fit_scale_background
 from xrd_strain_plugin.refinement.result import RefinementResult
-from xrd_strain_plugin.refinement.search import (SearchOptions, broadened, screen_proposals, stratified,
-                                                 weights_for_shapes)
+from xrd_strain_plugin.refinement.search import (
+    SearchOptions,
+    broadened,
+    screen_proposals,
+    stratified,
+    weights_for_shapes,
+)
 
 __all__ = ["RefineOptions", "StartProfile", "refine_curve", "prepare_curve", "check_scan_covers_reflection"]
 
@@ -155,10 +160,14 @@ class StartProfile:
     @classmethod
     def from_inversion(cls, result) -> "StartProfile":
         """Start from an :class:`~xrd_strain_plugin.inference.invert.InversionResult`."""
-        return cls(depth_nm=np.asarray(result.depth_nm, float), strain_percent=np.asarray(result.strain_percent, float),
-                   debye_waller=np.asarray(result.debye_waller, float), fwhm_deg=float(result.fwhm_deg),
-                   source=f"network:{result.model_id}@{result.model_version}",
-                   transfer=dict(getattr(result, "transfer", {}) or {}))
+        return cls(
+            depth_nm=np.asarray(result.depth_nm, float),
+            strain_percent=np.asarray(result.strain_percent, float),
+            debye_waller=np.asarray(result.debye_waller, float),
+            fwhm_deg=float(result.fwhm_deg),
+            source=f"network:{result.model_id}@{result.model_version}",
+            transfer=dict(getattr(result, "transfer", {}) or {}),
+        )
 
 
 # ---- input checks -------------------------------------------------------------------------------------
@@ -186,9 +195,13 @@ def _start_values(model: CurveModel, start: StartProfile, *, fwhm_deg=None):
     d = None
     if c.dw_mode == "decoupled":
         d = np.clip(_weights_from_table(z, -np.log(dw), c.n_dw_weights), 0.0, 5.0)
-    params = model.default_parameters(strain_weights_percent=w, thickness_nm=start.thickness_nm,
-                                      fwhm_deg=fwhm_deg or start.fwhm_deg, dw_min=float(dw.min()),
-                                      dw_weights=d)
+    params = model.default_parameters(
+        strain_weights_percent=w,
+        thickness_nm=start.thickness_nm,
+        fwhm_deg=fwhm_deg or start.fwhm_deg,
+        dw_min=float(dw.min()),
+        dw_weights=d,
+    )
     return params
 
 
@@ -257,13 +270,21 @@ def _offset_search(model, objective, params, offsets, step, pad):
     rows[:, model.index["zero_offset_deg"]] = offsets
     rows, cost, curves = _score_rows(model, objective, rows, step, pad)
     k = int(np.argmin(cost))
-    best = _with(params, model, {n: rows[k, model.index[n]] for n in
-                                 ("zero_offset_deg", "log10_scale", "log10_background")})
+    best = _with(
+        params, model, {n: rows[k, model.index[n]] for n in ("zero_offset_deg", "log10_scale", "log10_background")}
+    )
     return best, float(cost[k]), curves[k], len(offsets)
 
 
-def _global_stage(model_full: CurveModel, objective, best: LocalFit, options: RefineOptions, budget: Budget,
-                  e_max: float, fwhm0: float):
+def _global_stage(
+    model_full: CurveModel,
+    objective,
+    best: LocalFit,
+    options: RefineOptions,
+    budget: Budget,
+    e_max: float,
+    fwhm0: float,
+):
     """Differential evolution over a reduced coupled-DW profile space; the population is one batch."""
     from scipy.optimize import differential_evolution
 
@@ -276,13 +297,20 @@ def _global_stage(model_full: CurveModel, objective, best: LocalFit, options: Re
     e_hi = max(1.6 * e_max, 1.2 * max(abs(best.value(f"w{k}")) for k in range(c.n_strain_weights)) / 100)
     names = [f"w{k}" for k in range(n_g)] + ["dw_min", "thickness_nm", "fwhm_deg", "eta", "zero_offset_deg"]
     lo_t, hi_t = cfg.thickness_bounds_nm
-    bounds = ([(0.0, 100 * e_hi)] * n_g
-              + [(0.05, 1.0), (max(lo_t, 20.0), min(hi_t, max(3 * t_best, 1000.0))),
-                 (max(cfg.fwhm_bounds_deg[0], 0.5 * fwhm0), min(cfg.fwhm_bounds_deg[1], 2.0 * fwhm0)),
-                 (0.0, min(cfg.eta_bounds[1], 0.05)), (off_best - 0.02, off_best + 0.02)])
+    bounds = [(0.0, 100 * e_hi)] * n_g + [
+        (0.05, 1.0),
+        (max(lo_t, 20.0), min(hi_t, max(3 * t_best, 1000.0))),
+        (max(cfg.fwhm_bounds_deg[0], 0.5 * fwhm0), min(cfg.fwhm_bounds_deg[1], 2.0 * fwhm0)),
+        (0.0, min(cfg.eta_bounds[1], 0.05)),
+        (off_best - 0.02, off_best + 0.02),
+    ]
     fixed_names = set(options.fix)
-    base_params = m.default_parameters(strain_weights_percent=np.zeros(n_g), thickness_nm=t_best,
-                                       fwhm_deg=best.value("fwhm_deg"), eta=best.value("eta"))
+    base_params = m.default_parameters(
+        strain_weights_percent=np.zeros(n_g),
+        thickness_nm=t_best,
+        fwhm_deg=best.value("fwhm_deg"),
+        eta=best.value("eta"),
+    )
     base = np.array([p.value for p in base_params])
     for n in ("substrate_mismatch", "background_slope"):
         base[m.index[n]] = best.value(n)
@@ -315,26 +343,47 @@ def _global_stage(model_full: CurveModel, objective, best: LocalFit, options: Re
         return budget.left <= 0
 
     rng = np.random.default_rng(options.seed)
-    result = differential_evolution(cost, bounds, vectorized=True, updating="deferred", popsize=10,
-                                    maxiter=options.global_generations, tol=1e-6, polish=False, seed=rng,
-                                    callback=stop)
+    result = differential_evolution(
+        cost,
+        bounds,
+        vectorized=True,
+        updating="deferred",
+        popsize=10,
+        maxiter=options.global_generations,
+        tol=1e-6,
+        polish=False,
+        seed=rng,
+        callback=stop,
+    )
     x = result.x
     # back to the full parameterisation: refit the weights on the configured basis
     rows = base.copy()
     rows[ix] = x
     depth, strain_pct, dw = m.profile_table(rows)
-    start = StartProfile(depth_nm=depth, strain_percent=strain_pct, debye_waller=dw,
-                         fwhm_deg=float(rows[m.index["fwhm_deg"]]), source="global")
+    start = StartProfile(
+        depth_nm=depth,
+        strain_percent=strain_pct,
+        debye_waller=dw,
+        fwhm_deg=float(rows[m.index["fwhm_deg"]]),
+        source="global",
+    )
     params = _start_values(model_full, start)
-    params = _with(params, model_full, {"eta": rows[m.index["eta"]],
-                                        "zero_offset_deg": rows[m.index["zero_offset_deg"]],
-                                        "substrate_mismatch": best.value("substrate_mismatch"),
-                                        "background_slope": best.value("background_slope")})
+    params = _with(
+        params,
+        model_full,
+        {
+            "eta": rows[m.index["eta"]],
+            "zero_offset_deg": rows[m.index["zero_offset_deg"]],
+            "substrate_mismatch": best.value("substrate_mismatch"),
+            "background_slope": best.value("background_slope"),
+        },
+    )
     return params, stats["curves"]
 
 
-def refine_curve(two_theta_deg, intensity, reflection, *, start=None,
-                 options: RefineOptions | None = None) -> RefinementResult:
+def refine_curve(
+    two_theta_deg, intensity, reflection, *, start=None, options: RefineOptions | None = None
+) -> RefinementResult:
     """Refine a strain/DW profile against one measured curve.
 
     Parameters
@@ -404,14 +453,18 @@ class _Run:
         if start is not None and not isinstance(start, StartProfile):
             start = StartProfile.from_inversion(start)
         self.start = start
-        self.objective = Objective.from_data(self.angles, self.counts, weighting=options.weighting,
-                                             model_floor=options.model_floor)
+        self.objective = Objective.from_data(
+            self.angles, self.counts, weighting=options.weighting, model_floor=options.model_floor
+        )
         self.model = CurveModel(reflection, self.angles, options.model)
         unknown = set(options.fix) - set(self.model.names)
         if unknown:
             raise ValueError(f"cannot fix unknown parameter(s) {sorted(unknown)}; known: {', '.join(self.model.names)}")
-        self.screen = CurveModel(reflection, self.angles,
-                                 replace(options.model, n_slices=min(options.model.n_slices, options.search.n_slices)))
+        self.screen = CurveModel(
+            reflection,
+            self.angles,
+            replace(options.model, n_slices=min(options.model.n_slices, options.search.n_slices)),
+        )
         self.stages, self.n_curves, self.n_eval = [], 0, 0
         self.fwhm_peak = _peak_fwhm_deg(self.objective)
         self.e_extent = _strain_extent(self.objective, reflection, self.fwhm_peak)
@@ -436,8 +489,9 @@ def _start_candidates(run, start):
     model, options = run.model, run.options
     fwhm = start.fwhm_deg if start is not None else max(0.6 * run.fwhm_peak, 0.002)
     if start is None:  # a neutral template for the grid: nothing but the resolution
-        template = model.default_parameters(strain_weights_percent=np.zeros(options.model.n_strain_weights),
-                                            thickness_nm=300.0, fwhm_deg=fwhm)
+        template = model.default_parameters(
+            strain_weights_percent=np.zeros(options.model.n_strain_weights), thickness_nm=300.0, fwhm_deg=fwhm
+        )
         return [("template", _fix(template, options.fix))]
     p0 = _start_values(model, start)
     out = [("local", p0)]
@@ -446,14 +500,23 @@ def _start_candidates(run, start):
         upd = {"thickness_nm": t0 * ft}
         upd.update({f"w{k}": w0[k] * fe for k in range(w0.size)})
         out.append(("multi-start", _with(p0, model, upd)))
-    mirrored = StartProfile(depth_nm=start.depth_nm, strain_percent=start.strain_percent[::-1],
-                            debye_waller=start.debye_waller[::-1], fwhm_deg=start.fwhm_deg, source="mirror")
+    mirrored = StartProfile(
+        depth_nm=start.depth_nm,
+        strain_percent=start.strain_percent[::-1],
+        debye_waller=start.debye_waller[::-1],
+        fwhm_deg=start.fwhm_deg,
+        source="mirror",
+    )
     out.append(("multi-start", _start_values(model, mirrored)))
     for shift in (-0.2, 0.2):  # the same shape with its maximum moved by a fifth of the thickness
         z = np.asarray(start.depth_nm, float) / max(start.thickness_nm, 1e-9)
-        shifted = StartProfile(depth_nm=start.depth_nm, strain_percent=np.interp(z - shift, z, start.strain_percent),
-                               debye_waller=np.interp(z - shift, z, start.debye_waller), fwhm_deg=start.fwhm_deg,
-                               source="shifted")
+        shifted = StartProfile(
+            depth_nm=start.depth_nm,
+            strain_percent=np.interp(z - shift, z, start.strain_percent),
+            debye_waller=np.interp(z - shift, z, start.debye_waller),
+            fwhm_deg=start.fwhm_deg,
+            source="shifted",
+        )
         out.append(("multi-start", _start_values(model, shifted)))
     return [(label, _fix(params, options.fix)) for label, params in out]
 
@@ -465,8 +528,9 @@ def _offset_stage(run, candidates):
     options = run.options
     if "zero_offset_deg" not in options.fix:
         lo_o, hi_o = options.model.zero_offset_bounds_deg
-        offsets = np.clip(np.linspace(-options.offset_search_deg, options.offset_search_deg, options.n_offsets),
-                          lo_o, hi_o)
+        offsets = np.clip(
+            np.linspace(-options.offset_search_deg, options.offset_search_deg, options.n_offsets), lo_o, hi_o
+        )
         v_first = np.array([p.value for p in first])
         step, pad = run.screen.grid_for(v_first)
         first, _, _, n = _offset_search(run.screen, run.objective, first, offsets, step, pad)
@@ -484,8 +548,9 @@ def _proposal_stage(run, candidates):
     template = candidates[0][1]
     base = np.array([p.value for p in template])
     extra = [(label, np.array([p.value for p in params])) for label, params in candidates if label != "template"]
-    found, n = screen_proposals(run.screen, run.objective, base, e_extent=run.e_extent,
-                                options=run.options.search, extra=extra)
+    found, n = screen_proposals(
+        run.screen, run.objective, base, e_extent=run.e_extent, options=run.options.search, extra=extra
+    )
     run.n_curves += n
     run.template = template
     given = next((p for p in found if p.label == "local"), None)
@@ -498,8 +563,13 @@ def _proposal_stage(run, candidates):
     if found:
         step, pad = run.screen.grid_for(found[0].row)
         curve = model.intensity(found[0].row, run.screen.reflectivity(found[0].row, fine_step_deg=step, pad_deg=pad))[0]
-    run.log("proposals", t0, proposals=len(found), kept=len(chosen),
-            sigma_i=run.objective.sigma_i(curve) if curve is not None else float("nan"))
+    run.log(
+        "proposals",
+        t0,
+        proposals=len(found),
+        kept=len(chosen),
+        sigma_i=run.objective.sigma_i(curve) if curve is not None else float("nan"),
+    )
     return [(_label_of(p.label), run.params_from_row(template, p.row)) for p in chosen]
 
 
@@ -520,14 +590,30 @@ def _short_fit_stage(run, proposals):
         if o.continuation:
             wide = _with(params, run.model, {"fwhm_deg": float(np.hypot(params[i_f].value, widen.b_deg))})
             wide = _fix(wide, ("fwhm_deg",))
-            coarse = fit_local(run.screen, blurred, wide, budget=run.budget, max_nfev=o.short_fit_nfev,
-                               ftol=1e-3, xtol=1e-4, smoothness=o.smoothness)
+            coarse = fit_local(
+                run.screen,
+                blurred,
+                wide,
+                budget=run.budget,
+                max_nfev=o.short_fit_nfev,
+                ftol=1e-3,
+                xtol=1e-4,
+                smoothness=o.smoothness,
+            )
             run.n_curves += coarse.n_curves
             run.n_eval += coarse.n_evaluations
             values = {p.name: p.value for p in coarse.parameters if p.name != "fwhm_deg"}
             params = _with(params, run.model, values)
-        fit = fit_local(run.screen, run.objective, params, budget=run.budget, max_nfev=o.short_fit_nfev,
-                        ftol=1e-3, xtol=1e-4, smoothness=o.smoothness)
+        fit = fit_local(
+            run.screen,
+            run.objective,
+            params,
+            budget=run.budget,
+            max_nfev=o.short_fit_nfev,
+            ftol=1e-3,
+            xtol=1e-4,
+            smoothness=o.smoothness,
+        )
         run.n_curves += fit.n_curves
         run.n_eval += fit.n_evaluations
         fits.append((fit.cost, label, fit))
@@ -559,8 +645,16 @@ def _final_fit_stage(run, fits):
     for label, short in chosen:
         best, params = None, short.parameters
         for _ in range(3):  # refit until converged, the grid re-derived for the current resolution
-            fit = fit_local(run.model, run.objective, params, budget=run.budget, max_nfev=o.final_fit_nfev,
-                            ftol=1e-5, xtol=1e-5, smoothness=o.smoothness)
+            fit = fit_local(
+                run.model,
+                run.objective,
+                params,
+                budget=run.budget,
+                max_nfev=o.final_fit_nfev,
+                ftol=1e-5,
+                xtol=1e-5,
+                smoothness=o.smoothness,
+            )
             run.n_curves += fit.n_curves
             run.n_eval += fit.n_evaluations
             improved = best is None or fit.cost < best.cost * (1 - 1e-4)
@@ -614,13 +708,20 @@ def _thickness_rescan_stage(run, best):
     out = []
     for row in chosen:
         params = _fix(_with(best.parameters, model, dict(zip(model.names, row))), o.fix)
-        fit = fit_local(model, run.objective, params, budget=run.budget, max_nfev=o.final_fit_nfev,
-                        ftol=1e-5, xtol=1e-5, smoothness=o.smoothness)
+        fit = fit_local(
+            model,
+            run.objective,
+            params,
+            budget=run.budget,
+            max_nfev=o.final_fit_nfev,
+            ftol=1e-5,
+            xtol=1e-5,
+            smoothness=o.smoothness,
+        )
         run.n_curves += fit.n_curves
         run.n_eval += fit.n_evaluations
         out.append(("rescan", fit))
-    run.log("thickness-rescan", t0, fits=len(out),
-            sigma_i=min((f.sigma_i for _, f in out), default=float("nan")))
+    run.log("thickness-rescan", t0, fits=len(out), sigma_i=min((f.sigma_i for _, f in out), default=float("nan")))
     return out
 
 
@@ -636,14 +737,16 @@ def _global_search_stage(run, best):
     t0 = time.perf_counter()
     o = run.options
     model = run.model
-    params, n = _global_stage(model, run.objective, best, o, Budget(o.global_budget_s), run.e_extent,
-                              best.value("fwhm_deg"))
+    params, n = _global_stage(
+        model, run.objective, best, o, Budget(o.global_budget_s), run.e_extent, best.value("fwhm_deg")
+    )
     run.n_curves += n
     params = _fix(params, o.fix)
     v = np.array([p.value for p in params])
     step, pad = model.grid_for(v)
-    params, _, _, n = _offset_search(model, run.objective, params, np.array([v[model.index["zero_offset_deg"]]]),
-                                     step, pad)
+    params, _, _, n = _offset_search(
+        model, run.objective, params, np.array([v[model.index["zero_offset_deg"]]]), step, pad
+    )
     run.n_curves += n
     fit = fit_local(model, run.objective, params, budget=run.budget, max_nfev=60, smoothness=o.smoothness)
     run.n_curves += fit.n_curves
@@ -724,10 +827,12 @@ def _detection_limit(run, bare_rows, bare_curves, threshold):
         j = np.flatnonzero(delta[k] > threshold)
         per_t[f"{t_nm:.0f}"] = float(100 * strains[j[0]]) if j.size else None
     products = [float(t) * e for t, e in zip(thicknesses, per_t.values()) if e is not None]
-    return {"strain_max_percent_at_thickness_nm": per_t,
-            "strain_percent_x_thickness_nm": min(products) if products else None,
-            "criterion": "a surface-peaked undisordered layer whose curve differs from the bare substrate's "
-                         "by > 2 sd of chi^2"}
+    return {
+        "strain_max_percent_at_thickness_nm": per_t,
+        "strain_percent_x_thickness_nm": min(products) if products else None,
+        "criterion": "a surface-peaked undisordered layer whose curve differs from the bare substrate's "
+        "by > 2 sd of chi^2",
+    }
 
 
 def _uncertainty_band(run, best, equivalent):
@@ -758,10 +863,18 @@ def _uncertainty_band(run, best, equivalent):
 
 def _summary(run, label, fit):
     depth, strain_pct, dw, i = _shape_of(run.model, fit)
-    return {"path": label, "sigma_i": float(fit.sigma_i), "cost": float(fit.cost),
-            "thickness_nm": float(fit.value("thickness_nm")), "strain_max_percent": float(strain_pct[i]),
-            "depth_of_max_nm": float(depth[i]), "dw_min": float(np.min(dw)),
-            "depth_nm": depth.tolist(), "strain_percent": strain_pct.tolist(), "debye_waller": dw.tolist()}
+    return {
+        "path": label,
+        "sigma_i": float(fit.sigma_i),
+        "cost": float(fit.cost),
+        "thickness_nm": float(fit.value("thickness_nm")),
+        "strain_max_percent": float(strain_pct[i]),
+        "depth_of_max_nm": float(depth[i]),
+        "dw_min": float(np.min(dw)),
+        "depth_nm": depth.tolist(),
+        "strain_percent": strain_pct.tolist(),
+        "debye_waller": dw.tolist(),
+    }
 
 
 def _assemble(run, finals, best_label, best):
@@ -785,24 +898,49 @@ def _assemble(run, finals, best_label, best):
     start_curve = run.as_given.intensity_model if run.given is not None else None
     capped = run.budget.left <= 0
     if capped:
-        run.stages.append({"stage": "time-cap", "budget_s": options.budget_s,
-                           "note": "the last-resort CPU cap stopped a stage: the answer may depend on the load"})
+        run.stages.append(
+            {
+                "stage": "time-cap",
+                "budget_s": options.budget_s,
+                "note": "the last-resort CPU cap stopped a stage: the answer may depend on the load",
+            }
+        )
     return RefinementResult(
-        depth_nm=depth, strain_percent=strain_pct, debye_waller=dw, two_theta_deg=run.angles,
-        intensity_measured=run.counts, intensity_model=best.intensity_model,
+        depth_nm=depth,
+        strain_percent=strain_pct,
+        debye_waller=dw,
+        two_theta_deg=run.angles,
+        intensity_measured=run.counts,
+        intensity_model=best.intensity_model,
         intensity_start=start_curve if start_curve is not None else best.intensity_model,
-        thickness_nm=values["thickness_nm"], strain_max_percent=float(strain_pct[i_max]),
-        depth_of_max_nm=float(depth[i_max]), dw_min=float(np.min(dw)), sigma_i=best.sigma_i,
+        thickness_nm=values["thickness_nm"],
+        strain_max_percent=float(strain_pct[i_max]),
+        depth_of_max_nm=float(depth[i_max]),
+        dw_min=float(np.min(dw)),
+        sigma_i=best.sigma_i,
         sigma_i_start=float(run.objective.sigma_i(start_curve)) if start_curve is not None else float("nan"),
-        noise_floor_sigma_i=floor, path=best_label if best_label != "proposal" else "search",
-        poor_fit=bool(best.sigma_i > threshold), poor_threshold=float(threshold),
-        values=values, uncertainties=best.uncertainties(),
-        fixed=tuple(p.name for p in best.parameters if not p.vary), n_evaluations=run.n_eval,
-        n_curves=run.n_curves, elapsed_s=time.perf_counter() - run.wall0, cpu_s=run.budget.elapsed,
-        stages=tuple(run.stages), start_source=start.source if start is not None else "search",
+        noise_floor_sigma_i=floor,
+        path=best_label if best_label != "proposal" else "search",
+        poor_fit=bool(best.sigma_i > threshold),
+        poor_threshold=float(threshold),
+        values=values,
+        uncertainties=best.uncertainties(),
+        fixed=tuple(p.name for p in best.parameters if not p.vary),
+        n_evaluations=run.n_eval,
+        n_curves=run.n_curves,
+        elapsed_s=time.perf_counter() - run.wall0,
+        cpu_s=run.budget.elapsed,
+        stages=tuple(run.stages),
+        start_source=start.source if start is not None else "search",
         start_transfer=dict(start.transfer) if start is not None else {},
-        model_config=asdict(options.model), material=str(run.reflection.material),
-        hkl=tuple(int(i) for i in run.reflection.hkl), wavelength_angstrom=float(run.reflection.wavelength_angstrom),
-        ambiguous=bool(alternatives) and detected, alternatives=tuple(alternatives) if detected else (),
-        strain_band_percent=(band_lo.tolist(), band_hi.tolist()), layer_detected=detected, detection_limit=limit,
-        time_capped=capped)
+        model_config=asdict(options.model),
+        material=str(run.reflection.material),
+        hkl=tuple(int(i) for i in run.reflection.hkl),
+        wavelength_angstrom=float(run.reflection.wavelength_angstrom),
+        ambiguous=bool(alternatives) and detected,
+        alternatives=tuple(alternatives) if detected else (),
+        strain_band_percent=(band_lo.tolist(), band_hi.tolist()),
+        layer_detected=detected,
+        detection_limit=limit,
+        time_capped=capped,
+    )

@@ -124,8 +124,15 @@ class RefinementResult:
     detection_limit: dict | None = None
     time_capped: bool = False
 
-    _ARRAYS = ("depth_nm", "strain_percent", "debye_waller", "two_theta_deg", "intensity_measured",
-               "intensity_model", "intensity_start")
+    _ARRAYS = (
+        "depth_nm",
+        "strain_percent",
+        "debye_waller",
+        "two_theta_deg",
+        "intensity_measured",
+        "intensity_model",
+        "intensity_start",
+    )
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The arrays by name."""
@@ -133,6 +140,7 @@ class RefinementResult:
 
     def summary(self) -> dict:
         """JSON-able scalars and provenance (no arrays); ``refined`` is True."""
+
         def clean(x):
             if isinstance(x, float) and not math.isfinite(x):
                 return None
@@ -144,7 +152,10 @@ class RefinementResult:
                 return [clean(v) for v in x]
             return x
 
-        out = {name: clean(getattr(self, name)) for name in self.__dataclass_fields__
-               if name not in self._ARRAYS and not name.startswith("_")}
+        out = {
+            name: clean(getattr(self, name))
+            for name in self.__dataclass_fields__
+            if name not in self._ARRAYS and not name.startswith("_")
+        }
         out["refined"] = True
         return out

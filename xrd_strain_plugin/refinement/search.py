@@ -30,8 +30,16 @@ import numpy as np
 from xrd_strain_plugin.physics import profiles
 from xrd_strain_plugin.physics.misfit import fit_scale_background
 
-__all__ = ["SearchOptions", "Proposal", "screen_proposals", "shape_library", "weights_for_shapes",
-           "distinct", "broadened", "stratified"]
+__all__ = [
+    "SearchOptions",
+    "Proposal",
+    "screen_proposals",
+    "shape_library",
+    "weights_for_shapes",
+    "distinct",
+    "broadened",
+    "stratified",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,7 +165,7 @@ def score_rows(model, objective, rows, *, chunk: int = 96):
     order = np.argsort(rows[:, i_t], kind="stable")
     i_s, i_b = model.index["log10_scale"], model.index["log10_background"]
     for start in range(0, len(order), chunk):
-        idx = order[start:start + chunk]
+        idx = order[start : start + chunk]
         sub = rows[idx]
         step, pad = model.grid_for(sub)
         refl = model.reflectivity(sub, fine_step_deg=step, pad_deg=pad)
@@ -173,9 +181,11 @@ def distinct(proposals, n: int, *, min_depth_separation: float = 0.1, min_thickn
     """The ``n`` best proposals that differ from every better one in depth of maximum or thickness."""
     out = []
     for p in sorted(proposals, key=lambda p: p.cost):
-        if all(abs(p.depth_of_max - q.depth_of_max) > min_depth_separation
-               or max(p.thickness_nm, q.thickness_nm) / min(p.thickness_nm, q.thickness_nm) > min_thickness_ratio
-               for q in out):
+        if all(
+            abs(p.depth_of_max - q.depth_of_max) > min_depth_separation
+            or max(p.thickness_nm, q.thickness_nm) / min(p.thickness_nm, q.thickness_nm) > min_thickness_ratio
+            for q in out
+        ):
             out.append(p)
             if len(out) >= n:
                 break
@@ -199,8 +209,9 @@ def stratified(proposals, n: int, edges=(0.0, 0.12, 0.27, 0.42, 0.57, 0.72, 1.01
     return sorted(out, key=lambda p: p.cost)
 
 
-def screen_proposals(model, objective, base_row, *, e_extent: float, options: SearchOptions = SearchOptions(),
-                     extra=()):
+def screen_proposals(
+    model, objective, base_row, *, e_extent: float, options: SearchOptions = SearchOptions(), extra=()
+):
     """Screen the proposal grid (and ``extra`` rows) against the curve; ranked proposals.
 
     Parameters
@@ -230,7 +241,7 @@ def screen_proposals(model, objective, base_row, *, e_extent: float, options: Se
     for f in options.strain_factors:
         w = weights_for_shapes(shapes, c.n_strain_weights, 100 * e_extent * f)
         for t_nm in thicknesses:
-            for dw in (options.dw_start if coupled else (None,)):
+            for dw in options.dw_start if coupled else (None,):
                 r = np.repeat(base_row[None, :], len(shapes), axis=0)
                 r[:, : c.n_strain_weights] = w
                 r[:, idx["thickness_nm"]] = t_nm
@@ -251,7 +262,7 @@ def screen_proposals(model, objective, base_row, *, e_extent: float, options: Se
     rows2, tags2 = [], []
     for p in best:
         for fe in options.strain_steps:
-            for dw in (options.dw_values if coupled else (None,)):
+            for dw in options.dw_values if coupled else (None,):
                 r = p.row.copy()
                 r[: c.n_strain_weights] *= fe
                 if dw is not None:
@@ -295,8 +306,9 @@ def broadened(model, objective, options):
     k = np.arange(-math.ceil(4 * sigma_pts), math.ceil(4 * sigma_pts) + 1)
     g = np.exp(-0.5 * (k / max(sigma_pts, 1e-9)) ** 2)
     smooth = np.convolve(y, g, "same") / np.convolve(np.ones_like(y), g, "same")
-    blurred = Objective(two_theta_deg=tt, intensity=smooth, count_intensity=objective.count_intensity,
-                        model_floor=objective.model_floor)
+    blurred = Objective(
+        two_theta_deg=tt, intensity=smooth, count_intensity=objective.count_intensity, model_floor=objective.model_floor
+    )
     i_f = model.index["fwhm_deg"]
 
     def widen(rows):
@@ -311,5 +323,14 @@ def broadened(model, objective, options):
 def _proposals(model, rows, costs, tags):
     zmax = _depth_of_max(model, rows)
     i_t = model.index["thickness_nm"]
-    return [Proposal(cost=float(costs[k]), label=tags[k], row=rows[k], depth_of_max=float(zmax[k]),
-                     thickness_nm=float(rows[k, i_t])) for k in range(len(rows)) if math.isfinite(costs[k])]
+    return [
+        Proposal(
+            cost=float(costs[k]),
+            label=tags[k],
+            row=rows[k],
+            depth_of_max=float(zmax[k]),
+            thickness_nm=float(rows[k, i_t]),
+        )
+        for k in range(len(rows))
+        if math.isfinite(costs[k])
+    ]

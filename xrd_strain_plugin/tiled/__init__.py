@@ -7,10 +7,18 @@ imported where a connection is made (``ResultNode``, the client class of a resul
 """
 
 from xrd_strain_plugin.results import ARRAY_NAMES, LAYOUT_NAME, LAYOUT_VERSION, UNITS, ResultRecord, base_metadata
+
 from .queries import ResultRow, find_results, format_table, read_result
 from .records import offline_record, publish_offline, record_from_result
-from .refinement import (claim_refinement, fail_refinement, find_unrefined, read_refinement, refinement_inputs,
-                         release_refinement, write_refinement)
+from .refinement import (
+    claim_refinement,
+    fail_refinement,
+    find_unrefined,
+    read_refinement,
+    refinement_inputs,
+    release_refinement,
+    write_refinement,
+)
 from .spool import Spool, SpoolingPublisher, SpoolLockedError
 from .writer import TiledAuthError, TiledResultsWriter
 

@@ -44,8 +44,17 @@ class ResultNode(Container):
     @property
     def figures(self) -> dict[str, float | None]:
         """The derived figures (e_max, depth of the maximum, thickness, DW_min, H, sigma_I...)."""
-        keys = ("strain_max_percent", "depth_of_max_nm", "thickness_nm", "dw_min", "fwhm_deg", "dynamic_range",
-                "sigma_i", "scale", "background")
+        keys = (
+            "strain_max_percent",
+            "depth_of_max_nm",
+            "thickness_nm",
+            "dw_min",
+            "fwhm_deg",
+            "dynamic_range",
+            "sigma_i",
+            "scale",
+            "background",
+        )
         return {k: self.metadata.get(k) for k in keys}
 
     def arrays(self) -> dict:

@@ -21,17 +21,32 @@ import sys
 
 #: Scopes of each role's key (Tiled's scope names).
 ROLE_SCOPES = {
-    "listener": ["read:metadata", "read:data", "create:node", "write:metadata", "write:data", "delete:revision",
-                 "delete:node"],
-    "flows": ["read:metadata", "read:data", "create:node", "write:metadata", "write:data", "delete:revision",
-              "delete:node"],
+    "listener": [
+        "read:metadata",
+        "read:data",
+        "create:node",
+        "write:metadata",
+        "write:data",
+        "delete:revision",
+        "delete:node",
+    ],
+    "flows": [
+        "read:metadata",
+        "read:data",
+        "create:node",
+        "write:metadata",
+        "write:data",
+        "delete:revision",
+        "delete:node",
+    ],
     "reader": ["read:metadata", "read:data"],
 }
 PROVIDER = "toy"  # the config's password provider (DictionaryAuthenticator): the administrator only
 
 
-def create_scoped_keys(url: str, *, admin: str, password: str, roles=tuple(ROLE_SCOPES),
-                       provider: str = PROVIDER, timeout_s: float = 30.0) -> dict[str, str]:
+def create_scoped_keys(
+    url: str, *, admin: str, password: str, roles=tuple(ROLE_SCOPES), provider: str = PROVIDER, timeout_s: float = 30.0
+) -> dict[str, str]:
     """Log in as the administrator, make one service principal and one scoped key per role.
 
     Returns
@@ -61,28 +76,39 @@ def create_scoped_keys(url: str, *, admin: str, password: str, roles=tuple(ROLE_
             principal = http.post("/auth/principal", params={"role": "user"}, headers=headers)
             principal.raise_for_status()
             uuid = principal.json()["uuid"]
-            key = http.post(f"/auth/principal/{uuid}/apikey", headers=headers,
-                            json={"scopes": ROLE_SCOPES[role], "note": f"xrd-strain {role}", "expires_in": None})
+            key = http.post(
+                f"/auth/principal/{uuid}/apikey",
+                headers=headers,
+                json={"scopes": ROLE_SCOPES[role], "note": f"xrd-strain {role}", "expires_in": None},
+            )
             key.raise_for_status()
             keys[role] = key.json()["secret"]
         return keys
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m xrd_strain_plugin.tiled.keys", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m xrd_strain_plugin.tiled.keys",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--tiled", required=True, metavar="URL", help="the Tiled server")
     p.add_argument("--admin", default="admin", help="the administrator's user name (default: %(default)s)")
-    p.add_argument("--role", action="append", choices=sorted(ROLE_SCOPES),
-                   help="make a key for this role only (repeatable; default: all)")
+    p.add_argument(
+        "--role",
+        action="append",
+        choices=sorted(ROLE_SCOPES),
+        help="make a key for this role only (repeatable; default: all)",
+    )
     args = p.parse_args(argv)
     password = os.environ.get("TILED_ADMIN_PASSWORD")
     if not password:
         print("set TILED_ADMIN_PASSWORD (the administrator's password from tiled.env)", file=sys.stderr)
         return 2
     try:
-        keys = create_scoped_keys(args.tiled, admin=args.admin, password=password,
-                                  roles=tuple(args.role or ROLE_SCOPES))
+        keys = create_scoped_keys(
+            args.tiled, admin=args.admin, password=password, roles=tuple(args.role or ROLE_SCOPES)
+        )
     except PermissionError as exc:
         print(exc, file=sys.stderr)
         return 2

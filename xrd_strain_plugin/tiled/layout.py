@@ -97,7 +97,9 @@ def arrays_ipc(records) -> bytes:
         "curve_index": pa.array([-1 if r.curve_index is None else int(r.curve_index) for r in records], pa.int64()),
     }
     for name in ARRAY_NAMES:
-        columns[name] = pa.array([np.asarray(r.arrays[name], dtype=np.float64) for r in records], pa.list_(pa.float64()))
+        columns[name] = pa.array(
+            [np.asarray(r.arrays[name], dtype=np.float64) for r in records], pa.list_(pa.float64())
+        )
     table = pa.Table.from_pydict(columns, schema=arrays_schema())
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, table.schema) as writer:
@@ -115,8 +117,9 @@ def arrays_of_row(table, row: int, *, raw_uid: str, curve_index: int | None) -> 
     import pyarrow as pa
 
     lists = [f.name for f in table.schema if pa.types.is_list(f.type) or pa.types.is_large_list(f.type)]
-    return with_current_names({name: table.column(name)[row].values.to_numpy(zero_copy_only=False).astype(float)
-                               for name in lists})
+    return with_current_names(
+        {name: table.column(name)[row].values.to_numpy(zero_copy_only=False).astype(float) for name in lists}
+    )
 
 
 def table_schema(table: str):

@@ -87,11 +87,23 @@ def write_nexus(path, results) -> int:
             if md.get("wavelength_angstrom") is not None:
                 _dataset(beam, "incident_wavelength", md["wavelength_angstrom"], "angstrom")
             _nxdata(entry, "profile", arrays, signal="strain_percent", axis="depth_nm", auxiliary=("debye_waller",))
-            _nxdata(entry, "curve", arrays, signal="intensity_measured", axis="q_inv_angstrom",
-                    auxiliary=("intensity_model",))
+            _nxdata(
+                entry,
+                "curve",
+                arrays,
+                signal="intensity_measured",
+                axis="q_inv_angstrom",
+                auxiliary=("intensity_model",),
+            )
             if refinement and refinement.get("arrays"):
-                _nxdata(entry, "refinement", refinement["arrays"], signal="strain_percent", axis="depth_nm",
-                        auxiliary=("debye_waller",))
+                _nxdata(
+                    entry,
+                    "refinement",
+                    refinement["arrays"],
+                    signal="strain_percent",
+                    axis="depth_nm",
+                    auxiliary=("debye_waller",),
+                )
             process = entry.create_group("process")
             process.attrs["NX_class"] = "NXprocess"
             process["program"] = "xrd-strain"

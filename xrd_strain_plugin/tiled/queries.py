@@ -116,8 +116,9 @@ def read_result(node) -> dict[str, Any]:
     elif metadata.get("arrays"):
         pointer = metadata["arrays"]
         table = read_arrow_table(node.context, pointer["node"])
-        arrays = arrays_of_row(table, int(pointer["row"]), raw_uid=metadata["raw_uid"],
-                               curve_index=metadata.get("curve_index"))
+        arrays = arrays_of_row(
+            table, int(pointer["row"]), raw_uid=metadata["raw_uid"], curve_index=metadata.get("curve_index")
+        )
     return {"metadata": metadata, "arrays": {k: arrays[k] for k in ARRAY_NAMES if k in arrays}}
 
 

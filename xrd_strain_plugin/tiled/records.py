@@ -67,7 +67,11 @@ def record_from_result(
     all_timings["inverter_total_s"] = float(result.elapsed_s)
     all_timings.update({f"inverter_{k}": float(v) for k, v in (result.timings or {}).items()})
     md = base_metadata(
-        status="ok", raw_uid=raw_uid, curve_index=curve_index, scan_id=scan_id, sample=sample,
+        status="ok",
+        raw_uid=raw_uid,
+        curve_index=curve_index,
+        scan_id=scan_id,
+        sample=sample,
         extra={
             "material": result.material,
             "reflection": {"hkl": list(result.hkl)},
@@ -99,9 +103,13 @@ def offline_record(result, path, *, sample: str | None = None) -> ResultRecord:
     path = pathlib.Path(path)
     uid = offline_uid(path)
     record = record_from_result(
-        result, raw_uid=uid, sample=sample or path.stem,
-        extra={"source": {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()},
-               "raw_path": None},
+        result,
+        raw_uid=uid,
+        sample=sample or path.stem,
+        extra={
+            "source": {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()},
+            "raw_path": None,
+        },
     )
     return record
 

@@ -32,8 +32,18 @@ from .queries import find_results, read_arrow_table, read_result
 REFINEMENT_KEY = "refinement"
 ARRAYS_TABLE = "arrays"
 #: Scalars of a refinement copied into the result's own ``refinement`` metadata (what queries need).
-SUMMARY_KEYS = ("sigma_i", "sigma_i_start", "strain_max_percent", "depth_of_max_nm", "thickness_nm", "dw_min",
-                "path", "poor_fit", "elapsed_s", "n_evaluations")
+SUMMARY_KEYS = (
+    "sigma_i",
+    "sigma_i_start",
+    "strain_max_percent",
+    "depth_of_max_nm",
+    "thickness_nm",
+    "dw_min",
+    "path",
+    "poor_fit",
+    "elapsed_s",
+    "n_evaluations",
+)
 
 
 def _now() -> str:
@@ -41,8 +51,11 @@ def _now() -> str:
 
 
 def _merge(node, refinement: dict) -> None:
-    node.patch_metadata(metadata_patch={REFINEMENT_KEY: jsonable(refinement)},
-                        content_type="application/merge-patch+json", drop_revision=True)
+    node.patch_metadata(
+        metadata_patch={REFINEMENT_KEY: jsonable(refinement)},
+        content_type="application/merge-patch+json",
+        drop_revision=True,
+    )
 
 
 def find_unrefined(client, *, limit: int | None = None, results_key: str = RESULTS_KEY) -> dict[tuple[str, ...], Any]:
@@ -55,8 +68,9 @@ def find_unrefined(client, *, limit: int | None = None, results_key: str = RESUL
     limit : int, optional
         At most this many (the oldest).
     """
-    hits = find_results(client, status="ok", layout_version=("2", "3"), refinement_status="none",
-                        results_key=results_key)
+    hits = find_results(
+        client, status="ok", layout_version=("2", "3"), refinement_status="none", results_key=results_key
+    )
     items = sorted(hits.items(), key=lambda kv: str(kv[1].metadata.get("created") or ""))
     return dict(items[:limit] if limit is not None else items)
 
@@ -117,9 +131,13 @@ def refinement_inputs(node):
     refl = make_reflection(md["material"], tuple(md["reflection"]["hkl"]), wavelength)
     two_theta = np.asarray(q_to_two_theta_deg(arrays["q_inv_angstrom"], wavelength), dtype=float)
     model = md.get("model") or {}
-    start = StartProfile(depth_nm=arrays["depth_nm"], strain_percent=arrays["strain_percent"],
-                         debye_waller=arrays["debye_waller"], fwhm_deg=float(md["fwhm_deg"]),
-                         source=f"network:{model.get('id')}@{model.get('version')}")
+    start = StartProfile(
+        depth_nm=arrays["depth_nm"],
+        strain_percent=arrays["strain_percent"],
+        debye_waller=arrays["debye_waller"],
+        fwhm_deg=float(md["fwhm_deg"]),
+        source=f"network:{model.get('id')}@{model.get('version')}",
+    )
     return two_theta, np.asarray(arrays["intensity_measured"], dtype=float), refl, start
 
 
@@ -165,8 +183,11 @@ def read_refinement(node) -> dict[str, Any] | None:
         import pyarrow as pa
 
         table = read_arrow_table(child.context, "/".join((*child.path_parts, ARRAYS_TABLE)))
-        arrays = {field.name: table.column(field.name)[0].values.to_numpy(zero_copy_only=False).astype(float)
-                  for field in table.schema if pa.types.is_list(field.type)}  # not the server's index column
+        arrays = {
+            field.name: table.column(field.name)[0].values.to_numpy(zero_copy_only=False).astype(float)
+            for field in table.schema
+            if pa.types.is_list(field.type)
+        }  # not the server's index column
     return {"metadata": dict(child.metadata), "arrays": arrays}
 
 
@@ -180,17 +201,33 @@ def _write_one_row_table(parent, key: str, arrays: dict) -> None:
 
     from .writer import ARROW_FILE, check_response
 
-    table = pa.table({name: pa.array([np.asarray(v, dtype=np.float64)], pa.list_(pa.float64()))
-                      for name, v in arrays.items()})
+    table = pa.table(
+        {name: pa.array([np.asarray(v, dtype=np.float64)], pa.list_(pa.float64())) for name, v in arrays.items()}
+    )
     source = DataSource(structure=TableStructure.from_schema(table.schema), structure_family="table")
     base = str(parent.context.api_uri).rstrip("/")
     path = "/".join(parent.path_parts)
     http = parent.context.http_client
-    check_response(http.post(f"{base}/metadata/{path}", json={
-        "id": key, "structure_family": "table", "metadata": {}, "specs": [],
-        "data_sources": [dataclasses.asdict(source)]}, headers={"Accept": "application/json"}))
+    check_response(
+        http.post(
+            f"{base}/metadata/{path}",
+            json={
+                "id": key,
+                "structure_family": "table",
+                "metadata": {},
+                "specs": [],
+                "data_sources": [dataclasses.asdict(source)],
+            },
+            headers={"Accept": "application/json"},
+        )
+    )
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
-    check_response(http.put(f"{base}/table/full/{path}/{key}", content=sink.getvalue().to_pybytes(),
-                            headers={"Content-Type": ARROW_FILE}))
+    check_response(
+        http.put(
+            f"{base}/table/full/{path}/{key}",
+            content=sink.getvalue().to_pybytes(),
+            headers={"Content-Type": ARROW_FILE},
+        )
+    )

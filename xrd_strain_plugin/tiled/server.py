@@ -51,8 +51,10 @@ def catalog(uri, *, synchronous: str = "NORMAL", journal_mode: str = "WAL", **kw
         Passed to :func:`tiled.catalog.from_uri` (``writable_storage``, ``init_if_not_exists``...).
     """
     if "${" in str(uri):  # tiled's config left an unset variable as it was
-        raise ValueError(f"catalog uri {uri!r}: set the environment variable it names "
-                         "(deploy/tiled/tiled.env.example: XRD_STRAIN_TILED_CATALOG)")
+        raise ValueError(
+            f"catalog uri {uri!r}: set the environment variable it names "
+            "(deploy/tiled/tiled.env.example: XRD_STRAIN_TILED_CATALOG)"
+        )
     mode, journal = str(synchronous).upper(), str(journal_mode).upper()
     if mode not in _SYNCHRONOUS:
         raise ValueError(f"synchronous must be one of {_SYNCHRONOUS}, got {synchronous!r}")

@@ -102,8 +102,14 @@ class Spool:
         tmp = self.directory / f".tmp-{path.name}"
         metas, payload = [], {}
         for i, record in enumerate(records):
-            metas.append({"raw_uid": record.raw_uid, "curve_index": record.curve_index,
-                          "metadata": record.metadata, "arrays": sorted(record.arrays)})
+            metas.append(
+                {
+                    "raw_uid": record.raw_uid,
+                    "curve_index": record.curve_index,
+                    "metadata": record.metadata,
+                    "arrays": sorted(record.arrays),
+                }
+            )
             payload.update({f"r{i}:{name}": np.asarray(a) for name, a in record.arrays.items()})
         payload[_META] = np.frombuffer(json.dumps({"records": metas}).encode(), dtype=np.uint8)
         with open(tmp, "wb") as fh:
@@ -122,11 +128,23 @@ class Spool:
             meta = json.loads(data[_META].tobytes().decode())
             if "records" not in meta:  # the one-record format
                 arrays = {k: data[k] for k in data.files if k != _META}
-                return [ResultRecord(raw_uid=meta["raw_uid"], curve_index=meta["curve_index"],
-                                     metadata=meta["metadata"], arrays=arrays)]
-            return [ResultRecord(raw_uid=m["raw_uid"], curve_index=m["curve_index"], metadata=m["metadata"],
-                                 arrays={name: data[f"r{i}:{name}"] for name in m["arrays"]})
-                    for i, m in enumerate(meta["records"])]
+                return [
+                    ResultRecord(
+                        raw_uid=meta["raw_uid"],
+                        curve_index=meta["curve_index"],
+                        metadata=meta["metadata"],
+                        arrays=arrays,
+                    )
+                ]
+            return [
+                ResultRecord(
+                    raw_uid=m["raw_uid"],
+                    curve_index=m["curve_index"],
+                    metadata=m["metadata"],
+                    arrays={name: data[f"r{i}:{name}"] for name in m["arrays"]},
+                )
+                for i, m in enumerate(meta["records"])
+            ]
 
     @classmethod
     def load(cls, path) -> ResultRecord:
@@ -220,8 +238,9 @@ class SpoolingPublisher:
         The same after Tiled refused the credentials (they will not fix themselves quickly).
     """
 
-    def __init__(self, connect: Callable, spool: Spool, *, retry_interval_s: float = 2.0,
-                 auth_retry_interval_s: float = 30.0):
+    def __init__(
+        self, connect: Callable, spool: Spool, *, retry_interval_s: float = 2.0, auth_retry_interval_s: float = 30.0
+    ):
         self._connect = connect
         self.spool = spool
         self.retry_interval_s = retry_interval_s
@@ -334,8 +353,9 @@ class SpoolingPublisher:
                 if not _is_permanent(exc):
                     self._pause(exc)
                     return False  # the file stays; written records are rewritten idempotently later
-                log.error("Tiled refused spooled result %s: %s; set aside in quarantine/",
-                          "/".join(record.path), _short(exc))
+                log.error(
+                    "Tiled refused spooled result %s: %s; set aside in quarantine/", "/".join(record.path), _short(exc)
+                )
                 self.spool.quarantine_record(record, repr(exc))
         return True
 
@@ -348,13 +368,21 @@ class SpoolingPublisher:
         if isinstance(exc, TiledAuthError):
             self.auth_error = str(exc)
             self._next_try = time.monotonic() + self.auth_retry_interval_s
-            log.error("%s. Results are kept in the spool %s (%d waiting) until Tiled accepts the key; "
-                      "fix the key and restart.", exc, self.spool.directory, len(self.spool))
+            log.error(
+                "%s. Results are kept in the spool %s (%d waiting) until Tiled accepts the key; "
+                "fix the key and restart.",
+                exc,
+                self.spool.directory,
+                len(self.spool),
+            )
         else:
             self._next_try = time.monotonic() + self.retry_interval_s
             if not self._away:
-                log.warning("Tiled unavailable (%s); results are spooled in %s until it answers",
-                            _short(exc), self.spool.directory)
+                log.warning(
+                    "Tiled unavailable (%s); results are spooled in %s until it answers",
+                    _short(exc),
+                    self.spool.directory,
+                )
             self._away = True
 
     def _write(self, records):

@@ -72,9 +72,11 @@ def check_response(response: httpx.Response) -> httpx.Response:
     """Raise :class:`TiledAuthError` for 401/403 and ``httpx.HTTPStatusError`` for other errors."""
     if response.status_code in (401, 403):
         what = "no API key" if "authorization" not in {k.lower() for k in response.request.headers} else "the API key"
-        raise TiledAuthError(f"Tiled at {response.request.url.host}:{response.request.url.port} refused {what} "
-                             f"({response.status_code} {response.reason_phrase}) for "
-                             f"{response.request.method} {response.request.url.path}")
+        raise TiledAuthError(
+            f"Tiled at {response.request.url.host}:{response.request.url.port} refused {what} "
+            f"({response.status_code} {response.reason_phrase}) for "
+            f"{response.request.method} {response.request.url.path}"
+        )
     response.raise_for_status()
     return response
 
@@ -99,8 +101,12 @@ def check_credentials(uri: str, *, api_key: str | None = None, **kwargs) -> "Til
     except TiledAuthError:
         raise
     except Exception as exc:  # unreachable or failing: the spool will take the results
-        log.warning("Tiled at %s is not answering now (%s: %s); results will be spooled until it is",
-                    uri, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        log.warning(
+            "Tiled at %s is not answering now (%s: %s); results will be spooled until it is",
+            uri,
+            type(exc).__name__,
+            str(exc).splitlines()[0] if str(exc) else "",
+        )
         return None
     return writer
 
@@ -132,8 +138,16 @@ class TiledResultsWriter:
     >>> writer.write_many([record_a, record_b])  # doctest: +SKIP
     """
 
-    def __init__(self, client, *, results_key: str = RESULTS_KEY, arrays_key: str = ARRAYS_KEY, reserve: int = 2,
-                 parallel: int = 4, tables: str = "now"):
+    def __init__(
+        self,
+        client,
+        *,
+        results_key: str = RESULTS_KEY,
+        arrays_key: str = ARRAYS_KEY,
+        reserve: int = 2,
+        parallel: int = 4,
+        tables: str = "now",
+    ):
         if tables not in ("now", "deferred"):
             raise ValueError(f"tables must be 'now' or 'deferred', got {tables!r}")
         self.tables = tables
@@ -183,7 +197,9 @@ class TiledResultsWriter:
     def _post(self, parent: str, body: dict) -> bool:
         """Create a node; True if created, False if it exists (409)."""
         self.requests += 1
-        response = self._http.post(self._metadata_url + parent, json=jsonable(body), headers={"Accept": "application/json"})
+        response = self._http.post(
+            self._metadata_url + parent, json=jsonable(body), headers={"Accept": "application/json"}
+        )
         if response.status_code == httpx.codes.CONFLICT:
             return False
         check_response(response)
@@ -194,8 +210,14 @@ class TiledResultsWriter:
         body = {"metadata": jsonable(metadata)}
         if specs is not None:
             body["specs"] = specs
-        check_response(self._http.put(self._metadata_url + path, json=body, params={"drop_revision": True},
-                                      headers={"Accept": "application/json"}))
+        check_response(
+            self._http.put(
+                self._metadata_url + path,
+                json=body,
+                params={"drop_revision": True},
+                headers={"Accept": "application/json"},
+            )
+        )
 
     def _get_metadata(self, path: str) -> dict:
         self.requests += 1
@@ -203,8 +225,10 @@ class TiledResultsWriter:
         return response.json()["data"]["attributes"]["metadata"]
 
     def _container(self, parent: str, key: str, metadata: dict, specs: list) -> bool:
-        return self._post(parent, {"id": key, "structure_family": "container", "metadata": metadata, "specs": specs,
-                                   "data_sources": []})
+        return self._post(
+            parent,
+            {"id": key, "structure_family": "container", "metadata": metadata, "specs": specs, "data_sources": []},
+        )
 
     # -- preparation (off the critical path) -----------------------------------------------
     def _ensure_roots(self) -> None:
@@ -219,8 +243,16 @@ class TiledResultsWriter:
 
         key = str(uuid.uuid4())
         source = DataSource(structure=TableStructure.from_schema(arrays_schema()), structure_family="table")
-        self._post(self.arrays_key, {"id": key, "structure_family": "table", "metadata": {},
-                                     "specs": [_spec(ARRAYS_SPEC_NAME)], "data_sources": [dataclasses.asdict(source)]})
+        self._post(
+            self.arrays_key,
+            {
+                "id": key,
+                "structure_family": "table",
+                "metadata": {},
+                "specs": [_spec(ARRAYS_SPEC_NAME)],
+                "data_sources": [dataclasses.asdict(source)],
+            },
+        )
         return key
 
     def prepare(self, *, raw_uid: str | None = None, curve_index: int | None = None, **_ignored) -> int:
@@ -258,11 +290,24 @@ class TiledResultsWriter:
 
         source = DataSource(structure=TableStructure.from_schema(table_schema(table)), structure_family="table")
         units = {c: UNITS[c] for c in TABLES[table]}
-        self._post(path, {"id": table, "structure_family": "table", "metadata": {"units": units},
-                          "specs": [_spec(TABLE_SPEC_NAME)], "data_sources": [dataclasses.asdict(source)]})
+        self._post(
+            path,
+            {
+                "id": table,
+                "structure_family": "table",
+                "metadata": {"units": units},
+                "specs": [_spec(TABLE_SPEC_NAME)],
+                "data_sources": [dataclasses.asdict(source)],
+            },
+        )
         self.requests += 1  # created now or by an earlier attempt (409): its data is (re)written either way
-        check_response(self._http.put(self._table_url + f"{path}/{table}", content=table_ipc(record, table),
-                                      headers={"Content-Type": ARROW_FILE}))
+        check_response(
+            self._http.put(
+                self._table_url + f"{path}/{table}",
+                content=table_ipc(record, table),
+                headers={"Content-Type": ARROW_FILE},
+            )
+        )
 
     def _ensure_run(self, raw_uid: str, metadata: dict) -> None:
         if raw_uid in self._runs:
@@ -293,12 +338,19 @@ class TiledResultsWriter:
         if with_arrays:
             key = self._reserved.popleft() if self._reserved else self._new_arrays_table()
             self.requests += 1
-            check_response(self._http.put(self._table_url + f"{self.arrays_key}/{key}", content=arrays_ipc(with_arrays),
-                                          headers={"Content-Type": ARROW_FILE}))
+            check_response(
+                self._http.put(
+                    self._table_url + f"{self.arrays_key}/{key}",
+                    content=arrays_ipc(with_arrays),
+                    headers={"Content-Type": ARROW_FILE},
+                )
+            )
             pointers = {id(r): {"node": f"{self.arrays_key}/{key}", "row": i} for i, r in enumerate(with_arrays)}
         for r in records:
             if r.curve_index is not None:
-                self._ensure_run(r.raw_uid, {k: r.metadata.get(k) for k in ("raw_uid", "raw_path", "scan_id", "sample")})
+                self._ensure_run(
+                    r.raw_uid, {k: r.metadata.get(k) for k in ("raw_uid", "raw_path", "scan_id", "sample")}
+                )
         futures = [self._pool.submit(self._write_node, r, pointers.get(id(r))) for r in records]
         errors = [f.exception() for f in futures]
         for exc in errors:
