@@ -49,9 +49,9 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp/bench_accuracy_budget", help="run directories")
     args = parser.parse_args()
 
-    from training.dataset import load_dataset
-    from training.evaluate import evaluate_predictions
-    from training.train import TrainConfig, train
+    from xrd_strain_training.dataset import load_dataset
+    from xrd_strain_training.evaluate import evaluate_predictions
+    from xrd_strain_training.train import TrainConfig, train
 
     data = load_dataset(args.train, max_curves=args.curves)
     test = load_dataset(args.test, max_curves=args.test_curves)

@@ -108,7 +108,7 @@ def bench_refinement(url, n, options):
     from prefect.task_runners import ThreadPoolTaskRunner
     from tiled.client import from_uri
 
-    from flows.refine import refine_new_results
+    from xrd_strain_flows.refine import refine_new_results
     from xrd_strain_plugin.refinement import RefineOptions, refine_curve
     from xrd_strain_plugin.tiled.refinement import claim_refinement, find_unrefined, refinement_inputs, write_refinement
 
@@ -157,9 +157,9 @@ def bench_refinement(url, n, options):
 def bench_generation(curves, shard_size, workers, tmp):
     from distributed import LocalCluster
 
-    from flows.regenerate import dataset_dir, regenerate
-    from training.generate import DatasetSpec, generate
-    from training.presets import get_preset
+    from xrd_strain_flows.regenerate import dataset_dir, regenerate
+    from xrd_strain_training.generate import DatasetSpec, generate
+    from xrd_strain_training.presets import get_preset
 
     params = dict(preset="CNN2", n_curves=curves, test_curves=0, seed=99, shard_size=shard_size)
     spec = DatasetSpec(preset=get_preset("CNN2"), seed=99, n_curves=curves, shard_size=shard_size)
@@ -182,7 +182,9 @@ def bench_generation(curves, shard_size, workers, tmp):
             LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
         ):
             with Client(cluster) as client:  # warm workers: imports done, as on a standing cluster
-                client.run(lambda: __import__("flows.regenerate") and __import__("training.generate"))
+                client.run(
+                    lambda: __import__("xrd_strain_flows.regenerate") and __import__("xrd_strain_training.generate")
+                )
             t0 = time.perf_counter()
             name = "dask" if environ is None else "dask-env"
             dask = regenerate(scheduler_address=cluster.scheduler_address, data_root=str(tmp / name), **params)

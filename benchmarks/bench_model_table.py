@@ -71,13 +71,13 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="write all figures here")
     args = parser.parse_args()
 
-    from training.dataset import load_dataset
-    from training.evaluate import evaluate_predictions
     from xrd_strain_plugin.inference import Inverter, load_bundle
     from xrd_strain_plugin.inference.predictor import EnsemblePredictor, Predictor
     from xrd_strain_plugin.inference.specialist import RoutedPredictor
     from xrd_strain_plugin.io import read_curve
     from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_training.dataset import load_dataset
+    from xrd_strain_training.evaluate import evaluate_predictions
 
     bundles = {name: load_bundle(path) for name, path in _pairs(args.model).items()}
     predictors = {name: Predictor(b) for name, b in bundles.items()}
@@ -189,9 +189,9 @@ def _budget_curve(runs: dict, test_dir: str, results: dict) -> None:
 
     import keras
 
-    from training.dataset import load_dataset
-    from training.evaluate import evaluate_predictions
     from xrd_strain_plugin.inference.labels import LabelScaling
+    from xrd_strain_training.dataset import load_dataset
+    from xrd_strain_training.evaluate import evaluate_predictions
 
     test = load_dataset(test_dir)
     print(f"\n### Accuracy versus training budget ({test.manifest['preset']['name']}, {test.n} curves)\n")

@@ -322,13 +322,13 @@ def _sic_figure(depth, strain_pct, dw, net, prof, tt, counts, curve_csv):
 
 # ---------------------------------------------------------------------------------------------------------
 def _heldout_curves(n, seed):
-    """Curves drawn with the paper's published recipe (training.sampling, preset CNN2-PAPER)."""
-    from training.presets import get_preset
-    from training.sampling import draw_parameters
+    """Curves drawn with the paper's published recipe (xrd_strain_training.sampling, preset CNN2-PAPER)."""
     from xrd_strain_plugin.inference.labels import decode_labels
     from xrd_strain_plugin.physics.instrument import apply_counts, simulate_scan
     from xrd_strain_plugin.physics.materials import reflection
     from xrd_strain_plugin.physics.qspace import q_to_two_theta_deg
+    from xrd_strain_training.presets import get_preset
+    from xrd_strain_training.sampling import draw_parameters
 
     preset = get_preset("CNN2-PAPER")
     refl = reflection("YSZ", (4, 0, 0), 1.5406)
@@ -377,10 +377,10 @@ def _slices(depth_nm, strain_percent, thickness_nm, n=200):
 def section_heldout(lines, n, seed, rows_path, ceiling_every=4, part=(0, 1), compute=True):
     import hashlib
 
-    from training.evaluate import profile_rms_error
     from xrd_strain_plugin.inference import Inverter
     from xrd_strain_plugin.inference.registry import ModelKey, ModelRegistry
     from xrd_strain_plugin.refinement import StartProfile, refine_curve
+    from xrd_strain_training.evaluate import profile_rms_error
 
     entry = ModelRegistry().current(ModelKey(material="YSZ", hkl=(4, 0, 0), wavelength_angstrom=1.5406))
     inverter = Inverter(entry.path)

@@ -28,12 +28,12 @@ def _row(what, value, unit, note=""):
 def bench_generation(n: int) -> None:
     """Curves per second, one process: the v1 generator against the issue-9 levers, same draws,
     on the simulator's array reference path and on its fused kernel (issue 15), side by side."""
-    from training.generate import simulate_batch
-    from training.presets import get_preset
-    from training.sampling import draw_parameters
     from xrd_strain_plugin.physics import dynamical
     from xrd_strain_plugin.physics.materials import reflection
     from xrd_strain_plugin.physics.qspace import ModelGrid
+    from xrd_strain_training.generate import simulate_batch
+    from xrd_strain_training.presets import get_preset
+    from xrd_strain_training.sampling import draw_parameters
 
     refl, grid = reflection(), ModelGrid(strain_min=-0.01, strain_max=0.10)
     two_theta_b = refl.two_theta_bragg_deg
@@ -68,7 +68,7 @@ def bench_generation(n: int) -> None:
 def bench_training(n: int) -> None:
     import keras
 
-    from training.networks import build_cnn
+    from xrd_strain_training.networks import build_cnn
 
     x = np.random.default_rng(0).normal(size=(n, 1001, 1)).astype("float32")
     y = np.random.default_rng(1).uniform(size=(n, 14)).astype("float32")
@@ -96,7 +96,7 @@ def bench_training_variants(n: int, batches=(512,), bf16: bool = True) -> None:
     """Training samples/s of the paper's network and leaner variants on the same data."""
     import keras
 
-    from training.networks import build_cnn
+    from xrd_strain_training.networks import build_cnn
 
     x = np.random.default_rng(0).normal(size=(n, 1001, 1)).astype("float32")
     y = np.random.default_rng(1).uniform(size=(n, 14)).astype("float32")

@@ -26,11 +26,11 @@ def main() -> None:
     parser.add_argument("--registry", required=True, help="registry root")
     args = parser.parse_args()
 
-    from training.dataset import load_dataset
-    from training.report import evaluate_bundle, table_row
     from xrd_strain_plugin.inference import load_bundle
     from xrd_strain_plugin.inference.bundle import read_card
     from xrd_strain_plugin.inference.registry import ModelKey, ModelRegistry, PromotionGate
+    from xrd_strain_training.dataset import load_dataset
+    from xrd_strain_training.report import evaluate_bundle, table_row
 
     registry = ModelRegistry(args.registry)
     test = load_dataset(args.test)

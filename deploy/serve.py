@@ -21,7 +21,7 @@ import sys
 
 
 def main() -> int:
-    from flows.deployments import FlowSettings, Schedules, serve
+    from xrd_strain_flows.deployments import FlowSettings, Schedules, serve
 
     if not os.environ.get("XRD_STRAIN_DATA"):
         print("deploy/serve.py: set XRD_STRAIN_DATA (see the docstring)", file=sys.stderr)

@@ -79,12 +79,12 @@ def build_deployments(settings: FlowSettings, schedules: Schedules = Schedules()
     from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule
     from prefect.deployments.runner import EntrypointType
 
-    from flows.refine import refine_new_results
-    from flows.regenerate import regenerate_dataset
-    from flows.retrain import retrain
+    from xrd_strain_flows.refine import refine_new_results
+    from xrd_strain_flows.regenerate import regenerate_dataset
+    from xrd_strain_flows.retrain import retrain
 
     tz = schedules.timezone
-    # Runs load the flow by module path (flows.regenerate:...), not by a file path relative to
+    # Runs load the flow by module path (xrd_strain_flows.regenerate:...), not by a file path relative to
     # the directory the server was started in.
     common = dict(tags=["xrd-strain"], entrypoint_type=EntrypointType.MODULE_PATH)
     out = [

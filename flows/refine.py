@@ -6,7 +6,7 @@ Tiled's: creating the result's child ``refinement`` succeeds once and answers 40
 two overlapping flow runs (or the flow and the live plugin's own refiner) refine each result exactly
 once; the refined profile is written beside the network's answer, which is never changed.
 
-The flow runs on a schedule (every few minutes, :mod:`flows.deployments`) and can be triggered
+The flow runs on a schedule (every few minutes, :mod:`xrd_strain_flows.deployments`) and can be triggered
 soon after live results are stored, without waiting for it, in batches: :class:`BatchedTrigger`
 (one :func:`trigger_refinement`, ``run_deployment(..., timeout=0)``, per interval while results
 are pending; ``xrd-strain listen --refine-flow-every-s``).
@@ -24,11 +24,11 @@ import os
 from prefect import flow, get_run_logger, task
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.notify import FAILURE_HOOKS
+from xrd_strain_flows.notify import FAILURE_HOOKS
 
 __all__ = ["refine_new_results", "refine_result", "trigger_refinement", "DEPLOYMENT"]
 
-#: ``flow name/deployment name`` of the served refinement (see :mod:`flows.deployments`).
+#: ``flow name/deployment name`` of the served refinement (see :mod:`xrd_strain_flows.deployments`).
 DEPLOYMENT = "refine_new_results/refine-new-results"
 
 

@@ -1,7 +1,7 @@
 """``regenerate_dataset``: a training set (and the fixed held-out test set) as parallel shard tasks.
 
-A thin wrapper over :mod:`training.generate`: each shard is one task that calls
-:func:`training.generate.make_shard` (which writes the shard atomically) and returns its path and
+A thin wrapper over :mod:`xrd_strain_training.generate`: each shard is one task that calls
+:func:`xrd_strain_training.generate.make_shard` (which writes the shard atomically) and returns its path and
 description, never arrays; the flow then writes the manifest. Shard ``k`` depends only on
 (preset, seed, split, k), so the shards are the same whichever task runner ran them, and a rerun
 skips finished shards (resumable). Tasks per run = shards (a 10^6-curve set in shards of 1000 is
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 
-from flows.notify import FAILURE_HOOKS
+from xrd_strain_flows.notify import FAILURE_HOOKS
 
 __all__ = [
     "regenerate_dataset",
@@ -57,7 +57,7 @@ def heldout_dir(data_root, *, preset: str, material: str, hkl, wavelength_angstr
 def make_shard_task(spec, index: int, out: str) -> dict:
     """Write shard ``index`` of ``spec`` into directory ``out``; return ``{"path", "index", ...}``
     (the manifest entry: file, n, drawn, sha256, seconds)."""
-    from training.generate import make_shard
+    from xrd_strain_training.generate import make_shard
 
     path = Path(out) / f"shard-{index:05d}.h5"
     info = make_shard(spec, index, path)
@@ -65,9 +65,9 @@ def make_shard_task(spec, index: int, out: str) -> dict:
 
 
 def _plan(spec, out: Path) -> tuple[dict, list[int]]:
-    """The manifest to extend and the shards still to make (as ``training.generate.generate``)."""
-    from training.generate import MANIFEST
+    """The manifest to extend and the shards still to make (as ``xrd_strain_training.generate.generate``)."""
     from xrd_strain_plugin import __version__
+    from xrd_strain_training.generate import MANIFEST
 
     manifest = {
         **spec.identity(),
@@ -91,9 +91,9 @@ def _plan(spec, out: Path) -> tuple[dict, list[int]]:
 
 
 def _record(spec, out: Path, manifest: dict, infos: list[dict]) -> dict:
-    # training.generate keeps the fingerprint and the atomic write private; reuse them rather
+    # xrd_strain_training.generate keeps the fingerprint and the atomic write private; reuse them rather
     # than keep a second copy of the fingerprint rule.
-    from training import generate as gen
+    from xrd_strain_training import generate as gen
 
     for info in infos:
         manifest["shards"][str(info["index"])] = {k: v for k, v in info.items() if k not in ("index", "path")}
@@ -158,7 +158,7 @@ def regenerate_dataset(
     data_root : str
         Directory holding every dataset (see :func:`dataset_dir`, :func:`heldout_dir`).
     preset : str
-        ``training.presets`` name (CNN1, CNN2, CNN3, ...).
+        ``xrd_strain_training.presets`` name (CNN1, CNN2, CNN3, ...).
     n_curves, test_curves : int
         Training curves; held-out test curves (made once per preset and key; 0: none).
     seed : int, optional
@@ -171,9 +171,9 @@ def regenerate_dataset(
     material, hkl, wavelength_angstrom
         The reflection.
     options : dict, optional
-        Preset options (``training.presets.get_preset(name, **options)``).
+        Preset options (``xrd_strain_training.presets.get_preset(name, **options)``).
     draws_per_profile : int
-        See :class:`training.generate.DatasetSpec`.
+        See :class:`xrd_strain_training.generate.DatasetSpec`.
     scheduler_address : str, optional
         ``tcp://host:8786`` of a Dask scheduler: the shards run on its workers (which need this
         package installed and ``data_root`` on a shared file system).
@@ -187,8 +187,8 @@ def regenerate_dataset(
         ``train`` and ``test`` directories and their manifests' ``n_curves``, ``fingerprint``,
         ``complete``.
     """
-    from training.generate import DatasetSpec
-    from training.presets import get_preset
+    from xrd_strain_training.generate import DatasetSpec
+    from xrd_strain_training.presets import get_preset
 
     logger = get_run_logger()
 

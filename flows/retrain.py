@@ -1,9 +1,9 @@
 """``retrain``: a candidate trained on the newest dataset, measured on the fixed held-out test set,
 promoted only if it does not regress; every candidate kept in the registry with its metrics.
 
-Each task is one library call: :func:`training.train.train` and
-:func:`training.export.export_bundle` (candidate), :func:`training.report.evaluate_bundle` and
-:func:`training.report.write_report` (Table 2, figures), and the registry's
+Each task is one library call: :func:`xrd_strain_training.train.train` and
+:func:`xrd_strain_training.export.export_bundle` (candidate), :func:`xrd_strain_training.report.evaluate_bundle` and
+:func:`xrd_strain_training.report.write_report` (Table 2, figures), and the registry's
 :meth:`~xrd_strain_plugin.inference.registry.ModelRegistry.add`,
 :meth:`~xrd_strain_plugin.inference.registry.PromotionGate.decide` and
 :meth:`~xrd_strain_plugin.inference.registry.ModelRegistry.promote`. The current model is measured
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 
-from flows.notify import FAILURE_HOOKS
+from xrd_strain_flows.notify import FAILURE_HOOKS
 
 __all__ = ["retrain", "newest_dataset", "train_candidate", "evaluate_model"]
 
@@ -69,9 +69,9 @@ def heldout_for(train_dir: Path) -> Path:
 @task(task_run_name="train-{model_id}@{version}")
 def train_candidate(train_dir: str, run_dir: str, bundle_dir: str, *, model_id: str, version: str, config: dict) -> str:
     """Train on ``train_dir`` (resuming ``run_dir``) and export the bundle; return its path."""
-    from training.dataset import load_dataset
-    from training.export import export_bundle
-    from training.train import TrainConfig, train
+    from xrd_strain_training.dataset import load_dataset
+    from xrd_strain_training.export import export_bundle
+    from xrd_strain_training.train import TrainConfig, train
 
     config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
     dataset = load_dataset(train_dir)
@@ -91,9 +91,9 @@ def train_candidate(train_dir: str, run_dir: str, bundle_dir: str, *, model_id: 
 @task(task_run_name="evaluate-{name}")
 def evaluate_model(bundle_dir: str, test_dir: str, report_dir: str, *, name: str) -> dict:
     """Table-2 row of a bundle on the test set; report.md and figures go to ``report_dir``."""
-    from training.dataset import load_dataset
-    from training.report import evaluate_bundle, table_row, write_report
     from xrd_strain_plugin.inference import load_bundle
+    from xrd_strain_training.dataset import load_dataset
+    from xrd_strain_training.report import evaluate_bundle, table_row, write_report
 
     bundle = load_bundle(bundle_dir)
     test = load_dataset(test_dir)
@@ -109,9 +109,9 @@ def register_candidate(
 ) -> str:
     """Write the measured row into the candidate's card (re-export, as ``xrd-strain train``
     does) and add the bundle to the registry; return its ``model_id@version``."""
-    from training.export import export_bundle
     from xrd_strain_plugin.inference import load_bundle
     from xrd_strain_plugin.inference.registry import ModelRegistry
+    from xrd_strain_training.export import export_bundle
 
     registry = ModelRegistry(registry_root)
     bundle = load_bundle(bundle_dir, runtime="keras")
@@ -165,7 +165,7 @@ def retrain(
     model_id : str, optional
         Id of the candidate (default: the current model's, with the next version).
     train_config : dict, optional
-        :class:`training.train.TrainConfig` fields (default: the paper's recipe).
+        :class:`xrd_strain_training.train.TrainConfig` fields (default: the paper's recipe).
     gate : dict, optional
         :class:`~xrd_strain_plugin.inference.registry.PromotionGate` fields (``tolerances``,
         ``mse_tolerance``, ``min_gain``); default: no accuracy and not the MSE may regress.
@@ -248,7 +248,7 @@ def comparison_markdown(
     test_fingerprint: str = "",
 ) -> str:
     """The retrain report: Table 2 for both models, the decision and (inline) figures."""
-    from training.evaluate import markdown_table
+    from xrd_strain_training.evaluate import markdown_table
 
     verdict = "**promoted**" if decision.promote else "**not promoted** (kept as a candidate)"
     lines = [

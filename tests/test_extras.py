@@ -155,8 +155,8 @@ def test_the_live_extra_alone_runs_the_demo(tmp_path):
 def test_the_flows_extra_alone_imports_every_flow_and_builds_the_deployments(tmp_path):
     script = tmp_path / "runpy_target.py"
     script.write_text(
-        "import flows.regenerate, flows.retrain, flows.refine, training.train, training.networks\n"
-        "from flows.deployments import FlowSettings, Schedules, build_deployments\n"
+        "import xrd_strain_flows.regenerate, xrd_strain_flows.retrain, xrd_strain_flows.refine, xrd_strain_training.train, xrd_strain_training.networks\n"
+        "from xrd_strain_flows.deployments import FlowSettings, Schedules, build_deployments\n"
         "d = build_deployments(FlowSettings(data_root='/d', tiled_url='http://t/api/v1'), Schedules())\n"
         "assert len(d) == 3, d\n"
         "from xrd_strain_plugin.tiled.refinement import claim_refinement\n"

@@ -56,7 +56,9 @@ def test_cli_help_loads_no_ml_or_adapter_stack():
 
 # ---- the import rules, read from the source (lazy imports inside functions included) ---------------------
 ROOT = Path(xrd_strain_plugin.__file__).resolve().parents[1]
-FIRST_PARTY = ("xrd_strain_plugin", "training", "flows")
+FIRST_PARTY = ("xrd_strain_plugin", "xrd_strain_training", "xrd_strain_flows")
+#: Installed package name -> its directory in the tree (pyproject.toml's package-dir).
+PACKAGE_DIRS = {"xrd_strain_training": "training", "xrd_strain_flows": "flows"}
 #: What each room may import from the project (besides itself, xrd_strain_plugin's __version__ and io) and which
 #: third-party stacks it must never load. The arrows point inward: physics <- refinement, inference <- adapters.
 RULES = {
@@ -83,14 +85,17 @@ RULES = {
         },
         ("prefect",),
     ),
-    "training": ({"xrd_strain_plugin.physics", "xrd_strain_plugin.inference"}, ("bluesky", "tiled", "prefect")),
-    "flows": (
+    "xrd_strain_training": (
+        {"xrd_strain_plugin.physics", "xrd_strain_plugin.inference"},
+        ("bluesky", "tiled", "prefect"),
+    ),
+    "xrd_strain_flows": (
         {
             "xrd_strain_plugin.physics",
             "xrd_strain_plugin.inference",
             "xrd_strain_plugin.refinement",
             "xrd_strain_plugin.tiled",
-            "training",
+            "xrd_strain_training",
         },
         ("bluesky", "ophyd"),
     ),
@@ -123,10 +128,12 @@ def _room(module: str) -> str:
 
 def imports_of(room: str):
     """(importing module, imported module, names) for every import statement under a room, relative ones resolved."""
-    directory = ROOT.joinpath(*room.split("."))
+    top, *rest = room.split(".")
+    directory = ROOT.joinpath(PACKAGE_DIRS.get(top, top), *rest)
     paths = sorted(directory.rglob("*.py")) if directory.is_dir() else [directory.with_suffix(".py")]
     for path in paths:
         parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        parts[0] = {v: k for k, v in PACKAGE_DIRS.items()}.get(parts[0], parts[0])
         package = parts[:-1]  # the package a relative import starts from (for __init__ too)
         module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
@@ -189,3 +196,19 @@ def test_bluesky_reaches_tiled_only_through_its_declared_surface():
         if may is None or not set(names) <= may or any(name.startswith("_") for name in names):
             sideways.append(f"{module}: from {target} import {', '.join(names) or '*'}")
     assert sideways == []
+
+
+def test_every_package_in_the_tree_is_installed_under_a_name_that_cannot_collide():
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert config["package-dir"] == PACKAGE_DIRS
+    on_disk = set()
+    for init in ROOT.glob("*/**/__init__.py"):
+        parts = list(init.parent.relative_to(ROOT).parts)
+        if parts[0] in ("tests", "benchmarks", "docs", "deploy") or parts[0].startswith("."):
+            continue
+        parts[0] = {v: k for k, v in PACKAGE_DIRS.items()}.get(parts[0], parts[0])
+        on_disk.add(".".join(parts))
+    assert on_disk == set(config["packages"])
+    assert all(name.startswith("xrd_strain_") for name in on_disk)

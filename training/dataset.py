@@ -1,4 +1,4 @@
-"""Reading a generated dataset directory (see :mod:`training.generate` for the layout)."""
+"""Reading a generated dataset directory (see :mod:`xrd_strain_training.generate` for the layout)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import datetime as _dt
 import subprocess
 from pathlib import Path
 
-from training.presets import Preset
+from xrd_strain_training.presets import Preset
 
 __all__ = ["export_bundle", "code_version"]
 

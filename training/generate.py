@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from training.presets import Preset
-from training.sampling import Draw, draw_parameters
 from xrd_strain_plugin.inference.bundle import sha256_of
+from xrd_strain_training.presets import Preset
+from xrd_strain_training.sampling import Draw, draw_parameters
 
 __all__ = ["DatasetSpec", "generate", "simulate_batch", "per_curve_scans", "shared_scans", "shard_seed", "SPLITS"]
 
@@ -147,7 +147,7 @@ def simulate_batch(
     ----------
     draw : Draw
         With ``draws_per_profile = k > 1``, rows ``k j .. k j + k - 1`` must share one profile
-        (:func:`training.sampling.draw_parameters` with ``per_profile=k``).
+        (:func:`xrd_strain_training.sampling.draw_parameters` with ``per_profile=k``).
     preset : Preset
     reflection : Reflection
     grid : ModelGrid

@@ -64,7 +64,7 @@ class Preset:
         instead of our recipe: its strain shapes and weight rule, thickness on a 10 nm grid,
         scan windows ``eps1, eps2 ~ U(0.002, 0.025)`` rounded to 0.01 deg, and scale/background
         redrawn until ``3 < log10(scale/background) < 6`` with no dynamic-range rejection
-        (:mod:`training.sampling`). 0: our recipe only; 1: the paper's only.
+        (:mod:`xrd_strain_training.sampling`). 0: our recipe only; 1: the paper's only.
     resolution_shape : str
         ``"gaussian"`` or ``"pseudo-voigt"`` (the published generator: eta = 0.001).
     resolution_eta : float

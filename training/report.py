@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.evaluate import ACCURACY_KEYS, BANDS, Evaluation, evaluate_predictions, markdown_table
+from xrd_strain_training.evaluate import ACCURACY_KEYS, BANDS, Evaluation, evaluate_predictions, markdown_table
 
 __all__ = ["evaluate_bundle", "write_report"]
 
@@ -58,7 +58,7 @@ def evaluate_bundle(bundle, dataset, *, max_curves: int | None = None, indices=N
 
 
 def table_row(ev: Evaluation, *, mse_train: float | None = None) -> dict:
-    """Row for :func:`training.evaluate.markdown_table` and the bundle card."""
+    """Row for :func:`xrd_strain_training.evaluate.markdown_table` and the bundle card."""
     return {"n_test": ev.n, "mse_train": mse_train, "mse_test": ev.mse, **ev.accuracies}
 
 

@@ -1,6 +1,6 @@
 """Random training samples: profiles, instrument terms and scan limits drawn from a preset.
 
-Pure functions of a :class:`numpy.random.Generator`; :mod:`training.generate` turns them into
+Pure functions of a :class:`numpy.random.Generator`; :mod:`xrd_strain_training.generate` turns them into
 simulated curves. Depth index 0 is the surface; reduced depth ``z`` runs from 0 (surface) to 1
 (interface with the substrate).
 """
@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.presets import Preset
 from xrd_strain_plugin.inference.labels import strain_max_percent
 from xrd_strain_plugin.physics import profiles
 from xrd_strain_plugin.physics.bragg import strain_at_two_theta_deg
+from xrd_strain_training.presets import Preset
 
 __all__ = [
     "Draw",

@@ -5,7 +5,7 @@ improvement of the validation loss, MSE on labels min-max scaled to [0, 1], 10 %
 set held out for validation (the test set is a separate directory, never read here). The
 weights with the best validation loss are kept. After every epoch the batch-normalisation
 statistics are recomputed under the current weights
-(:func:`training.networks.recalibrate_batch_norm`): Keras' moving averages lag far behind on
+(:func:`xrd_strain_training.networks.recalibrate_batch_norm`): Keras' moving averages lag far behind on
 small sets, which made inference-mode losses 3.5x the training-mode ones.
 """
 
@@ -58,9 +58,9 @@ class TrainConfig:
     max_minutes : float or None
         Wall-clock budget; training stops after the epoch that would overrun it.
     filters, dense_units : tuple of int
-        Network widths (:func:`training.networks.build_cnn`; defaults are the paper's).
+        Network widths (:func:`xrd_strain_training.networks.build_cnn`; defaults are the paper's).
     input_pool : int
-        Input decimation of :func:`training.networks.build_cnn` (1: the paper's network).
+        Input decimation of :func:`xrd_strain_training.networks.build_cnn` (1: the paper's network).
     init_from : str or None
         A ``.keras`` file or a bundle directory of the same architecture whose weights start
         the run (warm start / fine-tuning, e.g. the low-strain specialist from the general
@@ -81,7 +81,7 @@ class TrainConfig:
         The paper's 14 labels, or the score-aligned targets (weights / e_max, ln e_max, ln DW_min,
         ln t, ln H, DR; :mod:`xrd_strain_plugin.inference.labels`). Both min-max scaled.
     loss : {"mse", "profile"}
-        MSE on the scaled targets (the paper), or :class:`training.losses.ProfileLoss`
+        MSE on the scaled targets (the paper), or :class:`xrd_strain_training.losses.ProfileLoss`
         (relative targets only): sigma_e / e_max of the decoded profile plus the squared
         relative errors of the scalars.
     n_hypotheses : int
@@ -179,7 +179,7 @@ def train(
 
     Parameters
     ----------
-    dataset : training.dataset.Dataset
+    dataset : xrd_strain_training.dataset.Dataset
         Training split (labels are physical; scaling is fitted here).
     run_dir : str or Path
         Directory for ``checkpoint.keras`` (every epoch, with the optimiser state),
@@ -190,7 +190,7 @@ def train(
         0 silent, 1 one line per epoch.
     n_input : int, optional
         Input points (default: the dataset's grid).
-    monitor : training.dataset.Dataset, optional
+    monitor : xrd_strain_training.dataset.Dataset, optional
         Curves whose Table-2 accuracies are recorded after every epoch (``history["monitor"]``),
         for accuracy-versus-samples curves. Recorded only: model selection uses the validation
         part of ``dataset``.
@@ -201,9 +201,9 @@ def train(
     """
     import keras
 
-    from training.networks import build_cnn, recalibrate_batch_norm
     from xrd_strain_plugin.inference import labels as lab
     from xrd_strain_plugin.inference.labels import LabelScaling
+    from xrd_strain_training.networks import build_cnn, recalibrate_batch_norm
 
     head = _check_head(config)
     run_dir = Path(run_dir)
@@ -246,7 +246,7 @@ def train(
         and _same_config(state.get("config"), identity["config"])
     )
     if config.loss == "profile":
-        from training.losses import ProfileLoss  # registers the class for load_model
+        from xrd_strain_training.losses import ProfileLoss  # registers the class for load_model
 
         loss = ProfileLoss(
             scaling.minimum,
@@ -443,8 +443,8 @@ def _check_head(config: TrainConfig) -> dict:
 def _monitor(model, data, scaling, head, paper_scaling, n_weights, n_slices) -> dict:
     """Table-2 accuracies of the current (batch-norm recalibrated) weights on ``data``, and for
     K > 1 the share of curves where one of the K hypotheses meets the a(strain) threshold."""
-    from training.evaluate import evaluate_predictions
     from xrd_strain_plugin.inference.labels import labels_from_output
+    from xrd_strain_training.evaluate import evaluate_predictions
 
     out = np.concatenate(
         [np.asarray(model(data.x[i : i + 1024, :, None], training=False)) for i in range(0, data.n, 1024)]

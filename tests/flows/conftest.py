@@ -29,7 +29,7 @@ def prefect_server():
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """``(data_root, result)`` of one local regeneration run (shards run in this process)."""
-    from flows.regenerate import regenerate
+    from xrd_strain_flows.regenerate import regenerate
 
     root = tmp_path_factory.mktemp("flow-data")
     result = regenerate(workers=1, data_root=str(root), **TINY)

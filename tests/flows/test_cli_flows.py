@@ -49,7 +49,7 @@ def test_models_and_promote_on_a_real_registry(tmp_path, capsys):
 
 
 def test_deployments_declare_the_three_schedules():
-    from flows.deployments import FlowSettings, Schedules, build_deployments
+    from xrd_strain_flows.deployments import FlowSettings, Schedules, build_deployments
 
     deployments = build_deployments(
         FlowSettings(data_root="/data", tiled_url="http://t/api/v1", scheduler_address="tcp://dask:8786"),
@@ -60,5 +60,5 @@ def test_deployments_declare_the_three_schedules():
     assert by_name["nightly-regeneration"].parameters["scheduler_address"] == "tcp://dask:8786"
     assert by_name["weekly-retraining"].schedules[0].schedule.cron == "0 3 * * 0"
     assert by_name["refine-new-results"].schedules[0].schedule.interval.total_seconds() == 120
-    assert by_name["refine-new-results"].entrypoint == "flows.refine.refine_new_results"
+    assert by_name["refine-new-results"].entrypoint == "xrd_strain_flows.refine.refine_new_results"
     assert len(build_deployments(FlowSettings(data_root="/data"))) == 2  # no Tiled: no refinement

@@ -8,7 +8,7 @@ import time
 
 from prefect import flow
 
-from flows.notify import FAILURE_HOOKS, notify_failure
+from xrd_strain_flows.notify import FAILURE_HOOKS, notify_failure
 
 
 @flow(name="xrd-strain-test-failing", **FAILURE_HOOKS)
@@ -35,9 +35,9 @@ def test_a_notification_block_that_cannot_be_loaded_never_hides_the_failure(tmp_
 
 
 def test_the_scheduled_flows_carry_the_hook():
-    from flows.refine import refine_new_results
-    from flows.regenerate import regenerate_dataset
-    from flows.retrain import retrain
+    from xrd_strain_flows.refine import refine_new_results
+    from xrd_strain_flows.regenerate import regenerate_dataset
+    from xrd_strain_flows.retrain import retrain
 
     for f in (regenerate_dataset, retrain, refine_new_results):
         assert notify_failure in f.on_failure_hooks and notify_failure in f.on_crashed_hooks, f.name
@@ -52,7 +52,7 @@ def _runs_of(deployment_id):
 
 
 def test_a_burst_of_results_starts_one_refinement_run_per_interval():
-    from flows.refine import BatchedTrigger, refine_new_results
+    from xrd_strain_flows.refine import BatchedTrigger, refine_new_results
 
     name = f"batch-{time.time_ns()}"
     deployment_id = refine_new_results.to_deployment(
@@ -69,7 +69,7 @@ def test_a_burst_of_results_starts_one_refinement_run_per_interval():
 
 
 def test_a_prefect_server_that_is_away_leaves_the_results_pending():
-    from flows.refine import BatchedTrigger
+    from xrd_strain_flows.refine import BatchedTrigger
 
     trigger = BatchedTrigger(deployment="refine_new_results/does-not-exist", min_interval_s=0.0)
     assert trigger.note(5) is False and trigger.pending == 5 and trigger.errors == 1

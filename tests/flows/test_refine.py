@@ -40,7 +40,7 @@ def stored_results(tiled_server):
 
 
 def test_two_overlapping_runs_refine_each_result_exactly_once(tiled_server, stored_results, monkeypatch):
-    from flows.refine import refine_new_results
+    from xrd_strain_flows.refine import refine_new_results
     from xrd_strain_plugin.tiled import find_results, read_result
     from xrd_strain_plugin.tiled.refinement import find_unrefined, read_refinement
 

@@ -13,7 +13,7 @@ from tests.flows.conftest import TINY
 
 
 def test_local_run_writes_a_valid_sharded_dataset(tiny_data):
-    from training.dataset import load_dataset
+    from xrd_strain_training.dataset import load_dataset
 
     root, result = tiny_data
     train, test = Path(result["train"]["path"]), Path(result["test"]["path"])
@@ -26,8 +26,8 @@ def test_local_run_writes_a_valid_sharded_dataset(tiny_data):
     assert ds.manifest["fingerprint"] == result["train"]["fingerprint"]
     assert load_dataset(test).n == 16 and result["test"]["complete"]
     # The same shard made directly by the library is byte-identical (the flow adds nothing).
-    from training.generate import DatasetSpec, make_shard
-    from training.presets import get_preset
+    from xrd_strain_training.generate import DatasetSpec, make_shard
+    from xrd_strain_training.presets import get_preset
 
     spec = DatasetSpec(preset=get_preset("CNN2", n_slices=60), seed=11, n_curves=24, shard_size=12)
     info = make_shard(spec, 1, Path(root) / "direct.h5")
@@ -35,7 +35,7 @@ def test_local_run_writes_a_valid_sharded_dataset(tiny_data):
 
 
 def test_rerun_skips_finished_shards(tiny_data):
-    from flows.regenerate import regenerate
+    from xrd_strain_flows.regenerate import regenerate
 
     root, result = tiny_data
     train = Path(result["train"]["path"])
@@ -48,7 +48,7 @@ def test_rerun_skips_finished_shards(tiny_data):
 def test_dask_local_cluster_gives_the_same_shards(tiny_data, tmp_path):
     from distributed import LocalCluster
 
-    from flows.regenerate import regenerate
+    from xrd_strain_flows.regenerate import regenerate
 
     _, local = tiny_data
     # Workers as threads of this process keep the test short (no interpreter start per worker);
@@ -71,7 +71,7 @@ def test_a_failing_shard_is_retried_then_reported(tmp_path):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
 
-    from flows.regenerate import dataset_dir, regenerate
+    from xrd_strain_flows.regenerate import dataset_dir, regenerate
 
     train = (
         dataset_dir(tmp_path, preset="CNN2", material="YSZ", hkl=(4, 0, 0), wavelength_angstrom=1.5406, seed=11)

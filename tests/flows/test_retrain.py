@@ -22,12 +22,12 @@ def constant_bundle(path, train_dir):
     unmistakably poor current model for the 'better candidate' case."""
     import keras
 
-    from training.dataset import load_dataset
-    from training.networks import build_cnn
     from xrd_strain_plugin.inference.bundle import ModelCard, save_bundle
     from xrd_strain_plugin.inference.labels import LabelScaling
     from xrd_strain_plugin.physics.materials import reflection
     from xrd_strain_plugin.physics.qspace import ModelGrid
+    from xrd_strain_training.dataset import load_dataset
+    from xrd_strain_training.networks import build_cnn
 
     ds = load_dataset(train_dir)
     model = build_cnn(n_input=1001, n_labels=14, filters=(4, 4, 4, 4), dense_units=(8, 8))
@@ -58,7 +58,7 @@ def _artifact(key_prefix):
 
 
 def test_a_worse_candidate_is_kept_but_not_promoted(tiny_data, tmp_path):
-    from flows.retrain import retrain
+    from xrd_strain_flows.retrain import retrain
 
     root, data = tiny_data
     registry = ModelRegistry(tmp_path / "registry")  # current: the shipped model
@@ -90,8 +90,8 @@ def test_a_better_candidate_is_promoted_and_the_live_callback_uses_it_without_re
     from bluesky import RunEngine
     from bluesky.plans import scan
 
-    from flows.retrain import retrain
     from tests.live.live_support import API_KEY
+    from xrd_strain_flows.retrain import retrain
     from xrd_strain_plugin.bluesky import LiveInversion
     from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer, SimulatedSample
     from xrd_strain_plugin.inference.registry import CurrentModel

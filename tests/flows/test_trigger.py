@@ -16,7 +16,7 @@ from tests.live.live_support import API_KEY
 
 SERVE = """
 import sys
-from flows.deployments import FlowSettings, Schedules, serve
+from xrd_strain_flows.deployments import FlowSettings, Schedules, serve
 serve(FlowSettings(data_root=sys.argv[1], tiled_url=sys.argv[2]),
       Schedules(refine_interval_s=86400, regenerate_cron="0 0 1 1 *", retrain_cron="0 0 1 1 *"))
 """
@@ -27,7 +27,7 @@ def test_a_triggered_refinement_runs_in_the_served_deployment(tiled_server, tmp_
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL
 
-    from flows.refine import DEPLOYMENT, trigger_refinement
+    from xrd_strain_flows.refine import DEPLOYMENT, trigger_refinement
     from xrd_strain_plugin.tiled import find_results
 
     env = dict(

@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
-from training.networks import build_cnn
 from xrd_strain_plugin.inference import BundleError, BundleMismatchError, ModelCard, load_bundle, read_card, save_bundle
 from xrd_strain_plugin.inference.labels import LabelScaling
 from xrd_strain_plugin.physics.materials import reflection
 from xrd_strain_plugin.physics.qspace import ModelGrid
+from xrd_strain_training.networks import build_cnn
 
 NAMES = tuple(f"w{i}_percent" for i in range(10)) + ("dw_min", "thickness_nm", "resolution_fwhm_deg", "dynamic_range")
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from tests.inference.test_bundle import _card
-from training.networks import build_cnn
 from xrd_strain_plugin.inference import BundleError, default_bundle_path, load_bundle, save_bundle
 from xrd_strain_plugin.inference.predictor import Predictor
 from xrd_strain_plugin.inference.runtime import NumpyNetwork, UnsupportedLayer, check_against_keras, export_network
+from xrd_strain_training.networks import build_cnn
 
 
 def _inputs(n, n_points, seed=0):

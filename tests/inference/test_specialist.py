@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from tests.inference.test_bundle import NAMES, _card
-from training.networks import build_cnn
 from xrd_strain_plugin.inference import load_bundle, save_bundle
 from xrd_strain_plugin.inference.labels import LabelScaling, decode_labels
 from xrd_strain_plugin.inference.specialist import RoutedPredictor, SpecialistRange
+from xrd_strain_training.networks import build_cnn
 
 SCALING = LabelScaling(names=NAMES, minimum=(0.0,) * 14, maximum=(10.0,) * 10 + (1.0, 1000.0, 0.1, 6.0))
 

@@ -99,11 +99,11 @@ class _Failing(BaseHTTPRequestHandler):
 
 def make_tiny_bundle(path):
     """Save a small untrained network as a real bundle for YSZ 400 at Cu K-alpha1."""
-    from training.networks import build_cnn
     from xrd_strain_plugin.inference.bundle import ModelCard, save_bundle
     from xrd_strain_plugin.inference.labels import TAIL, LabelScaling
     from xrd_strain_plugin.physics.materials import reflection
     from xrd_strain_plugin.physics.qspace import ModelGrid
+    from xrd_strain_training.networks import build_cnn
 
     refl = reflection("YSZ", (4, 0, 0), 1.5406)
     n_weights = 10

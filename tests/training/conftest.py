@@ -2,8 +2,8 @@
 
 import pytest
 
-from training.generate import DatasetSpec, generate
-from training.presets import get_preset
+from xrd_strain_training.generate import DatasetSpec, generate
+from xrd_strain_training.presets import get_preset
 
 # Fewer lamellae keep the tiny set fast; everything else is the CNN2 preset.
 TINY = dict(preset=get_preset("CNN2", n_slices=60), seed=7, n_curves=48, shard_size=24)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from training.evaluate import accuracies, evaluate_predictions, markdown_table, profile_rms_error
 from xrd_strain_plugin.inference.labels import LabelScaling
+from xrd_strain_training.evaluate import accuracies, evaluate_predictions, markdown_table, profile_rms_error
 
 NAMES = tuple(f"w{i}_percent" for i in range(10)) + ("dw_min", "thickness_nm", "resolution_fwhm_deg", "dynamic_range")
 

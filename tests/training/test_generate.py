@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from tests.training.conftest import TINY
-from training.dataset import load_dataset
-from training.generate import DatasetSpec, generate, make_shard
+from xrd_strain_training.dataset import load_dataset
+from xrd_strain_training.generate import DatasetSpec, generate, make_shard
 
 
 def test_manifest_and_shards(tiny_dataset_dir):

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from training.presets import get_preset
-from training.sampling import draw_parameters
 from xrd_strain_plugin.inference.labels import LabelScaling, decode_labels
 from xrd_strain_plugin.physics import profiles
+from xrd_strain_training.presets import get_preset
+from xrd_strain_training.sampling import draw_parameters
 
 
 def _labels(n=200):

@@ -3,19 +3,19 @@
 import numpy as np
 import pytest
 
-from training.generate import _grouped_scans, per_curve_scans, shared_scans
-from training.presets import get_preset
-from training.sampling import (
+from xrd_strain_plugin.inference.labels import decode_labels, strain_max_percent
+from xrd_strain_plugin.physics import instrument, profiles
+from xrd_strain_plugin.physics.materials import reflection
+from xrd_strain_plugin.physics.qspace import q_to_two_theta_deg
+from xrd_strain_training.generate import _grouped_scans, per_curve_scans, shared_scans
+from xrd_strain_training.presets import get_preset
+from xrd_strain_training.sampling import (
     draw_parameters,
     paper_counts_exponents,
     paper_scan_limits,
     paper_shape_profiles,
     paper_weights,
 )
-from xrd_strain_plugin.inference.labels import decode_labels, strain_max_percent
-from xrd_strain_plugin.physics import instrument, profiles
-from xrd_strain_plugin.physics.materials import reflection
-from xrd_strain_plugin.physics.qspace import q_to_two_theta_deg
 
 YSZ = reflection("YSZ", (4, 0, 0), 1.5406)
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from training.presets import PRESETS, Preset, get_preset
+from xrd_strain_training.presets import PRESETS, Preset, get_preset
 
 
 def test_table_1_ranges():

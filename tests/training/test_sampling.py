@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from training.presets import get_preset
-from training.sampling import draw_parameters, shape_profiles
 from xrd_strain_plugin.inference.labels import strain_max_percent
 from xrd_strain_plugin.physics import profiles
+from xrd_strain_training.presets import get_preset
+from xrd_strain_training.sampling import draw_parameters, shape_profiles
 
 
 @pytest.mark.parametrize("name", ["CNN1", "CNN2", "CNN3"])

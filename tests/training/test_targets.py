@@ -6,10 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.dataset import load_dataset
-from training.evaluate import evaluate_predictions
-from training.export import export_bundle
-from training.train import TrainConfig, train
 from xrd_strain_plugin.inference import Inverter, load_bundle
 from xrd_strain_plugin.inference.labels import (
     LabelScaling,
@@ -24,6 +20,10 @@ from xrd_strain_plugin.inference.predictor import Predictor
 from xrd_strain_plugin.io import read_curve
 from xrd_strain_plugin.physics import profiles
 from xrd_strain_plugin.physics.materials import reflection
+from xrd_strain_training.dataset import load_dataset
+from xrd_strain_training.evaluate import evaluate_predictions
+from xrd_strain_training.export import export_bundle
+from xrd_strain_training.train import TrainConfig, train
 
 REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "ysz_400_irradiated.xy"
 
@@ -48,7 +48,7 @@ def test_relative_targets_round_trip_the_paper_labels(tiny_dataset_dir):
 def test_profile_loss_is_the_squared_relative_error():
     import keras
 
-    from training.losses import ProfileLoss
+    from xrd_strain_training.losses import ProfileLoss
 
     rng = np.random.default_rng(1)
     n, n_w = 6, 10
@@ -81,7 +81,7 @@ def test_profile_loss_is_the_squared_relative_error():
 
 
 def test_winner_takes_all_rewards_the_right_hypothesis():
-    from training.losses import ProfileLoss
+    from xrd_strain_training.losses import ProfileLoss
 
     n_w, k = 10, 3
     true = np.r_[np.linspace(1, 0.2, n_w), np.log(2.0), np.log(0.5), np.log(400.0), np.log(0.01), 4.0]

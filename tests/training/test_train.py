@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from training.dataset import load_dataset
-from training.export import export_bundle
-from training.networks import build_cnn
-from training.train import TrainConfig, train
 from xrd_strain_plugin.inference import Inverter, load_bundle
+from xrd_strain_training.dataset import load_dataset
+from xrd_strain_training.export import export_bundle
+from xrd_strain_training.networks import build_cnn
+from xrd_strain_training.train import TrainConfig, train
 
 SMALL = dict(filters=(4, 4, 8, 8), dense_units=(32, 16), batch_size=8, learning_rate=3e-3)
 
@@ -87,7 +87,7 @@ def test_warm_start_from_a_bundle_keeps_its_scaling(tiny_dataset_dir, tmp_path):
 def test_cosine_schedule_has_the_textbook_shape():
     # Independent reference: the half cosine's closed form at its ends and midpoint, and the
     # warm-up's linear ramp from 1 % of the peak.
-    from training.train import cosine_rate
+    from xrd_strain_training.train import cosine_rate
 
     cfg = TrainConfig(
         learning_rate=1e-3, min_learning_rate=1e-6, schedule="cosine", total_samples=1000, warmup_fraction=0.1

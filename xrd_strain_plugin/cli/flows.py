@@ -282,7 +282,7 @@ def _tolerances(items) -> dict:
 
 def run_serve(args) -> int:
     _prefect_env()
-    from flows.deployments import FlowSettings, Schedules, serve
+    from xrd_strain_flows.deployments import FlowSettings, Schedules, serve
 
     settings = FlowSettings(
         data_root=args.data_root,
@@ -306,7 +306,7 @@ def run_serve(args) -> int:
 
 def run_regenerate(args) -> int:
     _prefect_env()
-    from flows.regenerate import regenerate
+    from xrd_strain_flows.regenerate import regenerate
 
     with option_errors("--data-root"):
         out = regenerate(
@@ -323,7 +323,7 @@ def run_regenerate(args) -> int:
 
 def run_retrain(args) -> int:
     _prefect_env()
-    from flows.retrain import retrain
+    from xrd_strain_flows.retrain import retrain
 
     config = {"epochs": args.epochs, "max_minutes": args.max_minutes, "batch_size": args.batch_size}
     gate = {"tolerances": _tolerances(args.tolerance), "mse_tolerance": args.mse_tolerance}
@@ -345,7 +345,7 @@ def run_retrain(args) -> int:
 
 def run_refine(args) -> int:
     _prefect_env()
-    from flows.refine import refine_new_results
+    from xrd_strain_flows.refine import refine_new_results
 
     out = refine_new_results(
         args.tiled_url,
@@ -362,8 +362,8 @@ def run_refine(args) -> int:
 
 def run_trigger(args) -> int:
     _prefect_env()
-    from flows.deployments import DEPLOYMENT_NAMES
-    from flows.refine import trigger_refinement
+    from xrd_strain_flows.deployments import DEPLOYMENT_NAMES
+    from xrd_strain_flows.refine import trigger_refinement
 
     run = trigger_refinement(deployment=DEPLOYMENT_NAMES[args.which])
     print(f"started flow run {run.id} of {DEPLOYMENT_NAMES[args.which]}")

@@ -318,7 +318,7 @@ class _FlowTrigger:
         if every_s <= 0:
             raise CommandError(f"--refine-flow-every-s: must be positive, got {every_s}")
         try:
-            from flows.refine import BatchedTrigger
+            from xrd_strain_flows.refine import BatchedTrigger
         except ImportError as exc:
             raise CommandError(f"--refine-flow-every-s: needs the flows extra (prefect): {exc}") from exc
         self.batched = BatchedTrigger(min_interval_s=every_s)

@@ -277,8 +277,8 @@ def _parse_options(items) -> dict:
 
 
 def run_generate(args) -> int:
-    from training.generate import DatasetSpec, generate
-    from training.presets import get_preset
+    from xrd_strain_training.generate import DatasetSpec, generate
+    from xrd_strain_training.presets import get_preset
 
     with option_errors("--preset/--option"):
         try:
@@ -316,11 +316,11 @@ def run_generate(args) -> int:
 
 
 def run_train(args) -> int:
-    from training.dataset import load_dataset
-    from training.export import export_bundle
-    from training.report import evaluate_bundle, table_row
-    from training.train import TrainConfig, split_indices, train
     from xrd_strain_plugin.inference import load_bundle
+    from xrd_strain_training.dataset import load_dataset
+    from xrd_strain_training.export import export_bundle
+    from xrd_strain_training.report import evaluate_bundle, table_row
+    from xrd_strain_training.train import TrainConfig, split_indices, train
 
     data = Path(args.data)
     with option_errors("DATA"):
@@ -403,9 +403,9 @@ def run_train(args) -> int:
 
 
 def run_evaluate(args) -> int:
-    from training.dataset import load_dataset
-    from training.report import evaluate_bundle, table_row, write_report
     from xrd_strain_plugin.inference import load_bundle
+    from xrd_strain_training.dataset import load_dataset
+    from xrd_strain_training.report import evaluate_bundle, table_row, write_report
 
     with option_errors("--model"):
         bundle = load_bundle(args.model)

@@ -88,7 +88,7 @@ class ModelCard:
     dw_mode : str
         ``"coupled"`` (DW follows strain) or ``"decoupled"``.
     preset : dict
-        ``training.presets.Preset.to_dict()`` of the training set.
+        ``xrd_strain_training.presets.Preset.to_dict()`` of the training set.
     dataset : dict
         Fingerprint (sha256 of the manifests), sizes, seeds.
     training : dict

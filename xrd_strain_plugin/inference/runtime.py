@@ -8,7 +8,7 @@ against it (:func:`check_against_keras`). Its sha256 is in the card (``runtime.n
 :func:`xrd_strain_plugin.inference.bundle.load_bundle` verifies it before use, as it verifies
 ``model.keras``. Keras stays the training and reference path.
 
-Supported layers (those of :func:`training.networks.build_cnn`): InputLayer, Conv1D (stride,
+Supported layers (those of :func:`xrd_strain_training.networks.build_cnn`): InputLayer, Conv1D (stride,
 'same'/'valid' padding), BatchNormalization (inference form), ReLU, MaxPooling1D,
 AveragePooling1D ('same' averages only the points inside), Flatten, Dense (linear or ReLU), and
 Activation ('linear', 'relu'). A network with any other layer gets no numpy runtime and loads
