@@ -82,10 +82,10 @@ def store_results(url, n, seed):
     from xrd_strain_plugin.inference import Inverter
     from xrd_strain_plugin.inference.registry import shipped_bundle_path
     from xrd_strain_plugin.physics import instrument, profiles
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
     from xrd_strain_plugin.tiled import TiledResultsWriter, record_from_result
 
-    refl = reflection("YSZ", (4, 0, 0), 1.5406)
+    refl = make_reflection("YSZ", (4, 0, 0), 1.5406)
     inverter = Inverter(shipped_bundle_path())
     rng = np.random.default_rng(seed)
     tb = refl.two_theta_bragg_deg

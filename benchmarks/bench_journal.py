@@ -46,9 +46,9 @@ def scan_cost(repeats: int, n_points: int) -> dict:
     from xrd_strain_plugin.bluesky.remote import start_proxy
     from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer
     from xrd_strain_plugin.cli.demo import SAMPLES
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
 
-    refl = reflection("YSZ", (4, 0, 0), 1.5406)
+    refl = make_reflection("YSZ", (4, 0, 0), 1.5406)
     diff = SimulatedDiffractometer(reflection=refl, sample=SAMPLES[1].simulated(), rng=np.random.default_rng(0))
     lo, hi = diff.scan_range()
     journal = JournalWriter(tempfile.mkdtemp(prefix="bench-journal-"))
@@ -206,7 +206,7 @@ def catch_up_read(n_runs: int, n_points: int) -> dict:
     from xrd_strain_plugin.bluesky.raw import raw_run_writer
     from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer
     from xrd_strain_plugin.cli.demo import SAMPLES
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
 
     port = _free_port()
     server = subprocess.Popen(
@@ -218,7 +218,7 @@ def catch_up_read(n_runs: int, n_points: int) -> dict:
     try:
         assert server.stdout.readline().strip() == "ready"
         url = f"http://127.0.0.1:{port}/api/v1"
-        refl = reflection("YSZ", (4, 0, 0), 1.5406)
+        refl = make_reflection("YSZ", (4, 0, 0), 1.5406)
         diff = SimulatedDiffractometer(reflection=refl, sample=SAMPLES[1].simulated(), rng=np.random.default_rng(0))
         lo, hi = diff.scan_range()
         raw = raw_run_writer(from_uri(url, api_key="bench"))

@@ -45,14 +45,14 @@ def main(argv=None):
     from xrd_strain_plugin.inference import Inverter, default_bundle_path
     from xrd_strain_plugin.io import read_curve
     from xrd_strain_plugin.physics import dynamical
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
     from xrd_strain_plugin.refinement import CurveModel, RefineOptions, refine_curve
     from xrd_strain_plugin.refinement import refine as stages
     from xrd_strain_plugin.refinement.fitter import Budget, fit_local
     from xrd_strain_plugin.refinement.objective import Objective
 
     tt, counts = read_curve(REAL)
-    refl = reflection("YSZ", (4, 0, 0), 1.5406)
+    refl = make_reflection("YSZ", (4, 0, 0), 1.5406)
     net = Inverter(default_bundle_path()).invert(tt, counts, refl)
     have = dynamical.HAVE_NUMBA
     rows = {}

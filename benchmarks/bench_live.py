@@ -180,9 +180,9 @@ class PeakRSS:
 def diffractometer():
     from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer
     from xrd_strain_plugin.cli.demo import SAMPLES
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
 
-    refl = reflection("YSZ", (4, 0, 0), 1.5406)
+    refl = make_reflection("YSZ", (4, 0, 0), 1.5406)
     return SimulatedDiffractometer(
         reflection=refl, sample=SAMPLES[1].simulated(), rng=np.random.default_rng(0), window_deg=(-5.0, 1.0)
     )

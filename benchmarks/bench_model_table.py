@@ -75,7 +75,7 @@ def main() -> None:
     from xrd_strain_plugin.inference.predictor import EnsemblePredictor, Predictor
     from xrd_strain_plugin.inference.specialist import RoutedPredictor
     from xrd_strain_plugin.io import read_curve
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
     from xrd_strain_training.dataset import load_dataset
     from xrd_strain_training.evaluate import evaluate_predictions
 
@@ -148,7 +148,7 @@ def main() -> None:
     if args.run:
         _budget_curve(_pairs(args.run), next(iter(_pairs(args.test).values())), results)
     two_theta, intensity = read_curve(args.real)
-    refl = reflection("YSZ", (4, 0, 0), 1.5406)
+    refl = make_reflection("YSZ", (4, 0, 0), 1.5406)
     print(
         "\n| model | sigma_I (network alone) | e_max (%) | t (nm) | DW_min | best of K proposals |"
         "\n|---|---|---|---|---|---|"

@@ -29,11 +29,11 @@ import json, sys, time
 import numpy as np
 from xrd_strain_plugin.io import read_curve
 from xrd_strain_plugin.physics.instrument import simulate_scan
-from xrd_strain_plugin.physics.materials import reflection
+from xrd_strain_plugin.physics.materials import make_reflection
 from xrd_strain_plugin.inference import Inverter, default_bundle_path
 from xrd_strain_plugin.refinement import refine_curve
 
-r = reflection("YSZ", (4, 0, 0), 1.5406)
+r = make_reflection("YSZ", (4, 0, 0), 1.5406)
 rng = np.random.default_rng(1)
 tt = np.arange(71.0, 73.9, 0.01)
 e = 0.02 * np.linspace(1, 0, 200)[None, :] * rng.uniform(0.1, 1, (64, 1))

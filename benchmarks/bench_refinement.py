@@ -52,11 +52,11 @@ def _machine():
 # ---------------------------------------------------------------------------------------------------------
 def section_jacobian(lines):
     from xrd_strain_plugin.io import read_curve
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
     from xrd_strain_plugin.refinement import CurveModel, ModelConfig
 
     tt, _ = read_curve(REAL)
-    refl = reflection("YSZ", (4, 0, 0), 1.5406)
+    refl = make_reflection("YSZ", (4, 0, 0), 1.5406)
     model = CurveModel(refl, tt, ModelConfig())
     params = model.default_parameters(
         strain_weights_percent=np.linspace(0.6, 0.05, 10), thickness_nm=200.0, fwhm_deg=0.025, eta=0.007
@@ -113,10 +113,10 @@ def _sample(refl, *, seed, thickness_nm, e_max, fwhm_deg=0.02):
 
 
 def section_paths(lines):
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
     from xrd_strain_plugin.refinement import RefineOptions, StartProfile, refine_curve
 
-    refl = reflection("YSZ", (4, 0, 0), 1.5406)
+    refl = make_reflection("YSZ", (4, 0, 0), 1.5406)
     cases = []
     for seed, (t_nm, e) in enumerate(((220.0, 0.008), (450.0, 0.012), (120.0, 0.02))):
         tt, counts, depth, strain_pct, dw = _sample(refl, seed=seed, thickness_nm=t_nm, e_max=e)
@@ -165,11 +165,11 @@ def section_real(lines):
     from xrd_strain_plugin.inference import Inverter
     from xrd_strain_plugin.inference.registry import ModelKey, ModelRegistry
     from xrd_strain_plugin.io import read_curve
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
     from xrd_strain_plugin.refinement import refine_curve
 
     tt, counts = read_curve(REAL)
-    refl = reflection("YSZ", (4, 0, 0), 1.5406)
+    refl = make_reflection("YSZ", (4, 0, 0), 1.5406)
     entry = ModelRegistry().current(ModelKey(material="YSZ", hkl=(4, 0, 0), wavelength_angstrom=1.5406))
     inverter = Inverter(entry.path)
     net = inverter.invert(tt, counts, refl)
@@ -231,9 +231,9 @@ def section_real(lines):
 # ---------------------------------------------------------------------------------------------------------
 def section_sic(lines):
     from xrd_strain_plugin.io import write_curve
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
 
-    sic = reflection("SiC-3C", (4, 0, 0), 1.5498)
+    sic = make_reflection("SiC-3C", (4, 0, 0), 1.5498)
     tt, counts, depth, strain_pct, dw = _sample(sic, seed=11, thickness_nm=260.0, e_max=0.011)
     work = ROOT / "out" / "bench_refine_sic"
     work.mkdir(parents=True, exist_ok=True)
@@ -325,13 +325,13 @@ def _heldout_curves(n, seed):
     """Curves drawn with the paper's published recipe (xrd_strain_training.sampling, preset CNN2-PAPER)."""
     from xrd_strain_plugin.inference.labels import decode_labels
     from xrd_strain_plugin.physics.instrument import apply_counts, simulate_scan
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
     from xrd_strain_plugin.physics.qspace import q_to_two_theta_deg
     from xrd_strain_training.presets import get_preset
     from xrd_strain_training.sampling import draw_parameters
 
     preset = get_preset("CNN2-PAPER")
-    refl = reflection("YSZ", (4, 0, 0), 1.5406)
+    refl = make_reflection("YSZ", (4, 0, 0), 1.5406)
     rng = np.random.default_rng(seed)
     draw = draw_parameters(rng, preset, n, two_theta_bragg_deg=refl.two_theta_bragg_deg)
     labels = np.column_stack(

@@ -26,12 +26,12 @@ if any(a in ("-h", "--help") for a in sys.argv[1:]):
 from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer
 from xrd_strain_plugin.cli.demo import SAMPLES, STEP_TWO_THETA_DEG, scan_limits_two_theta_deg
 from xrd_strain_plugin.inference import Inverter, default_bundle_path
-from xrd_strain_plugin.physics.materials import reflection
+from xrd_strain_plugin.physics.materials import make_reflection
 from xrd_strain_plugin.refinement import RefineOptions, refine_curve
 
 inv = Inverter(default_bundle_path())
 card = inv.bundle.card
-refl = reflection(card.material, tuple(card.hkl), card.wavelength_angstrom)
+refl = make_reflection(card.material, tuple(card.hkl), card.wavelength_angstrom)
 seeds = [int(s) for s in sys.argv[1].split(",")] if len(sys.argv) > 1 else [1]
 kw = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
 kw_truth = kw.pop("truth", False)

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 
 from xrd_strain_plugin.physics.dynamical import reflectivity  # noqa: E402
 from xrd_strain_plugin.physics.instrument import simulate_scan  # noqa: E402
-from xrd_strain_plugin.physics.materials import reflection  # noqa: E402
+from xrd_strain_plugin.physics.materials import make_reflection  # noqa: E402
 
 try:
     import numba
@@ -229,7 +229,7 @@ def main(argv=None):
     p.add_argument("--out", help="also write the markdown report to this file")
     p.add_argument("--batch", type=int, default=64, help="curves per call at the paper's settings (default 64)")
     args = p.parse_args(argv)
-    r = reflection()
+    r = make_reflection()
     rng = np.random.default_rng(0)
     th_b = r.theta_bragg
     theta = np.linspace(th_b - math.radians(3.5), th_b + math.radians(0.3), 500)

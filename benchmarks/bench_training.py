@@ -29,13 +29,13 @@ def bench_generation(n: int) -> None:
     """Curves per second, one process: the v1 generator against the issue-9 levers, same draws,
     on the simulator's array reference path and on its fused kernel (issue 15), side by side."""
     from xrd_strain_plugin.physics import dynamical
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
     from xrd_strain_plugin.physics.qspace import ModelGrid
     from xrd_strain_training.generate import simulate_batch
     from xrd_strain_training.presets import get_preset
     from xrd_strain_training.sampling import draw_parameters
 
-    refl, grid = reflection(), ModelGrid(strain_min=-0.01, strain_max=0.10)
+    refl, grid = make_reflection(), ModelGrid(strain_min=-0.01, strain_max=0.10)
     two_theta_b = refl.two_theta_bragg_deg
     cases = (
         ("v1 generator (sub-batches of 16 on one padded axis)", "grouped", 1),
@@ -124,7 +124,7 @@ def bench_training_variants(n: int, batches=(512,), bf16: bool = True) -> None:
 def bench_inference(bundle_dir) -> None:
     from xrd_strain_plugin.inference import Inverter, default_bundle_path
     from xrd_strain_plugin.io import read_curve
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
 
     inverter = Inverter(bundle_dir or default_bundle_path())
     model = inverter.bundle.model
@@ -148,7 +148,7 @@ def bench_inference(bundle_dir) -> None:
     _row("network, batch of 20 000 curves", (time.perf_counter() - t0) / xb.shape[0] * 1e6, "us/curve")
     real = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ysz_400_irradiated.xy"
     two_theta, intensity = read_curve(real)
-    refl = reflection("YSZ", (4, 0, 0), 1.5406)
+    refl = make_reflection("YSZ", (4, 0, 0), 1.5406)
     inverter.invert(two_theta, intensity, refl)
     times = [inverter.invert(two_theta, intensity, refl) for _ in range(10)]
     _row(

@@ -35,9 +35,9 @@ from tests.physics.xu_reference import (  # noqa: E402
 
 def convergence():
     from xrd_strain_plugin.physics.dynamical import reflectivity
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
 
-    r = reflection()
+    r = make_reflection()
     th = r.theta_bragg + np.radians(np.linspace(-0.9, 0.1, 400))
 
     def profile(n):
@@ -67,9 +67,9 @@ def traps():
     from tests.physics.xu_reference import xu_absorption_length_um
     from xrd_strain_plugin.physics.dynamical import reflectivity
     from xrd_strain_plugin.physics.instrument import simulate_scan
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
 
-    r = reflection()
+    r = make_reflection()
     out = []
     th = np.array([r.theta_bragg + math.radians(r.refraction_shift_symmetric() * 0 + 0.001)])
     covered = reflectivity(th, np.zeros(5), np.zeros(5), 100_000.0, r)[0, 0]
@@ -141,9 +141,9 @@ def _dw_sensitivity(strain, dw, thickness_nm):
     import math
 
     from xrd_strain_plugin.physics.dynamical import reflectivity
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
 
-    r = reflection("YSZ", (4, 0, 0), 1.5406)
+    r = make_reflection("YSZ", (4, 0, 0), 1.5406)
     th_b = math.degrees(r.theta_bragg)
     th_layer = math.degrees(math.asin(math.sin(r.theta_bragg) / (1 + strain.max())))
     th = np.linspace(th_layer - 0.3 - 0.3 * (th_b - th_layer), th_b + 0.15, 600)
@@ -158,9 +158,9 @@ def kinematic_dw():
     """Kinematic limit of the DW factor (figures quoted by tests/physics/test_debye_waller.py)."""
     import math
 
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
 
-    r = reflection("YSZ", (4, 0, 0), 1.5406)
+    r = make_reflection("YSZ", (4, 0, 0), 1.5406)
     dws = (0.9, 0.6, 0.3, 0.1)
     rows = [
         "Layer peak of a uniform layer (5 lamellae): R(DW)/(DW^2 R(1)) - 1, with the substrate tail's relative "

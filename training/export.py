@@ -67,11 +67,13 @@ def export_bundle(
         The card as written.
     """
     from xrd_strain_plugin.inference.bundle import ModelCard, save_bundle
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
     from xrd_strain_plugin.physics.qspace import ModelGrid
 
     preset = Preset.from_dict(train_manifest["preset"])
-    refl = reflection(train_manifest["material"], tuple(train_manifest["hkl"]), train_manifest["wavelength_angstrom"])
+    refl = make_reflection(
+        train_manifest["material"], tuple(train_manifest["hkl"]), train_manifest["wavelength_angstrom"]
+    )
     dataset = {
         "train_fingerprint": train_state["fingerprint"],
         "train_set_fingerprint": train_manifest["fingerprint"],

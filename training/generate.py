@@ -460,7 +460,7 @@ def make_shard(spec: DatasetSpec, index: int, path: Path) -> dict:
     """Generate shard ``index`` of ``spec`` into ``path`` (atomically) and describe it."""
     import h5py
 
-    from xrd_strain_plugin.physics.materials import reflection as make_reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
 
     t0 = time.perf_counter()
     preset = spec.preset

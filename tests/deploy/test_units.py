@@ -145,7 +145,7 @@ def test_the_deployed_chain_follows_a_promotion_and_stops_within_its_timeout(tmp
     from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer
     from xrd_strain_plugin.cli.demo import SAMPLES
     from xrd_strain_plugin.inference.registry import SHIPPED_MODELS, ModelRegistry
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
     from xrd_strain_plugin.tiled import find_results
 
     found = units()
@@ -180,7 +180,7 @@ def test_the_deployed_chain_follows_a_promotion_and_stops_within_its_timeout(tmp
         journal = JournalWriter(host.path("/var/lib/bluesky/journal"))
         RE = RunEngine({})
         RE.subscribe(journal)
-        refl = reflection("YSZ", (4, 0, 0), 1.5406)
+        refl = make_reflection("YSZ", (4, 0, 0), 1.5406)
         dif = SimulatedDiffractometer(reflection=refl, sample=SAMPLES[1].simulated(), rng=np.random.default_rng(2))
         client = from_uri(f"http://127.0.0.1:{tiled_port}/api/v1")  # public reads
         first = _result(client, _scan(RE, dif), timeout=240)

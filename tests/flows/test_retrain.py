@@ -24,7 +24,7 @@ def constant_bundle(path, train_dir):
 
     from xrd_strain_plugin.inference.bundle import ModelCard, save_bundle
     from xrd_strain_plugin.inference.labels import LabelScaling
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
     from xrd_strain_plugin.physics.qspace import ModelGrid
     from xrd_strain_training.dataset import load_dataset
     from xrd_strain_training.networks import build_cnn
@@ -40,7 +40,7 @@ def constant_bundle(path, train_dir):
         material="YSZ",
         hkl=(4, 0, 0),
         wavelength_angstrom=1.5406,
-        d_spacing_angstrom=reflection("YSZ", (4, 0, 0), 1.5406).d_spacing_angstrom,
+        d_spacing_angstrom=make_reflection("YSZ", (4, 0, 0), 1.5406).d_spacing_angstrom,
         grid=ModelGrid(**ds.manifest["grid"]),
         labels=LabelScaling.fit(ds.labels, ds.label_names),
         n_slices=60,
@@ -96,7 +96,7 @@ def test_a_better_candidate_is_promoted_and_the_live_callback_uses_it_without_re
     from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer, SimulatedSample
     from xrd_strain_plugin.inference.registry import CurrentModel
     from xrd_strain_plugin.physics import profiles
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
     from xrd_strain_plugin.tiled import Spool, SpoolingPublisher, TiledResultsWriter, find_results
 
     root, data = tiny_data
@@ -113,7 +113,7 @@ def test_a_better_candidate_is_promoted_and_the_live_callback_uses_it_without_re
     )
     RE = RunEngine({})
     RE.subscribe(live)
-    refl = reflection("YSZ", (4, 0, 0), 1.5406)
+    refl = make_reflection("YSZ", (4, 0, 0), 1.5406)
     strain = profiles.strain_from_weights(np.exp(-0.5 * ((np.arange(10) - 3) / 2.0) ** 2), 0.015, 60)[0]
     sample = SimulatedSample(
         name="S",

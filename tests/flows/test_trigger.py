@@ -76,10 +76,10 @@ def _store_one(tiled_server):
     from xrd_strain_plugin.inference import Inverter
     from xrd_strain_plugin.inference.registry import shipped_bundle_path
     from xrd_strain_plugin.physics import instrument, profiles
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
     from xrd_strain_plugin.tiled import TiledResultsWriter, record_from_result
 
-    refl = reflection("YSZ", (4, 0, 0), 1.5406)
+    refl = make_reflection("YSZ", (4, 0, 0), 1.5406)
     tb = refl.two_theta_bragg_deg
     two_theta = np.arange(tb - 2.0, tb + 0.4, 0.005)
     strain = profiles.strain_from_weights(np.exp(-0.5 * ((np.arange(10) - 3) / 2.0) ** 2), 0.012, 60)

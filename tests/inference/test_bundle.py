@@ -8,7 +8,7 @@ import pytest
 
 from xrd_strain_plugin.inference import BundleError, BundleMismatchError, ModelCard, load_bundle, read_card, save_bundle
 from xrd_strain_plugin.inference.labels import LabelScaling
-from xrd_strain_plugin.physics.materials import reflection
+from xrd_strain_plugin.physics.materials import make_reflection
 from xrd_strain_plugin.physics.qspace import ModelGrid
 from xrd_strain_training.networks import build_cnn
 
@@ -94,12 +94,12 @@ def test_network_that_contradicts_its_card(tmp_path, small_model):
 
 
 def test_reflection_mismatch_is_explained():
-    card = _card(d_spacing_angstrom=reflection("YSZ", (4, 0, 0), 1.5406).d_spacing_angstrom)
-    card.check_reflection(reflection("YSZ", (4, 0, 0), 1.5406))  # the trained case passes
+    card = _card(d_spacing_angstrom=make_reflection("YSZ", (4, 0, 0), 1.5406).d_spacing_angstrom)
+    card.check_reflection(make_reflection("YSZ", (4, 0, 0), 1.5406))  # the trained case passes
     with pytest.raises(BundleMismatchError, match="wavelength 1.789"):
-        card.check_reflection(reflection("YSZ", (4, 0, 0), 1.789))
+        card.check_reflection(make_reflection("YSZ", (4, 0, 0), 1.789))
     with pytest.raises(BundleMismatchError, match=r"d-spacing.*\(2, 0, 0\)"):
-        card.check_reflection(reflection("YSZ", (2, 0, 0), 1.5406))
+        card.check_reflection(make_reflection("YSZ", (2, 0, 0), 1.5406))
 
 
 def test_importing_inference_does_not_import_keras():

@@ -9,7 +9,7 @@ import pytest
 from xrd_strain_plugin.inference import Inverter, default_bundle_path, load_bundle
 from xrd_strain_plugin.inference.labels import decode_labels
 from xrd_strain_plugin.io import read_curve
-from xrd_strain_plugin.physics.materials import reflection
+from xrd_strain_plugin.physics.materials import make_reflection
 
 REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "ysz_400_irradiated.xy"
 
@@ -23,7 +23,7 @@ def test_the_inverter_takes_its_lamellae_from_the_card():
     assert Inverter(bundle).n_slices == bundle.card.n_slices
     other = Inverter(_with_card(bundle, n_slices=120))
     two_theta, counts = read_curve(REAL)
-    result = other.invert(two_theta, counts, reflection("YSZ", (4, 0, 0), 1.5406))
+    result = other.invert(two_theta, counts, make_reflection("YSZ", (4, 0, 0), 1.5406))
     assert other.n_slices == 120 and result.depth_nm.size == 121  # slices + the interface row
     assert Inverter(bundle, n_slices=80).n_slices == 80  # an explicit choice still wins
 

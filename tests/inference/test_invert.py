@@ -10,7 +10,7 @@ import pytest
 
 from xrd_strain_plugin.inference import BundleMismatchError, Inverter, default_bundle_path
 from xrd_strain_plugin.io import read_curve
-from xrd_strain_plugin.physics.materials import reflection
+from xrd_strain_plugin.physics.materials import make_reflection
 from xrd_strain_plugin.physics.qspace import CurveError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +26,7 @@ def inverter():
 @pytest.fixture(scope="module")
 def result(inverter):
     two_theta, intensity = read_curve(REAL)
-    return inverter.invert(two_theta, intensity, reflection(*YSZ_400))
+    return inverter.invert(two_theta, intensity, make_reflection(*YSZ_400))
 
 
 def test_shipped_model_answers_on_real_data(result, inverter):
@@ -53,20 +53,20 @@ def test_shipped_model_answers_on_real_data(result, inverter):
 def test_mismatched_reflection_and_bad_curve_are_refused(inverter):
     two_theta, intensity = read_curve(REAL)
     with pytest.raises(BundleMismatchError, match="wavelength"):
-        inverter.invert(two_theta, intensity, reflection("YSZ", (4, 0, 0), 1.7890))
+        inverter.invert(two_theta, intensity, make_reflection("YSZ", (4, 0, 0), 1.7890))
     shuffled = two_theta.copy()
     shuffled[[10, 11]] = shuffled[[11, 10]]
     with pytest.raises(CurveError, match="not sorted"):
-        inverter.invert(shuffled, intensity, reflection(*YSZ_400))
+        inverter.invert(shuffled, intensity, make_reflection(*YSZ_400))
     # the Bragg peak of the stated reflection must be in the scan (2theta shifted by 10 degrees)
     with pytest.raises(CurveError, match="does not contain the Bragg peak"):
-        inverter.invert(two_theta + 10.0, intensity, reflection(*YSZ_400))
+        inverter.invert(two_theta + 10.0, intensity, make_reflection(*YSZ_400))
 
 
 def test_descending_scan_and_equivalent_reflection_give_the_same_answer(inverter, result):
     """A descending scan is the same measurement; 004 of a cubic crystal is the same reflection as 400."""
     two_theta, intensity = read_curve(REAL)
-    down = inverter.invert(two_theta[::-1], intensity[::-1], reflection("YSZ", (0, 0, 4), 1.5406))
+    down = inverter.invert(two_theta[::-1], intensity[::-1], make_reflection("YSZ", (0, 0, 4), 1.5406))
     np.testing.assert_allclose(down.two_theta_deg, result.two_theta_deg)
     np.testing.assert_allclose(down.strain_percent, result.strain_percent, rtol=1e-6, atol=1e-9)
     assert down.sigma_i == pytest.approx(result.sigma_i, rel=1e-6)
@@ -75,7 +75,7 @@ def test_descending_scan_and_equivalent_reflection_give_the_same_answer(inverter
 
 def test_other_crystal_is_refused_without_transfer_and_mapped_with_it(inverter):
     """SiC-3C 400 at 1.5498 A: the YSZ network's answer is mapped (thickness by Q_B ratio) as a start."""
-    sic = reflection("SiC-3C", (4, 0, 0), 1.5498)
+    sic = make_reflection("SiC-3C", (4, 0, 0), 1.5498)
     two_theta = np.linspace(sic.two_theta_bragg_deg - 1.2, sic.two_theta_bragg_deg + 0.3, 400)
     from xrd_strain_plugin.physics.instrument import simulate_scan
 
@@ -86,7 +86,7 @@ def test_other_crystal_is_refused_without_transfer_and_mapped_with_it(inverter):
     with pytest.raises(BundleMismatchError, match="--refine"):
         inverter.invert(two_theta, curve, sic)
     mapped = inverter.invert(two_theta, curve, sic, transfer=True)
-    ysz = reflection(*YSZ_400)
+    ysz = make_reflection(*YSZ_400)
     assert mapped.transfer["thickness_factor"] == pytest.approx(ysz.q_bragg_inv_angstrom / sic.q_bragg_inv_angstrom)
     assert mapped.material == "SiC-3C" and np.all(np.isfinite(mapped.intensity_model))
 

@@ -101,11 +101,11 @@ def make_tiny_bundle(path):
     """Save a small untrained network as a real bundle for YSZ 400 at Cu K-alpha1."""
     from xrd_strain_plugin.inference.bundle import ModelCard, save_bundle
     from xrd_strain_plugin.inference.labels import TAIL, LabelScaling
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
     from xrd_strain_plugin.physics.qspace import ModelGrid
     from xrd_strain_training.networks import build_cnn
 
-    refl = reflection("YSZ", (4, 0, 0), 1.5406)
+    refl = make_reflection("YSZ", (4, 0, 0), 1.5406)
     n_weights = 10
     names = tuple(f"w{i}" for i in range(n_weights)) + TAIL
     lo = (0.0,) * n_weights + (0.05, 100.0, 0.003, 3.0)

@@ -18,10 +18,10 @@ from ophyd.sim import SynAxis, SynSignal
 from xrd_strain_plugin.bluesky import LiveInversion, RockingCurveConfig
 from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer, SimulatedSample
 from xrd_strain_plugin.physics import profiles
-from xrd_strain_plugin.physics.materials import reflection
+from xrd_strain_plugin.physics.materials import make_reflection
 from xrd_strain_plugin.tiled import Spool, SpoolingPublisher, TiledResultsWriter, find_results, read_result
 
-REFL = reflection("YSZ", (4, 0, 0), 1.5406)
+REFL = make_reflection("YSZ", (4, 0, 0), 1.5406)
 
 
 def sample(name="S1", e_max=0.015, dw_min=0.5, thickness_nm=300.0):

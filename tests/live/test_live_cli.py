@@ -49,11 +49,11 @@ def test_offline_inversions_publish_in_the_live_layout_once_per_file(tiled_serve
     from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer
     from xrd_strain_plugin.cli.demo import SAMPLES
     from xrd_strain_plugin.io import read_curve
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
     from xrd_strain_plugin.tiled import find_results, read_result
     from xrd_strain_plugin.tiled.records import offline_uid, publish_offline
 
-    refl = reflection("YSZ", (4, 0, 0), 1.5406)
+    refl = make_reflection("YSZ", (4, 0, 0), 1.5406)
     diff = SimulatedDiffractometer(reflection=refl, sample=SAMPLES[0].simulated(), rng=np.random.default_rng(2))
     two_theta = np.linspace(72.4, 74.0, 161)
     path = tmp_path / f"offline-{uuid.uuid4().hex[:6]}.xy"
@@ -82,11 +82,11 @@ def test_invert_publish_stores_results_in_tiled_and_spools_when_it_is_away(
 
     from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer
     from xrd_strain_plugin.cli.demo import SAMPLES
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
     from xrd_strain_plugin.tiled import find_results, read_result
     from xrd_strain_plugin.tiled.records import offline_uid
 
-    refl = reflection("YSZ", (4, 0, 0), 1.5406)
+    refl = make_reflection("YSZ", (4, 0, 0), 1.5406)
     diff = SimulatedDiffractometer(reflection=refl, sample=SAMPLES[0].simulated(), rng=np.random.default_rng(5))
     two_theta = np.linspace(72.4, 74.0, 161)
     path = tmp_path / f"pub-{uuid.uuid4().hex[:6]}.xy"

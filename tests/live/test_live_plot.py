@@ -16,14 +16,16 @@ from xrd_strain_plugin.bluesky.plot import LiveProfilePlot
 from xrd_strain_plugin.bluesky.remote import ListenerThread, start_proxy
 from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer
 from xrd_strain_plugin.cli.demo import SAMPLES
-from xrd_strain_plugin.physics.materials import reflection
+from xrd_strain_plugin.physics.materials import make_reflection
 from xrd_strain_plugin.tiled import Spool, SpoolingPublisher, TiledResultsWriter
 
 
 @pytest.fixture(scope="module")
 def diff():
     return SimulatedDiffractometer(
-        reflection=reflection("YSZ", (4, 0, 0), 1.5406), sample=SAMPLES[1].simulated(), rng=np.random.default_rng(5)
+        reflection=make_reflection("YSZ", (4, 0, 0), 1.5406),
+        sample=SAMPLES[1].simulated(),
+        rng=np.random.default_rng(5),
     )
 
 

@@ -125,10 +125,10 @@ def test_live_refinement_appears_beside_the_networks_result_without_delaying_it(
     from xrd_strain_plugin.bluesky.refiner import RefinementWorker
     from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer, SimulatedSample
     from xrd_strain_plugin.physics import profiles
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
     from xrd_strain_plugin.tiled import Spool, SpoolingPublisher
 
-    refl = reflection("YSZ", (4, 0, 0), 1.5406)
+    refl = make_reflection("YSZ", (4, 0, 0), 1.5406)
     strain = profiles.strain_from_weights(np.exp(-0.5 * ((np.arange(10) - 2) / 2.0) ** 2), 0.015, 60)[0]
     dw = np.atleast_2d(profiles.dw_coupled(strain, 0.015, 0.5))[0]
     sample = SimulatedSample(name="RF", strain=strain, debye_waller=dw, thickness_nm=250.0)

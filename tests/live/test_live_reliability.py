@@ -15,10 +15,10 @@ from live_support import API_KEY, TiledProcess, free_port
 from xrd_strain_plugin.bluesky import LiveInversion
 from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer, SimulatedSample
 from xrd_strain_plugin.physics import profiles
-from xrd_strain_plugin.physics.materials import reflection
+from xrd_strain_plugin.physics.materials import make_reflection
 from xrd_strain_plugin.tiled import Spool, SpoolingPublisher, TiledResultsWriter, find_results, read_result
 
-REFL = reflection("YSZ", (4, 0, 0), 1.5406)
+REFL = make_reflection("YSZ", (4, 0, 0), 1.5406)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from xrd_strain_plugin.bluesky.detection import (
     fields_from_descriptor,
     plan_from_start,
 )
-from xrd_strain_plugin.physics.materials import reflection
+from xrd_strain_plugin.physics.materials import make_reflection
 
 
 def start(dims, **md):
@@ -78,7 +78,7 @@ def test_simulated_detector_sees_the_substrate_peak_over_a_poisson_background():
     from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer
     from xrd_strain_plugin.cli.demo import SAMPLES
 
-    refl = reflection("YSZ", (4, 0, 0), 1.5406)
+    refl = make_reflection("YSZ", (4, 0, 0), 1.5406)
     sample = SAMPLES[0].simulated()
     diff = SimulatedDiffractometer(reflection=refl, sample=sample, rng=np.random.default_rng(0))
     tb = refl.two_theta_bragg_deg
@@ -113,7 +113,7 @@ def _stopped_run(n_planned, n_taken, *, exit_status="success"):
     from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer
     from xrd_strain_plugin.cli.demo import SAMPLES
 
-    refl = reflection("YSZ", (4, 0, 0), 1.5406)
+    refl = make_reflection("YSZ", (4, 0, 0), 1.5406)
     diff = SimulatedDiffractometer(reflection=refl, sample=SAMPLES[1].simulated(), rng=np.random.default_rng(4))
     two_theta = np.linspace(71.6, 74.2, n_planned)[:n_taken]
     counts = diff.counts(two_theta)

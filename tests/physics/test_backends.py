@@ -12,9 +12,9 @@ import pytest
 
 from xrd_strain_plugin.physics.dynamical import reflectivity
 from xrd_strain_plugin.physics.instrument import simulate_scan
-from xrd_strain_plugin.physics.materials import reflection
+from xrd_strain_plugin.physics.materials import make_reflection
 
-R = reflection()
+R = make_reflection()
 TH = R.theta_bragg + np.radians(np.linspace(-0.5, 0.05, 150))
 E = np.stack([np.linspace(0.02, 0, 30), 0.01 * np.sin(np.linspace(0, np.pi, 30)) ** 2])
 DW = np.stack([np.linspace(0.3, 1, 30), np.ones(30)])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xrd_strain_plugin.physics import bragg
-from xrd_strain_plugin.physics.materials import reflection
+from xrd_strain_plugin.physics.materials import make_reflection
 
 CU_KA1 = 1.5406
 
@@ -17,7 +17,7 @@ def test_bragg_law_for_si_004_at_cu_ka1_matches_the_hand_computed_angle():
     d_004 = 5.4310 / 4
     assert 2 * math.degrees(bragg.bragg_angle(d_004, CU_KA1)) == pytest.approx(69.129, abs=2e-3)
     # the material database gives the same angle through the same law
-    assert reflection("Si", (0, 0, 4), CU_KA1).two_theta_bragg_deg == pytest.approx(69.13, abs=0.01)
+    assert make_reflection("Si", (0, 0, 4), CU_KA1).two_theta_bragg_deg == pytest.approx(69.13, abs=0.01)
 
 
 def test_bragg_angle_refuses_a_wavelength_with_no_bragg_angle():

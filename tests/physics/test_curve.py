@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from xrd_strain_plugin.physics.curve import Curve, CurveError
-from xrd_strain_plugin.physics.materials import reflection
+from xrd_strain_plugin.physics.materials import make_reflection
 
-YSZ_400 = reflection("YSZ", (4, 0, 0), 1.5406)  # 2theta_B = 73.578 deg
+YSZ_400 = make_reflection("YSZ", (4, 0, 0), 1.5406)  # 2theta_B = 73.578 deg
 ANGLES = np.linspace(72.6, 73.9, 131)
 COUNTS = 10.0 + 1e4 * np.exp(-0.5 * ((ANGLES - 73.578) / 0.01) ** 2)
 

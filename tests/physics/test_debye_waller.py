@@ -18,7 +18,7 @@ import math
 import numpy as np
 import pytest
 
-from xrd_strain_plugin.physics.materials import reflection
+from xrd_strain_plugin.physics.materials import make_reflection
 
 from .xu_reference import (
     b_factor_for_dw,
@@ -33,7 +33,7 @@ from .xu_reference import (
     ysz_cell,
 )
 
-R = reflection("YSZ", (4, 0, 0), 1.5406)
+R = make_reflection("YSZ", (4, 0, 0), 1.5406)
 
 
 def test_b_factor_scales_chi_h_and_chi_minus_h_by_dw_and_leaves_chi_0():

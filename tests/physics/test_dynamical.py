@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from xrd_strain_plugin.physics.dynamical import HAVE_NUMBA, reflectivity  # noqa: F401
-from xrd_strain_plugin.physics.materials import reflection
+from xrd_strain_plugin.physics.materials import make_reflection
 
 from .xu_reference import xu_absorption_length_um, xu_reflectivity
 
-R = reflection("YSZ", (4, 0, 0), 1.5406)
+R = make_reflection("YSZ", (4, 0, 0), 1.5406)
 TH_B = R.theta_bragg
 
 

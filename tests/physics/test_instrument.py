@@ -12,9 +12,9 @@ from xrd_strain_plugin.physics.instrument import (
     resolution_kernel,
     simulate_scan,
 )
-from xrd_strain_plugin.physics.materials import reflection
+from xrd_strain_plugin.physics.materials import make_reflection
 
-R = reflection()
+R = make_reflection()
 N = 100
 Z = (np.arange(N) + 0.5) / N
 E = 0.005 * np.exp(-(((Z - 0.3) / 0.2) ** 2)) * (1 - Z)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from xrd_strain_plugin.physics.dynamical import HAVE_NUMBA, reflectivity
-from xrd_strain_plugin.physics.materials import reflection
+from xrd_strain_plugin.physics.materials import make_reflection
 
 distributed = pytest.importorskip("distributed", reason="the flows extra (Dask) is not installed")
 
@@ -16,7 +16,7 @@ def _kernel_state():
     """Run one simulation and report which kernel object served it and how it was obtained."""
     from xrd_strain_plugin.physics import dynamical
 
-    r = reflection("YSZ", (4, 0, 0), 1.5406)
+    r = make_reflection("YSZ", (4, 0, 0), 1.5406)
     th = r.theta_bragg + np.radians(np.linspace(-0.4, 0.05, 123))
     curve = reflectivity(th, np.linspace(0.01, 0.0, 30), np.ones(30), 300.0, r)
     kernel = dynamical._fused_kernel(3, False)

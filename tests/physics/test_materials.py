@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import xrayutilities as xu
 
-from xrd_strain_plugin.physics.materials import MaterialError, reflection
+from xrd_strain_plugin.physics.materials import MaterialError, make_reflection
 
 SHARED = __import__("pathlib").Path(__file__).resolve().parents[3] / "shared" / "data"
 EN_CU = xu.lam2en(1.5406)
@@ -15,7 +15,7 @@ EN_CU = xu.lam2en(1.5406)
 
 def test_ysz_400_reciprocal_vector_is_8pi_over_a():
     """Cubic a = 5.145 A: H_400 = 2 pi * 4 / a = 4.885 1/A (the issue's Q_B), d = a/4."""
-    r = reflection("YSZ", (4, 0, 0), 1.5406)
+    r = make_reflection("YSZ", (4, 0, 0), 1.5406)
     assert r.q_bragg_inv_angstrom == pytest.approx(8 * math.pi / 5.145, rel=1e-9)
     assert round(r.q_bragg_inv_angstrom, 3) == 4.885
     assert r.d_spacing_angstrom == pytest.approx(5.145 / 4)
@@ -35,7 +35,7 @@ def test_ysz_400_reciprocal_vector_is_8pi_over_a():
 )
 def test_structure_factors_match_xrayutilities(material, hkl):
     """F_0, F_H, F_-H equal xrayutilities' StructureFactor (its own implementation) incl. anomalous terms."""
-    r = reflection(material, hkl, 1.5406)
+    r = make_reflection(material, hkl, 1.5406)
     crystal = xu.materials.Crystal.fromCIF(material) if material.endswith(".cif") else getattr(xu.materials, material)
     minus = tuple(-i for i in hkl)
     # xrayutilities sums exp(-i q.r): its F(H) is our F(-H), exactly (complex, anomalous part included)
@@ -50,13 +50,13 @@ def test_structure_factors_match_xrayutilities(material, hkl):
 
 def test_non_centrosymmetric_gan_has_different_fh_and_fmh():
     """Friedel's law breaks with anomalous dispersion in a polar crystal: F_H != F_-H* ."""
-    r = reflection("GaN", (0, 0, 2), 1.5406)
+    r = make_reflection("GaN", (0, 0, 2), 1.5406)
     assert abs(r.fh - r.fmh) > 1e-3 * abs(r.fh)
 
 
 def test_strain_dependence_of_fh_follows_form_factors():
     """F_H at H/(1+e): recomputed directly from the atomic form factors at the strained |H|."""
-    r = reflection("YSZ", (4, 0, 0), 1.5406)
+    r = make_reflection("YSZ", (4, 0, 0), 1.5406)
     zr, o = xu.materials.elements.Zr, xu.materials.elements.O
     for e in (-0.02, 0.03, 0.08, 0.2):
         q = r.q_bragg_inv_angstrom / (1 + e)
@@ -68,7 +68,7 @@ def test_strain_dependence_of_fh_follows_form_factors():
 
 def test_darwin_width_and_refraction_shift_of_ysz_400():
     """The issue quotes an intrinsic substrate peak about 0.002 deg wide for YSZ 400 (theta)."""
-    r = reflection()
+    r = make_reflection()
     assert math.degrees(r.darwin_width_symmetric()) == pytest.approx(0.00225, abs=0.0002)
     assert r.refraction_shift_symmetric() > 0
 
@@ -86,17 +86,25 @@ def test_darwin_width_and_refraction_shift_of_ysz_400():
 )
 def test_bad_material_input_names_the_problem(kwargs, match):
     with pytest.raises(MaterialError, match=match):
-        reflection(**kwargs)
+        make_reflection(**kwargs)
 
 
 def test_unreadable_cif_is_reported(tmp_path):
     bad = tmp_path / "broken.cif"
     bad.write_text("data_x\n_cell_length_a not-a-number\nloop_\n_atom_site_label\n")
     with pytest.raises(MaterialError, match="CIF"):
-        reflection(str(bad), (4, 0, 0), 1.5406)
+        make_reflection(str(bad), (4, 0, 0), 1.5406)
 
 
 def test_reflection_is_frozen():
-    r = reflection()
+    r = make_reflection()
     with pytest.raises(dataclasses.FrozenInstanceError):
         r.hkl = (2, 0, 0)
+
+
+def test_the_old_name_still_answers_and_warns():
+    from xrd_strain_plugin.physics import materials
+
+    with pytest.warns(DeprecationWarning, match="make_reflection"):
+        old = materials.reflection("YSZ", (4, 0, 0), 1.5406)
+    assert old == make_reflection("YSZ", (4, 0, 0), 1.5406)

@@ -124,9 +124,9 @@ def compare_with_xu(
         rms log10 difference.
     """
     from xrd_strain_plugin.physics.dynamical import reflectivity
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
 
-    r = reflection("YSZ", (4, 0, 0), 1.5406)
+    r = make_reflection("YSZ", (4, 0, 0), 1.5406)
     strain = np.asarray(strain, dtype=float)
     dw = np.ones_like(strain) if debye_waller is None else np.asarray(debye_waller, dtype=float)
     th_b = math.degrees(r.theta_bragg)
@@ -215,9 +215,9 @@ def compare_asymmetric_with_xu(
     import dataclasses
 
     from xrd_strain_plugin.physics.dynamical import reflectivity
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
 
-    r = reflection("YSZ", tuple(hkl), 1.5406)
+    r = make_reflection("YSZ", tuple(hkl), 1.5406)
     if exact_fh:
         fh_c, fmh_c = fh_ratio_coeffs_at_exact_h_n(hkl)
         r = dataclasses.replace(r, fh_strain_coeffs=fh_c, fmh_strain_coeffs=fmh_c)
@@ -292,9 +292,9 @@ def layer_peak_dw_ratio(strain, thickness_nm, dws, *, n_slices=5):
     """At the layer peak of a uniform layer (the maximum of R(DW = 1) within +-0.05 deg of theta_B/(1+e)):
     ``rho = sqrt(R(0)/R(1))`` and ``dev[i] = R(dws[i]) / (dws[i]^2 R(1)) - 1``, from our recursion."""
     from xrd_strain_plugin.physics.dynamical import reflectivity
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
 
-    r = reflection("YSZ", (4, 0, 0), 1.5406)
+    r = make_reflection("YSZ", (4, 0, 0), 1.5406)
     th_l = math.asin(math.sin(r.theta_bragg) / (1 + strain))
     th = th_l + np.radians(np.linspace(-0.05, 0.05, 2001))
     r1 = reflectivity(th, np.full(n_slices, strain), np.ones(n_slices), thickness_nm, r)[0]
@@ -317,9 +317,9 @@ def quadratic_dw_deviation(theta, strain, thickness_nm, dws, *, dw_map=None):
     control (e.g. ``lambda d: d**2`` is what a simulator scaling chi_H by DW^2 would do).
     """
     from xrd_strain_plugin.physics.dynamical import reflectivity
-    from xrd_strain_plugin.physics.materials import reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
 
-    r = reflection("YSZ", (4, 0, 0), 1.5406)
+    r = make_reflection("YSZ", (4, 0, 0), 1.5406)
     f = (lambda d: d) if dw_map is None else dw_map
     strain = np.asarray(strain, dtype=float)
     levels = (0.0, 0.5, 1.0) + tuple(dws)

@@ -9,7 +9,7 @@ import numpy as np
 
 from xrd_strain_plugin.io import write_curve
 from xrd_strain_plugin.physics.instrument import apply_counts, simulate_scan
-from xrd_strain_plugin.physics.materials import reflection
+from xrd_strain_plugin.physics.materials import make_reflection
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL = ROOT / ".." / "shared" / "data" / "ysz_400_irradiated.xy"
@@ -27,7 +27,7 @@ def _cli(*args, cwd):
 
 
 def test_refine_writes_the_refined_answer_beside_the_networks(tmp_path):
-    sic = reflection("SiC-3C", (4, 0, 0), 1.5498)
+    sic = make_reflection("SiC-3C", (4, 0, 0), 1.5498)
     tt = np.arange(sic.two_theta_bragg_deg - 1.6, sic.two_theta_bragg_deg + 0.3, 0.005)
     z = (np.arange(100) + 0.5) / 100
     strain = 0.008 * np.exp(-0.5 * ((z - 0.4) / 0.25) ** 2) * (1 - z)

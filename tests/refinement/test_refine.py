@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from xrd_strain_plugin.physics.instrument import apply_counts, simulate_scan
-from xrd_strain_plugin.physics.materials import reflection
+from xrd_strain_plugin.physics.materials import make_reflection
 from xrd_strain_plugin.physics.qspace import CurveError
 from xrd_strain_plugin.refinement import CurveModel, ModelConfig, RefineOptions, StartProfile, fit_local, refine_curve
 from xrd_strain_plugin.refinement.objective import Objective
@@ -19,7 +19,7 @@ REAL = ROOT / ".." / "shared" / "data" / "ysz_400_irradiated.xy"
 
 @pytest.fixture(scope="module")
 def ysz():
-    return reflection("YSZ", (4, 0, 0), 1.5406)
+    return make_reflection("YSZ", (4, 0, 0), 1.5406)
 
 
 def _known_sample(refl, *, seed=3, thickness_nm=220.0, e_max=0.007, fwhm_deg=0.02, offset_deg=0.0):
@@ -174,7 +174,7 @@ def test_real_ysz_curve_refines_below_the_expert_least_squares(ysz):
 
 def test_another_crystal_and_wavelength_from_a_generic_start():
     """SiC-3C 400 at 1.5498 A, its own physics: the known profile comes back."""
-    sic = reflection("SiC-3C", (4, 0, 0), 1.5498)
+    sic = make_reflection("SiC-3C", (4, 0, 0), 1.5498)
     tt, counts, depth, strain_pct, dw = _known_sample(sic, thickness_nm=300.0, e_max=0.01)
     result = refine_curve(tt, counts, sic, options=RefineOptions(budget_s=4.0, global_budget_s=0.0))
     assert result.material == "SiC-3C" and result.wavelength_angstrom == 1.5498

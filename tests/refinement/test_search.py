@@ -10,7 +10,7 @@ import pytest
 
 from xrd_strain_plugin.physics import profiles
 from xrd_strain_plugin.physics.instrument import apply_counts, simulate_scan
-from xrd_strain_plugin.physics.materials import reflection
+from xrd_strain_plugin.physics.materials import make_reflection
 from xrd_strain_plugin.refinement import CurveModel, ModelConfig, RefineOptions, refine_curve
 from xrd_strain_plugin.refinement.search import (
     Proposal,
@@ -21,7 +21,7 @@ from xrd_strain_plugin.refinement.search import (
     weights_for_shapes,
 )
 
-YSZ = reflection("YSZ", (4, 0, 0), 1.5406)
+YSZ = make_reflection("YSZ", (4, 0, 0), 1.5406)
 
 
 def _gauss_layer(refl, *, e_max, t_nm, z_peak, s_left, s_right, dw_min, seed, fwhm=0.01, scale=1e6, n=100):
@@ -234,7 +234,7 @@ SIC_6H = __import__("pathlib").Path(__file__).resolve().parents[2] / "xrd_strain
 def test_a_hexagonal_cif_gives_the_reflection_of_its_c_axis():
     """6H-SiC from the shipped CIF (P6_3mc): d(0 0 12) = c / 12 exactly (an independent check of the
     hexagonal metric), and the 0 0 12 Bragg angle at Cu Ka1 from the Bragg law."""
-    r = reflection(str(SIC_6H), (0, 0, 12), 1.5406)
+    r = make_reflection(str(SIC_6H), (0, 0, 12), 1.5406)
     assert r.d_spacing_angstrom == pytest.approx(15.1173 / 12, rel=1e-6)
     assert r.two_theta_bragg_deg == pytest.approx(2 * math.degrees(math.asin(1.5406 / (2 * 15.1173 / 12))), rel=1e-9)
     assert 0 < abs(r.chih) < abs(r.chi0)
@@ -244,7 +244,7 @@ def test_a_hexagonal_cif_gives_the_reflection_of_its_c_axis():
 def test_a_3_um_hexagonal_layer_with_a_buried_peak_is_refined_or_flagged():
     """6H-SiC 0 0 12, a 3 um layer whose strain peak is buried at 2.55 um: the answer reaches the noise
     floor with the peak in the right place, or says it did not (poor / ambiguous)."""
-    r = reflection(str(SIC_6H), (0, 0, 12), 1.5406)
+    r = make_reflection(str(SIC_6H), (0, 0, 12), 1.5406)
     tt, counts, depth, strain_pct = _gauss_layer(
         r, e_max=0.004, t_nm=3000, z_peak=0.85, s_left=0.3, s_right=0.05, dw_min=0.7, seed=21, fwhm=0.005, n=200
     )

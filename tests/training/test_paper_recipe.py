@@ -5,7 +5,7 @@ import pytest
 
 from xrd_strain_plugin.inference.labels import decode_labels, strain_max_percent
 from xrd_strain_plugin.physics import instrument, profiles
-from xrd_strain_plugin.physics.materials import reflection
+from xrd_strain_plugin.physics.materials import make_reflection
 from xrd_strain_plugin.physics.qspace import q_to_two_theta_deg
 from xrd_strain_training.generate import _grouped_scans, per_curve_scans, shared_scans
 from xrd_strain_training.presets import get_preset
@@ -17,7 +17,7 @@ from xrd_strain_training.sampling import (
     paper_weights,
 )
 
-YSZ = reflection("YSZ", (4, 0, 0), 1.5406)
+YSZ = make_reflection("YSZ", (4, 0, 0), 1.5406)
 
 
 def test_paper_shapes_peak_between_surface_and_0_3_t_from_the_interface():

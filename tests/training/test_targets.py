@@ -19,7 +19,7 @@ from xrd_strain_plugin.inference.labels import (
 from xrd_strain_plugin.inference.predictor import Predictor
 from xrd_strain_plugin.io import read_curve
 from xrd_strain_plugin.physics import profiles
-from xrd_strain_plugin.physics.materials import reflection
+from xrd_strain_plugin.physics.materials import make_reflection
 from xrd_strain_training.dataset import load_dataset
 from xrd_strain_training.evaluate import evaluate_predictions
 from xrd_strain_training.export import export_bundle
@@ -163,7 +163,7 @@ def test_multi_hypothesis_run_exports_a_bundle_that_proposes(tiny_dataset_dir, t
     np.testing.assert_array_equal(ensemble.predict_labels(ds.x[:5]), labels[:, 0])
     # Inverter.propose: K full answers on the real curve, the first one invert's
     two_theta, counts = read_curve(REAL)
-    refl = reflection("YSZ", (4, 0, 0), 1.5406)
+    refl = make_reflection("YSZ", (4, 0, 0), 1.5406)
     inverter = Inverter(fast)
     results, p = inverter.propose(two_theta, counts, refl)
     assert len(results) == 3 and p.shape == (3,) and np.all(np.diff(p) <= 0)

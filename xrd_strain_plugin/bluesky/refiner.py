@@ -243,7 +243,7 @@ def _main(uri, api_key, options, niceness, todo, done, stop):  # pragma: no cove
         pass
     from tiled.client import from_uri
 
-    from xrd_strain_plugin.physics.materials import reflection as make_reflection
+    from xrd_strain_plugin.physics.materials import make_reflection
     from xrd_strain_plugin.refinement import RefineOptions, refine_curve
     from xrd_strain_plugin.tiled.refinement import claim_refinement, fail_refinement, write_refinement
 

@@ -175,7 +175,7 @@ def run(args) -> int:
         table = io.read_profile(args.profile)
         layers = profiles.lamellae_from_table(table.depth_nm, table.strain_percent, table.debye_waller, args.lamellae)
     try:
-        reflection = materials.reflection(args.material, tuple(args.hkl), args.wavelength_angstrom)
+        reflection = materials.make_reflection(args.material, tuple(args.hkl), args.wavelength_angstrom)
     except (ValueError, OSError) as error:
         raise CommandError(f"{_reflection_option(str(error))}: {error}") from error
     _check_layer_peak_in_scan(layers, reflection, two_theta_deg)

@@ -149,10 +149,10 @@ class Inverter:
     --------
     >>> from xrd_strain_plugin.inference import Inverter, default_bundle_path
     >>> from xrd_strain_plugin.io import read_curve
-    >>> from xrd_strain_plugin.physics.materials import reflection
+    >>> from xrd_strain_plugin.physics.materials import make_reflection
     >>> inverter = Inverter(default_bundle_path())                    # doctest: +SKIP
     >>> two_theta, counts = read_curve("ysz_400_irradiated.xy")         # doctest: +SKIP
-    >>> result = inverter.invert(two_theta, counts, reflection("YSZ", (4, 0, 0), 1.5406))  # doctest: +SKIP
+    >>> result = inverter.invert(two_theta, counts, make_reflection("YSZ", (4, 0, 0), 1.5406))  # doctest: +SKIP
     >>> result.strain_max_percent, result.sigma_i                       # doctest: +SKIP
     """
 
@@ -187,7 +187,7 @@ class Inverter:
     def _model_reflection(self):
         if not hasattr(self, "_model_refl"):
             from xrd_strain_plugin.physics.materials import MaterialError
-            from xrd_strain_plugin.physics.materials import reflection as make
+            from xrd_strain_plugin.physics.materials import make_reflection as make
 
             card = self.card
             try:

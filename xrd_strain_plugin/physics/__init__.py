@@ -5,8 +5,8 @@ scipy, xrayutilities (material constants only) and, optionally, numba. Nothing h
 bluesky, tiled, prefect or tensorflow.
 
 >>> import numpy as np
->>> from xrd_strain_plugin.physics import reflection, simulate_scan
->>> r = reflection("YSZ", (4, 0, 0), 1.5406)
+>>> from xrd_strain_plugin.physics import make_reflection, simulate_scan
+>>> r = make_reflection("YSZ", (4, 0, 0), 1.5406)
 >>> scan = np.arange(72.8, 73.8, 0.005)
 >>> strain = 0.005 * np.linspace(1, 0, 100)          # surface first, 0.5 % at the surface
 >>> curve = simulate_scan(scan, strain, np.ones(100), 300.0, r, resolution_fwhm_deg=0.02)
@@ -18,7 +18,7 @@ from .bragg import bragg_angle, fringe_period_two_theta_deg, layer_peak_two_thet
 from .curve import Curve, CurveError, validate_curve
 from .dynamical import reflectivity
 from .instrument import apply_counts, background_profile, convolve_resolution, resolution_kernel, simulate_scan
-from .materials import MaterialError, Reflection, reflection
+from .materials import MaterialError, Reflection, make_reflection
 from .misfit import fit_scale_background, sigma_i
 from .profiles import (
     depth_table,
@@ -32,7 +32,7 @@ from .profiles import (
 from .qspace import ModelGrid, curve_to_model_input, from_model_grid, strain_axis, to_model_input, two_theta_deg_to_q
 
 __all__ = [
-    "reflection",
+    "make_reflection",
     "Reflection",
     "MaterialError",
     "bragg_angle",

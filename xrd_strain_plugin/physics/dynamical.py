@@ -263,7 +263,7 @@ def reflectivity(
     thickness_nm : float or array, shape (n_batch,)
         Total thickness of the layer in nm (> 0). Lamellae have equal thickness.
     reflection : Reflection
-        Material constants (see :func:`xrd_strain_plugin.physics.materials.reflection`).
+        Material constants (see :func:`xrd_strain_plugin.physics.materials.make_reflection`).
     asymmetry : float, keyword-only
         Angle between the reflecting planes and the surface, radians (0: symmetric Bragg).
     polarization : {"sigma", "pi", "unpolarized"}

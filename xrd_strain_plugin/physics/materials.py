@@ -21,7 +21,7 @@ import numpy as np
 
 from .bragg import bragg_angle, q_bragg_inv_angstrom
 
-__all__ = ["Reflection", "reflection", "BUILTIN_MATERIALS", "MaterialError"]
+__all__ = ["Reflection", "make_reflection", "BUILTIN_MATERIALS", "MaterialError"]
 
 #: classical electron radius in angstrom
 R_ELECTRON_ANGSTROM = 2.8179403262e-5
@@ -193,7 +193,7 @@ def _make_crystal(material: str):
 
 
 @lru_cache(maxsize=64)
-def reflection(material: str = "YSZ", hkl=(4, 0, 0), wavelength_angstrom: float = 1.5406) -> Reflection:
+def make_reflection(material: str = "YSZ", hkl=(4, 0, 0), wavelength_angstrom: float = 1.5406) -> Reflection:
     """Build a :class:`Reflection` from a built-in material name or a CIF file.
 
     Parameters
@@ -213,7 +213,7 @@ def reflection(material: str = "YSZ", hkl=(4, 0, 0), wavelength_angstrom: float 
 
     Examples
     --------
-    >>> r = reflection("YSZ", (4, 0, 0), 1.5406)
+    >>> r = make_reflection("YSZ", (4, 0, 0), 1.5406)
     >>> round(r.q_bragg_inv_angstrom, 3)
     4.885
 
@@ -353,3 +353,13 @@ def _compute_reflection(material, hkl, wavelength_angstrom) -> "Reflection":
         fh_strain_coeffs=ratio_coeffs(hkl, fh),
         fmh_strain_coeffs=ratio_coeffs(tuple(-i for i in hkl), fmh),
     )
+
+
+def reflection(material: str = "YSZ", hkl=(4, 0, 0), wavelength_angstrom: float = 1.5406) -> Reflection:
+    """Deprecated name of :func:`make_reflection` (it shadowed the ``reflection`` parameter everywhere)."""
+    import warnings
+
+    warnings.warn(
+        "xrd_strain_plugin.physics.materials.reflection() is now make_reflection()", DeprecationWarning, stacklevel=2
+    )
+    return make_reflection(material, hkl, wavelength_angstrom)
