@@ -100,9 +100,10 @@ class TrainConfig:
     schedule : {"plateau", "cosine"}
         The paper's plateau rule (with ``final_anneal``), or a cosine decay from
         ``learning_rate`` to ``min_learning_rate`` after a linear warm-up of
-        ``warmup_fraction``. The cosine's progress is the larger of samples seen /
-        ``total_samples`` and CPU seconds / ``max_cpu_minutes`` (both survive a resumption), so
-        the rate is low when either budget runs out; training stops when progress reaches 1.
+        ``warmup_fraction``. The cosine's progress is the largest of samples seen /
+        ``total_samples``, CPU seconds / ``max_cpu_minutes`` and epoch wall seconds /
+        ``max_minutes`` (all summed over resumptions), so the rate is low when any budget runs
+        out; training stops when progress reaches 1.
     total_samples : int or None
         Sample budget of the cosine schedule (curves seen, repeats counted).
     warmup_fraction : float
@@ -408,6 +409,8 @@ def _budget_progress(config: TrainConfig, history: dict, cpu_done: float) -> flo
         parts.append(seen[-1] / config.total_samples)
     if config.max_cpu_minutes:
         parts.append(cpu_done / (60.0 * config.max_cpu_minutes))
+    if config.max_minutes:  # wall time summed over the run's epochs, resumptions included
+        parts.append(sum(history.get("seconds", [])) / (60.0 * config.max_minutes))
     return max(parts)
 
 
@@ -435,7 +438,7 @@ def _check_head(config: TrainConfig) -> dict:
         raise ValueError(f"optimizer must be 'rmsprop' or 'adam', got {config.optimizer!r}")
     if config.schedule not in ("plateau", "cosine"):
         raise ValueError(f"schedule must be 'plateau' or 'cosine', got {config.schedule!r}")
-    if config.schedule == "cosine" and not (config.total_samples or config.max_cpu_minutes):
+    if config.schedule == "cosine" and not (config.total_samples or config.max_cpu_minutes or config.max_minutes):
         raise ValueError("the cosine schedule needs total_samples or max_cpu_minutes (its budget)")
     return {"targets": config.targets, "n_hypotheses": int(config.n_hypotheses), "loss": config.loss}
 

@@ -115,3 +115,13 @@ def test_cosine_schedule_with_adam_stops_at_its_sample_budget(tiny_dataset_dir, 
     lr = result.history["learning_rate"]
     assert lr[0] == pytest.approx(3e-3) and lr[0] > lr[1] > lr[2]
     assert lr[1] == pytest.approx(1e-6 + 0.5 * (3e-3 - 1e-6) * (1 + np.cos(np.pi / 3)))
+
+
+def test_cosine_progress_is_the_most_spent_budget():
+    from xrd_strain_training.train import _budget_progress
+
+    history = {"samples": [100, 200], "seconds": [30.0, 30.0]}
+    cfg = TrainConfig(schedule="cosine", total_samples=1000, max_cpu_minutes=10, max_minutes=4)
+    # samples 0.2, CPU 120 s of 600 = 0.2, wall 60 s of 240 = 0.25: the wall budget leads
+    assert _budget_progress(cfg, history, cpu_done=120.0) == pytest.approx(0.25)
+    assert _budget_progress(cfg, history, cpu_done=300.0) == pytest.approx(0.5)

@@ -203,7 +203,7 @@ def _register_train(subparsers) -> None:
         default="plateau",
         help="learning-rate schedule: the paper's plateau rule (with --patience and "
         "--final-anneal), or a cosine decay to 1e-6 over the budget given by "
-        "--total-samples and/or --max-cpu-minutes (default: %(default)s)",
+        "--total-samples, --max-cpu-minutes and/or --max-minutes (default: %(default)s)",
     )
     p.add_argument(
         "--total-samples",
