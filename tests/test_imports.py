@@ -16,7 +16,7 @@ PHYSICS_DIR = Path(xrd_strain_plugin.__file__).parent / "physics"
 PHYSICS_MODULES = ["xrd_strain_plugin.physics"] + sorted(
     f"xrd_strain_plugin.physics.{path.stem}" for path in PHYSICS_DIR.glob("*.py") if path.stem != "__init__"
 )
-LIGHT_EDGE_MODULES = ["xrd_strain_plugin.io", "xrd_strain_plugin.cli"]
+LIGHT_EDGE_MODULES = ["xrd_strain_plugin.io", "xrd_strain_plugin.cli", "xrd_strain_plugin.reflection_cache"]
 
 PROBE = """
 import json, sys
@@ -72,8 +72,13 @@ RULES = {
     ),
     # inference never imports refinement: both stand on physics (curve, misfit, profiles, bragg)
     "xrd_strain_plugin.inference": ({"xrd_strain_plugin.physics"}, ("bluesky", "tiled", "prefect")),
+    # the edge that keeps the physics core's reflections on disk (the core itself writes no file)
+    "xrd_strain_plugin.reflection_cache": (
+        {"xrd_strain_plugin.physics"},
+        ("tensorflow", "keras", "bluesky", "tiled", "prefect", "ophyd", "torch", "jax"),
+    ),
     "xrd_strain_plugin.tiled": (
-        {"xrd_strain_plugin.physics", "xrd_strain_plugin.refinement"},
+        {"xrd_strain_plugin.physics", "xrd_strain_plugin.refinement", "xrd_strain_plugin.reflection_cache"},
         ("bluesky", "tensorflow", "keras", "prefect"),
     ),
     "xrd_strain_plugin.bluesky": (
@@ -81,12 +86,13 @@ RULES = {
             "xrd_strain_plugin.physics",
             "xrd_strain_plugin.inference",
             "xrd_strain_plugin.refinement",
+            "xrd_strain_plugin.reflection_cache",
             "xrd_strain_plugin.tiled",
         },
         ("prefect",),
     ),
     "xrd_strain_training": (
-        {"xrd_strain_plugin.physics", "xrd_strain_plugin.inference"},
+        {"xrd_strain_plugin.physics", "xrd_strain_plugin.inference", "xrd_strain_plugin.reflection_cache"},
         ("bluesky", "tiled", "prefect"),
     ),
     "xrd_strain_flows": (
@@ -94,6 +100,7 @@ RULES = {
             "xrd_strain_plugin.physics",
             "xrd_strain_plugin.inference",
             "xrd_strain_plugin.refinement",
+            "xrd_strain_plugin.reflection_cache",
             "xrd_strain_plugin.tiled",
             "xrd_strain_training",
         },
@@ -112,12 +119,8 @@ BLUESKY_MAY_USE_FROM_TILED = {
     "xrd_strain_plugin.tiled.records": {"record_from_result"},
     "xrd_strain_plugin.tiled.spool": {"Spool", "SpoolingPublisher"},
     "xrd_strain_plugin.tiled.writer": {"TiledResultsWriter", "check_credentials"},
-    "xrd_strain_plugin.tiled.refinement": {
-        "claim_refinement",
-        "fail_refinement",
-        "write_refinement",
-        "release_refinement",
-    },
+    # the one claim -> refine -> write/fail step (shared with the flow), and the release of a cut claim
+    "xrd_strain_plugin.tiled.refinement": {"claim_and_refine", "release_refinement"},
 }
 
 
@@ -175,6 +178,21 @@ def test_imports_point_inward(room):
         elif top in FIRST_PARTY and _room(target) not in allowed | {room} | NEUTRAL:
             wrong.append(f"{module} imports {target}")
     assert wrong == []
+
+
+#: What reading the environment or writing a file looks like in source: the physics core does neither
+#: (xrd_strain_plugin.reflection_cache keeps reflections on disk at the edge).
+IMPURE_CALLS = {"getenv", "putenv", "environ", "write_text", "write_bytes", "mkdir", "makedirs", "replace", "open"}
+
+
+def test_the_physics_core_reads_no_environment_and_writes_no_file():
+    impure = []
+    for path in sorted(PHYSICS_DIR.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
+            if name in IMPURE_CALLS:
+                impure.append(f"{path.name}:{node.lineno} {name}")
+    assert impure == []
 
 
 def test_inference_never_imports_refinement_even_at_run_time():

@@ -67,11 +67,11 @@ def export_bundle(
         The card as written.
     """
     from xrd_strain_plugin.inference.bundle import ModelCard, save_bundle
-    from xrd_strain_plugin.physics.materials import make_reflection
     from xrd_strain_plugin.physics.qspace import ModelGrid
+    from xrd_strain_plugin.reflection_cache import cached_reflection
 
     preset = Preset.from_dict(train_manifest["preset"])
-    refl = make_reflection(
+    refl = cached_reflection(
         train_manifest["material"], tuple(train_manifest["hkl"]), train_manifest["wavelength_angstrom"]
     )
     dataset = {

@@ -460,12 +460,12 @@ def make_shard(spec: DatasetSpec, index: int, path: Path) -> dict:
     """Generate shard ``index`` of ``spec`` into ``path`` (atomically) and describe it."""
     import h5py
 
-    from xrd_strain_plugin.physics.materials import make_reflection
+    from xrd_strain_plugin.reflection_cache import cached_reflection
 
     t0 = time.perf_counter()
     preset = spec.preset
     rng = np.random.default_rng(shard_seed(spec.seed, spec.split, index))
-    refl = make_reflection(spec.material, spec.hkl, spec.wavelength_angstrom)
+    refl = cached_reflection(spec.material, spec.hkl, spec.wavelength_angstrom)
     grid = _grid(spec)
     want = spec.shard_count(index)
     parts, drawn = [], 0

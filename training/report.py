@@ -131,12 +131,12 @@ def _example_curves(out: Path, bundle, dataset, predicted, n_examples: int) -> N
 
     from xrd_strain_plugin.inference.labels import decode_labels
     from xrd_strain_plugin.physics.instrument import simulate_scan
-    from xrd_strain_plugin.physics.materials import make_reflection
     from xrd_strain_plugin.physics.misfit import fit_scale_background, sigma_i
     from xrd_strain_plugin.physics.qspace import grid_two_theta_deg
+    from xrd_strain_plugin.reflection_cache import cached_reflection
 
     card = bundle.card
-    refl = make_reflection(card.material, card.hkl, card.wavelength_angstrom)
+    refl = cached_reflection(card.material, card.hkl, card.wavelength_angstrom)
     two_theta = grid_two_theta_deg(
         card.grid, wavelength_angstrom=refl.wavelength_angstrom, q_bragg_inv_angstrom=refl.q_bragg_inv_angstrom
     )[::-1]

@@ -279,10 +279,10 @@ def _scan_samples(stack: _Stack, chosen, samples, *, seed: int, via_zmq: bool, s
     from bluesky.plans import scan
 
     from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer
-    from xrd_strain_plugin.physics.materials import make_reflection
+    from xrd_strain_plugin.reflection_cache import cached_reflection
 
     card = stack.card
-    refl = make_reflection(card.material, tuple(card.hkl), card.wavelength_angstrom)
+    refl = cached_reflection(card.material, tuple(card.hkl), card.wavelength_angstrom)
     diff = SimulatedDiffractometer(
         reflection=refl, sample=samples[0], rng=np.random.default_rng(seed), window_deg=(-5.0, 1.0)
     )
@@ -340,7 +340,7 @@ def _read_back(stack: _Stack, uids, *, refine: bool, step) -> list[dict]:
 
 def _report(out, stack: _Stack, chosen, samples, results, uids) -> None:
     """True versus retrieved figures on stdout, demo_live.json and demo_live.png."""
-    from xrd_strain_plugin.physics.materials import make_reflection
+    from xrd_strain_plugin.reflection_cache import cached_reflection
 
     card = stack.card
     latencies = [o.latency_s for o in stack.live.outcomes if o.latency_s is not None]
@@ -372,7 +372,7 @@ def _report(out, stack: _Stack, chosen, samples, results, uids) -> None:
                 )
     png = out / "demo_live.png"
     _plot(
-        png, chosen, samples, results, make_reflection(card.material, tuple(card.hkl), card.wavelength_angstrom), card
+        png, chosen, samples, results, cached_reflection(card.material, tuple(card.hkl), card.wavelength_angstrom), card
     )
     print(
         f"\nraw runs in Tiled: {[u[:8] for u in uids if u in stack.client['raw']]}; "

@@ -164,6 +164,7 @@ def run(args) -> int:
     from xrd_strain_plugin.inference import Inverter, load_bundle
     from xrd_strain_plugin.inference.registry import ModelKey, ModelRegistry, RegistryError
     from xrd_strain_plugin.io import read_curve
+    from xrd_strain_plugin.reflection_cache import cached_reflection
 
     refl = reflection_of(args)
     if args.publish:  # a refused key fails now, in one line, not after the inversions (issue 10)
@@ -188,7 +189,7 @@ def run(args) -> int:
                 # (with --refine) any crystal, starts from the shipped model
                 entry = next(e for e in registry.entries() if e.shipped)
         bundle = load_bundle(entry.path)
-    inverter = Inverter(bundle)
+    inverter = Inverter(bundle, reflections=cached_reflection)
     if not args.refine and not inverter.same_reflection(refl):
         card = bundle.card
         raise CommandError(

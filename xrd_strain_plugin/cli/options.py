@@ -145,10 +145,10 @@ def reflection_of(args):
     CommandError
         Unknown material, forbidden reflection: the message names the option.
     """
-    from xrd_strain_plugin.physics.materials import make_reflection
+    from xrd_strain_plugin.reflection_cache import cached_reflection
 
     with option_errors("--material/--hkl/--wavelength-angstrom"):
-        return make_reflection(args.material, tuple(args.hkl), args.wavelength_angstrom)
+        return cached_reflection(args.material, tuple(args.hkl), args.wavelength_angstrom)
 
 
 def add_api_key_option(parser, *, write: bool = True):

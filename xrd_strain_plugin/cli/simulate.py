@@ -163,7 +163,8 @@ def run(args) -> int:
     import numpy as np
 
     from xrd_strain_plugin import io
-    from xrd_strain_plugin.physics import instrument, materials, profiles
+    from xrd_strain_plugin.physics import instrument, profiles
+    from xrd_strain_plugin.reflection_cache import cached_reflection
 
     two_theta_deg = _scan_angles(*args.two_theta_deg)
     if args.seed is not None and args.counts is None:
@@ -175,7 +176,7 @@ def run(args) -> int:
         table = io.read_profile(args.profile)
         layers = profiles.lamellae_from_table(table.depth_nm, table.strain_percent, table.debye_waller, args.lamellae)
     try:
-        reflection = materials.make_reflection(args.material, tuple(args.hkl), args.wavelength_angstrom)
+        reflection = cached_reflection(args.material, tuple(args.hkl), args.wavelength_angstrom)
     except (ValueError, OSError) as error:
         raise CommandError(f"{_reflection_option(str(error))}: {error}") from error
     _check_layer_peak_in_scan(layers, reflection, two_theta_deg)

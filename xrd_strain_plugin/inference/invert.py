@@ -144,6 +144,10 @@ class Inverter:
     n_slices : int, optional
         Lamellae of the profile table and of the simulated model curve (default: the card's
         ``n_slices``, those the model was trained with).
+    reflections : callable, optional
+        ``reflections(material, hkl, wavelength_angstrom) -> Reflection``, how the model's own
+        reflection is built (default: ``physics.materials.make_reflection``); the command line passes
+        ``reflection_cache.cached_reflection``, which spares it the xrayutilities import.
 
     Examples
     --------
@@ -156,13 +160,14 @@ class Inverter:
     >>> result.strain_max_percent, result.sigma_i                       # doctest: +SKIP
     """
 
-    def __init__(self, bundle, *, n_slices: int | None = None):
+    def __init__(self, bundle, *, n_slices: int | None = None, reflections=None):
         from xrd_strain_plugin.inference.bundle import load_bundle
         from xrd_strain_plugin.inference.predictor import Predictor
 
         if isinstance(bundle, (str, Path)):
             bundle = load_bundle(bundle)
         self.bundle = bundle
+        self.reflections = reflections
         self.n_slices = int(bundle.card.n_slices if n_slices is None else n_slices)
         self.predictor = Predictor(bundle)
 
@@ -186,9 +191,9 @@ class Inverter:
 
     def _model_reflection(self):
         if not hasattr(self, "_model_refl"):
-            from xrd_strain_plugin.physics.materials import MaterialError
-            from xrd_strain_plugin.physics.materials import make_reflection as make
+            from xrd_strain_plugin.physics.materials import MaterialError, make_reflection
 
+            make = self.reflections or make_reflection
             card = self.card
             try:
                 self._model_refl = make(card.material, tuple(card.hkl), card.wavelength_angstrom)

@@ -102,6 +102,49 @@ class Reflection:
                 f"{self.hkl} of {self.material} (needs lambda < 2d = {2 * self.d_spacing_angstrom:.4f} A)"
             )
 
+    # -- plain data -----------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """The constants as JSON-ready plain data (a complex number is ``[real, imag]``).
+
+        :meth:`from_dict` rebuilds an equal :class:`Reflection`: floats round-trip exactly.
+        """
+        pair = lambda z: [z.real, z.imag]
+        return {
+            "material": self.material,
+            "hkl": list(self.hkl),
+            "wavelength_angstrom": self.wavelength_angstrom,
+            "d_spacing_angstrom": self.d_spacing_angstrom,
+            "cell_volume_angstrom3": self.cell_volume_angstrom3,
+            "f0": pair(self.f0),
+            "fh": pair(self.fh),
+            "fmh": pair(self.fmh),
+            "fh_strain_coeffs": [pair(z) for z in self.fh_strain_coeffs],
+            "fmh_strain_coeffs": [pair(z) for z in self.fmh_strain_coeffs],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Reflection:
+        """The :class:`Reflection` that :meth:`to_dict` wrote.
+
+        Raises
+        ------
+        KeyError, TypeError, ValueError, IndexError
+            ``data`` is not what :meth:`to_dict` writes (a caller reading a file treats it as absent).
+        """
+        number = lambda v: complex(float(v[0]), float(v[1]))
+        return cls(
+            material=str(data["material"]),
+            hkl=tuple(int(i) for i in data["hkl"]),
+            wavelength_angstrom=float(data["wavelength_angstrom"]),
+            d_spacing_angstrom=float(data["d_spacing_angstrom"]),
+            cell_volume_angstrom3=float(data["cell_volume_angstrom3"]),
+            f0=number(data["f0"]),
+            fh=number(data["fh"]),
+            fmh=number(data["fmh"]),
+            fh_strain_coeffs=tuple(map(number, data["fh_strain_coeffs"])),
+            fmh_strain_coeffs=tuple(map(number, data["fmh_strain_coeffs"])),
+        )
+
     # -- geometry -------------------------------------------------------------------------
     @property
     def theta_bragg(self) -> float:
@@ -217,8 +260,23 @@ def make_reflection(material: str = "YSZ", hkl=(4, 0, 0), wavelength_angstrom: f
     >>> round(r.q_bragg_inv_angstrom, 3)
     4.885
 
-    Built-in materials are also cached on disk (:func:`_disk_cache_path`): importing
-    xrayutilities costs about 1.7 s, most of a CLI call's start-up.
+    The constants are kept in memory (an ``lru_cache``); this module reads no environment
+    variable and writes no file. The command line, the live service and training read a
+    reflection through :func:`xrd_strain_plugin.reflection_cache.cached_reflection`, which
+    keeps built-in materials on disk as :meth:`Reflection.to_dict` (importing xrayutilities
+    costs about 1.7 s, most of a CLI call's start-up).
+    """
+    hkl, wavelength_angstrom = check_reflection_request(hkl, wavelength_angstrom)
+    return _compute_reflection(material, hkl, wavelength_angstrom)
+
+
+def check_reflection_request(hkl, wavelength_angstrom) -> tuple[tuple[int, int, int], float]:
+    """``hkl`` as three ints and the wavelength as a float, checked before anything is computed.
+
+    Raises
+    ------
+    MaterialError
+        ``hkl`` is not three integers or all zero; the wavelength is not a positive number.
     """
     hkl = tuple(int(i) for i in hkl)
     if len(hkl) != 3 or hkl == (0, 0, 0):
@@ -226,92 +284,7 @@ def make_reflection(material: str = "YSZ", hkl=(4, 0, 0), wavelength_angstrom: f
     wavelength_angstrom = float(wavelength_angstrom)
     if not (wavelength_angstrom > 0 and math.isfinite(wavelength_angstrom)):
         raise MaterialError(f"wavelength_angstrom must be a positive number, got {wavelength_angstrom}")
-    cache = _disk_cache_path(material, hkl, wavelength_angstrom)
-    cached = _read_cached(cache)
-    if cached is not None:
-        return cached
-    out = _compute_reflection(material, hkl, wavelength_angstrom)
-    _write_cached(cache, out)
-    return out
-
-
-#: Environment variable: directory of the on-disk reflection cache ("off" disables it).
-CACHE_ENV = "XRD_STRAIN_CACHE"
-
-
-def _disk_cache_path(material, hkl, wavelength_angstrom):
-    """Cache file of a built-in material's reflection, or None (CIF files are not cached).
-
-    The key holds the xrayutilities version and the sha256 of this module's source, so new
-    constants or new code never read an old entry.
-    """
-    import hashlib
-    import importlib.metadata
-    from pathlib import Path
-
-    root = os.environ.get(CACHE_ENV)
-    if root == "off" or material not in BUILTIN_MATERIALS:
-        return None
-    try:
-        xu_version = importlib.metadata.version("xrayutilities")
-        code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
-    except (importlib.metadata.PackageNotFoundError, OSError):
-        return None
-    base = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "xrd-strain"
-    name = f"{material}-{'_'.join(map(str, hkl))}-{wavelength_angstrom!r}-xu{xu_version}-{code}.json"
-    return base / "reflections" / name
-
-
-def _read_cached(path):
-    import json
-
-    if path is None or not path.is_file():
-        return None
-    try:
-        d = json.loads(path.read_text())
-        c = lambda v: complex(v[0], v[1])
-        return Reflection(
-            material=d["material"],
-            hkl=tuple(d["hkl"]),
-            wavelength_angstrom=d["wavelength_angstrom"],
-            d_spacing_angstrom=d["d_spacing_angstrom"],
-            cell_volume_angstrom3=d["cell_volume_angstrom3"],
-            f0=c(d["f0"]),
-            fh=c(d["fh"]),
-            fmh=c(d["fmh"]),
-            fh_strain_coeffs=tuple(map(c, d["fh_strain_coeffs"])),
-            fmh_strain_coeffs=tuple(map(c, d["fmh_strain_coeffs"])),
-        )
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
-        return None  # unreadable entry: recompute (and rewrite it)
-
-
-def _write_cached(path, r: "Reflection") -> None:
-    import json
-    import uuid
-
-    if path is None:
-        return
-    c = lambda z: [z.real, z.imag]
-    data = {
-        "material": r.material,
-        "hkl": list(r.hkl),
-        "wavelength_angstrom": r.wavelength_angstrom,
-        "d_spacing_angstrom": r.d_spacing_angstrom,
-        "cell_volume_angstrom3": r.cell_volume_angstrom3,
-        "f0": c(r.f0),
-        "fh": c(r.fh),
-        "fmh": c(r.fmh),
-        "fh_strain_coeffs": [c(z) for z in r.fh_strain_coeffs],
-        "fmh_strain_coeffs": [c(z) for z in r.fmh_strain_coeffs],
-    }
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, path)  # atomic: concurrent writers leave one whole entry
-    except OSError:
-        pass  # a read-only home only costs the xrayutilities import next time
+    return hkl, wavelength_angstrom
 
 
 def _compute_reflection(material, hkl, wavelength_angstrom) -> "Reflection":
