@@ -29,7 +29,10 @@ import json, sys, time
 import numpy as np
 from xrd_strain_plugin.io import read_curve
 from xrd_strain_plugin.physics.instrument import simulate_scan
-from xrd_strain_plugin.physics.materials import make_reflection
+try:
+    from xrd_strain_plugin.physics.materials import make_reflection
+except ImportError:  # revisions before the rename (issue 17)
+    from xrd_strain_plugin.physics.materials import reflection as make_reflection
 from xrd_strain_plugin.inference import Inverter, default_bundle_path
 from xrd_strain_plugin.refinement import refine_curve
 
