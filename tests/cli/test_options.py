@@ -3,7 +3,7 @@
 import pytest
 
 from xrd_strain_plugin.cli import build_parser, main
-from xrd_strain_plugin.cli.options import API_KEY_ENV, api_key, budgets
+from xrd_strain_plugin.cli.options import API_KEY_ENV, api_key, budgets, tiled_option, tiled_url
 
 # Every command that names a reflection without requiring it, with the least else it needs.
 OPTIONAL_REFLECTION = [
@@ -134,3 +134,41 @@ def test_the_api_key_option_wins_over_the_variable(monkeypatch):
     assert api_key(parser.parse_args(["results", "--tiled", "http://t", "--api-key", "given"])) == "given"
     monkeypatch.delenv(API_KEY_ENV)
     assert api_key(parser.parse_args(["results", "--tiled", "http://t"])) is None
+
+
+# Every command that names a Tiled server, with the least else it needs, and its old spelling (or None).
+TILED_COMMANDS = [
+    (["listen", "--zmq", "h:1", "--spool", "s"], "--tiled"),
+    (["results"], "--tiled"),
+    (["results", "export", "--nexus", "f.nxs"], "--tiled"),
+    (
+        ["invert", "f.xy", "--material", "YSZ", "--hkl", "4", "0", "0", "--wavelength-angstrom", "1.5", "--out", "o"],
+        "--publish",
+    ),
+    (["flows", "refine"], None),
+    (["flows", "serve", "--data-root", "d"], None),
+]
+
+
+@pytest.mark.parametrize("argv, alias", TILED_COMMANDS, ids=lambda a: " ".join(a[:2]) if isinstance(a, list) else a)
+def test_every_command_names_the_tiled_server_tiled_url_and_keeps_its_old_spelling_hidden(argv, alias, capsys):
+    parser = build_parser()
+    args = parser.parse_args([*argv, "--tiled-url", "http://t"])
+    assert tiled_url(args) == "http://t" and tiled_option(args) == "--tiled-url"
+    if alias is not None:  # deploy units and scripts written with the old spelling keep working
+        args = parser.parse_args([*argv, alias, "http://old"])
+        assert tiled_url(args) == "http://old" and tiled_option(args) == alias
+    with pytest.raises(SystemExit):
+        parser.parse_args([*argv, "--help"])
+    shown = capsys.readouterr().out
+    assert "--tiled-url URL" in shown
+    assert "--tiled " not in shown and "--publish" not in shown  # the aliases are hidden
+
+
+def test_the_tiled_server_is_given_once(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["listen", "--zmq", "h:1", "--spool", "s", "--tiled", "a", "--tiled-url", "b"])
+    assert "not allowed with" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["listen", "--zmq", "h:1", "--spool", "s"])
+    assert "--tiled-url" in capsys.readouterr().err

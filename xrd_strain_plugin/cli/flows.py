@@ -11,7 +11,14 @@ import json
 import os
 
 from xrd_strain_plugin.cli import CommandError, option_errors
-from xrd_strain_plugin.cli.options import API_KEY_ENV, add_budget_options, add_reflection_options, budgets
+from xrd_strain_plugin.cli.options import (
+    API_KEY_ENV,
+    add_budget_options,
+    add_reflection_options,
+    add_tiled_options,
+    budgets,
+    tiled_url,
+)
 
 DESCRIPTION = """\
 Scheduled dataset regeneration, retraining behind a promotion gate, and least-squares
@@ -64,11 +71,12 @@ def _register_serve(sub) -> None:
     )
     _data_root(s)
     _registry(s)
-    s.add_argument(
-        "--tiled-url",
-        metavar="URL",
-        default=None,
+    add_tiled_options(
+        s,
+        write=True,
+        required=False,
         help="Tiled server of the results; without it there is no refinement deployment",
+        with_api_key=False,
     )
     _api_key(s)
     s.add_argument(
@@ -164,7 +172,7 @@ def _register_refine(sub) -> None:
         help="refine stored results that have no refinement yet",
         description="Run refine_new_results once against a Tiled server.",
     )
-    f.add_argument("--tiled-url", metavar="URL", required=True, help="Tiled server")
+    add_tiled_options(f, write=True, help="Tiled server of the results", with_api_key=False)
     _api_key(f)
     f.add_argument("--limit", type=int, default=50, help="at most this many results")
     add_budget_options(f, budget_option="--budget-s")
@@ -287,7 +295,7 @@ def run_serve(args) -> int:
     settings = FlowSettings(
         data_root=args.data_root,
         registry_root=args.registry,
-        tiled_url=args.tiled_url,
+        tiled_url=tiled_url(args),
         scheduler_address=args.dask_scheduler,
         regenerate=_dataset_params(args),
         retrain={"material": args.material, "hkl": tuple(args.hkl), "wavelength_angstrom": args.wavelength_angstrom},
@@ -348,7 +356,7 @@ def run_refine(args) -> int:
     from xrd_strain_flows.refine import refine_new_results
 
     out = refine_new_results(
-        args.tiled_url,
+        tiled_url(args),
         limit=args.limit,
         **budgets(args, budget_option="--budget-s"),
         api_key_env=args.api_key_env,

@@ -11,12 +11,13 @@ from pathlib import Path
 from xrd_strain_plugin.cli import option_errors
 from xrd_strain_plugin.cli.options import (
     API_KEY_ENV,
-    add_api_key_option,
     add_budget_options,
     add_reflection_options,
+    add_tiled_options,
     api_key,
     budgets,
     reflection_of,
+    tiled_url,
 )
 
 DESCRIPTION = """\
@@ -139,15 +140,15 @@ def register(subparsers) -> None:
         help="weights of the log residuals: counting statistics when the intensities are "
         "(scaled) counts ('auto' detects them), or equal weights (default auto)",
     )
-    tiled = parser.add_argument_group("publishing to Tiled")
-    tiled.add_argument(
-        "--publish",
-        metavar="TILED_URL",
-        default=None,
-        help="also store each result in Tiled, in the same layout as live inversions "
+    tiled = add_tiled_options(  # --publish was this command's spelling: a hidden alias
+        parser,
+        write=True,
+        required=False,
+        aliases=("--publish",),
+        title="publishing to Tiled",
+        help="also store each result in this Tiled server, in the same layout as live inversions "
         "(results/<file content uid>; publishing the same file again gives one node)",
     )
-    add_api_key_option(tiled)
     tiled.add_argument(
         "--spool",
         metavar="DIR",
@@ -167,11 +168,11 @@ def run(args) -> int:
     from xrd_strain_plugin.reflection_cache import cached_reflection
 
     refl = reflection_of(args)
-    if args.publish:  # a refused key fails now, in one line, not after the inversions (issue 10)
+    if tiled_url(args):  # a refused key fails now, in one line, not after the inversions (issue 10)
         from xrd_strain_plugin.tiled.writer import TiledAuthError, check_credentials
 
         try:
-            check_credentials(args.publish, api_key=api_key(args))
+            check_credentials(tiled_url(args), api_key=api_key(args))
         except TiledAuthError as exc:
             raise CommandError(f"--api-key: {exc} (set --api-key or ${API_KEY_ENV})") from exc
     options = _refine_options(args) if args.refine else None
@@ -235,13 +236,13 @@ def run(args) -> int:
             line += _verdict(refined)
         print(f"{line} -> {target}")
         done.append((result, path))
-    if args.publish and done:
+    if tiled_url(args) and done:
         from xrd_strain_plugin.tiled.records import publish_offline
 
         spool = Path(args.spool) if args.spool else out_dir / ".spool"
-        counts = publish_offline(done, args.publish, api_key=api_key(args), spool_directory=spool)
+        counts = publish_offline(done, tiled_url(args), api_key=api_key(args), spool_directory=spool)
         print(
-            f"published to {args.publish}: {counts['written']} written"
+            f"published to {tiled_url(args)}: {counts['written']} written"
             + (
                 f", {counts['spooled']} spooled in {spool} (Tiled unreachable; kept for the next publish)"
                 if counts["spooled"]

@@ -13,7 +13,14 @@ import os
 import sys
 
 from xrd_strain_plugin.cli import CommandError, option_errors
-from xrd_strain_plugin.cli.options import API_KEY_ENV, add_api_key_option, add_reflection_options, api_key
+from xrd_strain_plugin.cli.options import (
+    API_KEY_ENV,
+    add_reflection_options,
+    add_tiled_options,
+    api_key,
+    tiled_option,
+    tiled_url,
+)
 
 RESULTS_PREFIX = b"xrd-strain"
 # CURVE keys of the journal (deploy/journal/journal.env.example, deploy/listen/listen.env.example).
@@ -27,11 +34,11 @@ examples:
   # the listener also writes the raw runs: read a durable journal kept on the RunEngine host
   # (RE.subscribe(JournalWriter("/var/lib/bluesky/journal")); xrd-strain journal serve there)
   TILED_API_KEY=secret xrd-strain listen --journal beamline-ws:5579 \\
-      --tiled http://tiled-host:8000 --spool /var/spool/xrd-strain --raw
+      --tiled-url http://tiled-host:8000 --spool /var/spool/xrd-strain --raw
   # the RunEngine host writes the raw runs to Tiled itself: 0MQ, and catch-up from Tiled
   bluesky-0MQ-proxy 5577 5578 &
   TILED_API_KEY=secret xrd-strain listen --zmq beamline-ws:5578 \\
-      --tiled http://tiled-host:8000 --spool /var/spool/xrd-strain
+      --tiled-url http://tiled-host:8000 --spool /var/spool/xrd-strain
 
 Nothing is missed across restarts of the listener: with --journal it resumes
 from the last position it made durable (kept in the spool directory); with
@@ -61,14 +68,8 @@ def register(subparsers) -> None:
 
 
 def _tiled_options(parser, *, write: bool, required: bool = True):
-    group = parser.add_argument_group("Tiled")
-    group.add_argument(
-        "--tiled",
-        metavar="URL",
-        required=required,
-        help="Tiled server, e.g. http://tiled-host:8000 (the /api/v1 suffix is optional)",
-    )
-    add_api_key_option(group, write=write)
+    # --tiled was this family's spelling before --tiled-url was everyone's: a hidden alias (deploy units use it)
+    add_tiled_options(parser, write=write, required=required, aliases=("--tiled",))
 
 
 def _register_listen(subparsers):
@@ -241,7 +242,7 @@ def _run_listen(args) -> int:
     try:
         with option_errors("--model"):
             live = LiveInversion.from_uri(
-                args.tiled,
+                tiled_url(args),
                 api_key=api_key(args),
                 spool_directory=args.spool,
                 bundle=args.model,
@@ -278,7 +279,7 @@ def _run_listen(args) -> int:
         ).start()
     source = f"journal {args.journal}" if args.journal else f"0MQ {args.zmq}"
     print(
-        f"xrd-strain listen: {source} -> {args.tiled} (spool {args.spool}"
+        f"xrd-strain listen: {source} -> {tiled_url(args)} (spool {args.spool}"
         f"{'; catch-up from Tiled' if catch_up else ''}); Ctrl-C to stop",
         file=sys.stderr,
     )
@@ -540,9 +541,9 @@ def _register_results(subparsers):
         help="search, show and export inversion results stored in Tiled",
         description="List results matching all the given criteria, or show one result's figures and arrays; "
         "`results export --nexus FILE` writes the matching results to a NeXus file.",
-        epilog="example:\n  xrd-strain results --tiled http://localhost:8000 --sample YSZ-A --emax-min 0.5\n"
-        "  xrd-strain results --tiled http://localhost:8000 --show <uid>[/<curve>] --json\n"
-        "  xrd-strain results export --nexus ysz-a.nxs --tiled http://localhost:8000 --sample YSZ-A",
+        epilog="example:\n  xrd-strain results --tiled-url http://localhost:8000 --sample YSZ-A --emax-min 0.5\n"
+        "  xrd-strain results --tiled-url http://localhost:8000 --show <uid>[/<curve>] --json\n"
+        "  xrd-strain results export --nexus ysz-a.nxs --tiled-url http://localhost:8000 --sample YSZ-A",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _tiled_options(p, write=False, required=False)
@@ -626,17 +627,17 @@ def _connect(args):
     from tiled.client import from_uri
 
     try:
-        return from_uri(args.tiled, api_key=api_key(args))
+        return from_uri(tiled_url(args), api_key=api_key(args))
     except Exception as exc:  # connection refused, auth required, not a Tiled server...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CommandError(f"--tiled: cannot open {args.tiled}: {first}") from exc
+        raise CommandError(f"{tiled_option(args)}: cannot open {tiled_url(args)}: {first}") from exc
 
 
 def _run_results(args) -> int:
     from xrd_strain_plugin.tiled.queries import ResultRow, format_table, read_result
 
-    if args.tiled is None:
-        raise CommandError("--tiled: required (the Tiled server of the results)")
+    if tiled_url(args) is None:
+        raise CommandError(f"{tiled_option(args)}: required (the Tiled server of the results)")
     client = _connect(args)
     if args.show:
         try:

@@ -2,8 +2,10 @@
 
 Every command that names a crystal takes the same ``--material/--hkl/--wavelength-angstrom`` with the
 same defaults (YSZ 400 at Cu K-alpha1, the shipped model's reflection) unless it requires them; every
-command that writes to or reads from Tiled takes the API key the same way (``--api-key``, else the
-variable :data:`API_KEY_ENV`); the refinement budgets have one spelling and one validation.
+command that writes to or reads from Tiled names the server ``--tiled-url`` (:data:`TILED_URL_OPTION`;
+the older ``--tiled`` and ``--publish`` stay as hidden aliases) and takes the API key the same way
+(``--api-key``, else the variable :data:`API_KEY_ENV`); the refinement budgets have one spelling and
+one validation.
 Nothing here imports more than the standard library, so that ``xrd-strain --help`` stays light.
 """
 
@@ -17,12 +19,15 @@ from xrd_strain_plugin.cli import CommandError, option_errors
 
 __all__ = [
     "API_KEY_ENV",
+    "HIDDEN_ALIASES",
+    "TILED_URL_OPTION",
     "DEFAULT_HKL",
     "DEFAULT_MATERIAL",
     "DEFAULT_WAVELENGTH_ANGSTROM",
     "add_api_key_option",
     "add_budget_options",
     "add_reflection_options",
+    "add_tiled_options",
     "api_key",
     "budgets",
     "finite_float",
@@ -31,6 +36,8 @@ __all__ = [
     "positive_float",
     "positive_int",
     "reflection_of",
+    "tiled_option",
+    "tiled_url",
 ]
 
 #: The reflection of the shipped model: the default wherever a command does not require one.
@@ -40,6 +47,12 @@ DEFAULT_WAVELENGTH_ANGSTROM = 1.5406  # Cu K-alpha1
 
 #: The environment variable holding the Tiled API key, for every command.
 API_KEY_ENV = "TILED_API_KEY"
+
+#: The one spelling of the option naming the Tiled server, for every command.
+TILED_URL_OPTION = "--tiled-url"
+
+#: Old spellings still accepted but not shown in --help: the option each stands for now.
+HIDDEN_ALIASES = {"--tiled": TILED_URL_OPTION, "--publish": TILED_URL_OPTION}
 
 MATERIAL_HELP = "built-in material name (YSZ, ZrO2, Si, Ge, GaN, MgO, GaAs, Al2O3, SiC-3C) or path to a CIF file"
 
@@ -149,6 +162,71 @@ def reflection_of(args):
 
     with option_errors("--material/--hkl/--wavelength-angstrom"):
         return cached_reflection(args.material, tuple(args.hkl), args.wavelength_angstrom)
+
+
+class _TiledUrl(argparse.Action):
+    """Store the URL in ``tiled_url`` and the spelling used in ``tiled_url_option`` (errors name what was typed)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        setattr(namespace, "tiled_url_option", option_string)
+
+
+def add_tiled_options(
+    parser,
+    *,
+    write: bool,
+    required: bool = True,
+    aliases: tuple[str, ...] = (),
+    title: str = "Tiled",
+    help: str = "Tiled server, e.g. http://tiled-host:8000 (the /api/v1 suffix is optional)",
+    with_api_key: bool = True,
+):
+    """Add a "Tiled" group: ``--tiled-url URL`` (into ``args.tiled_url``) and ``--api-key``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    write : bool
+        The command writes (the API key's help says it is needed).
+    required : bool
+        The command cannot run without a server.
+    aliases : tuple of str
+        Older spellings this command accepted (``--tiled``, ``--publish``): still accepted, not shown in
+        ``--help`` (deploy units and scripts written before keep working). An error message names the
+        spelling that was typed (:func:`tiled_option`).
+    title, help : str
+        The group's title and the option's help.
+    with_api_key : bool
+        Also add ``--api-key`` (the flows name a variable or a Prefect block instead).
+
+    Returns
+    -------
+    The argument group, for the command's own Tiled options (a spool directory...).
+    """
+    group = parser.add_argument_group(title)
+    urls = group.add_mutually_exclusive_group(required=required) if aliases else group
+    common = {"dest": "tiled_url", "metavar": "URL", "action": _TiledUrl}
+    urls.add_argument(
+        TILED_URL_OPTION, help=help, default=None, **common, **({} if aliases else {"required": required})
+    )
+    for alias in aliases:
+        if HIDDEN_ALIASES.get(alias) != TILED_URL_OPTION:
+            raise ValueError(f"{alias} is not a declared alias of {TILED_URL_OPTION} (HIDDEN_ALIASES)")
+        urls.add_argument(alias, help=argparse.SUPPRESS, **common)
+    if with_api_key:
+        add_api_key_option(group, write=write)
+    return group
+
+
+def tiled_url(args) -> str | None:
+    """The Tiled server's URL the command was given (``--tiled-url`` or an alias), or ``None``."""
+    return getattr(args, "tiled_url", None)
+
+
+def tiled_option(args) -> str:
+    """The spelling of the Tiled option as typed (``--tiled-url`` unless an alias was), for error messages."""
+    return getattr(args, "tiled_url_option", None) or TILED_URL_OPTION
 
 
 def add_api_key_option(parser, *, write: bool = True):
