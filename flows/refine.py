@@ -1,7 +1,8 @@
 """``refine_new_results``: least-squares refinement of every stored result that has none yet.
 
-A thin wrapper over :mod:`xrd_strain_plugin.tiled.refinement` (find, claim, read inputs, write,
-fail) and :func:`xrd_strain_plugin.refinement.refine_curve`. Each result is one task. The claim is
+A thin wrapper over :mod:`xrd_strain_plugin.tiled.refinement`: ``find_unrefined``, then for each
+result (one task) ``claim_and_refine``, the claim -> refine -> write/fail step the live refiner
+takes too. The claim is
 Tiled's: creating the result's child ``refinement`` succeeds once and answers 409 afterwards, so
 two overlapping flow runs (or the flow and the live plugin's own refiner) refine each result exactly
 once; the refined profile is written beside the network's answer, which is never changed.
@@ -25,6 +26,7 @@ from prefect import flow, get_run_logger, task
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from xrd_strain_flows.notify import FAILURE_HOOKS
+from xrd_strain_plugin.tiled.keys import API_KEY_ENV
 
 __all__ = ["refine_new_results", "refine_result", "trigger_refinement", "DEPLOYMENT"]
 
@@ -32,7 +34,7 @@ __all__ = ["refine_new_results", "refine_result", "trigger_refinement", "DEPLOYM
 DEPLOYMENT = "refine_new_results/refine-new-results"
 
 
-def api_key(api_key_env: str | None = "TILED_API_KEY", api_key_block: str | None = None):
+def api_key(api_key_env: str | None = API_KEY_ENV, api_key_block: str | None = None):
     """The Tiled API key from a Prefect ``Secret`` block (if named) or the environment."""
     if api_key_block:
         from prefect.blocks.system import Secret
@@ -64,7 +66,7 @@ def refine_result(
     name: str,
     worker: str,
     options: dict,
-    api_key_env: str | None = "TILED_API_KEY",
+    api_key_env: str | None = API_KEY_ENV,
     api_key_block: str | None = None,
     results_key: str = "results",
 ) -> dict:
@@ -73,26 +75,19 @@ def refine_result(
     Raises
     ------
     Exception
-        What the refinement raised, after the result was marked ``failed`` with the reason.
+        What the refinement (or its write) raised, after the result was marked ``failed`` with the
+        reason.
     """
-    from xrd_strain_plugin.refinement import RefineOptions, refine_curve
-    from xrd_strain_plugin.tiled.refinement import (
-        claim_refinement,
-        fail_refinement,
-        refinement_inputs,
-        write_refinement,
-    )
+    from xrd_strain_plugin.refinement import RefineOptions
+    from xrd_strain_plugin.tiled.refinement import claim_and_refine
 
     node = _node(_client(tiled_url, api_key_env, api_key_block), path, results_key)
-    if not claim_refinement(node, worker=worker):
+    got = claim_and_refine(node, worker=worker, options=RefineOptions(**options))
+    if got.status == "claimed_elsewhere":
         return {"path": "/".join(path), "outcome": "claimed elsewhere"}
-    try:
-        two_theta_deg, counts, reflection, start = refinement_inputs(node)
-        refined = refine_curve(two_theta_deg, counts, reflection, start=start, options=RefineOptions(**options))
-    except Exception as exc:
-        fail_refinement(node, reason=f"{type(exc).__name__}: {exc}")
-        raise
-    write_refinement(node, refined)
+    if got.status == "failed":
+        raise got.error
+    refined = got.result
     return {
         "path": "/".join(path),
         "outcome": "refined",
@@ -109,7 +104,7 @@ def refine_new_results(
     limit: int = 50,
     budget_s: float | None = None,
     global_budget_s: float | None = None,
-    api_key_env: str | None = "TILED_API_KEY",
+    api_key_env: str | None = API_KEY_ENV,
     api_key_block: str | None = None,
     results_key: str = "results",
 ) -> dict:

@@ -104,6 +104,30 @@ def test_a_result_is_claimed_once_among_concurrent_refiners_and_refined_beside_t
     assert (records[1].raw_uid,) in find_unrefined(client)
 
 
+def test_claim_and_refine_marks_a_failure_with_its_reason_and_leaves_a_claimed_result_alone(tiled_server):
+    """The one claim -> refine -> write/fail step of the live refiner and the flow."""
+    from xrd_strain_plugin.tiled.refinement import claim_and_refine
+
+    client = tiled_server.client()
+    record = synthetic_record(str(uuid.uuid4()), seed=7)
+    TiledResultsWriter(client).write(record)
+    node = client["results"][record.raw_uid]
+
+    def unusable():
+        raise ValueError("no usable curve")
+
+    claimed = []
+    got = claim_and_refine(node, worker="w1", inputs=unusable, on_claimed=lambda: claimed.append(True))
+    assert got.status == "failed" and got.reason == "ValueError: no usable curve"
+    assert isinstance(got.error, ValueError) and got.result is None and claimed == [True]
+    md = tiled_server.client()["results"][record.raw_uid].metadata["refinement"]
+    assert md["status"] == "failed" and md["reason"] == "ValueError: no usable curve" and md["worker"] == "w1"
+
+    again = claim_and_refine(node, worker="w2", inputs=unusable, on_claimed=lambda: claimed.append(True))
+    assert again.status == "claimed_elsewhere" and claimed == [True]  # nothing done, the failure stands
+    assert tiled_server.client()["results"][record.raw_uid].metadata["refinement"]["worker"] == "w1"
+
+
 def test_a_replayed_result_keeps_its_refinement(tiled_server):
     client = tiled_server.client()
     writer = TiledResultsWriter(client)

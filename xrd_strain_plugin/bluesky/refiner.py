@@ -3,9 +3,10 @@
 Refinement costs ~1-3 s of CPU per curve and holds the GIL much of that time, so it runs in
 its own process (started with ``spawn``: no copy of the parent's TensorFlow or threads),
 at a lower scheduling priority. The live callback hands it a result once the network's answer
-is written; the process claims the result node (:func:`~xrd_strain_plugin.tiled.refinement.
-claim_refinement`: exactly once even with other refiners, e.g. the Prefect flow), refines
-from the network's profile and writes the refined profile into the same node. Nothing waits
+is written; the process claims the result node, refines from the network's profile and writes
+the refined profile into the same node (or marks it failed), through
+:func:`~xrd_strain_plugin.tiled.refinement.claim_and_refine`, the step the Prefect flow takes too
+(the claim holds exactly once among all refiners). Nothing waits
 for it: when its queue is full a result is simply left ``refinement.status = "none"`` for the
 flow ``refine_new_results`` to pick up, and so are the queued results when a service stops it
 (:meth:`RefinementWorker.close` with ``drain=False``: bounded, the claim in progress released).
@@ -244,8 +245,8 @@ def _main(uri, api_key, options, niceness, todo, done, stop):  # pragma: no cove
     from tiled.client import from_uri
 
     from xrd_strain_plugin.physics.materials import make_reflection
-    from xrd_strain_plugin.refinement import RefineOptions, refine_curve
-    from xrd_strain_plugin.tiled.refinement import claim_refinement, fail_refinement, write_refinement
+    from xrd_strain_plugin.refinement import RefineOptions
+    from xrd_strain_plugin.tiled.refinement import claim_and_refine
 
     client = None
     options = RefineOptions(**options)
@@ -256,33 +257,35 @@ def _main(uri, api_key, options, niceness, todo, done, stop):  # pragma: no cove
             return
         t0 = time.perf_counter()
         outcome = {"path": item["path"], "queued_s": time.time() - item["queued_at"], "meta": item.get("meta")}
+
+        def inputs(item=item):
+            refl = make_reflection(item["material"], tuple(item["hkl"]), float(item["wavelength_angstrom"]))
+            return item["two_theta_deg"], item["counts"], refl, item["start"]
+
         try:
             if client is None:
                 client = from_uri(uri, api_key=api_key)
-            node = client[item["path"]]
-            if not claim_refinement(node, worker=worker):
-                outcome["status"] = "claimed_elsewhere"
-                done.put(outcome)
-                continue
-            done.put({"path": item["path"], "status": "started"})
-        except Exception as exc:  # Tiled away: leave it "none" for the flow
+            got = claim_and_refine(
+                client[item["path"]],
+                worker=worker,
+                options=options,
+                inputs=inputs,
+                on_claimed=lambda path=item["path"]: done.put({"path": path, "status": "started"}),
+            )
+        except Exception as exc:  # Tiled away before the claim: leave it "none" for the flow
             client = None
             outcome.update(status="not_claimed", reason=f"{type(exc).__name__}: {exc}")
             done.put(outcome)
             continue
-        try:
-            refl = make_reflection(item["material"], tuple(item["hkl"]), float(item["wavelength_angstrom"]))
-            result = refine_curve(item["two_theta_deg"], item["counts"], refl, start=item["start"], options=options)
-            write_refinement(node, result)
-            outcome.update(status="done", sigma_i=result.sigma_i, sigma_i_start=result.sigma_i_start)
+        outcome["status"] = got.status
+        if got.status == "claimed_elsewhere":
+            done.put(outcome)
+            continue
+        if got.status == "done":
+            outcome.update(sigma_i=got.result.sigma_i, sigma_i_start=got.result.sigma_i_start)
             if item.get("arrays_back"):
-                outcome["arrays"] = {k: np.asarray(v, dtype=float) for k, v in result.arrays().items()}
-        except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            try:
-                fail_refinement(node, reason=reason)
-            except Exception:
-                pass
-            outcome.update(status="failed", reason=reason)
+                outcome["arrays"] = {k: np.asarray(v, dtype=float) for k, v in got.result.arrays().items()}
+        else:
+            outcome["reason"] = got.reason
         outcome["elapsed_s"] = time.perf_counter() - t0
         done.put(outcome)

@@ -11,6 +11,8 @@ from xrd_strain_plugin.results import ARRAY_NAMES, LAYOUT_NAME, LAYOUT_VERSION, 
 from .queries import ResultRow, find_results, format_table, read_result
 from .records import offline_record, publish_offline, record_from_result
 from .refinement import (
+    RefinementOutcome,
+    claim_and_refine,
     claim_refinement,
     fail_refinement,
     find_unrefined,
@@ -26,6 +28,7 @@ __all__ = [
     "ARRAY_NAMES",
     "LAYOUT_NAME",
     "LAYOUT_VERSION",
+    "RefinementOutcome",
     "ResultRecord",
     "ResultRow",
     "Spool",
@@ -35,6 +38,7 @@ __all__ = [
     "TiledResultsWriter",
     "UNITS",
     "base_metadata",
+    "claim_and_refine",
     "claim_refinement",
     "fail_refinement",
     "find_results",

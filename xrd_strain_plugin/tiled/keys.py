@@ -19,6 +19,10 @@ import argparse
 import os
 import sys
 
+#: The environment variable holding a Tiled API key, wherever a key is not given explicitly: the
+#: command line (``--api-key``'s default), the listener's unit (listen.env) and the flows.
+API_KEY_ENV = "TILED_API_KEY"
+
 #: Scopes of each role's key (Tiled's scope names).
 ROLE_SCOPES = {
     "listener": [

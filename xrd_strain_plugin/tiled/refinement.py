@@ -9,18 +9,22 @@ exactly one gets the result. The refined arrays go into that child as one table
 (``arrays``: one row, a list column per array) and the summary into its metadata and,
 shortened, into the result's ``refinement`` metadata. The network's answer is never touched.
 
+:func:`claim_and_refine` is the one claim -> refine -> write (or fail) step: the live refiner
+(:mod:`xrd_strain_plugin.bluesky.refiner`) and the flow ``refine_new_results`` both call it.
+
 Examples
 --------
 >>> for path, node in find_unrefined(client, limit=50).items():  # doctest: +SKIP
-...     if claim_refinement(node, worker="refine_new_results"):
-...         two_theta_deg, counts, reflection, start = refinement_inputs(node)
-...         write_refinement(node, refine_curve(two_theta_deg, counts, reflection, start=start))
+...     outcome = claim_and_refine(node, worker="refine_new_results")
+...     print(path, outcome.status, outcome.reason)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -168,6 +172,77 @@ def fail_refinement(node, *, reason: str) -> None:
         child = node[REFINEMENT_KEY]
         child.replace_metadata(metadata={**dict(child.metadata), **failed}, drop_revision=True)
     _merge(node, failed)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RefinementOutcome:
+    """What :func:`claim_and_refine` did with one result.
+
+    ``status`` is ``done`` (``result`` written beside the network's answer), ``claimed_elsewhere``
+    (another refiner has it; nothing done) or ``failed`` (marked ``failed`` in Tiled with
+    ``reason``; ``error`` is the exception, for a caller that re-raises it).
+    """
+
+    status: str
+    result: Any = None
+    reason: str | None = None
+    error: BaseException | None = None
+
+
+def claim_and_refine(
+    node,
+    *,
+    worker: str,
+    options=None,
+    inputs: Callable[[], tuple] | None = None,
+    on_claimed: Callable[[], None] | None = None,
+) -> RefinementOutcome:
+    """Claim ``node``, refine it and write the refinement; mark it failed if anything goes wrong.
+
+    The one claim -> refine -> write/fail step of every refiner (the live worker, the flow).
+
+    Parameters
+    ----------
+    node : tiled.client.container.Container
+        The result node.
+    worker : str
+        Who claims (stored with the claim).
+    options : RefineOptions, optional
+        Budgets of :func:`~xrd_strain_plugin.refinement.refine_curve` (default: the engine's).
+    inputs : callable, optional
+        ``inputs() -> (two_theta_deg, counts, reflection, start)``, called once claimed (the live
+        worker has them in memory); default: read from the node (:func:`refinement_inputs`).
+    on_claimed : callable, optional
+        Called once the claim is held, before refining.
+
+    Returns
+    -------
+    RefinementOutcome
+
+    Raises
+    ------
+    httpx.HTTPStatusError, OSError
+        If the claim itself fails for another reason than "already claimed" (Tiled away): nothing
+        was claimed, the result stays ``none``.
+    """
+    from xrd_strain_plugin.refinement import RefineOptions, refine_curve
+
+    if not claim_refinement(node, worker=worker):
+        return RefinementOutcome(status="claimed_elsewhere")
+    if on_claimed is not None:
+        on_claimed()
+    try:
+        two_theta_deg, counts, reflection, start = inputs() if inputs is not None else refinement_inputs(node)
+        result = refine_curve(two_theta_deg, counts, reflection, start=start, options=options or RefineOptions())
+        write_refinement(node, result)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        try:
+            fail_refinement(node, reason=reason)
+        except Exception:  # Tiled away: the claim stays pending (find_results(refinement_status="pending"))
+            pass
+        return RefinementOutcome(status="failed", reason=reason, error=exc)
+    return RefinementOutcome(status="done", result=result)
 
 
 def read_refinement(node) -> dict[str, Any] | None:
