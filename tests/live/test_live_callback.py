@@ -278,7 +278,7 @@ def test_field_overrides_win_over_hints(RE, live, tiled_server, inverter):
 
 def test_plugin_state_is_released_after_each_run(RE, live):
     RE(bps.null())  # no run at all is fine too
-    assert live._router._start_to_start_doc == {}
+    assert live.routing.router._start_to_start_doc == {}
 
 
 def test_documents_of_a_run_joined_midway_are_ignored_without_raising(live, tiled_server):

@@ -186,8 +186,8 @@ def test_a_burst_of_1000_curves_is_all_processed_in_order_with_bounded_memory_ne
     assert sum(r.status == "ok" for r in records) == 20
     assert {r.metadata["reason"] for r in records if r.status != "ok"} == {"too few points: 5 (need at least 10)"}
     # The caller was never held: beyond 16 curves in memory, curves waited on disk, in order.
-    assert live.counts["overflow"] > 0 and live.peak_queue_depth <= 16 and len(live._overflow) == 0
-    assert live._router._start_to_start_doc == {}
+    assert live.counts["overflow"] > 0 and live.peak_queue_depth <= 16 and len(live.queue.overflow) == 0
+    assert live.routing.router._start_to_start_doc == {}
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before < 200_000  # kB
     # a disk write at most, never a wait for the worker (which would take tens of seconds for this burst);
     # generous because a loaded machine stretches any single call
