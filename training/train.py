@@ -178,6 +178,13 @@ def train(
 ) -> TrainResult:
     """Train (or resume training) the paper's network.
 
+    The stages, in order: the targets and their scaling (:func:`_prepare_targets`), the run to
+    resume or a new network (:func:`_resume_or_start`), then one epoch at a time: the learning
+    rate (:func:`_cosine_step`), the fit on a shuffled subset, the batch-norm recalibration and the
+    validation (:func:`_fit_epoch`), the record (:func:`_record_epoch`), the rate rules
+    (:func:`_plateau_step`, :func:`_anneal_step`), the checkpoint and ``state.json``
+    (:func:`_save_epoch`) and the budgets (:class:`_Clock`).
+
     Parameters
     ----------
     dataset : xrd_strain_training.dataset.Dataset
@@ -202,13 +209,70 @@ def train(
     """
     import keras
 
-    from xrd_strain_plugin.inference import labels as lab
-    from xrd_strain_plugin.inference.labels import LabelScaling
-    from xrd_strain_training.networks import build_cnn, recalibrate_batch_norm
+    from xrd_strain_training.networks import recalibrate_batch_norm
 
     head = _check_head(config)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    data = _prepare_targets(dataset, config, head)
+    model, history, plateau_state, state = _resume_or_start(keras, run_dir, config, dataset, data, n_input)
+    start_epoch = len(history["loss"])
+    clock = _Clock.start(config, history)
+    x_train, y_train = data.x[data.train_idx], data.y[data.train_idx]
+    x_val, y_val = data.x[data.val_idx], data.y[data.val_idx]
+    x_calib = x_train[:CALIBRATION_CURVES]
+    rng = np.random.default_rng([config.seed, start_epoch])
+    for epoch in range(start_epoch, config.epochs):
+        if config.schedule == "cosine" and not _cosine_step(model, config, history, clock.cpu_done, verbose):
+            break
+        t0, c0 = time.perf_counter(), _cpu_seconds()
+        order = rng.permutation(x_train.shape[0])[: config.epoch_curves]
+        fit_loss, val_loss, lr = _fit_epoch(keras, model, config, x_train[order], y_train[order], x_calib, x_val, y_val)
+        seconds = time.perf_counter() - t0
+        cpu = _cpu_seconds() - c0
+        clock.cpu_done += cpu
+        watch = lambda: _monitor(model, monitor, data.scaling, head, data.paper_scaling, data.n_weights, data.n_slices)
+        _record_epoch(history, fit_loss, val_loss, lr, seconds, cpu, order.size, watch if monitor is not None else None)
+        plateau_state = _plateau_step(model, config, plateau_state, val_loss, lr, run_dir)
+        if config.schedule == "plateau" and clock.anneal_due() and not state.get("annealed"):
+            _multiply_rate(keras, model, config)
+            state["annealed"] = epoch + 1
+        _save_epoch(model, run_dir, config, epoch, state, history, plateau_state)
+        if verbose:
+            _print_epoch(config, epoch, history, val_loss, lr, seconds, cpu)
+        reason = clock.stop_reason(seconds, cpu)
+        if reason is not None:
+            if verbose:
+                print(f"stopping: {reason}", flush=True)
+            break
+    best = keras.models.load_model(run_dir / BEST, compile=False)
+    recalibrate_batch_norm(best, x_calib)  # runs saved before this fix are repaired here
+    return TrainResult(model=best, scaling=data.scaling, history=history, state=state, head=head)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Targets:
+    """The network's inputs and scaled targets, the split, and what decoding them needs."""
+
+    x: np.ndarray  # (n_curves, n_points, 1)
+    y: np.ndarray  # (n_curves, n_targets), min-max scaled
+    scaling: object  # LabelScaling of the targets
+    paper_scaling: object  # LabelScaling of the paper's 14 labels (Table 2's MSE)
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    n_weights: int
+    n_slices: int
+
+
+def _prepare_targets(dataset, config: TrainConfig, head: dict) -> _Targets:
+    """Curves, targets (paper or relative) and their scaling fitted on the training part.
+
+    With relative targets ``head["paper_labels"]`` is set (Table 2's MSE stays in the paper's
+    scaled labels); a warm start from a bundle keeps the bundle's scaling.
+    """
+    from xrd_strain_plugin.inference import labels as lab
+    from xrd_strain_plugin.inference.labels import LabelScaling
+
     x, labels = dataset.x, dataset.labels
     if config.max_curves is not None:
         x, labels = x[: config.max_curves], labels[: config.max_curves]
@@ -232,12 +296,44 @@ def train(
         scaling = read_card(config.init_from).labels
         if tuple(scaling.names) != tuple(names):
             raise ValueError(f"{config.init_from} predicts other labels than this dataset's")
-    y = scaling.scale(labels)
-    x = x[..., np.newaxis]
+    return _Targets(
+        x=x[..., np.newaxis],
+        y=scaling.scale(labels),
+        scaling=scaling,
+        paper_scaling=paper_scaling,
+        train_idx=train_idx,
+        val_idx=val_idx,
+        n_weights=n_weights,
+        n_slices=n_slices,
+    )
+
+
+def _make_loss(config: TrainConfig, data: _Targets):
+    """``"mse"`` or the :class:`~xrd_strain_training.losses.ProfileLoss` (importing it registers the class)."""
+    if config.loss != "profile":
+        return "mse"
+    from xrd_strain_training.losses import ProfileLoss  # registers the class for load_model
+
+    return ProfileLoss(
+        data.scaling.minimum,
+        data.scaling.maximum,
+        n_weights=data.n_weights,
+        n_hypotheses=config.n_hypotheses,
+        profile_weight=config.profile_weight,
+    )
+
+
+def _resume_or_start(keras, run_dir: Path, config: TrainConfig, dataset, data: _Targets, n_input):
+    """``(model, history, plateau_state, state)``: the run in ``run_dir`` when it is this run, else a new one.
+
+    A run resumes when its checkpoint exists, its dataset fingerprint and size are these and its
+    config matches (:func:`_same_config`: epochs and budgets may grow). A new network is seeded
+    with ``config.seed`` (``keras.utils.set_random_seed``) just before it is built.
+    """
     identity = {
         "config": json.loads(json.dumps(asdict(config))),
         "fingerprint": dataset.fingerprint,
-        "n_curves": int(x.shape[0]),
+        "n_curves": int(data.x.shape[0]),
     }
     state_path = run_dir / STATE
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
@@ -246,146 +342,160 @@ def train(
         and all(state.get(k) == v for k, v in identity.items() if k != "config")
         and _same_config(state.get("config"), identity["config"])
     )
-    if config.loss == "profile":
-        from xrd_strain_training.losses import ProfileLoss  # registers the class for load_model
-
-        loss = ProfileLoss(
-            scaling.minimum,
-            scaling.maximum,
-            n_weights=n_weights,
-            n_hypotheses=config.n_hypotheses,
-            profile_weight=config.profile_weight,
-        )
-    else:
-        loss = "mse"
+    loss = _make_loss(config, data)
     if resume:
-        model = keras.models.load_model(run_dir / CHECKPOINT)
-        history = state["history"]
-        plateau_state = state["plateau"]
-    else:
-        keras.utils.set_random_seed(config.seed)
-        model = build_cnn(
-            n_input=n_input or x.shape[1],
-            n_labels=lab.head_outputs(y.shape[1], config.n_hypotheses),
-            filters=config.filters,
-            dense_units=config.dense_units,
-            input_pool=config.input_pool,
-            kernel_size=config.kernel_size,
-        )
-        if config.init_from:
-            source = Path(config.init_from)
-            source = source / "model.keras" if source.is_dir() else source
-            model.set_weights(keras.models.load_model(source, compile=False).get_weights())
-        model.compile(optimizer=_optimizer(keras, config), loss=loss)
-        history = {"loss": [], "val_loss": [], "learning_rate": [], "seconds": [], "cpu_seconds": [], "samples": []}
-        plateau_state = {"best": float("inf"), "wait": 0}
-        state = {
-            **identity,
-            "scaling": scaling.to_dict(),
-            "n_train": int(train_idx.size),
-            "n_val": int(val_idx.size),
-            "n_params": int(model.count_params()),
-        }
-    start_epoch = len(history["loss"])
-    t_start = time.perf_counter()
-    t_budget = t_start + 60 * config.max_minutes if config.max_minutes else None
-    t_anneal = (
-        t_start + 60 * config.max_minutes * config.final_anneal if config.max_minutes and config.final_anneal else None
+        return keras.models.load_model(run_dir / CHECKPOINT), state["history"], state["plateau"], state
+    model = _new_model(keras, config, data, loss, n_input)
+    history = {"loss": [], "val_loss": [], "learning_rate": [], "seconds": [], "cpu_seconds": [], "samples": []}
+    state = {
+        **identity,
+        "scaling": data.scaling.to_dict(),
+        "n_train": int(data.train_idx.size),
+        "n_val": int(data.val_idx.size),
+        "n_params": int(model.count_params()),
+    }
+    return model, history, {"best": float("inf"), "wait": 0}, state
+
+
+def _new_model(keras, config: TrainConfig, data: _Targets, loss, n_input):
+    """The network, seeded, optionally started from ``config.init_from``'s weights, compiled."""
+    from xrd_strain_plugin.inference import labels as lab
+    from xrd_strain_training.networks import build_cnn
+
+    keras.utils.set_random_seed(config.seed)
+    model = build_cnn(
+        n_input=n_input or data.x.shape[1],
+        n_labels=lab.head_outputs(data.y.shape[1], config.n_hypotheses),
+        filters=config.filters,
+        dense_units=config.dense_units,
+        input_pool=config.input_pool,
+        kernel_size=config.kernel_size,
     )
-    cpu_done = sum(history.get("cpu_seconds", []))
-    cpu_budget = 60 * config.max_cpu_minutes if config.max_cpu_minutes else None
-    cpu_anneal = cpu_budget * config.final_anneal if cpu_budget and config.final_anneal else None
-    x_train, y_train, x_val, y_val = x[train_idx], y[train_idx], x[val_idx], y[val_idx]
-    x_calib = x_train[:CALIBRATION_CURVES]
-    rng = np.random.default_rng([config.seed, start_epoch])
-    for epoch in range(start_epoch, config.epochs):
-        if config.schedule == "cosine":
-            progress = _budget_progress(config, history, cpu_done)
-            if progress >= 1.0:
-                if verbose:
-                    print("stopping: cosine schedule complete", flush=True)
-                break
-            model.optimizer.learning_rate.assign(cosine_rate(config, progress))
-        t0, c0 = time.perf_counter(), _cpu_seconds()
-        order = rng.permutation(x_train.shape[0])[: config.epoch_curves]
-        fit = model.fit(
-            x_train[order], y_train[order], batch_size=config.batch_size, epochs=1, shuffle=False, verbose=0
+    if config.init_from:
+        source = Path(config.init_from)
+        source = source / "model.keras" if source.is_dir() else source
+        model.set_weights(keras.models.load_model(source, compile=False).get_weights())
+    model.compile(optimizer=_optimizer(keras, config), loss=loss)
+    return model
+
+
+class _Clock:
+    """The wall-clock and CPU budgets of one call of :func:`train` (CPU seconds summed over resumptions)."""
+
+    def __init__(self, *, t_budget, t_anneal, cpu_done, cpu_budget, cpu_anneal):
+        self.t_budget, self.t_anneal = t_budget, t_anneal
+        self.cpu_done, self.cpu_budget, self.cpu_anneal = cpu_done, cpu_budget, cpu_anneal
+
+    @classmethod
+    def start(cls, config: TrainConfig, history: dict) -> _Clock:
+        t_start = time.perf_counter()
+        minutes, anneal = config.max_minutes, config.final_anneal
+        cpu_budget = 60 * config.max_cpu_minutes if config.max_cpu_minutes else None
+        return cls(
+            t_budget=t_start + 60 * minutes if minutes else None,
+            t_anneal=t_start + 60 * minutes * anneal if minutes and anneal else None,
+            cpu_done=sum(history.get("cpu_seconds", [])),
+            cpu_budget=cpu_budget,
+            cpu_anneal=cpu_budget * anneal if cpu_budget and anneal else None,
         )
-        recalibrate_batch_norm(model, x_calib)
-        val_loss = float(model.evaluate(x_val, y_val, batch_size=1024, verbose=0))
-        lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-        seconds = time.perf_counter() - t0
-        cpu = _cpu_seconds() - c0
-        cpu_done += cpu
-        history["loss"].append(float(fit.history["loss"][-1]))
-        history.setdefault("cpu_seconds", []).append(round(cpu, 2))
-        seen = history.setdefault("samples", [])
-        seen.append(int((seen[-1] if seen else 0) + order.size))
-        if monitor is not None:
-            history.setdefault("monitor", []).append(
-                _monitor(model, monitor, scaling, head, paper_scaling, n_weights, n_slices)
-            )
-        history["val_loss"].append(val_loss)
-        history["learning_rate"].append(lr)
-        history["seconds"].append(round(seconds, 2))
-        if val_loss < plateau_state["best"]:
-            plateau_state = {"best": val_loss, "wait": 0}
-            model.save(run_dir / BEST)
-        elif config.schedule == "plateau":
-            plateau_state["wait"] += 1
-            if plateau_state["wait"] >= config.patience and lr > config.min_learning_rate:
-                model.optimizer.learning_rate.assign(max(lr * config.factor, config.min_learning_rate))
-                plateau_state["wait"] = 0
-        if (
-            config.schedule == "plateau"
-            and (
-                (t_anneal is not None and time.perf_counter() > t_anneal)
-                or (cpu_anneal is not None and cpu_done > cpu_anneal)
-            )
-            and not state.get("annealed")
-        ):
-            model.optimizer.learning_rate.assign(
-                max(
-                    float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)) * config.factor,
-                    config.min_learning_rate,
-                )
-            )
-            state["annealed"] = epoch + 1
-        model.save(run_dir / CHECKPOINT)
-        if epoch + 1 in config.snapshot_epochs:
-            shutil.copyfile(run_dir / BEST, run_dir / f"best-at-epoch{epoch + 1}.keras")
-        state.update(
-            history=history,
-            plateau=plateau_state,
-            epochs_done=epoch + 1,
-            train_seconds=round(sum(history["seconds"]), 1),
+
+    def anneal_due(self) -> bool:
+        """``final_anneal`` of a wall-clock or CPU budget is spent."""
+        return (self.t_anneal is not None and time.perf_counter() > self.t_anneal) or (
+            self.cpu_anneal is not None and self.cpu_done > self.cpu_anneal
         )
-        _write_json(state_path, state)
+
+    def stop_reason(self, seconds: float, cpu: float) -> str | None:
+        """Why to stop before another epoch as long as the last (``seconds``, ``cpu``), or ``None``."""
+        if self.t_budget is not None and time.perf_counter() + seconds > self.t_budget:
+            return "wall-clock budget reached"
+        if self.cpu_budget is not None and self.cpu_done + cpu > self.cpu_budget:
+            return "CPU budget reached"
+        return None
+
+
+def _cosine_step(model, config: TrainConfig, history: dict, cpu_done: float, verbose: int) -> bool:
+    """Set the cosine schedule's rate for the next epoch; ``False`` once its budget is spent."""
+    progress = _budget_progress(config, history, cpu_done)
+    if progress >= 1.0:
         if verbose:
-            extra = ""
-            if history.get("monitor"):
-                m = history["monitor"][-1]
-                extra = (
-                    f"  a(t) {m['a_t']:.2f} a(e) {m['a_emax']:.2f} a(s) {m['a_strain']:.2f}"
-                    f" any-of-K a(s) {m.get('a_strain_any', float('nan')):.2f}"
-                )
-            print(
-                f"epoch {epoch + 1}/{config.epochs}  loss {history['loss'][-1]:.5f}  "
-                f"val_loss {val_loss:.5f}  lr {lr:.1e}  {seconds:.0f} s  cpu {cpu:.0f} s  "
-                f"samples {history['samples'][-1]}{extra}",
-                flush=True,
-            )
-        if t_budget is not None and time.perf_counter() + seconds > t_budget:
-            if verbose:
-                print("stopping: wall-clock budget reached", flush=True)
-            break
-        if cpu_budget is not None and cpu_done + cpu > cpu_budget:
-            if verbose:
-                print("stopping: CPU budget reached", flush=True)
-            break
-    best = keras.models.load_model(run_dir / BEST, compile=False)
-    recalibrate_batch_norm(best, x_calib)  # runs saved before this fix are repaired here
-    return TrainResult(model=best, scaling=scaling, history=history, state=state, head=head)
+            print("stopping: cosine schedule complete", flush=True)
+        return False
+    model.optimizer.learning_rate.assign(cosine_rate(config, progress))
+    return True
+
+
+def _fit_epoch(keras, model, config: TrainConfig, x_epoch, y_epoch, x_calib, x_val, y_val):
+    """One pass over the epoch's curves, the batch-norm recalibration, the validation: ``(loss, val_loss, lr)``."""
+    from xrd_strain_training.networks import recalibrate_batch_norm
+
+    fit = model.fit(x_epoch, y_epoch, batch_size=config.batch_size, epochs=1, shuffle=False, verbose=0)
+    recalibrate_batch_norm(model, x_calib)
+    val_loss = float(model.evaluate(x_val, y_val, batch_size=1024, verbose=0))
+    lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    return float(fit.history["loss"][-1]), val_loss, lr
+
+
+def _record_epoch(history: dict, loss, val_loss, lr, seconds, cpu, n_seen: int, monitor=None) -> None:
+    """Append one epoch to ``history`` (``samples`` is cumulative; ``monitor()`` gives the monitor's row)."""
+    history["loss"].append(loss)
+    history.setdefault("cpu_seconds", []).append(round(cpu, 2))
+    seen = history.setdefault("samples", [])
+    seen.append(int((seen[-1] if seen else 0) + n_seen))
+    if monitor is not None:
+        history.setdefault("monitor", []).append(monitor())
+    history["val_loss"].append(val_loss)
+    history["learning_rate"].append(lr)
+    history["seconds"].append(round(seconds, 2))
+
+
+def _plateau_step(model, config: TrainConfig, plateau_state: dict, val_loss: float, lr: float, run_dir: Path) -> dict:
+    """Keep the best weights (``best.keras``); under the plateau rule, lower the rate after ``patience`` stalls."""
+    if val_loss < plateau_state["best"]:
+        model.save(run_dir / BEST)
+        return {"best": val_loss, "wait": 0}
+    if config.schedule == "plateau":
+        plateau_state["wait"] += 1
+        if plateau_state["wait"] >= config.patience and lr > config.min_learning_rate:
+            model.optimizer.learning_rate.assign(max(lr * config.factor, config.min_learning_rate))
+            plateau_state["wait"] = 0
+    return plateau_state
+
+
+def _multiply_rate(keras, model, config: TrainConfig) -> None:
+    """The final anneal: the current rate times ``factor``, not below ``min_learning_rate``."""
+    rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    model.optimizer.learning_rate.assign(max(rate * config.factor, config.min_learning_rate))
+
+
+def _save_epoch(model, run_dir: Path, config: TrainConfig, epoch: int, state, history, plateau_state) -> None:
+    """``checkpoint.keras``, the epoch's snapshot of ``best.keras`` if asked for, then ``state.json``."""
+    model.save(run_dir / CHECKPOINT)
+    if epoch + 1 in config.snapshot_epochs:
+        shutil.copyfile(run_dir / BEST, run_dir / f"best-at-epoch{epoch + 1}.keras")
+    state.update(
+        history=history,
+        plateau=plateau_state,
+        epochs_done=epoch + 1,
+        train_seconds=round(sum(history["seconds"]), 1),
+    )
+    _write_json(run_dir / STATE, state)
+
+
+def _print_epoch(config: TrainConfig, epoch: int, history: dict, val_loss, lr, seconds, cpu) -> None:
+    extra = ""
+    if history.get("monitor"):
+        m = history["monitor"][-1]
+        extra = (
+            f"  a(t) {m['a_t']:.2f} a(e) {m['a_emax']:.2f} a(s) {m['a_strain']:.2f}"
+            f" any-of-K a(s) {m.get('a_strain_any', float('nan')):.2f}"
+        )
+    print(
+        f"epoch {epoch + 1}/{config.epochs}  loss {history['loss'][-1]:.5f}  "
+        f"val_loss {val_loss:.5f}  lr {lr:.1e}  {seconds:.0f} s  cpu {cpu:.0f} s  "
+        f"samples {history['samples'][-1]}{extra}",
+        flush=True,
+    )
 
 
 def cosine_rate(config: TrainConfig, progress: float) -> float:
