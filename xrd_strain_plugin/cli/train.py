@@ -71,7 +71,7 @@ def _register_train(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
         help="train the CNN on a generated set and write a model bundle",
-        description="Train the paper's network on DATA/train (10 %% held out for validation), "
+        description="Train the paper's network on DATA/train (10 % held out for validation), "
         "resuming from RUN if it holds the same run; evaluate on DATA/test if present "
         "and write the bundle with its measured Table-2 row.",
     )
@@ -80,22 +80,20 @@ def _register_train(subparsers) -> None:
     p.add_argument("--bundle", required=True, metavar="BUNDLE", help="output bundle directory")
     p.add_argument("--model-id", default=None, help="model id (default: derived from the data)")
     p.add_argument("--version", default="1", help="model version (default: 1)")
-    p.add_argument("--epochs", type=int, default=70, help="maximum epochs (default: %(default)s, as in the paper)")
-    p.add_argument("--batch-size", type=int, default=256, help="mini-batch size")
+    _network_options(p)
+    _schedule_options(p)
+    _budget_options(p)
+    _monitor_options(p)
     p.add_argument(
-        "--learning-rate", type=float, default=1e-3, help="initial RMSprop learning rate (default: %(default)s)"
+        "--test", default=None, metavar="DIR", help="held-out test set to evaluate on (default: DATA/test if present)"
     )
-    p.add_argument("--max-curves", type=int, default=None, help="use the first N curves only")
-    p.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget")
-    p.add_argument("--seed", type=int, default=0, help="seed of the train/validation split and the initial weights")
-    p.add_argument(
-        "--snapshot-epochs",
-        type=int,
-        nargs="*",
-        default=(),
-        help="keep the best-so-far weights after these epochs (set-size studies)",
-    )
-    p.add_argument(
+    p.set_defaults(func=run_train)
+
+
+def _network_options(parser) -> None:
+    """Architecture, targets and loss of the network; its initial weights."""
+    g = parser.add_argument_group("network")
+    g.add_argument(
         "--filters",
         type=int,
         nargs="+",
@@ -103,79 +101,8 @@ def _register_train(subparsers) -> None:
         metavar="F",
         help="filters of each conv block (default: the paper's 16 32 64 128)",
     )
-    p.add_argument("--kernel-size", type=int, default=15, help="conv kernel length (default: the paper's %(default)s)")
-    p.add_argument(
-        "--targets",
-        choices=("paper", "relative"),
-        default="paper",
-        help="paper: the 14 min-max scaled labels; relative: weights / e_max, ln e_max, "
-        "ln DW_min, ln t, ln H, DR (default: %(default)s)",
-    )
-    p.add_argument(
-        "--loss",
-        choices=("mse", "profile"),
-        default="mse",
-        help="mse (the paper) or profile: sigma_e/e_max of the decoded profile plus "
-        "squared relative errors of the scalars (needs --targets relative)",
-    )
-    p.add_argument(
-        "--hypotheses",
-        type=int,
-        default=1,
-        metavar="K",
-        help="alternative answers per curve (multi-hypothesis head, --loss profile)",
-    )
-    p.add_argument(
-        "--profile-weight",
-        type=float,
-        default=1.0,
-        metavar="W",
-        help="weight of the profile term of --loss profile against its five scalar terms (default: %(default)s)",
-    )
-    p.add_argument(
-        "--validation-curves",
-        type=int,
-        default=None,
-        metavar="N",
-        help="validate on at most N of the held-out validation curves per epoch",
-    )
-    p.add_argument(
-        "--max-cpu-minutes",
-        type=float,
-        default=None,
-        help="budget in CPU minutes of the process (all threads): equal budgets on a machine whose load varies",
-    )
-    p.add_argument(
-        "--monitor",
-        default=None,
-        metavar="DIR",
-        help="test-set directory whose first --monitor-curves curves are scored after "
-        "every epoch (accuracy versus samples seen; never used for selection)",
-    )
-    p.add_argument(
-        "--monitor-curves",
-        type=int,
-        default=1000,
-        metavar="N",
-        help="curves of --monitor scored after every epoch (default: %(default)s)",
-    )
-    p.add_argument(
-        "--patience",
-        type=int,
-        default=10,
-        metavar="N",
-        help="learning rate x 0.1 after N epochs without validation gain (default: the "
-        "paper's %(default)s; short noisy epochs may need more)",
-    )
-    p.add_argument(
-        "--final-anneal",
-        type=float,
-        default=0.75,
-        metavar="F",
-        help="learning rate x 0.1 once this share of the (wall or CPU) budget is spent; "
-        "0: never (default: %(default)s)",
-    )
-    p.add_argument(
+    g.add_argument("--kernel-size", type=int, default=15, help="conv kernel length (default: the paper's %(default)s)")
+    g.add_argument(
         "--dense-units",
         type=int,
         nargs="+",
@@ -183,7 +110,7 @@ def _register_train(subparsers) -> None:
         metavar="N",
         help="hidden dense widths (default: the paper's 1000 100)",
     )
-    p.add_argument(
+    g.add_argument(
         "--input-pool",
         type=int,
         default=1,
@@ -191,13 +118,58 @@ def _register_train(subparsers) -> None:
         help="average the 1001-point input over K points before the convolutions "
         "(decimation; default: 1, the paper's network)",
     )
-    p.add_argument(
+    g.add_argument(
+        "--targets",
+        choices=("paper", "relative"),
+        default="paper",
+        help="paper: the 14 min-max scaled labels; relative: weights / e_max, ln e_max, "
+        "ln DW_min, ln t, ln H, DR (default: %(default)s)",
+    )
+    g.add_argument(
+        "--loss",
+        choices=("mse", "profile"),
+        default="mse",
+        help="mse (the paper) or profile: sigma_e/e_max of the decoded profile plus "
+        "squared relative errors of the scalars (needs --targets relative)",
+    )
+    g.add_argument(
+        "--hypotheses",
+        type=int,
+        default=1,
+        metavar="K",
+        help="alternative answers per curve (multi-hypothesis head, --loss profile)",
+    )
+    g.add_argument(
+        "--profile-weight",
+        type=float,
+        default=1.0,
+        metavar="W",
+        help="weight of the profile term of --loss profile against its five scalar terms (default: %(default)s)",
+    )
+    g.add_argument(
+        "--init-from",
+        default=None,
+        metavar="KERAS_OR_BUNDLE",
+        help="start from these weights (same architecture), e.g. the general model for a low-strain specialist",
+    )
+    g.add_argument("--seed", type=int, default=0, help="seed of the train/validation split and the initial weights")
+
+
+def _schedule_options(parser) -> None:
+    """Optimiser and learning-rate schedule (the paper's plateau rule or a cosine)."""
+    g = parser.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=70, help="maximum epochs (default: %(default)s, as in the paper)")
+    g.add_argument("--batch-size", type=int, default=256, help="mini-batch size")
+    g.add_argument(
+        "--learning-rate", type=float, default=1e-3, help="initial RMSprop learning rate (default: %(default)s)"
+    )
+    g.add_argument(
         "--optimizer",
         choices=("rmsprop", "adam"),
         default="rmsprop",
         help="optimiser (default: %(default)s, the paper's)",
     )
-    p.add_argument(
+    g.add_argument(
         "--schedule",
         choices=("plateau", "cosine"),
         default="plateau",
@@ -205,27 +177,43 @@ def _register_train(subparsers) -> None:
         "--final-anneal), or a cosine decay to 1e-6 over the budget given by "
         "--total-samples, --max-cpu-minutes and/or --max-minutes (default: %(default)s)",
     )
-    p.add_argument(
+    g.add_argument(
+        "--patience",
+        type=int,
+        default=10,
+        metavar="N",
+        help="learning rate x 0.1 after N epochs without validation gain (default: the "
+        "paper's %(default)s; short noisy epochs may need more)",
+    )
+    g.add_argument(
+        "--final-anneal",
+        type=float,
+        default=0.75,
+        metavar="F",
+        help="learning rate x 0.1 once this share of the (wall or CPU) budget is spent; "
+        "0: never (default: %(default)s)",
+    )
+    g.add_argument(
         "--total-samples",
         type=int,
         default=None,
         metavar="N",
         help="sample budget of the cosine schedule (curves seen, repeats counted); training stops when it is spent",
     )
-    p.add_argument(
+    g.add_argument(
         "--warmup-fraction",
         type=float,
         default=0.02,
         metavar="F",
         help="cosine schedule: share of the budget spent ramping the rate up (default: %(default)s)",
     )
-    p.add_argument(
-        "--init-from",
-        default=None,
-        metavar="KERAS_OR_BUNDLE",
-        help="start from these weights (same architecture), e.g. the general model for a low-strain specialist",
-    )
-    p.add_argument(
+
+
+def _budget_options(parser) -> None:
+    """How much of the set is used, per epoch and in all; wall-clock and CPU budgets."""
+    g = parser.add_argument_group("data and budgets")
+    g.add_argument("--max-curves", type=int, default=None, help="use the first N curves only")
+    g.add_argument(
         "--epoch-curves",
         type=int,
         default=None,
@@ -233,10 +221,46 @@ def _register_train(subparsers) -> None:
         help="curves per (short) epoch, drawn at random from the training part; "
         "checkpoints and the time-budget check come once per epoch (default: all)",
     )
-    p.add_argument(
-        "--test", default=None, metavar="DIR", help="held-out test set to evaluate on (default: DATA/test if present)"
+    g.add_argument(
+        "--validation-curves",
+        type=int,
+        default=None,
+        metavar="N",
+        help="validate on at most N of the held-out validation curves per epoch",
     )
-    p.set_defaults(func=run_train)
+    g.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget")
+    g.add_argument(
+        "--max-cpu-minutes",
+        type=float,
+        default=None,
+        help="budget in CPU minutes of the process (all threads): equal budgets on a machine whose load varies",
+    )
+    g.add_argument(
+        "--snapshot-epochs",
+        type=int,
+        nargs="*",
+        default=(),
+        help="keep the best-so-far weights after these epochs (set-size studies)",
+    )
+
+
+def _monitor_options(parser) -> None:
+    """Curves scored after every epoch, for accuracy-versus-samples figures (never for selection)."""
+    g = parser.add_argument_group("monitoring")
+    g.add_argument(
+        "--monitor",
+        default=None,
+        metavar="DIR",
+        help="test-set directory whose first --monitor-curves curves are scored after "
+        "every epoch (accuracy versus samples seen; never used for selection)",
+    )
+    g.add_argument(
+        "--monitor-curves",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="curves of --monitor scored after every epoch (default: %(default)s)",
+    )
 
 
 def _register_evaluate(subparsers) -> None:
