@@ -95,30 +95,47 @@ def _register_listen(subparsers):
         help="address of `xrd-strain journal serve` on the RunEngine host (durable: resumes after a "
         "restart from the position saved in the spool directory)",
     )
-    p.add_argument("--prefix", default="", help="with --zmq: only documents published with this prefix")
-    p.add_argument(
+    _source_options(p)
+    _refinement_options(p)
+    _output_options(p)
+    _catch_up_options(p)
+    _tiled_options(p, write=True)
+    p.add_argument("--model", metavar="BUNDLE", default=None, help="model bundle (default: the shipped model)")
+    _reading_options(p)
+    p.set_defaults(func=_run_listen)
+
+
+def _source_options(parser) -> None:
+    """Which documents are read: a 0MQ prefix, the journal's CURVE keys."""
+    g = parser.add_argument_group("reading the source")
+    g.add_argument("--prefix", default="", help="with --zmq: only documents published with this prefix")
+    g.add_argument(
         "--journal-server-key",
         metavar="FILE",
         default=os.environ.get(JOURNAL_SERVER_KEY_ENV),
         help="with --journal on another host: the journal server's public CURVE key (server.key; "
         f"default: ${JOURNAL_SERVER_KEY_ENV})",
     )
-    p.add_argument(
+    g.add_argument(
         "--journal-client-key",
         metavar="FILE",
         default=os.environ.get(JOURNAL_CLIENT_KEY_ENV),
         help="with --journal-server-key: this listener's secret key (NAME.key_secret; its public half is "
         f"in the server's --client-keys; default: ${JOURNAL_CLIENT_KEY_ENV})",
     )
-    _tiled_options(p, write=True)
-    p.add_argument(
+
+
+def _refinement_options(parser) -> None:
+    """Least-squares refinement of each result: in a background process, or by the Prefect flow."""
+    g = parser.add_argument_group("refinement")
+    g.add_argument(
         "--refine",
         action="store_true",
         help="refine each result by least squares in a background process (lower priority), written "
         "beside the network's answer in the same result node; results it cannot take are left for "
         "the Prefect flow refine_new_results",
     )
-    p.add_argument(
+    g.add_argument(
         "--refine-flow-every-s",
         type=float,
         default=None,
@@ -128,7 +145,7 @@ def _register_listen(subparsers):
         "and those left at stop), at most one run per S seconds: a burst is one run, not one per "
         "result (needs the flows extra and PREFECT_API_URL)",
     )
-    p.add_argument(
+    g.add_argument(
         "--refine-stop-s",
         type=float,
         default=20.0,
@@ -136,7 +153,12 @@ def _register_listen(subparsers):
         "released; queued results are left for refine_new_results (default: %(default)s; keep it "
         "well under the unit's TimeoutStopSec)",
     )
-    p.add_argument(
+
+
+def _output_options(parser) -> None:
+    """Where results wait while Tiled is away, raw runs, derived runs for remote plots."""
+    g = parser.add_argument_group("results and spool")
+    g.add_argument(
         "--results-zmq",
         metavar="HOST:PORT",
         default=None,
@@ -144,44 +166,46 @@ def _register_listen(subparsers):
         "side of a bluesky 0MQ proxy, prefix 'xrd-strain': a LiveProfilePlot in an IPython session "
         "subscribes with RemoteDispatcher(proxy-out, prefix=b'xrd-strain')",
     )
-    p.add_argument(
+    g.add_argument(
         "--spool",
         metavar="DIR",
         required=True,
         help="directory for results waiting while Tiled is unreachable (durable, replayed in order)",
     )
-    p.add_argument(
+    g.add_argument(
         "--raw",
         action="store_true",
         help="also write the raw runs to Tiled (raw/<uid>); use with --journal, "
         "so that raw runs made while the listener is down are not lost",
     )
-    p.add_argument(
+
+
+def _catch_up_options(parser) -> None:
+    """Inverting finished raw runs in Tiled that have no result (what the listener missed)."""
+    g = parser.add_argument_group("catch-up from Tiled")
+    g.add_argument(
         "--catch-up",
         choices=("auto", "on", "off"),
         default="auto",
         help="invert finished raw runs in Tiled that have no result, oldest first (auto: on with --zmq "
         "without --raw, where another writer stores the raw runs)",
     )
-    p.add_argument(
+    g.add_argument(
         "--catch-up-hours",
         type=float,
         default=24.0,
         help="on the first start, how far back catch-up looks (later starts continue from the saved "
         "watermark; default: %(default)s)",
     )
-    p.add_argument(
+    g.add_argument(
         "--catch-up-grace-s",
         type=float,
         default=10.0,
         help="catch-up leaves a run alone until its stop is this old (the live path goes first; default: %(default)s)",
     )
-    p.add_argument(
+    g.add_argument(
         "--catch-up-interval-s", type=float, default=5.0, help="seconds between catch-up passes (default: %(default)s)"
     )
-    p.add_argument("--model", metavar="BUNDLE", default=None, help="model bundle (default: the shipped model)")
-    _reading_options(p)
-    p.set_defaults(func=_run_listen)
 
 
 def _reading_options(p):
@@ -214,18 +238,10 @@ def _config(args):
 
 
 def _run_listen(args) -> int:
-    import logging
+    """Check the options, start the parts (raw writer, live inversion, derived runs, catch-up), consume, stop."""
     import pathlib
 
-    # The spool is the retry mechanism; the Tiled client's own retries (up to 45 s) would stall the worker.
-    os.environ.setdefault("TILED_RETRY_ATTEMPTS", "2")
-    os.environ.setdefault("TILED_RETRY_TIMEOUT", "5")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would bury what matters
-    from xrd_strain_plugin.bluesky.service import LiveInversion
-    from xrd_strain_plugin.tiled.spool import SpoolLockedError
-    from xrd_strain_plugin.tiled.writer import TiledAuthError
-
+    _quiet_retries_and_logging()
     for option in ("catch_up_hours", "catch_up_grace_s", "catch_up_interval_s", "refine_stop_s"):
         if getattr(args, option) <= 0:
             raise CommandError(f"--{option.replace('_', '-')}: must be positive, got {getattr(args, option)}")
@@ -239,9 +255,49 @@ def _run_listen(args) -> int:
         from xrd_strain_plugin.bluesky.raw import raw_run_writer
 
         raw = raw_run_writer(_connect(args), backup_directory=os.path.join(args.spool, "raw-backup"))
+    live = _start_live(args, config, trigger, raw)
+    spool = pathlib.Path(args.spool)
+    if trigger is not None:
+        trigger.live = live
+    results_out = None
+    if args.results_zmq:  # the derived runs of results (and refinements) for remote plots and agents
+        from bluesky.callbacks.zmq import Publisher
+
+        results_out = Publisher(args.results_zmq, prefix=RESULTS_PREFIX)
+        live.subscribe_results(results_out)
+    catch_up = _start_catch_up(args, live, spool) if catch_up_on else None
+    source = f"journal {args.journal}" if args.journal else f"0MQ {args.zmq}"
+    print(
+        f"xrd-strain listen: {source} -> {tiled_url(args)} (spool {args.spool}"
+        f"{'; catch-up from Tiled' if catch_up else ''}); Ctrl-C to stop",
+        file=sys.stderr,
+    )
+    try:
+        _consume(args, live, raw, spool, catch_up)
+    finally:
+        _stop_listen(args, live, raw=raw, catch_up=catch_up, results_out=results_out, trigger=trigger)
+    return 0
+
+
+def _quiet_retries_and_logging() -> None:
+    import logging
+
+    # The spool is the retry mechanism; the Tiled client's own retries (up to 45 s) would stall the worker.
+    os.environ.setdefault("TILED_RETRY_ATTEMPTS", "2")
+    os.environ.setdefault("TILED_RETRY_TIMEOUT", "5")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would bury what matters
+
+
+def _start_live(args, config, trigger, raw):
+    """The live inversion (model, spool, publisher, refiner); a locked spool or a refused key is a usage error."""
+    from xrd_strain_plugin.bluesky.service import LiveInversion
+    from xrd_strain_plugin.tiled.spool import SpoolLockedError
+    from xrd_strain_plugin.tiled.writer import TiledAuthError
+
     try:
         with option_errors("--model"):
-            live = LiveInversion.from_uri(
+            return LiveInversion.from_uri(
                 tiled_url(args),
                 api_key=api_key(args),
                 spool_directory=args.spool,
@@ -252,64 +308,55 @@ def _run_listen(args) -> int:
             )
     except SpoolLockedError as exc:
         raise CommandError(f"--spool: {exc}") from exc
-
     except TiledAuthError as exc:  # a refused key is a configuration error, not an outage to spool through
         if raw is not None:
             raw.close()
         raise CommandError(f"--api-key: {exc} (set --api-key or ${API_KEY_ENV})") from exc
-    spool = pathlib.Path(args.spool)
+
+
+def _start_catch_up(args, live, spool):
+    from xrd_strain_plugin.bluesky.catchup import CatchUp
+
+    return CatchUp(
+        lambda: _connect(args),
+        live,
+        state_path=spool / "catch-up.json",
+        since_s=args.catch_up_hours * 3600.0,
+        grace_s=args.catch_up_grace_s,
+        interval_s=args.catch_up_interval_s,
+    ).start()
+
+
+def _consume(args, live, raw, spool, catch_up) -> None:
+    """Feed the documents of the journal or of the 0MQ proxy to the callbacks until interrupted."""
+    if args.journal:
+        _listen_journal(args, live, raw, spool, extra=[catch_up.note] if catch_up is not None else [])
+        return
+    from xrd_strain_plugin.bluesky.remote import listen
+
+    callbacks = [live] if raw is None else [raw, live]
+    if catch_up is not None:
+        callbacks.insert(0, catch_up.note)
+    listen(args.zmq, callbacks, prefix=args.prefix.encode())
+
+
+def _stop_listen(args, live, *, raw, catch_up, results_out, trigger) -> None:
+    """Close every part, the refiner with its grace period, and say what is left in the spool."""
+    if catch_up is not None:
+        catch_up.close()
+    if raw is not None:
+        raw.close()
+    live.close(refine_drain=False, refine_grace_s=args.refine_stop_s)
+    if results_out is not None:
+        results_out.close()  # a 0MQ context left to the garbage collector can block the exit
     if trigger is not None:
-        trigger.live = live
-    if args.results_zmq:  # the derived runs of results (and refinements) for remote plots and agents
-        from bluesky.callbacks.zmq import Publisher
-
-        results_out = Publisher(args.results_zmq, prefix=RESULTS_PREFIX)
-        live.subscribe_results(results_out)
-    catch_up = None
-    if catch_up_on:
-        from xrd_strain_plugin.bluesky.catchup import CatchUp
-
-        catch_up = CatchUp(
-            lambda: _connect(args),
-            live,
-            state_path=spool / "catch-up.json",
-            since_s=args.catch_up_hours * 3600.0,
-            grace_s=args.catch_up_grace_s,
-            interval_s=args.catch_up_interval_s,
-        ).start()
-    source = f"journal {args.journal}" if args.journal else f"0MQ {args.zmq}"
+        trigger.close(live)
+    refined = "" if live.refiner is None else f"; refiner {dict(live.refiner.counts)}"
     print(
-        f"xrd-strain listen: {source} -> {tiled_url(args)} (spool {args.spool}"
-        f"{'; catch-up from Tiled' if catch_up else ''}); Ctrl-C to stop",
+        f"xrd-strain listen: stopped; {dict(live.counts)}; {len(live.publisher.spool)} result(s) still spooled"
+        f"{refined}",
         file=sys.stderr,
     )
-    try:
-        if args.journal:
-            _listen_journal(args, live, raw, spool, extra=[catch_up.note] if catch_up is not None else [])
-        else:
-            from xrd_strain_plugin.bluesky.remote import listen
-
-            callbacks = [live] if raw is None else [raw, live]
-            if catch_up is not None:
-                callbacks.insert(0, catch_up.note)
-            listen(args.zmq, callbacks, prefix=args.prefix.encode())
-    finally:
-        if catch_up is not None:
-            catch_up.close()
-        if raw is not None:
-            raw.close()
-        live.close(refine_drain=False, refine_grace_s=args.refine_stop_s)
-        if args.results_zmq:
-            results_out.close()  # a 0MQ context left to the garbage collector can block the exit
-        if trigger is not None:
-            trigger.close(live)
-        refined = "" if live.refiner is None else f"; refiner {dict(live.refiner.counts)}"
-        print(
-            f"xrd-strain listen: stopped; {dict(live.counts)}; {len(live.publisher.spool)} result(s) still spooled"
-            f"{refined}",
-            file=sys.stderr,
-        )
-    return 0
 
 
 class _FlowTrigger:

@@ -54,6 +54,16 @@ def register(subparsers) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _crystal_options(parser)
+    _sample_options(parser)
+    _scan_options(parser)
+    _counting_options(parser)
+    _output_options(parser)
+    parser.set_defaults(func=run)
+
+
+def _crystal_options(parser) -> None:
+    """The crystal: material, reflection, wavelength (shared group) and the asymmetry."""
     crystal = parser.add_argument_group("crystal and reflection")
     add_reflection_options(crystal)
     crystal.add_argument(
@@ -65,6 +75,9 @@ def register(subparsers) -> None:
         "(miscut or asymmetric reflection; default: 0, symmetric Bragg geometry)",
     )
 
+
+def _sample_options(parser) -> None:
+    """The layer: its depth profile, lamellae and Bragg-deviation form."""
     sample = parser.add_argument_group("sample")
     sample.add_argument(
         "--profile",
@@ -87,6 +100,9 @@ def register(subparsers) -> None:
         "'linearized' form, to reproduce the published generator",
     )
 
+
+def _scan_options(parser) -> None:
+    """The scan angles and the instrument: resolution function and polarisation."""
     scan = parser.add_argument_group("scan and instrument")
     scan.add_argument(
         "--two-theta-deg",
@@ -116,7 +132,6 @@ def register(subparsers) -> None:
         default=0.5,
         help="Lorentzian fraction of the pseudo-Voigt resolution, in [0, 1] (default: %(default)s)",
     )
-
     scan.add_argument(
         "--polarization",
         choices=("sigma", "pi", "unpolarized"),
@@ -124,6 +139,9 @@ def register(subparsers) -> None:
         help="polarisation of the incident beam (default: %(default)s; 'unpolarized' for a tube without monochromator)",
     )
 
+
+def _counting_options(parser) -> None:
+    """Optional counting statistics: Poisson counts, seed, background."""
     counting = parser.add_argument_group("counting statistics (optional)")
     counting.add_argument(
         "--counts",
@@ -146,6 +164,9 @@ def register(subparsers) -> None:
         help="constant background in counts added before drawing the noise, with --counts (default: %(default)s)",
     )
 
+
+def _output_options(parser) -> None:
+    """Where the curve (and optionally a figure) goes."""
     output = parser.add_argument_group("output")
     output.add_argument(
         "--out", metavar="CURVE.csv", required=True, help="output CSV with header two_theta_deg,intensity"
@@ -155,7 +176,6 @@ def register(subparsers) -> None:
         metavar="FIG.png",
         help="also draw the curve (log scale) and the strain/DW profile versus depth to a PNG",
     )
-    parser.set_defaults(func=run)
 
 
 def run(args) -> int:
