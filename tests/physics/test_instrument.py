@@ -218,3 +218,49 @@ def test_fixed_fine_grid_makes_the_curve_continuous_in_the_resolution():
     assert change(fixed, 0, 1) < 1e-4 and change(fixed, 1, 2) < 1e-4
     assert change(fixed, 0, 1) == pytest.approx(change(fixed, 1, 2), rel=0.05)
     assert max(change(default, 0, 1), change(default, 1, 2)) > 5e-3
+
+
+# ---- the named stages of simulate_scan --------------------------------------------------------------------
+
+
+def _grid(lo, step, n_fine, uniform):
+    from xrd_strain_plugin.physics.instrument import _FineGrid
+
+    lo, step = np.atleast_1d(np.asarray(lo, float)), np.atleast_1d(np.asarray(step, float))
+    return _FineGrid(
+        lo_deg=lo,
+        step_deg=step,
+        n_pad=np.zeros(lo.size, int),
+        n_fine=n_fine,
+        uniform=np.atleast_1d(uniform),
+        two_theta_deg=lo[:, None] + step[:, None] * np.arange(n_fine)[None, :],
+    )
+
+
+def test_sampling_takes_grid_points_exactly_and_interpolates_a_line_exactly():
+    # A uniform scan's angles are grid points: the convolved curve is read there, not interpolated;
+    # between grid points the reading is linear, so a linear curve is reproduced at any angle.
+    from xrd_strain_plugin.physics.instrument import _sample_at_scan_angles
+
+    grid = _grid([70.0, 70.0], [0.01, 0.01], 201, [True, False])
+    curve = np.stack([np.cos(grid.two_theta_deg[0] * 40.0), 3.0 + 2.0 * grid.two_theta_deg[1]])
+    scan = np.stack([70.0 + 0.01 * np.arange(5, 150, 3), np.linspace(70.003, 71.9, 49)])
+    got = _sample_at_scan_angles(curve, scan, grid)
+    np.testing.assert_array_equal(got[0], curve[0, 5:150:3])
+    np.testing.assert_allclose(got[1], 3.0 + 2.0 * scan[1], rtol=1e-12)
+
+
+def test_the_substrate_window_holds_each_cells_mean_over_its_sub_grid():
+    # A Darwin curve narrower than the grid step is represented by its mean over each cell (its
+    # integrated reflectivity); cells outside the window keep their point values.
+    from xrd_strain_plugin.physics.instrument import _average_substrate_window, _SubstrateWindow
+
+    grid = _grid([70.0], [0.01], 20, [True])
+    window = _SubstrateWindow(first_cell=np.array([5]), n_cells=3, n_sub=4, two_theta_deg=np.zeros((1, 12)))
+    sub = np.arange(12.0)[None, :] ** 2
+    refl = np.concatenate([np.full((1, 20), 7.0), sub], axis=1)
+    out = _average_substrate_window(refl, grid, window)
+    np.testing.assert_allclose(out[0, 5:8], sub.reshape(3, 4).mean(axis=1))
+    assert np.all(np.delete(out[0], [5, 6, 7]) == 7.0)
+    no_window = _SubstrateWindow(first_cell=np.array([5]), n_cells=3, n_sub=1, two_theta_deg=np.zeros((1, 3)))
+    assert np.array_equal(_average_substrate_window(refl[:, :20], grid, no_window), refl[:, :20])

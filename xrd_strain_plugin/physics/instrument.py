@@ -176,7 +176,6 @@ def simulate_scan(
         fine_step_deg=fine_step_deg,
         pad_deg=pad_deg,
     )
-    n_batch = tt.shape[0]
     device = None if xp is np else getattr(tt, "device", None)
     dev = lambda a: a if xp is np else xp.asarray(a, device=device)  # host -> the inputs' device
     rows = _to_host(tt)
@@ -184,46 +183,73 @@ def simulate_scan(
         _check_layer_peaks_in_scan(_to_host(strain), reflection, rows.min(axis=1), rows.max(axis=1))
     grid = _fine_grid(rows, fwhm, t_nm, reflection, shape=shape, fine_step_deg=fine_step_deg, pad_deg=pad_deg)
     window = _substrate_window(grid, reflection)
-
-    theta_all = (
-        np.concatenate([grid.two_theta_deg, window.two_theta_deg], axis=1) if window.used else grid.two_theta_deg
+    kernel_options = dict(asymmetry=asymmetry, polarization=polarization, bragg=bragg, max_coupling=max_coupling)
+    refl = _intrinsic_on_grid(
+        grid, window, strain, debye_waller, t_nm, reflection, dev=dev, engine=engine, threads=threads, **kernel_options
     )
-    refl = reflectivity(
-        dev(np.radians(theta_all / 2)),
-        strain,
-        debye_waller,
-        dev(np.asarray(t_nm)),
-        reflection,
-        asymmetry=asymmetry,
-        polarization=polarization,
-        bragg=bragg,
-        max_coupling=max_coupling,
-        engine=engine,
-        threads=threads,
-    )
-    r_grid = refl[:, : grid.n_fine]
-    if window.used:  # cells of the substrate window replaced by their sub-grid average
-        avg = xp.mean(xp.reshape(refl[:, grid.n_fine :], (n_batch, window.n_cells, window.n_sub)), axis=2)
-        rel = np.arange(grid.n_fine)[None, :] - window.first_cell[:, None]
-        inside = dev((rel >= 0) & (rel < window.n_cells))
-        gathered = xp.take_along_axis(avg, dev(np.clip(rel, 0, window.n_cells - 1)), axis=1)
-        r_grid = xp.where(inside, gathered, r_grid)
-
-    # kernel half width in grid steps: the padding of the widest curve; Lorentzian tails reach across
-    # the whole grid (a cut at 12 FWHM drops ~3 % of their weight and shows on a log scale)
-    n_k = int(grid.n_pad.max()) if shape == "gaussian" else max(int(grid.n_pad.max()), grid.n_fine)
+    r_grid = _average_substrate_window(refl, grid, window, xp=xp, dev=dev)
     conv = convolve_resolution(
-        r_grid, step_deg=grid.step_deg, resolution_fwhm_deg=fwhm, half_width_steps=n_k, shape=shape, eta=eta
+        r_grid,
+        step_deg=grid.step_deg,
+        resolution_fwhm_deg=fwhm,
+        half_width_steps=_kernel_half_width_steps(grid, shape),
+        shape=shape,
+        eta=eta,
     )
+    return xp.maximum(_sample_at_scan_angles(conv, tt, grid, xp=xp, dev=dev), 0.0)
 
-    # sample at the scan angles: exact grid points for uniform scans, linear interpolation otherwise
+
+def _host(a):
+    return a
+
+
+def _intrinsic_on_grid(
+    grid: _FineGrid, window: _SubstrateWindow, strain, debye_waller, t_nm, reflection, *, dev=_host, **options
+):
+    """The intrinsic reflectivity (:func:`~.dynamical.reflectivity`, no resolution) at the grid's angles,
+    followed (when ``window.used``) by the substrate window's sub-grid: shape (n_batch, n_fine [+ n_cells n_sub])."""
+    theta = np.concatenate([grid.two_theta_deg, window.two_theta_deg], axis=1) if window.used else grid.two_theta_deg
+    return reflectivity(dev(np.radians(theta / 2)), strain, debye_waller, dev(np.asarray(t_nm)), reflection, **options)
+
+
+def _average_substrate_window(refl, grid: _FineGrid, window: _SubstrateWindow, *, xp=np, dev=_host):
+    """The grid's reflectivity, with the cells of the substrate window replaced by their sub-grid average.
+
+    ``refl`` holds the ``grid.n_fine`` grid points, then (when ``window.used``) the window's
+    ``n_cells * n_sub`` sub-grid points: each cell's value becomes the mean over its cell, the
+    Darwin curve's integrated reflectivity, which a point sample of a curve narrower than the
+    step would miss or overstate. Returns shape (n_batch, n_fine).
+    """
+    r_grid = refl[:, : grid.n_fine]
+    if not window.used:
+        return r_grid
+    n_batch = refl.shape[0]
+    avg = xp.mean(xp.reshape(refl[:, grid.n_fine :], (n_batch, window.n_cells, window.n_sub)), axis=2)
+    rel = np.arange(grid.n_fine)[None, :] - window.first_cell[:, None]
+    inside = dev((rel >= 0) & (rel < window.n_cells))
+    gathered = xp.take_along_axis(avg, dev(np.clip(rel, 0, window.n_cells - 1)), axis=1)
+    return xp.where(inside, gathered, r_grid)
+
+
+def _kernel_half_width_steps(grid: _FineGrid, shape: str) -> int:
+    """Kernel half width in grid steps: the padding of the widest curve (Gaussian), the whole grid
+    (pseudo-Voigt: a cut of the Lorentzian tails at 12 FWHM drops ~3 % of their weight and shows on
+    a log scale)."""
+    return int(grid.n_pad.max()) if shape == "gaussian" else max(int(grid.n_pad.max()), grid.n_fine)
+
+
+def _sample_at_scan_angles(conv, tt, grid: _FineGrid, *, xp=np, dev=_host):
+    """Values of the grid curves ``conv`` (n_batch, n_fine) at the scan angles ``tt`` (n_batch, n_points).
+
+    A uniform scan's angles are grid points (:func:`_fine_grid`): taken exactly; otherwise linear
+    interpolation between the two neighbouring grid points.
+    """
     pos = (tt - dev(grid.lo_deg[:, None])) / dev(grid.step_deg[:, None])
     i_lo = xp.clip(xp.astype(xp.floor(pos + 1e-6), xp.int64), 0, grid.n_fine - 2)
     frac = xp.where(dev(grid.uniform[:, None]), 0.0 * pos, pos - xp.astype(i_lo, xp.float64))
     left = xp.take_along_axis(conv, i_lo, axis=1)
     right = xp.take_along_axis(conv, i_lo + 1, axis=1)
-    out = left + frac * (right - left)
-    return xp.maximum(out, 0.0)
+    return left + frac * (right - left)
 
 
 def convolve_resolution(
