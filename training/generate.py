@@ -171,53 +171,58 @@ def simulate_batch(
         samples keep theirs).
     """
     from xrd_strain_plugin.inference.labels import decode_labels
-    from xrd_strain_plugin.physics.qspace import q_to_two_theta_deg, to_model_input
 
     n = draw.thickness_nm.size
-    q_b = reflection.q_bragg_inv_angstrom
-    lam = reflection.wavelength_angstrom
     step = preset.step_deg
-    # Scan limits on one global step grid (index * step).
-    start = np.floor(q_to_two_theta_deg(q_b / (1 + draw.strain_high), lam) / step + 1e-9).astype(int)
-    stop = np.ceil(q_to_two_theta_deg(q_b / (1 + draw.strain_low), lam) / step - 1e-9).astype(int)
+    start, stop = scan_limits(draw, reflection, step)
     labels_w = np.column_stack(
         [draw.weights_percent, draw.dw_min, draw.thickness_nm, draw.resolution_fwhm_deg, np.zeros(n)]
     )
     profile = decode_labels(labels_w, n_weights=preset.n_weights, n_slices=preset.n_slices, clip=False)
+    curves = _intrinsic_curves(
+        start, stop, step, profile, draw, reflection, preset, draws_per_profile=draws_per_profile, layout=layout
+    )
+    return _counts_on_grid(curves, start, stop, step, draw, preset, reflection, grid, rng)
+
+
+def scan_limits(draw: Draw, reflection, step_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each curve's scan as indices ``start .. stop`` on one global grid of 2-theta (``index * step_deg``).
+
+    The scan runs from the peak of the most strained lamella (``draw.strain_high``: larger d, lower
+    angle) to that of ``draw.strain_low``, widened outwards to the grid.
+    """
+    from xrd_strain_plugin.physics.qspace import q_to_two_theta_deg
+
+    q_b, lam = reflection.q_bragg_inv_angstrom, reflection.wavelength_angstrom
+    start = np.floor(q_to_two_theta_deg(q_b / (1 + draw.strain_high), lam) / step_deg + 1e-9).astype(int)
+    stop = np.ceil(q_to_two_theta_deg(q_b / (1 + draw.strain_low), lam) / step_deg - 1e-9).astype(int)
+    return start, stop
+
+
+def _intrinsic_curves(start, stop, step, profile, draw, reflection, preset, *, draws_per_profile, layout):
+    """The noise-free curves (reflectivity convolved with the resolution) of every scan, one array per curve."""
     kw = dict(shape=preset.resolution_shape, eta=preset.resolution_eta)
     if layout == "grouped":
         if draws_per_profile != 1:
             raise ValueError("layout='grouped' simulates every curve on its own: draws_per_profile=1")
-        curves = _grouped_scans(start, stop, step, profile, draw, reflection, **kw)
-    elif layout == "per_curve":
-        if draws_per_profile == 1:
-            curves = per_curve_scans(
-                start,
-                stop,
-                step,
-                profile.strain,
-                profile.debye_waller,
-                draw.thickness_nm,
-                draw.resolution_fwhm_deg,
-                reflection,
-                **kw,
-            )
-        else:
-            curves = shared_scans(
-                start,
-                stop,
-                step,
-                profile.strain,
-                profile.debye_waller,
-                draw.thickness_nm,
-                draw.resolution_fwhm_deg,
-                reflection,
-                draws_per_profile=draws_per_profile,
-                **kw,
-            )
-    else:
+        return _grouped_scans(start, stop, step, profile, draw, reflection, **kw)
+    if layout != "per_curve":
         raise ValueError(f"layout must be 'per_curve' or 'grouped', got {layout!r}")
+    args = (start, stop, step, profile.strain, profile.debye_waller, draw.thickness_nm, draw.resolution_fwhm_deg)
+    if draws_per_profile == 1:
+        return per_curve_scans(*args, reflection, **kw)
+    return shared_scans(*args, reflection, draws_per_profile=draws_per_profile, **kw)
 
+
+def _counts_on_grid(curves, start, stop, step, draw, preset, reflection, grid, rng):
+    """Counts for every curve (scale and background redrawn until the dynamic range fits), on the model grid.
+
+    Returns ``(x, dynamic_range, log10_scale, log10_background)`` as :func:`simulate_batch`.
+    """
+    from xrd_strain_plugin.physics.qspace import to_model_input
+
+    n = draw.thickness_nm.size
+    q_b, lam = reflection.q_bragg_inv_angstrom, reflection.wavelength_angstrom
     paper = draw.paper_recipe if draw.paper_recipe is not None else np.zeros(n, dtype=bool)
     x = np.full((n, grid.n_points), np.nan, dtype=np.float32)
     dyn = np.full(n, np.nan)

@@ -76,3 +76,23 @@ def test_subset_fingerprint_names_exactly_the_curves_read(tiny_dataset_dir):
         load_dataset(tiny_dataset_dir, max_curves=10).fingerprint
         != load_dataset(tiny_dataset_dir, max_curves=11).fingerprint
     )
+
+
+def test_each_scan_reaches_from_the_most_to_the_least_strained_lamellas_peak():
+    # A lamella strained by e along the normal peaks at sin(theta) = sin(theta_B) / (1 + e): the most
+    # strained one lowest. The scan covers both extremes, widened outwards by less than one step.
+    from types import SimpleNamespace
+
+    from xrd_strain_plugin.physics.bragg import layer_peak_two_theta_deg
+    from xrd_strain_plugin.physics.materials import make_reflection
+    from xrd_strain_training.generate import scan_limits
+
+    refl = make_reflection("YSZ", (4, 0, 0), 1.5406)
+    draw = SimpleNamespace(strain_high=np.array([0.02, 0.08]), strain_low=np.array([-0.005, 0.0]))
+    step = 0.01
+    start, stop = scan_limits(draw, refl, step)
+    low_peak = layer_peak_two_theta_deg(draw.strain_high, refl.theta_bragg)
+    high_peak = layer_peak_two_theta_deg(draw.strain_low, refl.theta_bragg)
+    assert np.all(start * step <= low_peak + 1e-9) and np.all(low_peak - start * step < step)
+    assert np.all(stop * step >= high_peak - 1e-9) and np.all(stop * step - high_peak < step)
+    assert stop[1] * step == pytest.approx(refl.two_theta_bragg_deg, abs=step)  # e = 0: the substrate's peak
