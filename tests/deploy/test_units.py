@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.deploy.units import REPO, Host, UnitStartError, read_env_file, units
-from tests.live.live_support import free_port
+from tests.live_support import free_port
 
 #: Environment files the units read, and the example each is filled in from.
 ENV_EXAMPLES = {

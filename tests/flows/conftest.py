@@ -39,7 +39,7 @@ def tiny_data(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiled_server(tmp_path_factory):
     """A real Tiled server (SQLite, own process) on loopback, as the live tests start one."""
-    from tests.live.live_support import TiledProcess
+    from tests.live_support import TiledProcess
 
     server = TiledProcess(tmp_path_factory.mktemp("tiled")).start()
     yield server

@@ -9,7 +9,7 @@ import uuid
 import numpy as np
 import pytest
 
-from tests.live.live_support import API_KEY
+from tests.live_support import API_KEY
 
 
 @pytest.fixture(scope="module")

@@ -90,7 +90,7 @@ def test_a_better_candidate_is_promoted_and_the_live_callback_uses_it_without_re
     from bluesky import RunEngine
     from bluesky.plans import scan
 
-    from tests.live.live_support import API_KEY
+    from tests.live_support import API_KEY
     from xrd_strain_flows.retrain import retrain
     from xrd_strain_plugin.bluesky import LiveInversion
     from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer, SimulatedSample

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.live.live_support import API_KEY
+from tests.live_support import API_KEY
 
 SERVE = """
 import sys

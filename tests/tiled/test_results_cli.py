@@ -7,8 +7,8 @@ import time
 import uuid
 
 import pytest
-from live_support import API_KEY, synthetic_record
 
+from tests.live_support import API_KEY, synthetic_record
 from xrd_strain_plugin.cli import main
 from xrd_strain_plugin.tiled import TiledResultsWriter
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from event_model import compose_run
-from live_support import API_KEY
 
+from tests.live_support import API_KEY
 from xrd_strain_plugin.bluesky import LiveInversion
 from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer, SimulatedSample
 from xrd_strain_plugin.physics import profiles

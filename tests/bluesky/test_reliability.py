@@ -10,8 +10,8 @@ import pytest
 from bluesky import RunEngine
 from bluesky.plans import scan
 from event_model import compose_run
-from live_support import API_KEY, TiledProcess, free_port
 
+from tests.live_support import API_KEY, TiledProcess, free_port
 from xrd_strain_plugin.bluesky import LiveInversion
 from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer, SimulatedSample
 from xrd_strain_plugin.physics import profiles

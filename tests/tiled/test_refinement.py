@@ -1,18 +1,16 @@
-"""Refinement beside the network's answer: the claim, the write, the query, and the live worker.
-
-Real Tiled server, real RunEngine, real refinement engine in a real separate process.
+"""Refinement beside the network's answer: the claim, the write, the query, and the one
+claim -> refine -> write/fail step (real Tiled server; the live worker is in tests/bluesky/test_refiner.py).
 """
 
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 
 import numpy as np
 import pytest
-from live_support import API_KEY, synthetic_record
 
+from tests.live_support import synthetic_record
 from xrd_strain_plugin.tiled import (
     TiledResultsWriter,
     claim_refinement,
@@ -139,57 +137,3 @@ def test_a_replayed_result_keeps_its_refinement(tiled_server):
     writer.write(record)  # a spool replay after a crash
     md = tiled_server.client()["results"][record.raw_uid].metadata
     assert md["refinement"]["status"] == "done"
-
-
-def test_live_refinement_appears_beside_the_networks_result_without_delaying_it(tmp_path, inverter, tiled_server):
-    from bluesky import RunEngine
-    from bluesky.plans import scan
-
-    from xrd_strain_plugin.bluesky import LiveInversion
-    from xrd_strain_plugin.bluesky.refiner import RefinementWorker
-    from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer, SimulatedSample
-    from xrd_strain_plugin.physics import profiles
-    from xrd_strain_plugin.physics.materials import make_reflection
-    from xrd_strain_plugin.tiled import Spool, SpoolingPublisher
-
-    refl = make_reflection("YSZ", (4, 0, 0), 1.5406)
-    strain = profiles.strain_from_weights(np.exp(-0.5 * ((np.arange(10) - 2) / 2.0) ** 2), 0.015, 60)[0]
-    dw = np.atleast_2d(profiles.dw_coupled(strain, 0.015, 0.5))[0]
-    sample = SimulatedSample(name="RF", strain=strain, debye_waller=dw, thickness_nm=250.0)
-    diff = SimulatedDiffractometer(reflection=refl, sample=sample, rng=np.random.default_rng(5))
-    refiner = RefinementWorker(tiled_server.url, api_key=API_KEY, budget_s=1.0, global_budget_s=0.0, niceness=0)
-    publisher = SpoolingPublisher(
-        lambda: TiledResultsWriter.from_uri(tiled_server.url, api_key=API_KEY), Spool(tmp_path / "spool")
-    )
-    written_at = {}
-    live = LiveInversion(
-        inverter, publisher, refiner=refiner, on_outcome=lambda o: written_at.setdefault(o.path[0], time.monotonic())
-    )
-    RE = RunEngine({})
-    RE.subscribe(live)
-    lo, hi = diff.scan_range()
-    try:
-        (uid,) = RE(scan([diff.detector], diff.motor, lo, hi, 121), sample="refined-live")
-        assert live.wait(60)
-        network_done = time.monotonic()
-        node = tiled_server.client()["results"][uid]
-        assert node.metadata["status"] == "ok"
-        # The network's answer is there before the refinement is: it did not wait for it.
-        assert node.metadata["refinement"]["status"] in ("none", "pending")
-        assert refiner.wait(1, 120), refiner.counts
-        outcome = refiner.finished[0]
-        assert outcome["path"] == f"results/{uid}" and outcome["status"] in ("done", "failed"), outcome
-        print("refinement outcome", outcome)
-        assert written_at[uid] <= network_done < time.monotonic()
-        node = tiled_server.client()["results"][uid]
-        assert node.metadata["refinement"]["status"] == outcome["status"]
-        if outcome["status"] == "done":
-            got = read_refinement(node)
-            assert got["arrays"]["strain_percent"].size > 0
-            assert got["metadata"]["sigma_i"] <= got["metadata"]["sigma_i_start"] + 1e-9
-        network = read_result(node)
-        assert network["metadata"]["refinement"]["status"] == outcome["status"]
-        assert network["arrays"]["intensity_measured"].shape == (121,)
-    finally:
-        live.close(60)
-        publisher.spool.close()

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from bluesky import RunEngine
 from bluesky.plans import count, scan
-from live_support import API_KEY
 
+from tests.live_support import API_KEY
 from xrd_strain_plugin.bluesky import LiveInversion
 from xrd_strain_plugin.bluesky.catchup import CatchUp, run_documents
 from xrd_strain_plugin.bluesky.collector import RunCollector

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from live_support import API_KEY, free_port
+from tests.live_support import API_KEY, free_port
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 ADMIN_PASSWORD = "admin-test-password"
@@ -111,7 +111,7 @@ class PostgresCluster:
 class DeployedTiled:
     """``tiled serve config deploy/tiled/config.yml`` as shipped, its catalog at ``catalog_uri``.
 
-    The same interface as :class:`live_support.TiledProcess` (``url``, ``client()``), so the
+    The same interface as :class:`tests.live_support.TiledProcess` (``url``, ``client()``), so the
     results, refinement and catch-up tests run against it unchanged.
     """
 

@@ -7,7 +7,7 @@ simulated diffractometer in this process. Afterwards every scan's result is read
 counted per raw uid: exactly one each, and the stopped scan is marked partial.
 
 The journal test (deploy/'s setup) runs in the default suite; the 0MQ + catch-up one is marked
-slow (catch-up's logic is tested in process by test_live_catchup.py), to keep the default
+slow (catch-up's logic is tested in process by tests/bluesky/test_catchup.py), to keep the default
 suite's cost down.
 """
 
@@ -27,8 +27,8 @@ import pytest
 from bluesky import RunEngine
 from bluesky.plans import count, scan
 from bluesky.utils import RunEngineInterrupted
-from live_support import API_KEY, TiledProcess, free_port
 
+from tests.live_support import API_KEY, TiledProcess, free_port
 from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer, SimulatedSample
 from xrd_strain_plugin.physics import profiles
 from xrd_strain_plugin.physics.materials import make_reflection
@@ -253,7 +253,7 @@ def test_a_journal_listener_killed_mid_series_resumes_and_every_scan_gets_its_ra
         journal.close()
 
 
-@pytest.mark.slow  # ~55 s at load 9; catch-up itself is covered in the default suite by test_live_catchup.py
+@pytest.mark.slow  # ~55 s at load 9; catch-up itself is covered in the default suite by tests/bluesky/test_catchup.py
 def test_a_zmq_listener_killed_mid_series_catches_up_from_tiled_while_new_scans_flow(
     tmp_path, tiny_bundle, diffractometer
 ):

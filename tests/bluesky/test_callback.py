@@ -11,10 +11,10 @@ import pytest
 from bluesky import RunEngine
 from bluesky import plan_stubs as bps
 from bluesky.plans import grid_scan, list_scan, scan
-from live_support import API_KEY
 from ophyd import Kind
 from ophyd.sim import SynAxis, SynSignal
 
+from tests.live_support import API_KEY
 from xrd_strain_plugin.bluesky import LiveInversion, RockingCurveConfig
 from xrd_strain_plugin.bluesky.simulated import SimulatedDiffractometer, SimulatedSample
 from xrd_strain_plugin.physics import profiles

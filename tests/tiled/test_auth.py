@@ -10,8 +10,8 @@ import sys
 import uuid
 
 import pytest
-from live_support import API_KEY, free_port, synthetic_record
 
+from tests.live_support import API_KEY, free_port, synthetic_record
 from xrd_strain_plugin.tiled import Spool, SpoolingPublisher, TiledAuthError, TiledResultsWriter
 from xrd_strain_plugin.tiled.writer import check_credentials
 

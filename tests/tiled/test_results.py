@@ -7,8 +7,8 @@ import uuid
 import numpy as np
 import pandas as pd
 import pytest
-from live_support import TiledProcess, free_port, synthetic_record
 
+from tests.live_support import TiledProcess, free_port, synthetic_record
 from xrd_strain_plugin.results import PROFILE_COLUMNS, ResultRecord
 from xrd_strain_plugin.tiled import (
     ARRAY_NAMES,
@@ -347,9 +347,9 @@ def test_the_deployed_server_configuration_serves_results_with_its_catalog_in_wa
     """deploy/tiled/config.yml as shipped: `tiled serve config`, the plugin's catalog factory, scoped keys."""
     import sqlite3
 
-    from pg_support import DeployedTiled
     from tiled.client import from_uri
 
+    from tests.tiled.pg_support import DeployedTiled
     from xrd_strain_plugin.tiled import TiledAuthError
 
     server = DeployedTiled(tmp_path, f"sqlite:///{tmp_path}/catalog.db", auth="scoped").start()

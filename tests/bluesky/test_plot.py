@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from bluesky import RunEngine
 from bluesky.plans import scan
-from live_support import API_KEY, free_port
 
+from tests.live_support import API_KEY, free_port
 from xrd_strain_plugin.bluesky import LiveInversion
 from xrd_strain_plugin.bluesky.plot import LiveProfilePlot
 from xrd_strain_plugin.bluesky.remote import ListenerThread, start_proxy

@@ -6,9 +6,9 @@ import uuid
 
 import h5py
 import numpy as np
-from live_support import API_KEY, synthetic_record
-from test_live_refinement import refinement_result
 
+from tests.live_support import API_KEY, synthetic_record
+from tests.tiled.test_refinement import refinement_result
 from xrd_strain_plugin import cli
 from xrd_strain_plugin.tiled import TiledResultsWriter, claim_refinement, write_refinement
 

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from live_support import free_port
 
+from tests.live_support import free_port
 from xrd_strain_plugin.bluesky.journal import (
     ClientKeys,
     JournalClient,

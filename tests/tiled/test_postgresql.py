@@ -10,21 +10,22 @@ import uuid
 
 import numpy as np
 import pytest
-from live_support import synthetic_record
-from pg_support import DeployedTiled, PostgresCluster, missing_reason
+
+from tests.live_support import synthetic_record
+from tests.tiled.pg_support import DeployedTiled, PostgresCluster, missing_reason
 
 pytestmark = pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason()))
 
 # The same tests as on SQLite, collected here again with this module's ``tiled_server``.
-from test_live_catchup import (  # noqa: E402,F401
+from tests.bluesky.test_catchup import (  # noqa: E402,F401
     diff,
     test_catch_up_inverts_each_missing_run_once_oldest_first_and_leaves_the_rest,
 )
-from test_live_refinement import (  # noqa: E402,F401
+from tests.tiled.test_refinement import (  # noqa: E402,F401
     test_a_replayed_result_keeps_its_refinement,
     test_a_result_is_claimed_once_among_concurrent_refiners_and_refined_beside_the_networks_answer,
 )
-from test_live_tiled import (  # noqa: E402,F401
+from tests.tiled.test_results import (  # noqa: E402,F401
     test_a_batch_costs_one_request_per_result_plus_one_and_each_reads_back_its_own_arrays,
     test_a_written_result_reads_back_as_named_arrays_with_its_metadata,
     test_queries_select_by_sample_run_emax_range_model_version_and_status,
@@ -92,9 +93,9 @@ def test_refiners_in_separate_processes_claim_one_result_exactly_once(tiled_serv
 
 
 def _claim(url, uid, i, barrier, wins):  # runs in a child process
-    from live_support import API_KEY
     from tiled.client import from_uri
 
+    from tests.live_support import API_KEY
     from xrd_strain_plugin.tiled.refinement import claim_refinement
 
     node = from_uri(url, api_key=API_KEY)["results"][uid]

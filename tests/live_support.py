@@ -1,4 +1,5 @@
-"""Helpers for the live tests (imported by name; fixtures live in conftest.py).
+"""Helpers for the adapter tests (tests/bluesky, tests/tiled; also tests/flows, tests/deploy): real Tiled
+servers on loopback, a tiny bundle, synthetic records. Fixtures are in tests/conftest.py.
 
 A separate module rather than ``from conftest import ...``: other test folders have their own
 conftest.py, and a bare ``conftest`` module name can resolve to one of those.
