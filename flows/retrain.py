@@ -182,15 +182,7 @@ def retrain(
     registry = ModelRegistry(registry_root)
     key = ModelKey(material=material, hkl=tuple(hkl), wavelength_angstrom=wavelength_angstrom)
     gate_ = PromotionGate(**(gate or {}))
-    train_path = (
-        Path(train_dir)
-        if train_dir
-        else newest_dataset(data_root, material=material, hkl=hkl, wavelength_angstrom=wavelength_angstrom)
-    )
-    test_path = Path(test_dir) if test_dir else heldout_for(train_path)
-    if not (test_path / "manifest.json").is_file():
-        raise FileNotFoundError(f"no held-out test set at {test_path}; run regenerate_dataset with test_curves > 0")
-    test_fp = json.loads((test_path / "manifest.json").read_text())["fingerprint"]
+    train_path, test_path, test_fp = _datasets(data_root, train_dir, test_dir, key)
     current = registry.current(key)
     model_id = model_id or current.card.model_id
     version = registry.next_version(model_id)
@@ -208,22 +200,11 @@ def retrain(
         config=dict(train_config or {}),
     )
     row = evaluate_model(bundle, str(test_path), str(work / "reports" / ref), name=ref)
-    current_row = registry.evaluation(current.ref, test_fp)
-    if current_row is None:
-        current_row = evaluate_model(
-            str(current.path), str(test_path), str(work / "reports" / current.ref), name=current.ref
-        )
-        registry.record_evaluation(current.ref, test_fp, current_row)
+    current_row = _current_row(registry, current, test_path, test_fp, work)
     registered = register_candidate(
         str(registry.root), bundle, str(work / "runs" / ref), row, str(test_path), str(train_path)
     )
-    decision = gate_.decide(row, current_row)
-    if decision.promote:
-        registry.promote(registered, reason="retrain: " + "; ".join(decision.reasons))
-        logger.info("promoted %s (was %s)", registered, current.ref)
-    else:
-        registry.log_rejection(registered, reasons=decision.reasons)
-        logger.info("kept %s as a candidate, not promoted: %s", registered, "; ".join(decision.reasons))
+    decision = _decide(registry, gate_, registered, current.ref, row, current_row, logger)
     after = registry.current(key).ref
     _artifact(key, registered, current.ref, row, current_row, decision, work, test_fp)
     return {
@@ -236,6 +217,48 @@ def retrain(
         "current_metrics": current_row,
         "test_fingerprint": test_fp,
     }
+
+
+def _datasets(data_root, train_dir, test_dir, key) -> tuple[Path, Path, str]:
+    """The training set (given, or the newest complete one for ``key``), its held-out set and that set's fingerprint.
+
+    Raises
+    ------
+    FileNotFoundError
+        No held-out test set: the comparison with the current model needs one.
+    """
+    train_path = (
+        Path(train_dir)
+        if train_dir
+        else newest_dataset(data_root, material=key.material, hkl=key.hkl, wavelength_angstrom=key.wavelength_angstrom)
+    )
+    test_path = Path(test_dir) if test_dir else heldout_for(train_path)
+    if not (test_path / "manifest.json").is_file():
+        raise FileNotFoundError(f"no held-out test set at {test_path}; run regenerate_dataset with test_curves > 0")
+    return train_path, test_path, json.loads((test_path / "manifest.json").read_text())["fingerprint"]
+
+
+def _current_row(registry, current, test_path: Path, test_fp: str, work: Path) -> dict:
+    """The current model's Table-2 row on this held-out set: recorded in the registry, else measured once and recorded."""
+    current_row = registry.evaluation(current.ref, test_fp)
+    if current_row is None:
+        current_row = evaluate_model(
+            str(current.path), str(test_path), str(work / "reports" / current.ref), name=current.ref
+        )
+        registry.record_evaluation(current.ref, test_fp, current_row)
+    return current_row
+
+
+def _decide(registry, gate, registered: str, current_ref: str, row: dict, current_row: dict, logger):
+    """The gate's decision, applied: promote the candidate, or log why it stays a candidate."""
+    decision = gate.decide(row, current_row)
+    if decision.promote:
+        registry.promote(registered, reason="retrain: " + "; ".join(decision.reasons))
+        logger.info("promoted %s (was %s)", registered, current_ref)
+    else:
+        registry.log_rejection(registered, reasons=decision.reasons)
+        logger.info("kept %s as a candidate, not promoted: %s", registered, "; ".join(decision.reasons))
+    return decision
 
 
 def comparison_markdown(
