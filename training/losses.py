@@ -86,49 +86,65 @@ def _make():
 
         def per_hypothesis(self, y_true, y_pred):
             """Loss of every hypothesis, shape (n, K)."""
-            n_t, k = len(self.minimum), self.n_hypotheses
-            lo, span = ops.convert_to_tensor(self._lo), ops.convert_to_tensor(self._span)
-            basis = ops.convert_to_tensor(self._basis)
-            true = ops.cast(y_true, "float32") * span + lo  # (n, T)
-            pred = ops.reshape(ops.cast(y_pred[:, : k * n_t], "float32"), (-1, k, n_t)) * span + lo
-            nw = self.n_weights
-            s_true = ops.matmul(true[:, :nw], basis)  # (n, Z)
-            s_true = s_true / ops.maximum(ops.max(ops.abs(s_true), axis=-1, keepdims=True), 1e-3)
-            s_pred = ops.matmul(pred[:, :, :nw], basis)  # (n, K, Z)
-            s_pred = s_pred / ops.maximum(ops.max(ops.abs(s_pred), axis=-1, keepdims=True), 0.05)
-            d = pred[:, :, nw:] - true[:, None, nw:]  # (n, K, 5)
-            ratio = ops.exp(ops.clip(d[:, :, 0], -3.0, 3.0))
-            profile = ops.mean(ops.square(ratio[:, :, None] * s_pred - s_true[:, None, :]), axis=-1)
-            dr = d[:, :, 4] / ops.maximum(true[:, None, nw + 4], 0.5)
-            return self.profile_weight * profile + ops.sum(ops.square(d[:, :, :4]), axis=-1) + ops.square(dr)
+            return _per_hypothesis(ops, self, y_true, y_pred)
 
         def call(self, y_true, y_pred):
             losses = self.per_hypothesis(y_true, y_pred)
             k = self.n_hypotheses
             if k == 1:
                 return losses[:, 0]
-            winner = ops.argmin(ops.stop_gradient(losses), axis=-1)
-            onehot = ops.one_hot(winner, k)
-            share = onehot * (1.0 - self.eps) + (1.0 - onehot) * (self.eps / (k - 1))
-            n_t = len(self.minimum)
-            logits = ops.cast(y_pred[:, k * n_t :], "float32")
-            ce = -ops.sum(onehot * ops.log_softmax(logits, axis=-1), axis=-1)
-            return ops.sum(share * losses, axis=-1) + self.logit_weight * ce
+            logits = ops.cast(y_pred[:, k * len(self.minimum) :], "float32")
+            return _relaxed_winner_takes_all(ops, losses, logits, eps=self.eps, logit_weight=self.logit_weight)
 
         def get_config(self):
-            return {
-                **super().get_config(),
-                "minimum": self.minimum,
-                "maximum": self.maximum,
-                "n_weights": self.n_weights,
-                "n_hypotheses": self.n_hypotheses,
-                "n_z": self.n_z,
-                "eps": self.eps,
-                "logit_weight": self.logit_weight,
-                "profile_weight": self.profile_weight,
-            }
+            return {**super().get_config(), **{name: getattr(self, name) for name in _CONFIG}}
 
     return ProfileLoss
+
+
+#: The constructor's arguments that a saved loss carries (``get_config``).
+_CONFIG = ("minimum", "maximum", "n_weights", "n_hypotheses", "n_z", "eps", "logit_weight", "profile_weight")
+
+
+def _per_hypothesis(ops, loss, y_true, y_pred):
+    """Loss of every hypothesis, shape (n, K): the terms of the module docstring.
+
+    ``loss`` carries the scaling (``_lo``, ``_span``), ``n_weights``, ``n_hypotheses``, the spline
+    map ``_basis`` (n_weights, n_z) and ``profile_weight``. The profile term compares shapes
+    normalised by their largest magnitude, the prediction's rescaled by r = e_max,pred / e_max,true:
+    (sigma_e / e_max)^2 in reduced depth; the scalar terms are squared relative errors (logs of
+    e_max, DW_min, t, H; DR divided by the true DR).
+    """
+    n_t, k = len(loss.minimum), loss.n_hypotheses
+    lo, span = ops.convert_to_tensor(loss._lo), ops.convert_to_tensor(loss._span)
+    basis = ops.convert_to_tensor(loss._basis)
+    true = ops.cast(y_true, "float32") * span + lo  # (n, T)
+    pred = ops.reshape(ops.cast(y_pred[:, : k * n_t], "float32"), (-1, k, n_t)) * span + lo
+    nw = loss.n_weights
+    s_true = ops.matmul(true[:, :nw], basis)  # (n, Z)
+    s_true = s_true / ops.maximum(ops.max(ops.abs(s_true), axis=-1, keepdims=True), 1e-3)
+    s_pred = ops.matmul(pred[:, :, :nw], basis)  # (n, K, Z)
+    s_pred = s_pred / ops.maximum(ops.max(ops.abs(s_pred), axis=-1, keepdims=True), 0.05)
+    d = pred[:, :, nw:] - true[:, None, nw:]  # (n, K, 5)
+    ratio = ops.exp(ops.clip(d[:, :, 0], -3.0, 3.0))
+    profile = ops.mean(ops.square(ratio[:, :, None] * s_pred - s_true[:, None, :]), axis=-1)
+    dr = d[:, :, 4] / ops.maximum(true[:, None, nw + 4], 0.5)
+    return loss.profile_weight * profile + ops.sum(ops.square(d[:, :, :4]), axis=-1) + ops.square(dr)
+
+
+def _relaxed_winner_takes_all(ops, losses, logits, *, eps: float, logit_weight: float):
+    """Relaxed winner-takes-all over K hypotheses, shape (n,).
+
+    The hypothesis with the lowest loss weighs 1 - eps, each other eps / (K - 1); plus
+    ``logit_weight`` x the cross-entropy of the logits against the winner (the head learns which
+    answer to trust). ``losses``: (n, K); ``logits``: (n, K).
+    """
+    k = losses.shape[-1]
+    winner = ops.argmin(ops.stop_gradient(losses), axis=-1)
+    onehot = ops.one_hot(winner, k)
+    share = onehot * (1.0 - eps) + (1.0 - onehot) * (eps / (k - 1))
+    ce = -ops.sum(onehot * ops.log_softmax(logits, axis=-1), axis=-1)
+    return ops.sum(share * losses, axis=-1) + logit_weight * ce
 
 
 _CLASS = None

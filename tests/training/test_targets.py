@@ -104,6 +104,27 @@ def test_winner_takes_all_rewards_the_right_hypothesis():
         split_hypotheses(y_pred[:, :-1], 15, k)
 
 
+def test_relaxed_winner_takes_all_weighs_the_best_hypothesis_most():
+    # The winner weighs 1 - eps, each loser eps / (K - 1): the shares sum to 1, so K equal losses
+    # cost that loss; with eps = 0 only the best hypothesis counts. The logits' cross-entropy
+    # against the winner is added: confident logits for the winner cost (almost) nothing.
+    from keras import ops
+
+    from xrd_strain_training.losses import _relaxed_winner_takes_all
+
+    losses = np.array([[0.5, 0.2, 0.9], [0.3, 0.3, 0.3]], dtype=np.float32)
+    flat = np.zeros((2, 3), dtype=np.float32)
+    got = np.asarray(_relaxed_winner_takes_all(ops, losses, flat, eps=0.0, logit_weight=0.0))
+    np.testing.assert_allclose(got, [0.2, 0.3], rtol=1e-6)
+    got = np.asarray(_relaxed_winner_takes_all(ops, losses, flat, eps=0.1, logit_weight=0.0))
+    np.testing.assert_allclose(got, [0.9 * 0.2 + 0.05 * (0.5 + 0.9), 0.3], rtol=1e-6)
+    sure = np.array([[0.0, 20.0, 0.0], [20.0, 0.0, 0.0]], dtype=np.float32)  # the winners: 1, then 0 (first min)
+    with_ce = np.asarray(_relaxed_winner_takes_all(ops, losses, sure, eps=0.0, logit_weight=1.0))
+    np.testing.assert_allclose(with_ce, [0.2, 0.3], atol=1e-6)
+    unsure = np.asarray(_relaxed_winner_takes_all(ops, losses, flat, eps=0.0, logit_weight=1.0))
+    np.testing.assert_allclose(unsure, [0.2 + np.log(3), 0.3 + np.log(3)], rtol=1e-5)
+
+
 def test_multi_hypothesis_run_exports_a_bundle_that_proposes(tiny_dataset_dir, tmp_path):
     ds = load_dataset(tiny_dataset_dir)
     config = TrainConfig(epochs=3, targets="relative", loss="profile", n_hypotheses=3, **SMALL)
