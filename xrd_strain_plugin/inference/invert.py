@@ -352,15 +352,7 @@ class Inverter:
         if not self.same_reflection(reflection):
             self.invert(*curves[0], reflection) if curves else None  # raises the one clear mismatch error
         out: list = [None] * len(curves)
-        ready = []  # (index, angles, counts, model input)
-        for i, (two_theta_deg, intensity) in enumerate(curves):
-            try:
-                if np.ndim(two_theta_deg) != 1 or np.ndim(intensity) != 1:
-                    raise ValueError("invert_many takes 1-D curves")
-                curve = Curve.measured(two_theta_deg, intensity, reflection)
-                ready.append((i, curve.two_theta_deg, curve.counts, curve_to_model_input(curve, grid=card.grid)))
-            except Exception as exc:
-                out[i] = exc
+        ready = _model_inputs(curves, reflection, card.grid, out)  # (index, angles, counts, model input)
         if not ready:
             return out
         t1 = time.perf_counter()
@@ -369,33 +361,7 @@ class Inverter:
         )
         t2 = time.perf_counter()
         decoded = decode_labels(labels, n_weights=card.n_weights, n_slices=self.n_slices, dw_mode=card.dw_mode)
-        model_refl: dict[int, np.ndarray] = {}
-        groups: dict[int, list[int]] = {}
-        for j, r in enumerate(ready):
-            groups.setdefault(r[1].size, []).append(j)
-        for members in groups.values():
-            try:
-                from xrd_strain_plugin.physics.instrument import simulate_scan
-
-                sub = _rows(decoded, members)
-                batch = np.asarray(
-                    simulate_scan(
-                        np.stack([ready[j][1] for j in members]),
-                        sub.strain,
-                        sub.debye_waller,
-                        sub.thickness_nm,
-                        reflection,
-                        resolution_fwhm_deg=sub.resolution_fwhm_deg,
-                        check_layer_in_scan=False,
-                    )
-                )
-                model_refl.update({j: batch[k] for k, j in enumerate(members)})
-            except Exception:  # one curve must not sink its group: simulate those one by one
-                for j in members:
-                    try:
-                        model_refl[j] = self._simulate(ready[j][1], _rows(decoded, [j]), reflection)
-                    except Exception as exc:
-                        out[ready[j][0]] = exc
+        model_refl = self._simulate_groups(ready, decoded, reflection, out)
         t3 = time.perf_counter()
         n = len(ready)
         shared = {"preprocess": (t1 - t0) / n, "network": (t2 - t1) / n, "simulate": (t3 - t2) / n, "batch_size": n}
@@ -417,6 +383,39 @@ class Inverter:
                 except Exception as exc:
                     out[i] = exc
         return out
+
+    def _simulate_groups(self, ready, decoded, reflection, out) -> dict:
+        """The answers' curves, ``{j: intensity}`` for ``ready[j]``: one ``simulate_scan`` call per group of
+        curves with the same number of points; a group that fails is simulated curve by curve, and a
+        curve that fails alone gets its exception in ``out``."""
+        from xrd_strain_plugin.physics.instrument import simulate_scan
+
+        model_refl: dict[int, np.ndarray] = {}
+        groups: dict[int, list[int]] = {}
+        for j, r in enumerate(ready):
+            groups.setdefault(r[1].size, []).append(j)
+        for members in groups.values():
+            try:
+                sub = _rows(decoded, members)
+                batch = np.asarray(
+                    simulate_scan(
+                        np.stack([ready[j][1] for j in members]),
+                        sub.strain,
+                        sub.debye_waller,
+                        sub.thickness_nm,
+                        reflection,
+                        resolution_fwhm_deg=sub.resolution_fwhm_deg,
+                        check_layer_in_scan=False,
+                    )
+                )
+                model_refl.update({j: batch[k] for k, j in enumerate(members)})
+            except Exception:  # one curve must not sink its group: simulate those one by one
+                for j in members:
+                    try:
+                        model_refl[j] = self._simulate(ready[j][1], _rows(decoded, [j]), reflection)
+                    except Exception as exc:
+                        out[ready[j][0]] = exc
+        return model_refl
 
     def _result_of(
         self, angles, counts, labels_row, decoded, model_refl, reflection, *, elapsed_s, timings, transfer=None
@@ -507,6 +506,21 @@ class Inverter:
             n_depth=self.n_slices + 1,
             strain_max_percent=float(np.abs(decoded.strain[0]).max() * 100.0),
         )
+
+
+def _model_inputs(curves, reflection, grid, out) -> list:
+    """``(index, angles, counts, model input)`` of every usable curve, validated once as a ``Curve``
+    (a descending scan reversed); an unusable curve's exception goes into ``out[index]``."""
+    ready = []
+    for i, (two_theta_deg, intensity) in enumerate(curves):
+        try:
+            if np.ndim(two_theta_deg) != 1 or np.ndim(intensity) != 1:
+                raise ValueError("invert_many takes 1-D curves")
+            curve = Curve.measured(two_theta_deg, intensity, reflection)
+            ready.append((i, curve.two_theta_deg, curve.counts, curve_to_model_input(curve, grid=grid)))
+        except Exception as exc:
+            out[i] = exc
+    return ready
 
 
 def _rows(decoded, rows):
