@@ -91,6 +91,13 @@ def register(subparsers) -> None:
         "until another is promoted)",
     )
     parser.add_argument("--no-plot", action="store_true", help="do not write fit.png")
+    _refinement_options(parser)
+    _publishing_options(parser)
+    parser.set_defaults(func=run)
+
+
+def _refinement_options(parser) -> None:
+    """``--refine`` and what the refinement model may do: budgets (shared group), weights, DW, background."""
     refine = parser.add_argument_group("refinement (--refine)")
     refine.add_argument(
         "--refine",
@@ -140,6 +147,10 @@ def register(subparsers) -> None:
         help="weights of the log residuals: counting statistics when the intensities are "
         "(scaled) counts ('auto' detects them), or equal weights (default auto)",
     )
+
+
+def _publishing_options(parser) -> None:
+    """``--tiled-url`` (the shared Tiled group; ``--publish`` a hidden alias), ``--api-key`` and the spool."""
     tiled = add_tiled_options(  # --publish was this command's spelling: a hidden alias
         parser,
         write=True,
@@ -156,40 +167,20 @@ def register(subparsers) -> None:
         help="where results wait while Tiled is unreachable, written by the next publish "
         "using the same directory (default: DIR/.spool under --out)",
     )
-    parser.set_defaults(func=run)
 
 
 def run(args) -> int:
     """Invert every FILE; return 0 if all succeeded, 1 if any failed."""
     from xrd_strain_plugin.cli import CommandError
-    from xrd_strain_plugin.inference import Inverter, load_bundle
-    from xrd_strain_plugin.inference.registry import ModelKey, ModelRegistry, RegistryError
+    from xrd_strain_plugin.inference import Inverter
     from xrd_strain_plugin.io import read_curve
     from xrd_strain_plugin.reflection_cache import cached_reflection
 
     refl = reflection_of(args)
     if tiled_url(args):  # a refused key fails now, in one line, not after the inversions (issue 10)
-        from xrd_strain_plugin.tiled.writer import TiledAuthError, check_credentials
-
-        try:
-            check_credentials(tiled_url(args), api_key=api_key(args))
-        except TiledAuthError as exc:
-            raise CommandError(f"--api-key: {exc} (set --api-key or ${API_KEY_ENV})") from exc
+        _check_credentials(args)
     options = _refine_options(args) if args.refine else None
-    with option_errors("--model"):
-        registry = ModelRegistry()
-        if args.model:
-            entry = registry.resolve(args.model)
-        else:
-            try:
-                entry = registry.current(
-                    ModelKey(material=args.material, hkl=tuple(args.hkl), wavelength_angstrom=args.wavelength_angstrom)
-                )
-            except RegistryError:
-                # no model for this key: an equivalent reflection of a shipped model's crystal, or
-                # (with --refine) any crystal, starts from the shipped model
-                entry = next(e for e in registry.entries() if e.shipped)
-        bundle = load_bundle(entry.path)
+    bundle = _model_bundle(args)
     inverter = Inverter(bundle, reflections=cached_reflection)
     if not args.refine and not inverter.same_reflection(refl):
         card = bundle.card
@@ -252,6 +243,38 @@ def run(args) -> int:
     if failed:
         print(f"xrd-strain invert: {failed} of {len(args.files)} file(s) failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _check_credentials(args) -> None:
+    """Refuse a key the Tiled server refuses, in one line, before any inversion."""
+    from xrd_strain_plugin.cli import CommandError
+    from xrd_strain_plugin.tiled.writer import TiledAuthError, check_credentials
+
+    try:
+        check_credentials(tiled_url(args), api_key=api_key(args))
+    except TiledAuthError as exc:
+        raise CommandError(f"--api-key: {exc} (set --api-key or ${API_KEY_ENV})") from exc
+
+
+def _model_bundle(args):
+    """The bundle ``--model`` names, else the registry's current model for the reflection, else the shipped one."""
+    from xrd_strain_plugin.inference import load_bundle
+    from xrd_strain_plugin.inference.registry import ModelKey, ModelRegistry, RegistryError
+
+    with option_errors("--model"):
+        registry = ModelRegistry()
+        if args.model:
+            entry = registry.resolve(args.model)
+        else:
+            try:
+                entry = registry.current(
+                    ModelKey(material=args.material, hkl=tuple(args.hkl), wavelength_angstrom=args.wavelength_angstrom)
+                )
+            except RegistryError:
+                # no model for this key: an equivalent reflection of a shipped model's crystal, or
+                # (with --refine) any crystal, starts from the shipped model
+                entry = next(e for e in registry.entries() if e.shipped)
+        return load_bundle(entry.path)
 
 
 def _refine_options(args):
