@@ -249,6 +249,7 @@ def _run_listen(args) -> int:
     config = _config(args)
     if args.journal:
         _journal_keys(args)  # unreadable keys stop here, before the model is loaded
+    _warm_reflection(args)
     trigger = _FlowTrigger(args.refine_flow_every_s) if args.refine_flow_every_s is not None else None
     raw = None
     if args.raw:  # raw runs need Tiled now; results alone can wait in the spool
@@ -287,6 +288,19 @@ def _quiet_retries_and_logging() -> None:
     os.environ.setdefault("TILED_RETRY_TIMEOUT", "5")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would bury what matters
+
+
+def _warm_reflection(args) -> None:
+    """Compute the reflection of the options now, into the physics core's in-memory cache.
+
+    The live service builds reflections with ``make_reflection`` (memory only; the physics core keeps
+    no disk cache): without this the first scan would pay the xrayutilities import, about 1.7 s, on
+    its way to Tiled. A bad ``--material/--hkl/--wavelength-angstrom`` is refused here, at start.
+    """
+    from xrd_strain_plugin.physics.materials import make_reflection
+
+    with option_errors("--material/--hkl/--wavelength-angstrom"):
+        make_reflection(args.material, tuple(args.hkl), args.wavelength_angstrom)
 
 
 def _start_live(args, config, trigger, raw):
