@@ -68,7 +68,7 @@ def register(subparsers) -> None:
 
 
 def _tiled_options(parser, *, write: bool, required: bool = True):
-    # --tiled was this family's spelling before --tiled-url was everyone's: a hidden alias (deploy units use it)
+    # --tiled was this family's spelling before --tiled-url was everyone's: a hidden alias (units installed before)
     add_tiled_options(parser, write=write, required=required, aliases=("--tiled",))
 
 
