@@ -23,6 +23,10 @@ from typing import Any
 
 import numpy as np
 
+#: The environment variable holding a Tiled API key: the listener, the flows, the readers and every
+#: command read it (one name for the deployment; deploy/ sets it).
+API_KEY_ENV = "TILED_API_KEY"
+
 LAYOUT_NAME = "xrd_strain_result"
 #: Version 3: arrays named with units (``strain_percent``), ``units`` in the metadata, and per-result
 #: ``profile`` and ``curve`` tables (docs/live.md). Versions 1 and 2 are still read.

@@ -24,9 +24,9 @@ from .collector import CurveJob
 @functools.lru_cache(maxsize=32)
 def reflection_for(material: str, hkl: tuple[int, int, int], wavelength_angstrom: float):
     """The (cached) :class:`~xrd_strain_plugin.physics.materials.Reflection` of a run."""
-    from xrd_strain_plugin.physics.materials import make_reflection
+    from xrd_strain_plugin.reflection_cache import cached_reflection
 
-    return make_reflection(material, tuple(hkl), wavelength_angstrom)
+    return cached_reflection(material, tuple(hkl), wavelength_angstrom)
 
 
 def record_from_job(job: CurveJob, inverter) -> ResultRecord:

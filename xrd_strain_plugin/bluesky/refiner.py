@@ -244,8 +244,8 @@ def _main(uri, api_key, options, niceness, todo, done, stop):  # pragma: no cove
         pass
     from tiled.client import from_uri
 
-    from xrd_strain_plugin.physics.materials import make_reflection
     from xrd_strain_plugin.refinement import RefineOptions
+    from xrd_strain_plugin.reflection_cache import cached_reflection as make_reflection
     from xrd_strain_plugin.tiled.refinement import claim_and_refine
 
     client = None

@@ -16,6 +16,7 @@ import math
 import os
 
 from xrd_strain_plugin.cli import CommandError, option_errors
+from xrd_strain_plugin.results import API_KEY_ENV
 
 __all__ = [
     "API_KEY_ENV",
@@ -45,8 +46,6 @@ DEFAULT_MATERIAL = "YSZ"
 DEFAULT_HKL = (4, 0, 0)
 DEFAULT_WAVELENGTH_ANGSTROM = 1.5406  # Cu K-alpha1
 
-#: The environment variable holding the Tiled API key, for every command.
-API_KEY_ENV = "TILED_API_KEY"
 
 #: The one spelling of the option naming the Tiled server, for every command.
 TILED_URL_OPTION = "--tiled-url"

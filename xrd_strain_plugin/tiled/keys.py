@@ -7,7 +7,7 @@ read and nothing else; the listener's and the flows' keys can create and write n
 the two things they delete: a raw run written in part, which the listener rewrites, and a
 refinement claim being released), but cannot manage principals or keys.
 
-    TILED_ADMIN_PASSWORD=... python -m xrd_strain_plugin.tiled.keys --tiled http://tiled-host:8000
+    TILED_ADMIN_PASSWORD=... python -m xrd_strain_plugin.tiled.keys --tiled-url http://tiled-host:8000
 
 prints one line ``ROLE=KEY`` per role (put the listener's into listen.env as ``TILED_API_KEY``,
 the flows' into flows.env or its Prefect Secret block, the readers' where people read).
@@ -21,7 +21,7 @@ import sys
 
 #: The environment variable holding a Tiled API key, wherever a key is not given explicitly: the
 #: command line (``--api-key``'s default), the listener's unit (listen.env) and the flows.
-API_KEY_ENV = "TILED_API_KEY"
+from xrd_strain_plugin.results import API_KEY_ENV  # noqa: F401  (re-exported: flows import it here)
 
 #: Scopes of each role's key (Tiled's scope names).
 ROLE_SCOPES = {
@@ -96,7 +96,8 @@ def main(argv=None) -> int:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--tiled", required=True, metavar="URL", help="the Tiled server")
+    p.add_argument("--tiled-url", metavar="URL", help="the Tiled server (required)")
+    p.add_argument("--tiled", dest="tiled_url", help=argparse.SUPPRESS)  # the old spelling
     p.add_argument("--admin", default="admin", help="the administrator's user name (default: %(default)s)")
     p.add_argument(
         "--role",
@@ -105,13 +106,15 @@ def main(argv=None) -> int:
         help="make a key for this role only (repeatable; default: all)",
     )
     args = p.parse_args(argv)
+    if not args.tiled_url:
+        p.error("the following arguments are required: --tiled-url")
     password = os.environ.get("TILED_ADMIN_PASSWORD")
     if not password:
         print("set TILED_ADMIN_PASSWORD (the administrator's password from tiled.env)", file=sys.stderr)
         return 2
     try:
         keys = create_scoped_keys(
-            args.tiled, admin=args.admin, password=password, roles=tuple(args.role or ROLE_SCOPES)
+            args.tiled_url, admin=args.admin, password=password, roles=tuple(args.role or ROLE_SCOPES)
         )
     except PermissionError as exc:
         print(exc, file=sys.stderr)

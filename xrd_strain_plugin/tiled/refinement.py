@@ -123,9 +123,9 @@ def refinement_inputs(node):
     start : StartProfile
         The network's profile and resolution, as the refinement's start.
     """
-    from xrd_strain_plugin.physics.materials import make_reflection
     from xrd_strain_plugin.physics.qspace import q_to_two_theta_deg
     from xrd_strain_plugin.refinement import StartProfile
+    from xrd_strain_plugin.reflection_cache import cached_reflection as make_reflection
 
     got = read_result(node)
     md, arrays = got["metadata"], got["arrays"]
