@@ -181,75 +181,15 @@ def fit_local(
     """
     from scipy.optimize import least_squares
 
-    params = tuple(parameters)
-    values0 = np.array([p.value for p in params])
-    if fine_step_deg is None or pad_deg is None:
-        fine_step_deg, pad_deg = model.grid_for(values0)
-    free = [i for i, p in enumerate(params) if p.vary and p.upper > p.lower]
-    free_sim = [i for i in free if params[i].name not in LINEAR_PARAMETERS]
-    lower = np.array([params[i].lower for i in free])
-    upper = np.array([params[i].upper for i in free])
-    x0 = np.clip(values0[free], lower, upper)
-    i_scale = model.index["log10_scale"]
-    reg = _smoothness_prior(model, values0, smoothness)
-    reg_free = reg[:, free]
-
-    def with_prior(res, v):
-        return np.concatenate([res, reg @ v]) if reg.size else res
-
-    cache: dict = {}
-    stats = {"nfev": 0, "curves": 0, "enforce": budget is not None}
-    best = {"cost": np.inf, "x": x0}
-
-    def full(x):
-        v = values0.copy()
-        v[free] = x
-        return v
-
-    def evaluate(x):
-        key = x.tobytes()
-        if key not in cache:
-            if stats["enforce"] and budget.left <= 0 and best["cost"] < np.inf:
-                raise _OutOfTime
-            v = full(x)
-            refl = model.reflectivity(v, fine_step_deg=fine_step_deg, pad_deg=pad_deg)[0]
-            stats["curves"] += 1
-            cache.clear()
-            cache[key] = (v, refl)
-        return cache[key]
-
-    def fun(x):
-        v, refl = evaluate(x)
-        stats["nfev"] += 1
-        res = with_prior(objective.residuals(model.intensity(v, refl)[0]), v)
-        cost = 0.5 * float(res @ res)
-        if cost < best["cost"]:
-            best.update(cost=cost, x=x.copy())
-        return res
-
-    def jac(x):
-        v, refl = evaluate(x)
-        w = objective.weights
-        bg = model.background(v)[0]
-        scale = 10.0 ** v[i_scale]
-        intensity = scale * refl + bg
-        dlog = w / (_LN10 * np.maximum(intensity, 1e-300))  # d residual / d intensity
-        if free_sim and stats["enforce"] and budget.left <= 0:
-            raise _OutOfTime
-        cols, n = _jacobian_columns(
-            model, params, v, refl, free, free_sim, dlog, scale, bg, fine_step_deg=fine_step_deg, pad_deg=pad_deg
-        )
-        stats["curves"] += n
-        return np.vstack([cols, reg_free]) if reg.size else cols
-
+    problem = _LocalProblem(model, objective, tuple(parameters), budget, fine_step_deg, pad_deg, smoothness)
     converged = False
-    x_best = x0
+    x_best = problem.x0
     try:
         fit = least_squares(
-            fun,
-            x0,
-            jac=jac,
-            bounds=(lower, upper),
+            problem.residuals,
+            problem.x0,
+            jac=problem.jacobian,
+            bounds=(problem.lower, problem.upper),
             method="trf",
             x_scale="jac",
             max_nfev=max_nfev,
@@ -257,26 +197,99 @@ def fit_local(
             xtol=xtol,
             gtol=1e-8,
         )
-        x_best = fit.x if fit.cost <= best["cost"] else best["x"]
+        x_best = fit.x if fit.cost <= problem.best["cost"] else problem.best["x"]
         converged = fit.status > 0
     except _OutOfTime:
-        x_best = best["x"]
-    stats["enforce"] = False
-    v = full(x_best)
-    refl = model.reflectivity(v, fine_step_deg=fine_step_deg, pad_deg=pad_deg)[0]
-    intensity = model.intensity(v, refl)[0]
-    res = with_prior(objective.residuals(intensity), v)
-    j = jac(x_best) if free else np.zeros((res.size, 0))
-    new_params = tuple(p if i not in free else p.clipped(v[i]) for i, p in enumerate(params))
-    return LocalFit(
-        parameters=new_params,
-        cost=0.5 * float(res @ res),
-        sigma_i=objective.sigma_i(intensity),
-        intensity_model=intensity,
-        reflectivity=refl,
-        jacobian=j,
-        free_names=tuple(params[i].name for i in free),
-        n_evaluations=stats["nfev"],
-        n_curves=stats["curves"],
-        converged=converged,
-    )
+        x_best = problem.best["x"]
+    return problem.result(x_best, converged)
+
+
+class _LocalProblem:
+    """The residuals and Jacobian of one bounded fit, with the last curve cached (fit_local's state).
+
+    Only the free parameters (``vary`` and a non-empty range) are seen by the optimiser; the last
+    simulated curve is kept so that a Jacobian at the point just evaluated costs no new simulation;
+    the best point seen is remembered so that a fit stopped by its budget keeps it.
+    """
+
+    def __init__(self, model, objective, params, budget, fine_step_deg, pad_deg, smoothness):
+        self.model, self.objective, self.params, self.budget = model, objective, params, budget
+        self.values0 = np.array([p.value for p in params])
+        if fine_step_deg is None or pad_deg is None:
+            fine_step_deg, pad_deg = model.grid_for(self.values0)
+        self.grid = dict(fine_step_deg=fine_step_deg, pad_deg=pad_deg)
+        self.free = [i for i, p in enumerate(params) if p.vary and p.upper > p.lower]
+        self.free_sim = [i for i in self.free if params[i].name not in LINEAR_PARAMETERS]
+        self.lower = np.array([params[i].lower for i in self.free])
+        self.upper = np.array([params[i].upper for i in self.free])
+        self.x0 = np.clip(self.values0[self.free], self.lower, self.upper)
+        self.i_scale = model.index["log10_scale"]
+        self.reg = _smoothness_prior(model, self.values0, smoothness)
+        self.cache: dict = {}
+        self.stats = {"nfev": 0, "curves": 0, "enforce": budget is not None}
+        self.best = {"cost": np.inf, "x": self.x0}
+
+    def full(self, x):
+        v = self.values0.copy()
+        v[self.free] = x
+        return v
+
+    def with_prior(self, res, v):
+        return np.concatenate([res, self.reg @ v]) if self.reg.size else res
+
+    def evaluate(self, x):
+        key = x.tobytes()
+        if key not in self.cache:
+            if self.stats["enforce"] and self.budget.left <= 0 and self.best["cost"] < np.inf:
+                raise _OutOfTime
+            v = self.full(x)
+            refl = self.model.reflectivity(v, **self.grid)[0]
+            self.stats["curves"] += 1
+            self.cache.clear()
+            self.cache[key] = (v, refl)
+        return self.cache[key]
+
+    def residuals(self, x):
+        v, refl = self.evaluate(x)
+        self.stats["nfev"] += 1
+        res = self.with_prior(self.objective.residuals(self.model.intensity(v, refl)[0]), v)
+        cost = 0.5 * float(res @ res)
+        if cost < self.best["cost"]:
+            self.best.update(cost=cost, x=x.copy())
+        return res
+
+    def jacobian(self, x):
+        v, refl = self.evaluate(x)
+        bg = self.model.background(v)[0]
+        scale = 10.0 ** v[self.i_scale]
+        intensity = scale * refl + bg
+        dlog = self.objective.weights / (_LN10 * np.maximum(intensity, 1e-300))  # d residual / d intensity
+        if self.free_sim and self.stats["enforce"] and self.budget.left <= 0:
+            raise _OutOfTime
+        cols, n = _jacobian_columns(
+            self.model, self.params, v, refl, self.free, self.free_sim, dlog, scale, bg, **self.grid
+        )
+        self.stats["curves"] += n
+        return np.vstack([cols, self.reg[:, self.free]]) if self.reg.size else cols
+
+    def result(self, x_best, converged: bool) -> LocalFit:
+        """The fit at ``x_best``: parameters clipped into their bounds, cost, sigma_I, Jacobian."""
+        self.stats["enforce"] = False
+        params, free = self.params, self.free
+        v = self.full(x_best)
+        refl = self.model.reflectivity(v, **self.grid)[0]
+        intensity = self.model.intensity(v, refl)[0]
+        res = self.with_prior(self.objective.residuals(intensity), v)
+        j = self.jacobian(x_best) if free else np.zeros((res.size, 0))
+        return LocalFit(
+            parameters=tuple(p if i not in free else p.clipped(v[i]) for i, p in enumerate(params)),
+            cost=0.5 * float(res @ res),
+            sigma_i=self.objective.sigma_i(intensity),
+            intensity_model=intensity,
+            reflectivity=refl,
+            jacobian=j,
+            free_names=tuple(params[i].name for i in free),
+            n_evaluations=self.stats["nfev"],
+            n_curves=self.stats["curves"],
+            converged=converged,
+        )
