@@ -374,13 +374,74 @@ def _slices(depth_nm, strain_percent, thickness_nm, n=200):
     return np.interp(mid, depth_nm, strain_percent) / 100.0
 
 
-def section_heldout(lines, n, seed, rows_path, ceiling_every=4, part=(0, 1), compute=True):
+def refine_options(text):
+    """``RefineOptions`` from a JSON object of overrides (``search`` may be a dict of ``SearchOptions``)."""
+    from xrd_strain_plugin.refinement import RefineOptions
+    from xrd_strain_plugin.refinement.search import SearchOptions
+
+    over = json.loads(text or "{}")
+    if "search" in over:
+        over["search"] = SearchOptions(**over["search"])
+    return RefineOptions(**over)
+
+
+def _truth_hit(truth, depth_nm, strain_percent, thickness_nm):
+    """The accuracy criteria of an answer: profile rms < 0.1 e_max and thickness within 10 %."""
+    from xrd_strain_training.evaluate import profile_rms_error
+
+    s = _slices(np.asarray(depth_nm), np.asarray(strain_percent), thickness_nm)
+    rms = profile_rms_error(truth["strain"][None], np.array([truth["thickness_nm"]]), s[None], np.array([thickness_nm]))
+    return bool(
+        rms[0] / (truth["strain_max_percent"] / 100) < 0.1
+        and abs(thickness_nm - truth["thickness_nm"]) < 0.1 * truth["thickness_nm"]
+    )
+
+
+def _answer_figures(truth, net, ref, ceil):
+    """The per-curve figures of the network's answer, the refined one (with its alternatives, paths and
+    CPU per stage) and the ceiling's, against the truth."""
+    from xrd_strain_training.evaluate import profile_rms_error
+
+    row = {}
+    for tag, ans in (("net", net), ("ref", ref), ("ceil", ceil)):
+        if ans is None:
+            continue
+        s = _slices(ans.depth_nm, ans.strain_percent, ans.thickness_nm)
+        rms = profile_rms_error(
+            truth["strain"][None], np.array([truth["thickness_nm"]]), s[None], np.array([ans.thickness_nm])
+        )[0]
+        row[f"{tag}_strain_err"] = float(rms / (truth["strain_max_percent"] / 100))
+        row[f"{tag}_t_err"] = abs(ans.thickness_nm - truth["thickness_nm"]) / truth["thickness_nm"]
+        row[f"{tag}_emax_err"] = abs(ans.strain_max_percent - truth["strain_max_percent"]) / truth["strain_max_percent"]
+        row[f"{tag}_sigma_i"] = float(ans.sigma_i)
+    row.update(
+        ref_cpu_s=ref.cpu_s,
+        ref_wall_s=ref.elapsed_s,
+        ref_path=ref.path,
+        ref_poor=ref.poor_fit,
+        ref_floor=ref.noise_floor_sigma_i,
+        ref_ambiguous=bool(getattr(ref, "ambiguous", False)),
+        ref_layer=bool(getattr(ref, "layer_detected", True)),
+        ref_n_alt=len(getattr(ref, "alternatives", ())),
+    )
+    # is the truth among the alternatives (each judged with the same criteria)?
+    hits = [_truth_hit(truth, alt["depth_nm"], alt["strain_percent"], alt["thickness_nm"]) for alt in ref.alternatives]
+    row["alt_strain_hit"] = any(hits)
+    row["alt_rank"] = hits.index(True) + 1 if any(hits) else None
+    row["alt_paths"] = [alt["path"] for alt in ref.alternatives]
+    stage_cpu = {}
+    for st in ref.stages:
+        stage_cpu[st["stage"]] = stage_cpu.get(st["stage"], 0.0) + st.get("cpu_s", 0.0)
+    row["stage_cpu_s"] = stage_cpu
+    return row
+
+
+def section_heldout(lines, n, seed, rows_path, ceiling_every=4, part=(0, 1), compute=True, options="{}"):
     import hashlib
 
     from xrd_strain_plugin.inference import Inverter
     from xrd_strain_plugin.inference.registry import ModelKey, ModelRegistry
     from xrd_strain_plugin.refinement import StartProfile, refine_curve
-    from xrd_strain_training.evaluate import profile_rms_error
 
     entry = ModelRegistry().current(ModelKey(material="YSZ", hkl=(4, 0, 0), wavelength_angstrom=1.5406))
     inverter = Inverter(entry.path)
@@ -388,11 +449,14 @@ def section_heldout(lines, n, seed, rows_path, ceiling_every=4, part=(0, 1), com
         b"".join(p.read_bytes() for p in sorted((ROOT / "xrd_strain_plugin" / "refinement").glob("*.py")))
     ).hexdigest()[:12]
     rows_path = Path(rows_path)
+    opts = refine_options(options)
+    options = json.dumps(json.loads(options or "{}"), sort_keys=True)
     done = {}
     if rows_path.is_file():
         for line in rows_path.read_text().splitlines():
             row = json.loads(line)
-            if row.get("model") == entry.ref and row.get("seed") == seed and (row.get("code") == code or not compute):
+            same = row.get("model") == entry.ref and row.get("seed") == seed and row.get("options", "{}") == options
+            if same and (row.get("code") == code or not compute):
                 done[row["index"]] = row
     load0 = _load()
     try:
@@ -410,12 +474,14 @@ def section_heldout(lines, n, seed, rows_path, ceiling_every=4, part=(0, 1), com
                 "seed": seed,
                 "model": entry.ref,
                 "code": code,
+                "options": options,
+                "load": _load(),
                 "thickness_true": truth["thickness_nm"],
                 "emax_true": truth["strain_max_percent"],
             }
             try:
                 net = inverter.invert(tt, counts, refl)
-                ref = refine_curve(tt, counts, refl, start=net)
+                ref = refine_curve(tt, counts, refl, start=net, options=opts)
                 # the ceiling: the same refinement started from the true profile itself
                 z = (np.arange(truth["strain"].size) + 0.5) / truth["strain"].size
                 true_start = StartProfile(
@@ -425,50 +491,13 @@ def section_heldout(lines, n, seed, rows_path, ceiling_every=4, part=(0, 1), com
                     fwhm_deg=float(net.fwhm_deg),
                     source="truth",
                 )
-                ceil = refine_curve(tt, counts, refl, start=true_start) if i % ceiling_every == 0 else None
+                ceil = (
+                    refine_curve(tt, counts, refl, start=true_start, options=opts) if i % ceiling_every == 0 else None
+                )
             except ValueError as error:
                 row["error"] = str(error)
             else:
-                for tag, ans in (("net", net), ("ref", ref), ("ceil", ceil)):
-                    if ans is None:
-                        continue
-                    s = _slices(ans.depth_nm, ans.strain_percent, ans.thickness_nm)
-                    rms = profile_rms_error(
-                        truth["strain"][None], np.array([truth["thickness_nm"]]), s[None], np.array([ans.thickness_nm])
-                    )[0]
-                    row[f"{tag}_strain_err"] = float(rms / (truth["strain_max_percent"] / 100))
-                    row[f"{tag}_t_err"] = abs(ans.thickness_nm - truth["thickness_nm"]) / truth["thickness_nm"]
-                    row[f"{tag}_emax_err"] = (
-                        abs(ans.strain_max_percent - truth["strain_max_percent"]) / truth["strain_max_percent"]
-                    )
-                    row[f"{tag}_sigma_i"] = float(ans.sigma_i)
-                row.update(
-                    ref_cpu_s=ref.cpu_s,
-                    ref_wall_s=ref.elapsed_s,
-                    ref_path=ref.path,
-                    ref_poor=ref.poor_fit,
-                    ref_floor=ref.noise_floor_sigma_i,
-                    ref_ambiguous=bool(getattr(ref, "ambiguous", False)),
-                    ref_layer=bool(getattr(ref, "layer_detected", True)),
-                    ref_n_alt=len(getattr(ref, "alternatives", ())),
-                )
-                # is the truth among the alternatives (each judged with the same three criteria)?
-                hits = []
-                for alt in getattr(ref, "alternatives", ()):
-                    s = _slices(np.asarray(alt["depth_nm"]), np.asarray(alt["strain_percent"]), alt["thickness_nm"])
-                    rms = profile_rms_error(
-                        truth["strain"][None],
-                        np.array([truth["thickness_nm"]]),
-                        s[None],
-                        np.array([alt["thickness_nm"]]),
-                    )[0]
-                    hits.append(
-                        bool(
-                            rms / (truth["strain_max_percent"] / 100) < 0.1
-                            and abs(alt["thickness_nm"] - truth["thickness_nm"]) < 0.1 * truth["thickness_nm"]
-                        )
-                    )
-                row["alt_strain_hit"] = any(hits)
+                row.update(_answer_figures(truth, net, ref, ceil))
             done[i] = row
             fh.write(json.dumps(row) + "\n")
             fh.flush()
@@ -511,31 +540,60 @@ def section_heldout(lines, n, seed, rows_path, ceiling_every=4, part=(0, 1), com
     ]
     new = [r for r in rows if "ref_ambiguous" in r]
     if new:
-        at_floor = 100 * np.mean([r["ref_sigma_i"] <= 1.2 * r["ref_floor"] for r in new if r.get("ref_floor")])
-        amb = [r for r in new if r["ref_ambiguous"]]
-        lines += [
-            f"Honest ambiguity ({len(new)} curves with the search's fields): flagged ambiguous "
-            f"{100 * len(amb) / len(new):.0f} %; of those, the truth is the answer on "
-            f"{100 * np.mean([r['ref_strain_err'] < 0.1 for r in amb]) if amb else float('nan'):.0f} % and among the "
-            f"alternatives on {100 * np.mean([r['alt_strain_hit'] for r in amb]) if amb else float('nan'):.0f} %; "
-            f"a(strain) counting the truth among the alternatives as found "
-            f"{100 * np.mean([r['ref_strain_err'] < 0.1 or r.get('alt_strain_hit', False) for r in new]):.0f} %; "
-            f"sigma_I within 1.2 x the noise floor on {at_floor:.0f} %; layer detected on "
-            f"{100 * np.mean([r['ref_layer'] for r in new]):.0f} %.",
-            "",
-            "| true e_max | n | a(t) | a(e_max) | a(strain) | a(strain) or among alternatives |",
-            "| --- | --- | --- | --- | --- | --- |",
-        ]
-        for lo, hi in ((0.5, 1), (1, 2), (2, 4), (4, 8.01)):
-            band = [r for r in new if lo <= r["emax_true"] < hi]
-            if band:
-                a = lambda key: 100 * np.mean([r[key] < 0.1 for r in band])
-                lines.append(
-                    f"| {lo}-{hi:g} % | {len(band)} | {a('ref_t_err'):.0f} % | {a('ref_emax_err'):.0f} % | "
-                    f"{a('ref_strain_err'):.0f} % | "
-                    f"{100 * np.mean([r['ref_strain_err'] < 0.1 or r.get('alt_strain_hit', False) for r in band]):.0f} % |"
+        lines += _band_table(new)
+        stages = sorted({k for r in new for k in r.get("stage_cpu_s", {})})
+        if stages:
+            lines += [
+                "Median CPU s per stage (over the curves that ran it): "
+                + ", ".join(
+                    f"{k} {np.median([r['stage_cpu_s'][k] for r in new if k in r.get('stage_cpu_s', {})]):.2f}"
+                    for k in stages
                 )
-        lines.append("")
+                + f"; load average {min(r.get('load', np.nan) for r in new):.1f}-"
+                f"{max(r.get('load', np.nan) for r in new):.1f} during the rows.",
+                "",
+            ]
+
+
+BANDS = ((0.5, 1), (1, 2), (2, 4), (4, 8.01))
+
+
+def _band_row(label, rows):
+    """One line of the by-e_max table: accuracy, ambiguity, truth among alternatives, floor, CPU."""
+    a = lambda key: 100 * np.mean([r[key] < 0.1 for r in rows])
+    right = lambda r: r["ref_strain_err"] < 0.1 and r["ref_t_err"] < 0.1
+    amb = [r for r in rows if r["ref_ambiguous"]]
+    floor = [r["ref_sigma_i"] <= 1.2 * r["ref_floor"] for r in rows if r.get("ref_floor")]
+    cpu = np.array([r["ref_cpu_s"] for r in rows])
+    among = 100 * np.mean([r.get("alt_strain_hit", False) for r in amb]) if amb else float("nan")
+    return (
+        f"| {label} | {len(rows)} | {a('ref_strain_err'):.0f} % | {a('ref_emax_err'):.0f} % | {a('ref_t_err'):.0f} % | "
+        f"{100 * np.mean([right(r) for r in rows]):.0f} % | "
+        f"{100 * len(amb) / len(rows):.0f} % | {among:.0f} % | "
+        f"{100 * np.mean([right(r) or r.get('alt_strain_hit', False) for r in rows]):.0f} % | "
+        f"{100 * np.mean(floor) if floor else float('nan'):.0f} % | {np.median(cpu):.1f} | {np.percentile(cpu, 95):.1f} |"
+    )
+
+
+def _band_table(rows):
+    """By band of the true e_max: a(strain), a(e_max), a(t); the answer right (strain and t); flagged
+    ambiguous; of those, the truth among the alternatives; the answer or an alternative right; sigma_I
+    within 1.2 x the noise floor; median and 95th-percentile CPU s."""
+    out = [
+        f"By true e_max ({len(rows)} curves with the search's fields). *right*: profile rms < 0.1 e_max and t "
+        "within 10 %; *among alt.*: of the ambiguous curves, the truth (same criteria) among the returned "
+        "alternatives; *answer or alt.*: the answer or one of its alternatives is right.",
+        "",
+        "| true e_max | n | a(strain) | a(e_max) | a(t) | right | ambiguous | among alt. | answer or alt. | "
+        "<= 1.2 floor | CPU s median | CPU s 95th |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for lo, hi in BANDS:
+        band = [r for r in rows if lo <= r["emax_true"] < hi]
+        if band:
+            out.append(_band_row(f"{lo}-{hi:g} %", band))
+    out += [_band_row("all", rows), ""]
+    return out
 
 
 def main(argv=None):
@@ -571,6 +629,12 @@ def main(argv=None):
         default=str(ROOT / "out" / "bench_refinement_heldout.jsonl"),
         help="per-curve rows of the held-out section (appended; a rerun resumes)",
     )
+    parser.add_argument(
+        "--options",
+        default="{}",
+        help="RefineOptions overrides as JSON (held-out section), e.g. '{\"n_variant_fits\": 0}' for an ablation; "
+        "rows are kept per options",
+    )
     parser.add_argument("--out", default=None, help="write the markdown here (default: print)")
     args = parser.parse_args(argv)
     (ROOT / "out").mkdir(exist_ok=True)
@@ -583,7 +647,14 @@ def main(argv=None):
         if name == "heldout":
             k, m = (int(x) for x in args.part.split("/"))
             section_heldout(
-                lines, args.heldout, args.seed, args.rows, args.ceiling_every, (k, m), compute=not args.summary_only
+                lines,
+                args.heldout,
+                args.seed,
+                args.rows,
+                args.ceiling_every,
+                (k, m),
+                compute=not args.summary_only,
+                options=args.options,
             )
         else:
             globals()[f"section_{name}"](lines)

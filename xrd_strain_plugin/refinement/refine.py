@@ -29,6 +29,7 @@ import numpy as np
 
 from xrd_strain_plugin.physics import profiles
 from xrd_strain_plugin.physics.curve import Curve, check_scan_covers_reflection
+from xrd_strain_plugin.refinement.alternatives import ranked_distinct, variant_tables
 from xrd_strain_plugin.refinement.fitter import Budget, LocalFit, fit_local
 from xrd_strain_plugin.refinement.model import CurveModel, ModelConfig
 from xrd_strain_plugin.refinement.objective import Objective, fit_scale_background
@@ -92,6 +93,14 @@ class RefineOptions:
         Best final fits given the thickness sweep.
     n_rescan_rounds : int
         Sweeps in all: while a sweep improves the best answer, its winner is swept again.
+    n_variant_fits : int
+        Variants of the best fit (:func:`~xrd_strain_plugin.refinement.alternatives.variant_tables`)
+        fitted to convergence: the mirrored profile always, then the best screened others (0: none).
+    floor_stop : float
+        A fit with sigma_I <= ``floor_stop`` x the noise floor is at the floor: the thickness rescans then
+        skip finals worse than it by more than the chi^2 tolerance and stop sweeping again (0: never).
+    max_alternatives : int
+        Most alternatives returned (the distinct fits of all stages within one sd of chi^2, best first).
     poor_factor : float
         Flag the answer poor (and run the global stage) when sigma_I > ``poor_factor * floor`` (floor: the
         sigma_I counting noise alone would give; where counts are unknown ``0.09 * poor_factor + 0.02``).
@@ -119,6 +128,9 @@ class RefineOptions:
     n_rescan: int = 3
     n_rescan_fits: int = 3
     n_rescan_rounds: int = 3
+    n_variant_fits: int = 3
+    floor_stop: float = 1.05
+    max_alternatives: int = 8
     seed: int = 0
 
     def __post_init__(self):
@@ -419,14 +431,7 @@ def refine_curve(
     proposals = _proposal_stage(run, candidates)
     fits = _short_fit_stage(run, proposals)
     finals = _final_fit_stage(run, fits)
-    for _, fit in sorted(finals, key=lambda f: f[1].cost)[: run.options.n_rescan_fits]:
-        finals += _thickness_rescan_stage(run, fit)
-    for _ in range(run.options.n_rescan_rounds - 1):  # a sweep that moved the answer is swept again
-        label, fit = min(finals, key=lambda f: f[1].cost)
-        if label != "rescan" or getattr(fit, "_swept", False):
-            break
-        object.__setattr__(fit, "_swept", True)
-        finals += _thickness_rescan_stage(run, fit)
+    finals += _rescan_stages(run, finals)
     if run.given is not None:
         run.as_given = _as_given(run)
         finals.append(("start", run.as_given))
@@ -435,6 +440,8 @@ def refine_curve(
         g = _global_search_stage(run, best)
         finals.append(("global", g))
         best_label, best = min(finals, key=lambda f: f[1].cost)
+    finals += _variant_stage(run, best)
+    best_label, best = min(finals, key=lambda f: f[1].cost)
     return _assemble(run, finals, best_label, best)
 
 
@@ -466,6 +473,7 @@ class _Run:
             replace(options.model, n_slices=min(options.model.n_slices, options.search.n_slices)),
         )
         self.stages, self.n_curves, self.n_eval = [], 0, 0
+        self._cpu_logged = 0.0
         self.fwhm_peak = _peak_fwhm_deg(self.objective)
         self.e_extent = _strain_extent(self.objective, reflection, self.fwhm_peak)
         self.given = None  # the given start's parameters at its screened offset, scale and background
@@ -474,11 +482,21 @@ class _Run:
         return self
 
     def log(self, stage, t0, **figures):
-        self.stages.append({"stage": stage, **figures, "seconds": time.perf_counter() - t0})
+        """Record a stage: its figures, wall seconds since ``t0`` and CPU seconds since the last log."""
+        cpu = self.budget.elapsed
+        self.stages.append(
+            {"stage": stage, **figures, "seconds": time.perf_counter() - t0, "cpu_s": cpu - self._cpu_logged}
+        )
+        self._cpu_logged = cpu
 
     def poor_threshold(self, fit) -> float:
         floor = self.objective.noise_floor(fit.intensity_model)
         return self.options.poor_factor * floor if floor is not None else 0.09 * self.options.poor_factor + 0.02
+
+    def at_floor(self, fit) -> bool:
+        """sigma_I within ``floor_stop`` x the counting-noise floor: searching further cannot improve it."""
+        floor = self.objective.noise_floor(fit.intensity_model)
+        return floor is not None and fit.sigma_i <= self.options.floor_stop * floor
 
     def params_from_row(self, template, row):
         return _fix(_with(template, self.model, dict(zip(self.model.names, row))), self.options.fix)
@@ -725,6 +743,72 @@ def _thickness_rescan_stage(run, best):
     return out
 
 
+#: Parameters a variant of a fit keeps from the fit itself (the profile is what changes).
+_CARRIED = ("dw_min", "fwhm_deg", "eta", "zero_offset_deg", "substrate_mismatch", "background_slope")
+
+
+def _variant_stage(run, best):
+    """The best fit's variants (mirrored, maximum shifted, tail cut or extended), screened in one batch
+    on the full model; the mirror and the best screened others fitted to convergence."""
+    t0 = time.perf_counter()
+    o = run.options
+    model = run.model
+    if o.n_variant_fits == 0:
+        return []
+    depth, strain_pct, dw, _ = _shape_of(model, best)
+    carried = {n: best.value(n) for n in _CARRIED if n in model.index}
+    labels, params = [], []
+    for label, d, s, w in variant_tables(depth, strain_pct, dw):
+        start = StartProfile(depth_nm=d, strain_percent=s, debye_waller=w, fwhm_deg=carried["fwhm_deg"])
+        labels.append(label)
+        params.append(_fix(_with(_start_values(model, start), model, carried), o.fix))
+    rows = np.array([[p.value for p in ps] for ps in params])
+    step, pad = model.grid_for(rows)
+    rows, costs, _ = _score_rows(model, run.objective, rows, step, pad)
+    run.n_curves += len(rows)
+    order = [0] + [int(k) for k in np.argsort(costs) if k != 0]  # the mirror always
+    out = []
+    for k in order[: o.n_variant_fits]:
+        start = run.params_from_row(params[k], rows[k])
+        fit = fit_local(
+            model,
+            run.objective,
+            start,
+            budget=run.budget,
+            max_nfev=o.final_fit_nfev,
+            ftol=1e-5,
+            xtol=1e-5,
+            smoothness=o.smoothness,
+        )
+        run.n_curves += fit.n_curves
+        run.n_eval += fit.n_evaluations
+        out.append(("variant", fit))
+    run.log("variants", t0, fits=len(out), sigma_i=min((f.sigma_i for _, f in out), default=float("nan")))
+    return out
+
+
+def _rescan_stages(run, finals):
+    """Thickness rescans of the best finals, and of a sweep's winner again while it moves the answer.
+
+    Stops early at the noise floor: once the best fit is there (``RefineOptions.floor_stop``), a final
+    worse than it by more than the chi^2 tolerance is not swept, and the winner is not swept again.
+    """
+    o = run.options
+    out = []
+    for _, fit in sorted(finals, key=lambda f: f[1].cost)[: o.n_rescan_fits]:
+        best = min(finals + out, key=lambda f: f[1].cost)[1]
+        if fit is not best and run.at_floor(best) and fit.cost > best.cost + run.tolerance:
+            continue
+        out += _thickness_rescan_stage(run, fit)
+    for _ in range(o.n_rescan_rounds - 1):  # a sweep that moved the answer is swept again
+        label, fit = min(finals + out, key=lambda f: f[1].cost)
+        if label != "rescan" or getattr(fit, "_swept", False) or run.at_floor(fit):
+            break
+        object.__setattr__(fit, "_swept", True)
+        out += _thickness_rescan_stage(run, fit)
+    return out
+
+
 def _as_given(run):
     """The given start itself at its best offset, scale and background, on the full model."""
     fit = fit_local(run.model, run.objective, run.given, max_nfev=1, smoothness=run.options.smoothness)
@@ -879,15 +963,13 @@ def _summary(run, label, fit):
 
 def _assemble(run, finals, best_label, best):
     model, options = run.model, run.options
-    # distinct profiles whose chi^2 is within one standard deviation of the best are equally good answers
-    ranked = sorted(finals, key=lambda f: f[1].cost)
-    equivalent, alternatives = [], []
-    for label, fit in ranked:
-        if fit is best or fit.cost > best.cost + run.tolerance:
-            continue
-        if _is_distinct(model, fit, [best] + equivalent, depth_sep=0.15, thickness_ratio=1.15):
-            equivalent.append(fit)
-            alternatives.append(_summary(run, label, fit))
+    # every fit of every stage whose chi^2 is within one standard deviation of the best and whose profile
+    # differs from each better one (by the accuracy criteria) is an equally good answer
+    pool = [dict(_summary(run, label, fit), fit=fit) for label, fit in finals if fit is not best]
+    kept = ranked_distinct(_summary(run, best_label, best), pool, tolerance=run.tolerance)
+    kept = kept[: options.max_alternatives]
+    equivalent = [e.pop("fit") for e in kept]
+    alternatives = kept
     detected, limit = _layer_check(run, best)
     threshold = run.poor_threshold(best)
     floor = run.objective.noise_floor(best.intensity_model)

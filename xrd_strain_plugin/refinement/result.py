@@ -17,6 +17,7 @@ PATHS = {
     "search": "least squares from a proposal of the screened grid (shapes x thicknesses x strains x DW)",
     "proposal": "least squares from a proposal of the screened grid (shapes x thicknesses x strains x DW)",
     "rescan": "least squares after a fine thickness sweep of the best fit's reduced profile",
+    "variant": "least squares from a variant of the best fit (mirrored, maximum shifted, tail cut or extended)",
     "global": "differential evolution (a fixed number of generations), then least squares",
     "start": "the given start itself (at its best offset, scale and background): nothing found was better",
 }
@@ -66,10 +67,11 @@ class RefinementResult:
     model_config : dict
         The profile parameterisation (number of weights, DW mode, lamellae...).
     ambiguous : bool
-        True when distinct profiles (depth of the maximum or thickness differing by > 0.1 t / 10 %) fit
-        within one standard deviation of chi^2 of the best: the data do not decide between them.
+        True when distinct profiles (rms strain difference > 0.1 of the maximum, or thickness differing
+        by > 10 %: the accuracy criteria) fit within one standard deviation of chi^2 of the best: the data
+        do not decide between them.
     alternatives : tuple of dict
-        Those other answers, best first: path, sigma_i, cost, thickness_nm, strain_max_percent,
+        Those other answers from every stage's fits, best first: path, sigma_i, cost, thickness_nm, strain_max_percent,
         depth_of_max_nm, dw_min and their profile tables (depth_nm, strain_percent, debye_waller).
     strain_band_percent : tuple of (list, list)
         Lower and upper strain (percent) at ``depth_nm`` (reduced depth of the answer): +-1 sigma from the

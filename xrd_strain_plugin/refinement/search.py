@@ -74,6 +74,8 @@ class SearchOptions:
         Best distinct envelopes given step 3: a fine thickness sweep at the true resolution.
     sweep_factors : tuple of float
         Thickness factors of step 3.
+    envelope_grid : bool
+        Steps 1-2 (broadened) on :func:`envelope_grid`, which does not resolve the fringes.
     n_slices : int
         Lamellae of the screening model.
     chunk : int
@@ -92,6 +94,7 @@ class SearchOptions:
     broaden_fringes_nm: float = 150.0
     n_sweep: int = 18
     sweep_factors: tuple[float, ...] = tuple(float(f) for f in np.geomspace(0.78, 1.28, 21))
+    envelope_grid: bool = False
     n_slices: int = 60
     chunk: int = 96
 
@@ -156,9 +159,23 @@ def _depth_of_max(model, rows):
     return (np.argmax(np.abs(strain), axis=1) + 0.5) / n
 
 
-def score_rows(model, objective, rows, *, chunk: int = 96):
+def envelope_grid(model, rows):
+    """Fine-grid step and padding for curves compared only after a broadening far wider than their
+    fringes: 6 points per FWHM of the narrowest (broadened) resolution, dividing the scan step, and
+    no attempt to resolve the fringes themselves (their aliases are averaged out by the broadening;
+    a 5 um layer on the fringe-resolving grid costs ~12 times a thin one)."""
+    v = np.atleast_2d(np.asarray(rows, float))
+    fwhm_lo = float(np.min(v[:, model.index["fwhm_deg"]]))
+    fwhm_hi = float(np.max(v[:, model.index["fwhm_deg"]]))
+    scan_step = float(np.min(np.diff(model.two_theta_deg)))
+    step = scan_step / max(1, math.ceil(scan_step / (0.75 * fwhm_lo / 6) - 1e-9))
+    return step, 4 * 1.3 * fwhm_hi
+
+
+def score_rows(model, objective, rows, *, chunk: int = 96, envelope: bool = False):
     """Cost (chi^2 / 2) of every row, scale and background fitted per row; rows grouped by thickness
-    so each call gets the grid its layers need. Returns (rows with scale/background, costs)."""
+    so each call gets the grid its layers need (``envelope``: :func:`envelope_grid`, for curves
+    compared broadened). Returns (rows with scale/background, costs)."""
     rows = np.array(rows, dtype=float)
     costs = np.empty(len(rows))
     i_t = model.index["thickness_nm"]
@@ -167,7 +184,7 @@ def score_rows(model, objective, rows, *, chunk: int = 96):
     for start in range(0, len(order), chunk):
         idx = order[start : start + chunk]
         sub = rows[idx]
-        step, pad = model.grid_for(sub)
+        step, pad = envelope_grid(model, sub) if envelope else model.grid_for(sub)
         refl = model.reflectivity(sub, fine_step_deg=step, pad_deg=pad)
         ls, lb = fit_scale_background(objective.intensity, refl, weights=objective.weights, n_iter=8)
         sub[:, i_s], sub[:, i_b] = ls, lb
@@ -254,7 +271,7 @@ def screen_proposals(
         tags.append(label)
     rows = np.concatenate(rows)
     blurred, widen = broadened(model, objective, options)
-    rows, costs = score_rows(model, blurred, widen(rows), chunk=options.chunk)
+    rows, costs = score_rows(model, blurred, widen(rows), chunk=options.chunk, envelope=options.envelope_grid)
     n_curves = len(rows)
     found = _proposals(model, rows, costs, tags)
     # step 2: the best distinct ones at other DW minima and strain maxima
@@ -270,7 +287,7 @@ def screen_proposals(
                 rows2.append(r)
                 tags2.append(f"{p.label} x{fe:.2f}" + (f" dw={dw:.2f}" if dw is not None else ""))
     if rows2:
-        rows2, costs2 = score_rows(model, blurred, np.array(rows2), chunk=options.chunk)
+        rows2, costs2 = score_rows(model, blurred, np.array(rows2), chunk=options.chunk, envelope=options.envelope_grid)
         n_curves += len(rows2)
         found += _proposals(model, rows2, costs2, tags2)
     # step 3: the best distinct envelopes (and the extra proposals) at the true resolution, each over a
