@@ -112,16 +112,18 @@ def _fused_kernel(series_order: int, parallel: bool):
     order5 = series_order == 5
     loop = numba.prange if parallel else range
 
-    # the parallel variant is not cached: numba 0.6x fails to load a cached parallel function that
-    # returns a new array ("NRT_adapt_ndarray_to_python: descr is NULL"); it is for large batches,
-    # where compiling it once per process is amortised
+    # The kernel writes into an output array it is given and returns nothing: numba 0.6x sometimes
+    # fails to box an array returned by a function loaded from its disk cache ("NRT_adapt_ndarray_
+    # to_python: descr is NULL", seen when another process had just rewritten the cache), and with no
+    # returned array there is nothing to box. The parallel variant stays uncached (it is for large
+    # batches, where compiling it once per process is amortised).
     @numba.njit(cache=not parallel, fastmath=True, nogil=True, error_model="numpy", parallel=parallel)
-    def kernel(pt, lam, xi0):  # pragma: no cover - compiled
+    def kernel(pt, lam, xi0, out):  # pragma: no cover - compiled
         # pt: (n_batch, 7, n_points) rows: e_p re/im, x_p re/im, a_p, rho, cg
         # lam: (n_batch, 10, n_lam) rows: k re/im, du, b, c0 re/im, r re/im, p re/im
+        # out: (n_batch, 2, n_points), written: xi re/im at the surface
         n_batch, _, n_points = pt.shape
         n_lam = lam.shape[2]
-        out = np.empty((n_batch, 2, n_points))
         for ib in loop(n_batch):
             loc = np.empty((7, blk))
             sr_ = np.empty(blk)
@@ -183,7 +185,6 @@ def _fused_kernel(series_order: int, parallel: bool):
                 for jj in range(min(blk, n_points - j0)):
                     out[ib, 0, j0 + jj] = sr_[jj]
                     out[ib, 1, j0 + jj] = si_[jj]
-        return out
 
     return kernel
 
@@ -212,6 +213,7 @@ def _run_fused(xi0, point_terms, lamella_terms, n_batch, threads):
     order = 3 if x_max < _SHORT_SERIES_LIMIT else 5
     parallel = threads != 1 and n_batch > 1
     kernel = _fused_kernel(order, parallel)
+    out = np.empty((n_batch, 2, n_points))
     if parallel:
         import numba
 
@@ -219,11 +221,11 @@ def _run_fused(xi0, point_terms, lamella_terms, n_batch, threads):
             previous = numba.get_num_threads()
             numba.set_num_threads(min(numba.config.NUMBA_NUM_THREADS, threads or os.cpu_count() or 1))
             try:
-                out = kernel(pt, lam, x0)
+                kernel(pt, lam, x0, out)
             finally:
                 numba.set_num_threads(previous)
     else:
-        out = kernel(pt, lam, x0)
+        kernel(pt, lam, x0, out)
     return out[:, 0] + 1j * out[:, 1]
 
 
