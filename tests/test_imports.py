@@ -91,8 +91,14 @@ RULES = {
         },
         ("prefect",),
     ),
+    # training builds the refinement's proposal library (training/library.py), so it may use refinement
     "xrd_strain_training": (
-        {"xrd_strain_plugin.physics", "xrd_strain_plugin.inference", "xrd_strain_plugin.reflection_cache"},
+        {
+            "xrd_strain_plugin.physics",
+            "xrd_strain_plugin.inference",
+            "xrd_strain_plugin.refinement",
+            "xrd_strain_plugin.reflection_cache",
+        },
         ("bluesky", "tiled", "prefect"),
     ),
     "xrd_strain_flows": (

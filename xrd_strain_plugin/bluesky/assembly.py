@@ -58,5 +58,17 @@ def collaborators_from_uri(
     if refine:
         from .refiner import RefinementWorker
 
-        refiner = RefinementWorker(uri, api_key=api_key, global_budget_s=refine_global_budget_s)
+        refiner = RefinementWorker(
+            uri, api_key=api_key, global_budget_s=refine_global_budget_s, library=_library_of(inverter)
+        )
     return inverter, publisher, refiner
+
+
+def _library_of(inverter):
+    """The proposal library shipped beside the model's weights (``library.npz``), if any."""
+    from pathlib import Path
+
+    from xrd_strain_plugin.refinement.library import LIBRARY_FILE
+
+    path = Path(inverter.bundle.path) / LIBRARY_FILE  # a CurrentModel: the registry's model at start
+    return str(path) if path.is_file() else None

@@ -51,6 +51,9 @@ class RefinementWorker:
         ``on_outcome(outcome)`` for each finished refinement, from :meth:`poll` (in the caller's
         thread); a ``done`` outcome then carries the refined ``arrays`` and the network result's
         ``meta`` (sample, raw uid, wavelength...), which are not kept afterwards.
+    library : str, optional
+        A proposal library file (the model bundle's ``library.npz``) whose nearest profiles the
+        search screens (``RefineOptions.library``).
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class RefinementWorker:
         results_key: str = "results",
         report_interval_s: float = 60.0,
         on_outcome=None,
+        library: str | None = None,
     ):
         ctx = multiprocessing.get_context("spawn")
         self.on_outcome = on_outcome
@@ -85,7 +89,7 @@ class RefinementWorker:
             args=(
                 uri,
                 api_key,
-                {"budget_s": budget_s, "global_budget_s": global_budget_s},
+                {"budget_s": budget_s, "global_budget_s": global_budget_s, "library": library},
                 niceness,
                 self._todo,
                 self._done,

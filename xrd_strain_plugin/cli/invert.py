@@ -179,8 +179,8 @@ def run(args) -> int:
     refl = reflection_of(args)
     if tiled_url(args):  # a refused key fails now, in one line, not after the inversions (issue 10)
         _check_credentials(args)
-    options = _refine_options(args) if args.refine else None
     bundle = _model_bundle(args)
+    options = _with_library(_refine_options(args), bundle.path) if args.refine else None
     inverter = Inverter(bundle, reflections=cached_reflection)
     if not args.refine and not inverter.same_reflection(refl):
         card = bundle.card
@@ -275,6 +275,18 @@ def _model_bundle(args):
                 # (with --refine) any crystal, starts from the shipped model
                 entry = next(e for e in registry.entries() if e.shipped)
         return load_bundle(entry.path)
+
+
+def _with_library(options, bundle_path):
+    """The bundle's proposal library (``library.npz`` beside its weights), when it ships one."""
+    from dataclasses import replace
+
+    from xrd_strain_plugin.refinement.library import LIBRARY_FILE
+
+    library = Path(bundle_path) / LIBRARY_FILE
+    if options.library is None and options.n_library > 0 and library.is_file():
+        return replace(options, library=str(library))
+    return options
 
 
 def _refine_options(args):

@@ -15,10 +15,11 @@ from xrd_strain_plugin.cli.options import add_reflection_options
 
 
 def register(subparsers) -> None:
-    """Add the ``generate``, ``train`` and ``evaluate`` subcommands."""
+    """Add the ``generate``, ``train``, ``evaluate`` and ``library`` subcommands."""
     _register_generate(subparsers)
     _register_train(subparsers)
     _register_evaluate(subparsers)
+    _register_library(subparsers)
 
 
 def _register_generate(subparsers) -> None:
@@ -283,6 +284,32 @@ def _register_evaluate(subparsers) -> None:
     )
     p.add_argument("--out", required=True, metavar="OUT", help="report directory")
     p.set_defaults(func=run_evaluate)
+
+
+def _register_library(subparsers) -> None:
+    p = subparsers.add_parser(
+        "library",
+        help="a proposal library for the refinement's search, from a generated training set",
+        description="Keep N distinct profiles of a training set (one per K-draw group) as principal-"
+        "component coordinates of their smoothed model input plus their labels, in FILE (library.npz). "
+        "Put it in a model bundle's directory: the refinement screens the profiles of the curves "
+        "nearest to a measured one beside its own grid (refinement/library.py).",
+    )
+    p.add_argument("data", metavar="DATA", help="dataset directory written by generate (its train split is read)")
+    p.add_argument("--out", required=True, metavar="FILE", help="library file to write (e.g. BUNDLE/library.npz)")
+    p.add_argument("--curves", type=int, default=20000, help="profiles kept (default: %(default)s)")
+    p.add_argument("--components", type=int, default=32, help="principal components kept (default: %(default)s)")
+    p.set_defaults(func=run_library)
+
+
+def run_library(args) -> int:
+    from xrd_strain_training.library import build_library
+
+    with option_errors("DATA"):
+        lib = build_library(Path(args.data) / "train", n_curves=args.curves, n_components=args.components)
+    path = lib.save(args.out)
+    print(f"{path}: {lib.n_curves} profiles, {lib.basis.shape[1]} components, {path.stat().st_size / 1e6:.1f} MB")
+    return 0
 
 
 def _parse_options(items) -> dict:

@@ -21,6 +21,7 @@ detected. Nothing falls back silently.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -106,6 +107,13 @@ class RefineOptions:
         sigma_I counting noise alone would give; where counts are unknown ``0.09 * poor_factor + 0.02``).
     seed : int
         Seed of the global stage's random generator.
+    library : str or None
+        Path of a :class:`~xrd_strain_plugin.refinement.library.ProposalLibrary` file (a bundle's
+        ``library.npz``): the profiles of its ``n_library`` curves nearest to the measured one are
+        screened with the grid. Used only when the curve's reflection is the library's (recorded in
+        the stage log either way).
+    n_library : int
+        Nearest library curves proposed.
     """
 
     budget_s: float = 60.0
@@ -132,6 +140,8 @@ class RefineOptions:
     floor_stop: float = 1.05
     max_alternatives: int = 8
     seed: int = 0
+    library: str | None = None
+    n_library: int = 12
 
     def __post_init__(self):
         if not self.budget_s > 0:
@@ -300,43 +310,9 @@ def _global_stage(
     """Differential evolution over a reduced coupled-DW profile space; the population is one batch."""
     from scipy.optimize import differential_evolution
 
-    c = options.model
-    n_g = min(c.n_strain_weights, 8)
-    cfg = replace(c, n_strain_weights=n_g, dw_mode="coupled", n_slices=min(c.n_slices, 80))
-    m = CurveModel(model_full.reflection, model_full.two_theta_deg, cfg)
-    t_best = best.value("thickness_nm")
-    off_best = best.value("zero_offset_deg")
-    e_hi = max(1.6 * e_max, 1.2 * max(abs(best.value(f"w{k}")) for k in range(c.n_strain_weights)) / 100)
-    names = [f"w{k}" for k in range(n_g)] + ["dw_min", "thickness_nm", "fwhm_deg", "eta", "zero_offset_deg"]
-    lo_t, hi_t = cfg.thickness_bounds_nm
-    bounds = [(0.0, 100 * e_hi)] * n_g + [
-        (0.05, 1.0),
-        (max(lo_t, 20.0), min(hi_t, max(3 * t_best, 1000.0))),
-        (max(cfg.fwhm_bounds_deg[0], 0.5 * fwhm0), min(cfg.fwhm_bounds_deg[1], 2.0 * fwhm0)),
-        (0.0, min(cfg.eta_bounds[1], 0.05)),
-        (off_best - 0.02, off_best + 0.02),
-    ]
-    fixed_names = set(options.fix)
-    base_params = m.default_parameters(
-        strain_weights_percent=np.zeros(n_g),
-        thickness_nm=t_best,
-        fwhm_deg=best.value("fwhm_deg"),
-        eta=best.value("eta"),
-    )
-    base = np.array([p.value for p in base_params])
-    for n in ("substrate_mismatch", "background_slope"):
-        base[m.index[n]] = best.value(n)
-    for i, n in enumerate(names):  # a fixed parameter keeps its value in the search
-        if n in fixed_names and n in {p.name for p in best.parameters}:
-            v = best.value(n)
-            bounds[i] = (v, v + 1e-12)
-    ix = [m.index[n] for n in names]
-    # one grid for the whole population: fine enough for its narrowest resolution and thickest layer
-    probe = base.copy()
-    probe[m.index["thickness_nm"]] = bounds[n_g + 1][1] / 1.3
-    probe[m.index["fwhm_deg"]] = bounds[n_g + 2][0] / 0.7
-    step, _ = m.grid_for(probe)
-    pad = 6 * bounds[n_g + 2][1]
+    space = _GlobalSpace(model_full, best, options, e_max, fwhm0)
+    m, base, ix = space.model, space.base, space.ix
+    step, pad = space.grid()
     stats = {"curves": 0}
 
     def cost(x):
@@ -357,7 +333,7 @@ def _global_stage(
     rng = np.random.default_rng(options.seed)
     result = differential_evolution(
         cost,
-        bounds,
+        space.bounds,
         vectorized=True,
         updating="deferred",
         popsize=10,
@@ -367,34 +343,83 @@ def _global_stage(
         seed=rng,
         callback=stop,
     )
-    x = result.x
-    # back to the full parameterisation: refit the weights on the configured basis
-    rows = base.copy()
-    rows[ix] = x
-    depth, strain_pct, dw = m.profile_table(rows)
-    start = StartProfile(
-        depth_nm=depth,
-        strain_percent=strain_pct,
-        debye_waller=dw,
-        fwhm_deg=float(rows[m.index["fwhm_deg"]]),
-        source="global",
-    )
-    params = _start_values(model_full, start)
-    params = _with(
-        params,
-        model_full,
-        {
-            "eta": rows[m.index["eta"]],
-            "zero_offset_deg": rows[m.index["zero_offset_deg"]],
-            "substrate_mismatch": best.value("substrate_mismatch"),
-            "background_slope": best.value("background_slope"),
-        },
-    )
-    return params, stats["curves"]
+    return space.full_parameters(result.x, model_full, best), stats["curves"]
+
+
+class _GlobalSpace:
+    """The global stage's search space: a reduced model (at most 8 weights, coupled DW, 80 slices),
+    the varied names and their bounds around the best local fit, the fixed values of the rest."""
+
+    def __init__(self, model_full: CurveModel, best: LocalFit, options: RefineOptions, e_max: float, fwhm0: float):
+        c = options.model
+        self.n_g = n_g = min(c.n_strain_weights, 8)
+        cfg = replace(c, n_strain_weights=n_g, dw_mode="coupled", n_slices=min(c.n_slices, 80))
+        self.model = m = CurveModel(model_full.reflection, model_full.two_theta_deg, cfg)
+        t_best = best.value("thickness_nm")
+        off_best = best.value("zero_offset_deg")
+        e_hi = max(1.6 * e_max, 1.2 * max(abs(best.value(f"w{k}")) for k in range(c.n_strain_weights)) / 100)
+        names = [f"w{k}" for k in range(n_g)] + ["dw_min", "thickness_nm", "fwhm_deg", "eta", "zero_offset_deg"]
+        lo_t, hi_t = cfg.thickness_bounds_nm
+        self.bounds = bounds = [(0.0, 100 * e_hi)] * n_g + [
+            (0.05, 1.0),
+            (max(lo_t, 20.0), min(hi_t, max(3 * t_best, 1000.0))),
+            (max(cfg.fwhm_bounds_deg[0], 0.5 * fwhm0), min(cfg.fwhm_bounds_deg[1], 2.0 * fwhm0)),
+            (0.0, min(cfg.eta_bounds[1], 0.05)),
+            (off_best - 0.02, off_best + 0.02),
+        ]
+        base_params = m.default_parameters(
+            strain_weights_percent=np.zeros(n_g),
+            thickness_nm=t_best,
+            fwhm_deg=best.value("fwhm_deg"),
+            eta=best.value("eta"),
+        )
+        self.base = np.array([p.value for p in base_params])
+        for n in ("substrate_mismatch", "background_slope"):
+            self.base[m.index[n]] = best.value(n)
+        fixed_names = set(options.fix)
+        for i, n in enumerate(names):  # a fixed parameter keeps its value in the search
+            if n in fixed_names and n in {p.name for p in best.parameters}:
+                v = best.value(n)
+                bounds[i] = (v, v + 1e-12)
+        self.ix = [m.index[n] for n in names]
+
+    def grid(self):
+        """One simulator grid for the whole population: fine enough for its narrowest resolution and
+        its thickest layer."""
+        m, n_g, bounds = self.model, self.n_g, self.bounds
+        probe = self.base.copy()
+        probe[m.index["thickness_nm"]] = bounds[n_g + 1][1] / 1.3
+        probe[m.index["fwhm_deg"]] = bounds[n_g + 2][0] / 0.7
+        step, _ = m.grid_for(probe)
+        return step, 6 * bounds[n_g + 2][1]
+
+    def full_parameters(self, x, model_full: CurveModel, best: LocalFit):
+        """The point ``x`` back on the full parameterisation: the weights refitted on its basis."""
+        m = self.model
+        rows = self.base.copy()
+        rows[self.ix] = x
+        depth, strain_pct, dw = m.profile_table(rows)
+        start = StartProfile(
+            depth_nm=depth,
+            strain_percent=strain_pct,
+            debye_waller=dw,
+            fwhm_deg=float(rows[m.index["fwhm_deg"]]),
+            source="global",
+        )
+        return _with(
+            _start_values(model_full, start),
+            model_full,
+            {
+                "eta": rows[m.index["eta"]],
+                "zero_offset_deg": rows[m.index["zero_offset_deg"]],
+                "substrate_mismatch": best.value("substrate_mismatch"),
+                "background_slope": best.value("background_slope"),
+            },
+        )
 
 
 def refine_curve(
-    two_theta_deg, intensity, reflection, *, start=None, options: RefineOptions | None = None
+    two_theta_deg, intensity, reflection, *, start=None, options: RefineOptions | None = None, proposals=()
 ) -> RefinementResult:
     """Refine a strain/DW profile against one measured curve.
 
@@ -410,6 +435,10 @@ def refine_curve(
         The start, usually the network's answer (transferred from the crystal the network was trained
         on when that differs). None: the proposal grid alone.
     options : RefineOptions, optional
+    proposals : sequence of StartProfile, optional
+        More starts to screen beside the grid and the start's variants, e.g. the profiles of a
+        :class:`~xrd_strain_plugin.refinement.library.ProposalLibrary`'s nearest curves. Screened
+        only: each is kept for a fit if it scores among the best of its depth band.
 
     Returns
     -------
@@ -427,6 +456,8 @@ def refine_curve(
     options = options or RefineOptions()
     run = _Run.begin(two_theta_deg, intensity, reflection, start, options)
     candidates = _start_candidates(run, start)
+    proposals = list(proposals) + _library_proposals(run)
+    candidates += [("library", _fix(_start_values(run.model, p), options.fix)) for p in proposals]
     offset, candidates = _offset_stage(run, candidates)
     proposals = _proposal_stage(run, candidates)
     fits = _short_fit_stage(run, proposals)
@@ -537,6 +568,28 @@ def _start_candidates(run, start):
         )
         out.append(("multi-start", _start_values(model, shifted)))
     return [(label, _fix(params, options.fix)) for label, params in out]
+
+
+@functools.lru_cache(maxsize=4)
+def _load_library(path: str):
+    from xrd_strain_plugin.refinement.library import ProposalLibrary
+
+    return ProposalLibrary.load(path)
+
+
+def _library_proposals(run) -> list:
+    """The options' library's nearest profiles, if the library is for this reflection (logged)."""
+    o = run.options
+    if not o.library or o.n_library <= 0:
+        return []
+    t0 = time.perf_counter()
+    library = _load_library(str(o.library))
+    if not library.matches(run.reflection):
+        run.log("library", t0, proposals=0, reason="another reflection or wavelength than the library's")
+        return []
+    found = library.nearest(Curve.measured(run.angles, run.counts, run.reflection), o.n_library)
+    run.log("library", t0, proposals=len(found))
+    return found
 
 
 def _offset_stage(run, candidates):
