@@ -38,6 +38,7 @@ from xrd_strain_plugin.refinement.result import RefinementResult
 from xrd_strain_plugin.refinement.search import (
     SearchOptions,
     broadened,
+    distinct,
     screen_proposals,
     stratified,
     weights_for_shapes,
@@ -114,6 +115,9 @@ class RefineOptions:
         the stage log either way).
     n_library : int
         Nearest library curves proposed.
+    n_library_fits : int
+        The library's proposals are screened apart from the grid's (they never take a grid proposal's
+        place) and this many of the best distinct ones are fitted beside the grid's choices.
     """
 
     budget_s: float = 60.0
@@ -142,6 +146,7 @@ class RefineOptions:
     seed: int = 0
     library: str | None = None
     n_library: int = 12
+    n_library_fits: int = 2
 
     def __post_init__(self):
         if not self.budget_s > 0:
@@ -619,6 +624,8 @@ def _proposal_stage(run, candidates):
     template = candidates[0][1]
     base = np.array([p.value for p in template])
     extra = [(label, np.array([p.value for p in params])) for label, params in candidates if label != "template"]
+    library = [e for e in extra if e[0] == "library"]
+    extra = [e for e in extra if e[0] != "library"]
     found, n = screen_proposals(
         run.screen, run.objective, base, e_extent=run.e_extent, options=run.options.search, extra=extra
     )
@@ -628,6 +635,7 @@ def _proposal_stage(run, candidates):
     if given is not None:
         run.given = run.params_from_row(template, given.row)
     chosen = stratified(found, run.options.n_short_fits)
+    chosen += _library_choices(run, base, library, chosen)
     if given is not None and all(p is not given for p in chosen):
         chosen.append(given)
     curve = None
@@ -642,6 +650,17 @@ def _proposal_stage(run, candidates):
         sigma_i=run.objective.sigma_i(curve) if curve is not None else float("nan"),
     )
     return [(_label_of(p.label), run.params_from_row(template, p.row)) for p in chosen]
+
+
+def _library_choices(run, base, library, chosen) -> list:
+    """The library's proposals, screened on their own (steps 2-3 of the screen on them alone) so they
+    never take the grid's places: the best ``n_library_fits`` distinct ones not already chosen."""
+    if not library or run.options.n_library_fits <= 0:
+        return []
+    search = replace(run.options.search, strain_factors=(), n_refine=4, n_sweep=2)
+    found, n = screen_proposals(run.screen, run.objective, base, e_extent=run.e_extent, options=search, extra=library)
+    run.n_curves += n
+    return [p for p in distinct(found, run.options.n_library_fits) if all(p.row is not q.row for q in chosen)]
 
 
 def _label_of(tag: str) -> str:
