@@ -525,6 +525,23 @@ class _Run:
         )
         self._cpu_logged = cpu
 
+    def final_fit(self, params) -> LocalFit:
+        """A fit to convergence on the full model (the finals, rescans and variants), counted."""
+        o = self.options
+        fit = fit_local(
+            self.model,
+            self.objective,
+            params,
+            budget=self.budget,
+            max_nfev=o.final_fit_nfev,
+            ftol=1e-5,
+            xtol=1e-5,
+            smoothness=o.smoothness,
+        )
+        self.n_curves += fit.n_curves
+        self.n_eval += fit.n_evaluations
+        return fit
+
     def poor_threshold(self, fit) -> float:
         floor = self.objective.noise_floor(fit.intensity_model)
         return self.options.poor_factor * floor if floor is not None else 0.09 * self.options.poor_factor + 0.02
@@ -735,18 +752,7 @@ def _final_fit_stage(run, fits):
     for label, short in chosen:
         best, params = None, short.parameters
         for _ in range(3):  # refit until converged, the grid re-derived for the current resolution
-            fit = fit_local(
-                run.model,
-                run.objective,
-                params,
-                budget=run.budget,
-                max_nfev=o.final_fit_nfev,
-                ftol=1e-5,
-                xtol=1e-5,
-                smoothness=o.smoothness,
-            )
-            run.n_curves += fit.n_curves
-            run.n_eval += fit.n_evaluations
+            fit = run.final_fit(params)
             improved = best is None or fit.cost < best.cost * (1 - 1e-4)
             if best is None or fit.cost <= best.cost:
                 best = fit
@@ -798,18 +804,7 @@ def _thickness_rescan_stage(run, best):
     out = []
     for row in chosen:
         params = _fix(_with(best.parameters, model, dict(zip(model.names, row))), o.fix)
-        fit = fit_local(
-            model,
-            run.objective,
-            params,
-            budget=run.budget,
-            max_nfev=o.final_fit_nfev,
-            ftol=1e-5,
-            xtol=1e-5,
-            smoothness=o.smoothness,
-        )
-        run.n_curves += fit.n_curves
-        run.n_eval += fit.n_evaluations
+        fit = run.final_fit(params)
         out.append(("rescan", fit))
     run.log("thickness-rescan", t0, fits=len(out), sigma_i=min((f.sigma_i for _, f in out), default=float("nan")))
     return out
@@ -842,18 +837,7 @@ def _variant_stage(run, best):
     out = []
     for k in order[: o.n_variant_fits]:
         start = run.params_from_row(params[k], rows[k])
-        fit = fit_local(
-            model,
-            run.objective,
-            start,
-            budget=run.budget,
-            max_nfev=o.final_fit_nfev,
-            ftol=1e-5,
-            xtol=1e-5,
-            smoothness=o.smoothness,
-        )
-        run.n_curves += fit.n_curves
-        run.n_eval += fit.n_evaluations
+        fit = run.final_fit(start)
         out.append(("variant", fit))
     run.log("variants", t0, fits=len(out), sigma_i=min((f.sigma_i for _, f in out), default=float("nan")))
     return out
