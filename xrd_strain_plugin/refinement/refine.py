@@ -525,22 +525,16 @@ class _Run:
         )
         self._cpu_logged = cpu
 
-    def final_fit(self, params) -> LocalFit:
-        """A fit to convergence on the full model (the finals, rescans and variants), counted."""
-        o = self.options
-        fit = fit_local(
-            self.model,
-            self.objective,
-            params,
-            budget=self.budget,
-            max_nfev=o.final_fit_nfev,
-            ftol=1e-5,
-            xtol=1e-5,
-            smoothness=o.smoothness,
-        )
+    def fit(self, model, objective, params, **kwargs) -> LocalFit:
+        """``fit_local`` under this run's budget and smoothness prior, its work counted."""
+        fit = fit_local(model, objective, params, budget=self.budget, smoothness=self.options.smoothness, **kwargs)
         self.n_curves += fit.n_curves
         self.n_eval += fit.n_evaluations
         return fit
+
+    def final_fit(self, params) -> LocalFit:
+        """A fit to convergence on the full model (the finals, rescans and variants)."""
+        return self.fit(self.model, self.objective, params, max_nfev=self.options.final_fit_nfev, ftol=1e-5, xtol=1e-5)
 
     def poor_threshold(self, fit) -> float:
         floor = self.objective.noise_floor(fit.intensity_model)
@@ -697,32 +691,10 @@ def _short_fit_stage(run, proposals):
         if o.continuation:
             wide = _with(params, run.model, {"fwhm_deg": float(np.hypot(params[i_f].value, widen.b_deg))})
             wide = _fix(wide, ("fwhm_deg",))
-            coarse = fit_local(
-                run.screen,
-                blurred,
-                wide,
-                budget=run.budget,
-                max_nfev=o.short_fit_nfev,
-                ftol=1e-3,
-                xtol=1e-4,
-                smoothness=o.smoothness,
-            )
-            run.n_curves += coarse.n_curves
-            run.n_eval += coarse.n_evaluations
+            coarse = run.fit(run.screen, blurred, wide, max_nfev=o.short_fit_nfev, ftol=1e-3, xtol=1e-4)
             values = {p.name: p.value for p in coarse.parameters if p.name != "fwhm_deg"}
             params = _with(params, run.model, values)
-        fit = fit_local(
-            run.screen,
-            run.objective,
-            params,
-            budget=run.budget,
-            max_nfev=o.short_fit_nfev,
-            ftol=1e-3,
-            xtol=1e-4,
-            smoothness=o.smoothness,
-        )
-        run.n_curves += fit.n_curves
-        run.n_eval += fit.n_evaluations
+        fit = run.fit(run.screen, run.objective, params, max_nfev=o.short_fit_nfev, ftol=1e-3, xtol=1e-4)
         fits.append((fit.cost, label, fit))
     fits.sort(key=lambda f: f[0])
     run.log("short-fits", t0, fits=len(fits), sigma_i=fits[0][2].sigma_i if fits else float("nan"))
@@ -888,9 +860,7 @@ def _global_search_stage(run, best):
         model, run.objective, params, np.array([v[model.index["zero_offset_deg"]]]), step, pad
     )
     run.n_curves += n
-    fit = fit_local(model, run.objective, params, budget=run.budget, max_nfev=60, smoothness=o.smoothness)
-    run.n_curves += fit.n_curves
-    run.n_eval += fit.n_evaluations
+    fit = run.fit(model, run.objective, params, max_nfev=60)
     run.log("global", t0, sigma_i=fit.sigma_i)
     return fit
 
