@@ -26,7 +26,10 @@ def test_live_refinement_appears_beside_the_networks_result_without_delaying_it(
     dw = np.atleast_2d(profiles.dw_coupled(strain, 0.015, 0.5))[0]
     sample = SimulatedSample(name="RF", strain=strain, debye_waller=dw, thickness_nm=250.0)
     diff = SimulatedDiffractometer(reflection=refl, sample=sample, rng=np.random.default_rng(5))
-    refiner = RefinementWorker(tiled_server.url, api_key=API_KEY, budget_s=1.0, global_budget_s=0.0, niceness=0)
+    # two refining processes share the queue (RefinementWorker(processes=2), the demo's setting)
+    refiner = RefinementWorker(
+        tiled_server.url, api_key=API_KEY, budget_s=1.0, global_budget_s=0.0, niceness=0, processes=2
+    )
     publisher = SpoolingPublisher(
         lambda: TiledResultsWriter.from_uri(tiled_server.url, api_key=API_KEY), Spool(tmp_path / "spool")
     )
@@ -59,6 +62,14 @@ def test_live_refinement_appears_beside_the_networks_result_without_delaying_it(
         network = read_result(node)
         assert network["metadata"]["refinement"]["status"] == outcome["status"]
         assert network["arrays"]["intensity_measured"].shape == (121,)
+        # two more scans while the processes are warm: every result is refined exactly once
+        uids = [RE(scan([diff.detector], diff.motor, lo, hi, 61), sample=f"refined-live-{k}")[0] for k in range(2)]
+        assert live.wait(60)
+        assert refiner.wait(3, 120), refiner.counts
+        paths = sorted(o["path"] for o in refiner.finished)
+        assert paths == sorted(f"results/{u}" for u in [uid, *uids]), paths
+        assert refiner.counts["done"] + refiner.counts["failed"] == 3, refiner.counts
     finally:
         live.close(60)
         publisher.spool.close()
+    assert not refiner._alive(), "a refining process outlived close()"

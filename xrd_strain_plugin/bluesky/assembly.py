@@ -21,6 +21,7 @@ def collaborators_from_uri(
     retry_interval_s: float = 2.0,
     refine: bool = False,
     refine_global_budget_s: float = 30.0,
+    refine_processes: int = 1,
 ):
     """``(inverter, publisher, refiner or None)`` for ``LiveInversion.from_uri`` (same parameters).
 
@@ -59,7 +60,11 @@ def collaborators_from_uri(
         from .refiner import RefinementWorker
 
         refiner = RefinementWorker(
-            uri, api_key=api_key, global_budget_s=refine_global_budget_s, library=_library_of(inverter)
+            uri,
+            api_key=api_key,
+            global_budget_s=refine_global_budget_s,
+            library=_library_of(inverter),
+            processes=refine_processes,
         )
     return inverter, publisher, refiner
 

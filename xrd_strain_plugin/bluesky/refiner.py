@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 class RefinementWorker:
-    """A process refining results in the background.
+    """Processes refining results in the background.
 
     Parameters
     ----------
@@ -54,6 +54,9 @@ class RefinementWorker:
     library : str, optional
         A proposal library file (the model bundle's ``library.npz``) whose nearest profiles the
         search screens (``RefineOptions.library``).
+    processes : int
+        Refining processes sharing the queue (each refines one result at a time, on one core). 1
+        keeps a core for the live path on a small beamline PC; more clear a burst sooner.
     """
 
     def __init__(
@@ -69,7 +72,10 @@ class RefinementWorker:
         report_interval_s: float = 60.0,
         on_outcome=None,
         library: str | None = None,
+        processes: int = 1,
     ):
+        if int(processes) < 1:
+            raise ValueError(f"processes must be >= 1, got {processes}")
         ctx = multiprocessing.get_context("spawn")
         self.on_outcome = on_outcome
         self._todo = ctx.Queue(maxsize=max_pending)
@@ -82,21 +88,28 @@ class RefinementWorker:
         self.finished: collections.deque = collections.deque(maxlen=10_000)
         self._working: dict[str, float] = {}  # path -> when the process claimed it (not finished yet)
         self._last_report = time.monotonic()
-        self._process = ctx.Process(
-            target=_main,
-            name="xrd-strain-refiner",
-            daemon=True,
-            args=(
-                uri,
-                api_key,
-                {"budget_s": budget_s, "global_budget_s": global_budget_s, "library": library},
-                niceness,
-                self._todo,
-                self._done,
-                self._stop,
-            ),
-        )
-        self._process.start()
+        self._processes = [
+            ctx.Process(
+                target=_main,
+                name=f"xrd-strain-refiner-{k}",
+                daemon=True,
+                args=(
+                    uri,
+                    api_key,
+                    {"budget_s": budget_s, "global_budget_s": global_budget_s, "library": library},
+                    niceness,
+                    self._todo,
+                    self._done,
+                    self._stop,
+                ),
+            )
+            for k in range(int(processes))
+        ]
+        for process in self._processes:
+            process.start()
+
+    def _alive(self) -> list:
+        return [p for p in self._processes if p.is_alive()]
 
     @property
     def backlog(self) -> int:
@@ -173,13 +186,13 @@ class RefinementWorker:
         deadline = time.monotonic() + timeout
         while len(self.finished) < n:
             self.poll()
-            if time.monotonic() > deadline or not self._process.is_alive():
+            if time.monotonic() > deadline or not self._alive():
                 return len(self.finished) >= n
             time.sleep(0.05)
         return True
 
     def close(self, timeout: float | None = None, *, drain: bool = True, grace_s: float = 20.0) -> None:
-        """Stop the process.
+        """Stop the processes.
 
         Parameters
         ----------
@@ -194,20 +207,27 @@ class RefinementWorker:
             Without ``drain``: seconds the refinement in progress gets before the process is
             terminated.
         """
-        if self._process.is_alive():
+        if self._alive():
+            wakes = [None] * len(self._processes)  # one end marker per process
             if drain:
-                self._todo.put(None)
-                self._process.join(timeout)
+                for w in wakes:
+                    self._todo.put(w)
+                deadline = None if timeout is None else time.monotonic() + timeout
+                for p in self._processes:
+                    p.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
             else:
                 self._stop.set()
-                try:
-                    self._todo.put_nowait(None)  # wakes a process waiting for work
-                except queue.Full:
-                    pass
-                self._process.join(grace_s)
-            if self._process.is_alive():
-                self._process.terminate()
-                self._process.join(5)
+                for w in wakes:
+                    try:
+                        self._todo.put_nowait(w)  # wakes a process waiting for work
+                    except queue.Full:
+                        break
+                deadline = time.monotonic() + grace_s
+                for p in self._processes:
+                    p.join(max(0.0, deadline - time.monotonic()))
+            for p in self._alive():
+                p.terminate()
+                p.join(5)
         self.poll()
         left = self.backlog - len(self._working)
         if self._working:

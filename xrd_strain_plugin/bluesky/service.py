@@ -117,6 +117,7 @@ class LiveInversion:
         retry_interval_s: float = 2.0,
         refine: bool = False,
         refine_global_budget_s: float = 30.0,
+        refine_processes: int = 1,
         **kwargs,
     ) -> "LiveInversion":
         """Load the model (and warm it up), open the spool, and prepare writing to ``uri``.
@@ -143,6 +144,8 @@ class LiveInversion:
             Refine each ``ok`` result in a background process (:class:`~.refiner.RefinementWorker`).
         refine_global_budget_s : float
             CPU seconds of the refiner's global stage for a fit that stays poor (0: local stages only).
+        refine_processes : int
+            Refining processes (each on one core; 1 leaves the other cores to the live path).
         **kwargs
             Passed to the constructor (``queue_size``, ``max_batch``, ``on_outcome``...).
 
@@ -164,6 +167,7 @@ class LiveInversion:
             retry_interval_s=retry_interval_s,
             refine=refine,
             refine_global_budget_s=refine_global_budget_s,
+            refine_processes=refine_processes,
         )
         return cls(inverter, publisher, config=config, refiner=refiner, **kwargs)
 

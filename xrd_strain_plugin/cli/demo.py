@@ -21,6 +21,7 @@ import sqlite3  # noqa: F401  isort: skip
 import dataclasses
 import json
 import logging
+import os
 import pathlib
 import shutil
 import time
@@ -252,9 +253,15 @@ class _Stack:
         url = server.uri.split("?")[0]
         client = from_uri(url, api_key=server.api_key)
         step.done(f"Tiled server at {url} (data in {data_dir})")
-        # the refinement as every user gets it: default search, global stage on
+        # the refinement as every user gets it: default search, global stage on; one refining process
+        # per core beside this one (the samples' refinements overlap the next scans and each other)
         live = LiveInversion.from_uri(
-            url, api_key=server.api_key, spool_directory=out / "spool", bundle=bundle, refine=refine
+            url,
+            api_key=server.api_key,
+            spool_directory=out / "spool",
+            bundle=bundle,
+            refine=refine,
+            refine_processes=max(1, min(len(SAMPLES), os.cpu_count() or 1)),
         )
         card = live.inverter.bundle.card
         step.done(f"model {card.model_id} {card.version} loaded and warmed up")

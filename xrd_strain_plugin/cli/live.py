@@ -136,6 +136,14 @@ def _refinement_options(parser) -> None:
         "the Prefect flow refine_new_results",
     )
     g.add_argument(
+        "--refine-processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --refine: refining processes sharing the queue, each on one core (default: 1, which "
+        "leaves the other cores to the live path; more clear a burst sooner)",
+    )
+    g.add_argument(
         "--refine-flow-every-s",
         type=float,
         default=None,
@@ -318,6 +326,7 @@ def _start_live(args, config, trigger, raw):
                 bundle=args.model,
                 config=config,
                 refine=args.refine,
+                refine_processes=args.refine_processes,
                 on_outcome=trigger.on_outcome if trigger is not None else None,
             )
     except SpoolLockedError as exc:
