@@ -28,7 +28,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from xrd_strain_flows.notify import FAILURE_HOOKS
 from xrd_strain_plugin.tiled.keys import API_KEY_ENV
 
-__all__ = ["refine_new_results", "refine_result", "trigger_refinement", "DEPLOYMENT"]
+__all__ = ["refine_new_results", "refine_result", "refine_options", "trigger_refinement", "DEPLOYMENT"]
 
 #: ``flow name/deployment name`` of the served refinement (see :mod:`xrd_strain_flows.deployments`).
 DEPLOYMENT = "refine_new_results/refine-new-results"
@@ -58,6 +58,23 @@ def _node(client, path, results_key: str):
     return node
 
 
+def _tuples(value):
+    # JSON (a flow parameter, a deployment's YAML) has lists where SearchOptions has tuples
+    return tuple(_tuples(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+def refine_options(options: dict | None = None):
+    """``RefineOptions`` from a JSON-able dict of its fields; ``search`` may be a dict of
+    ``SearchOptions`` fields (lists for its tuples)."""
+    from xrd_strain_plugin.refinement import RefineOptions
+    from xrd_strain_plugin.refinement.search import SearchOptions
+
+    options = dict(options or {})
+    if isinstance(options.get("search"), dict):
+        options["search"] = SearchOptions(**{k: _tuples(v) for k, v in options["search"].items()})
+    return RefineOptions(**options)
+
+
 @task(task_run_name="refine-{name}")
 def refine_result(
     tiled_url: str,
@@ -78,11 +95,10 @@ def refine_result(
         What the refinement (or its write) raised, after the result was marked ``failed`` with the
         reason.
     """
-    from xrd_strain_plugin.refinement import RefineOptions
     from xrd_strain_plugin.tiled.refinement import claim_and_refine
 
     node = _node(_client(tiled_url, api_key_env, api_key_block), path, results_key)
-    got = claim_and_refine(node, worker=worker, options=RefineOptions(**options))
+    got = claim_and_refine(node, worker=worker, options=refine_options(options))
     if got.status == "claimed_elsewhere":
         return {"path": "/".join(path), "outcome": "claimed elsewhere"}
     if got.status == "failed":
@@ -107,6 +123,7 @@ def refine_new_results(
     api_key_env: str | None = API_KEY_ENV,
     api_key_block: str | None = None,
     results_key: str = "results",
+    options: dict | None = None,
 ) -> dict:
     """Refine the oldest results that have no refinement yet.
 
@@ -123,6 +140,10 @@ def refine_new_results(
         Environment variable, or Prefect ``Secret`` block, holding a Tiled key that may write.
     results_key : str
         Container of the results.
+    options : dict, optional
+        Further ``RefineOptions`` fields, JSON-able (``search``: a dict of ``SearchOptions``
+        fields), e.g. ``{"n_rescan": 0, "search": {"n_thicknesses": 8}}``; ``budget_s`` and
+        ``global_budget_s``, when given, override theirs.
 
     Returns
     -------
@@ -143,7 +164,9 @@ def refine_new_results(
     client = _client(tiled_url, api_key_env, api_key_block)
     found = find_unrefined(client, limit=limit, results_key=results_key)
     worker = f"refine_new_results:{flow_run.id or os.getpid()}"
-    options = {k: v for k, v in (("budget_s", budget_s), ("global_budget_s", global_budget_s)) if v is not None}
+    budgets = {k: v for k, v in (("budget_s", budget_s), ("global_budget_s", global_budget_s)) if v is not None}
+    options = {**(options or {}), **budgets}
+    refine_options(options)  # a bad field fails the run here, before any result is claimed
     logger.info("%d results without a refinement", len(found))
     futures = [
         refine_result.submit(

@@ -23,6 +23,36 @@ import numpy as np  # noqa: E402
 
 API_KEY = "testsecret"
 
+#: Refinement options for tests of the refiners' plumbing (claims, exactly once, derived runs, write
+#: beside the network's answer): a small search grid, no rescans, variants, deeper rounds or global
+#: stage, about 2 CPU s a curve instead of ~9 with ``budget_s=1`` alone (whose cap does not bound the
+#: fixed-size search). The search's quality is tests/refinement's business. JSON-able, as the flow
+#: ``refine_new_results`` takes it; :func:`cheap_refinement` gives it as ``RefineOptions`` fields.
+CHEAP_SEARCH = dict(
+    peak_depths=(0.15, 0.45, 0.75),
+    widths=((0.25, 0.12), (0.4, 0.2)),
+    n_thicknesses=8,
+    n_refine=8,
+    dw_values=(0.35, 0.85),
+    n_sweep=4,
+)
+CHEAP_REFINEMENT = dict(
+    budget_s=1.0,
+    global_budget_s=0.0,
+    global_generations=0,
+    n_rescan=0,
+    n_variant_fits=0,
+    n_deeper_rounds=0,
+    search=CHEAP_SEARCH,
+)
+
+
+def cheap_refinement() -> dict:
+    """:data:`CHEAP_REFINEMENT` as ``RefineOptions`` fields (``search`` a ``SearchOptions``)."""
+    from xrd_strain_plugin.refinement.search import SearchOptions
+
+    return {**CHEAP_REFINEMENT, "search": SearchOptions(**CHEAP_SEARCH)}
+
 
 def free_port() -> int:
     with socket.socket() as s:

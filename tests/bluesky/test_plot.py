@@ -10,7 +10,7 @@ import pytest
 from bluesky import RunEngine
 from bluesky.plans import scan
 
-from tests.live_support import API_KEY, free_port
+from tests.live_support import API_KEY, cheap_refinement, free_port
 from xrd_strain_plugin.bluesky import LiveInversion
 from xrd_strain_plugin.bluesky.plot import LiveProfilePlot
 from xrd_strain_plugin.bluesky.remote import ListenerThread, start_proxy
@@ -82,7 +82,7 @@ def test_results_reach_a_remote_live_plot_as_derived_runs_with_hints(tmp_path, i
 def test_a_finished_refinement_follows_as_a_derived_run_of_its_own(tmp_path, inverter, tiled_server, diff):
     from xrd_strain_plugin.bluesky.refiner import RefinementWorker
 
-    refiner = RefinementWorker(tiled_server.url, api_key=API_KEY, budget_s=1.0, global_budget_s=0.0, niceness=0)
+    refiner = RefinementWorker(tiled_server.url, api_key=API_KEY, options=cheap_refinement(), niceness=0)
     publisher = SpoolingPublisher(
         lambda: TiledResultsWriter.from_uri(tiled_server.url, api_key=API_KEY), Spool(tmp_path / "spool")
     )

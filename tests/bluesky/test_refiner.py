@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
-from tests.live_support import API_KEY
+from tests.live_support import API_KEY, cheap_refinement
 from xrd_strain_plugin.tiled import TiledResultsWriter, read_refinement, read_result
 
 
@@ -27,9 +28,7 @@ def test_live_refinement_appears_beside_the_networks_result_without_delaying_it(
     sample = SimulatedSample(name="RF", strain=strain, debye_waller=dw, thickness_nm=250.0)
     diff = SimulatedDiffractometer(reflection=refl, sample=sample, rng=np.random.default_rng(5))
     # two refining processes share the queue (RefinementWorker(processes=2), the demo's setting)
-    refiner = RefinementWorker(
-        tiled_server.url, api_key=API_KEY, budget_s=1.0, global_budget_s=0.0, niceness=0, processes=2
-    )
+    refiner = RefinementWorker(tiled_server.url, api_key=API_KEY, options=cheap_refinement(), niceness=0, processes=2)
     publisher = SpoolingPublisher(
         lambda: TiledResultsWriter.from_uri(tiled_server.url, api_key=API_KEY), Spool(tmp_path / "spool")
     )
@@ -73,3 +72,10 @@ def test_live_refinement_appears_beside_the_networks_result_without_delaying_it(
         live.close(60)
         publisher.spool.close()
     assert not refiner._alive(), "a refining process outlived close()"
+
+
+def test_a_bad_refinement_option_fails_at_construction_not_in_the_process():
+    from xrd_strain_plugin.bluesky.refiner import RefinementWorker
+
+    with pytest.raises(TypeError, match="no_such_option"):
+        RefinementWorker("http://127.0.0.1:9/api/v1", options={"no_such_option": 1})

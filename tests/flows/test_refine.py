@@ -9,7 +9,7 @@ import uuid
 import numpy as np
 import pytest
 
-from tests.live_support import API_KEY
+from tests.live_support import API_KEY, CHEAP_REFINEMENT
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_two_overlapping_runs_refine_each_result_exactly_once(tiled_server, stor
 
     def run():
         barrier.wait()
-        outcomes.append(refine_new_results(tiled_server.url, budget_s=1.0, global_budget_s=0.0))
+        outcomes.append(refine_new_results(tiled_server.url, options=CHEAP_REFINEMENT))
 
     threads = [threading.Thread(target=run) for _ in range(2)]
     for t in threads:
@@ -72,7 +72,7 @@ def test_two_overlapping_runs_refine_each_result_exactly_once(tiled_server, stor
         assert md["refinement"]["status"] == "done"
         assert md["refinement"]["worker"].startswith("refine_new_results:")
         # The engine's figures arrive (their quality is the engine's tests' business: with the
-        # 1 s budget used here the answer can be worse than its start).
+        # cheap options used here the answer can be worse than its start).
         assert np.isfinite(md["refinement"]["sigma_i"]) and np.isfinite(md["refinement"]["sigma_i_start"])
         got = read_refinement(node)
         assert got["arrays"]["strain_percent"].shape == got["arrays"]["depth_nm"].shape
@@ -83,5 +83,18 @@ def test_two_overlapping_runs_refine_each_result_exactly_once(tiled_server, stor
         assert after["metadata"]["strain_max_percent"] == before[uid]["metadata"]["strain_max_percent"]
 
     # Idempotent: nothing is left to refine, a further run does nothing.
-    again = refine_new_results(tiled_server.url, budget_s=1.0, global_budget_s=0.0)
+    again = refine_new_results(tiled_server.url, options=CHEAP_REFINEMENT)
     assert again == {"found": 0, "refined": [], "claimed_elsewhere": []}
+
+
+def test_refinement_options_arrive_as_json_and_a_bad_one_fails_before_any_claim(tiled_server, monkeypatch):
+    from xrd_strain_flows.refine import refine_new_results, refine_options
+    from xrd_strain_plugin.refinement.search import SearchOptions
+
+    got = refine_options({"n_rescan": 0, "search": {"widths": [[0.25, 0.12]], "n_thicknesses": 8}})
+    assert got.n_rescan == 0 and got.search == SearchOptions(widths=((0.25, 0.12),), n_thicknesses=8)
+    monkeypatch.setenv("TILED_API_KEY", API_KEY)
+    state = refine_new_results(tiled_server.url, options={"no_such_option": 1}, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(TypeError, match="no_such_option"):
+        state.result()

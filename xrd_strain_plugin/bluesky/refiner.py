@@ -57,6 +57,9 @@ class RefinementWorker:
     processes : int
         Refining processes sharing the queue (each refines one result at a time, on one core). 1
         keeps a core for the live path on a small beamline PC; more clear a burst sooner.
+    options : dict, optional
+        Further ``RefineOptions`` fields (e.g. ``{"n_rescan": 0}`` or a smaller ``search``); they
+        override ``budget_s``, ``global_budget_s`` and ``library`` where they name them too.
     """
 
     def __init__(
@@ -73,9 +76,14 @@ class RefinementWorker:
         on_outcome=None,
         library: str | None = None,
         processes: int = 1,
+        options: dict | None = None,
     ):
         if int(processes) < 1:
             raise ValueError(f"processes must be >= 1, got {processes}")
+        from xrd_strain_plugin.refinement import RefineOptions
+
+        options = {"budget_s": budget_s, "global_budget_s": global_budget_s, "library": library, **(options or {})}
+        RefineOptions(**options)  # a bad field fails here, not in the process
         ctx = multiprocessing.get_context("spawn")
         self.on_outcome = on_outcome
         self._todo = ctx.Queue(maxsize=max_pending)
@@ -96,7 +104,7 @@ class RefinementWorker:
                 args=(
                     uri,
                     api_key,
-                    {"budget_s": budget_s, "global_budget_s": global_budget_s, "library": library},
+                    options,
                     niceness,
                     self._todo,
                     self._done,
