@@ -513,6 +513,12 @@ def make_shard(spec: DatasetSpec, index: int, path: Path) -> dict:
     tmp = path.with_suffix(".h5.tmp")
     with h5py.File(tmp, "w") as f:
         f.create_dataset("x", data=x, dtype="float32", chunks=(min(256, want), x.shape[1]))
+        # The last chunk of x waits in HDF5's chunk cache until the dataset is closed, which is when
+        # its Dataset object is collected: at once, unless something still holds it (a sampling
+        # profiler's snapshot of this frame, as Dask workers take every 10 ms). Written later, it
+        # lands after the other datasets: the same arrays in a file with other bytes and another
+        # sha256 (the manifest's fingerprint). Flushing here places it now, whoever holds the object.
+        f.flush()
         f.create_dataset("labels", data=labels)
         for key, value in params.items():
             f.create_dataset(f"params/{key}", data=value)

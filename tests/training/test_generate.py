@@ -56,6 +56,22 @@ def test_shards_are_deterministic_and_resumable(tiny_dataset_dir, tmp_path):
     assert again["shards"]["1"]["seconds"] == manifest["shards"]["1"]["seconds"]  # kept
 
 
+def test_a_shards_bytes_do_not_depend_on_when_its_datasets_are_collected(tiny_dataset_dir, tmp_path, monkeypatch):
+    """A sampling profiler (Dask workers run one) holds a frame, and h5py's Dataset objects in it, a
+    moment past the call; the shard's bytes and sha256 (the manifest's fingerprint) must not change."""
+    manifest = json.loads((tiny_dataset_dir / "manifest.json").read_text())
+    create, held = h5py.Group.create_dataset, []
+
+    def create_and_hold(self, *args, **kwargs):
+        held.append(create(self, *args, **kwargs))
+        return held[-1]
+
+    monkeypatch.setattr(h5py.Group, "create_dataset", create_and_hold)
+    info = make_shard(DatasetSpec(**TINY), 1, tmp_path / "held.h5")
+    assert len(held) > 1  # every dataset outlived make_shard's call to create it
+    assert info["sha256"] == manifest["shards"]["1"]["sha256"]
+
+
 def test_refuses_to_mix_datasets(tiny_dataset_dir):
     other = DatasetSpec(**{**TINY, "seed": 8})
     with pytest.raises(ValueError, match="different dataset.*seed"):
