@@ -9,7 +9,9 @@ curves (an ablation): e.g.
     nice .venv/bin/python benchmarks/bench_search_samples.py 1,2,3 '{"global_generations": 0}'
 
 Arguments: comma-separated noise seeds; a JSON object of RefineOptions fields ("search": {...} for
-SearchOptions fields; "truth": true starts from the true profile instead of the network's answer).
+SearchOptions fields; "truth": true starts from the true profile instead of the network's answer);
+optionally a comma-separated list of the sample names to refine (the others are still drawn, so
+every sample keeps its noise).
 A sample counts as right when its depth of maximum is within 0.1 t, its thickness and e_max within 10 %
 (the demo's criterion).
 """
@@ -35,6 +37,7 @@ refl = make_reflection(card.material, tuple(card.hkl), card.wavelength_angstrom)
 seeds = [int(s) for s in sys.argv[1].split(",")] if len(sys.argv) > 1 else [1]
 kw = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
 kw_truth = kw.pop("truth", False)
+only = sys.argv[3].split(",") if len(sys.argv) > 3 else None
 from xrd_strain_plugin.refinement.search import SearchOptions
 
 if "search" in kw:
@@ -56,6 +59,8 @@ for seed in seeds:
         n = int(round((hi - lo) / STEP_TWO_THETA_DEG)) + 1
         tt = np.linspace(lo, hi, n)
         counts = d.counts(tt)
+        if only and ds.name not in only:
+            continue  # drawn all the same: the other samples keep their noise
         z = (np.arange(s.strain.size) + 0.5) / s.strain.size
         i = int(np.argmax(s.strain))
         zt = z[i] * s.thickness_nm

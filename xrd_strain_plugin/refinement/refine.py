@@ -95,6 +95,11 @@ class RefineOptions:
         Best final fits given the thickness sweep.
     n_rescan_rounds : int
         Sweeps in all: while a sweep improves the best answer, its winner is swept again.
+    n_deeper_rounds : int
+        While the best fit is not at the noise floor (``floor_stop``), rounds that go deeper down the
+        screened ranking: each short-fits the next ``n_short_fits`` distinct proposals and fits the best
+        ``n_final_fits`` short fits not yet fitted to convergence (0: none). A fixed schedule, so the
+        answer does not depend on the load; a curve at the floor costs nothing more.
     n_variant_fits : int
         Variants of the best fit (:func:`~xrd_strain_plugin.refinement.alternatives.variant_tables`)
         fitted to convergence: the mirrored profile always, then the best screened others (0: none).
@@ -140,6 +145,7 @@ class RefineOptions:
     n_rescan: int = 3
     n_rescan_fits: int = 3
     n_rescan_rounds: int = 3
+    n_deeper_rounds: int = 3
     n_variant_fits: int = 3
     floor_stop: float = 1.05
     max_alternatives: int = 8
@@ -468,6 +474,7 @@ def refine_curve(
     fits = _short_fit_stage(run, proposals)
     finals = _final_fit_stage(run, fits)
     finals += _rescan_stages(run, finals)
+    finals += _deeper_stages(run, fits, finals)
     if run.given is not None:
         run.as_given = _as_given(run)
         finals.append(("start", run.as_given))
@@ -509,6 +516,7 @@ class _Run:
             replace(options.model, n_slices=min(options.model.n_slices, options.search.n_slices)),
         )
         self.stages, self.n_curves, self.n_eval = [], 0, 0
+        self.fitted, self.reserve = set(), []  # short fits fitted to convergence; proposals not yet tried
         self._cpu_logged = 0.0
         self.fwhm_peak = _peak_fwhm_deg(self.objective)
         self.e_extent = _strain_extent(self.objective, reflection, self.fwhm_peak)
@@ -647,6 +655,8 @@ def _proposal_stage(run, candidates):
         run.given = run.params_from_row(template, given.row)
     chosen = stratified(found, run.options.n_short_fits)
     chosen += _library_choices(run, base, library, chosen)
+    depth = run.options.n_deeper_rounds * run.options.n_short_fits
+    run.reserve = [p for p in distinct(found, depth + len(chosen)) if all(p is not q for q in chosen)][:depth]
     if given is not None and all(p is not given for p in chosen):
         chosen.append(given)
     curve = None
@@ -660,7 +670,11 @@ def _proposal_stage(run, candidates):
         kept=len(chosen),
         sigma_i=run.objective.sigma_i(curve) if curve is not None else float("nan"),
     )
-    return [(_label_of(p.label), run.params_from_row(template, p.row)) for p in chosen]
+    return _as_starts(run, chosen)
+
+
+def _as_starts(run, chosen):
+    return [(_label_of(p.label), run.params_from_row(run.template, p.row)) for p in chosen]
 
 
 def _library_choices(run, base, library, chosen) -> list:
@@ -701,14 +715,14 @@ def _short_fit_stage(run, proposals):
     return fits
 
 
-def _final_fit_stage(run, fits):
+def _final_fit_stage(run, fits, *, bands=((0.0, 0.15), (0.15, 0.5), (0.5, 1.01)), stage="local"):
     """The best distinct short fits to convergence on the full model (fixed evaluations per round)."""
     t0 = time.perf_counter()
     o = run.options
+    fits = [f for f in fits if id(f[2]) not in run.fitted]
     # the best short fits, with at least one per band of depth of the maximum when the bands have one
     # (a short fit only ranks basins roughly)
     chosen = []
-    bands = ((0.0, 0.15), (0.15, 0.5), (0.5, 1.01))
     for lo, hi in bands:
         for cost, label, fit in fits:
             d, _, _, i = _shape_of(run.model, fit)
@@ -722,6 +736,7 @@ def _final_fit_stage(run, fits):
             chosen.append((label, fit))
     finals = []
     for label, short in chosen:
+        run.fitted.add(id(short))
         best, params = None, short.parameters
         for _ in range(3):  # refit until converged, the grid re-derived for the current resolution
             fit = run.final_fit(params)
@@ -732,8 +747,32 @@ def _final_fit_stage(run, fits):
             if fit.converged or not improved:
                 break
         finals.append((label, best))
-    run.log("local", t0, fits=len(finals), sigma_i=min(f.sigma_i for _, f in finals) if finals else float("nan"))
+    run.log(stage, t0, fits=len(finals), sigma_i=min(f.sigma_i for _, f in finals) if finals else float("nan"))
     return finals
+
+
+def _deeper_stages(run, fits, finals):
+    """While the best fit is above the noise floor: the next proposals of the screened ranking, short
+    fits of them, and the best short fits not yet fitted to convergence (``n_deeper_rounds`` rounds at
+    most); a round's winner that becomes the best answer gets its thickness rescan."""
+    o = run.options
+    out = []
+    fits = list(fits)
+    for _ in range(o.n_deeper_rounds):
+        best = min(finals + out, key=lambda f: f[1].cost)[1]
+        if run.at_floor(best) or run.budget.left <= 0:
+            break
+        batch, run.reserve = run.reserve[: o.n_short_fits], run.reserve[o.n_short_fits :]
+        if batch:
+            fits = sorted(fits + _short_fit_stage(run, _as_starts(run, batch)), key=lambda f: f[0])
+        new = _final_fit_stage(run, fits, bands=(), stage="deeper")
+        if not new:
+            break
+        out += new
+        label, winner = min(new, key=lambda f: f[1].cost)
+        if winner.cost < best.cost:
+            out += _rescan_stages(run, [(label, winner)])
+    return out
 
 
 def _thickness_rescan_stage(run, best):

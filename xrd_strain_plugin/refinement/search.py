@@ -94,7 +94,7 @@ class SearchOptions:
     broaden_fringes_nm: float = 150.0
     n_sweep: int = 18
     sweep_factors: tuple[float, ...] = tuple(float(f) for f in np.geomspace(0.78, 1.28, 21))
-    envelope_grid: bool = False
+    envelope_grid: bool = True
     n_slices: int = 60
     chunk: int = 96
 
