@@ -161,14 +161,25 @@ def _depth_of_max(model, rows):
 
 def envelope_grid(model, rows):
     """Fine-grid step and padding for curves compared only after a broadening far wider than their
-    fringes: 6 points per FWHM of the narrowest (broadened) resolution, dividing the scan step, and
-    no attempt to resolve the fringes themselves (their aliases are averaged out by the broadening;
-    a 5 um layer on the fringe-resolving grid costs ~12 times a thin one)."""
+    fringes: 6 points per FWHM of the narrowest (broadened) resolution and 2 per fringe period of the
+    thickest layer (Nyquist, so the broadening averages the fringes instead of one phase of them),
+    dividing the scan step (the fringe-resolving grid samples each fringe ~8 times: a 5 um layer
+    costs ~12 times a thin one there)."""
+    from xrd_strain_plugin.physics.bragg import fringe_period_two_theta_deg
+
     v = np.atleast_2d(np.asarray(rows, float))
     fwhm_lo = float(np.min(v[:, model.index["fwhm_deg"]]))
     fwhm_hi = float(np.max(v[:, model.index["fwhm_deg"]]))
     scan_step = float(np.min(np.diff(model.two_theta_deg)))
-    step = scan_step / max(1, math.ceil(scan_step / (0.75 * fwhm_lo / 6) - 1e-9))
+    # at least two points per fringe of the thickest layer: a step near the fringe period samples every
+    # fringe at the same phase, and that coherent alias survives any broadening (measured: a 3 um layer
+    # at a 0.005 deg step ranked differently than on the fine grid)
+    r = model.reflection
+    period = fringe_period_two_theta_deg(
+        float(np.max(v[:, model.index["thickness_nm"]])), r.wavelength_angstrom, r.theta_bragg
+    )
+    target = min(0.75 * fwhm_lo / 6, 0.5 * period)
+    step = scan_step / max(1, math.ceil(scan_step / target - 1e-9))
     return step, 4 * 1.3 * fwhm_hi
 
 
@@ -258,12 +269,11 @@ def screen_proposals(
     for f in options.strain_factors:
         w = weights_for_shapes(shapes, c.n_strain_weights, 100 * e_extent * f)
         for t_nm in thicknesses:
-            for dw in options.dw_start if coupled else (None,):
+            for dw in options.dw_start:
                 r = np.repeat(base_row[None, :], len(shapes), axis=0)
                 r[:, : c.n_strain_weights] = w
                 r[:, idx["thickness_nm"]] = t_nm
-                if dw is not None:
-                    r[:, idx["dw_min"]] = dw
+                r = _with_dw(model, r, dw, "coupled")
                 rows.append(r)
                 tags += [f"{lab} t={t_nm:.0f} e={f:.2f} dw0={dw}" for lab in labels]
     for label, row in extra:
@@ -277,15 +287,15 @@ def screen_proposals(
     # step 2: the best distinct ones at other DW minima and strain maxima
     best = distinct(found, options.n_refine)
     rows2, tags2 = [], []
+    forms = ("coupled",) if coupled else ("coupled", "flat")  # a decoupled DW: its coupled form, or flat
     for p in best:
         for fe in options.strain_steps:
-            for dw in options.dw_values if coupled else (None,):
-                r = p.row.copy()
-                r[: c.n_strain_weights] *= fe
-                if dw is not None:
-                    r[idx["dw_min"]] = dw
-                rows2.append(r)
-                tags2.append(f"{p.label} x{fe:.2f}" + (f" dw={dw:.2f}" if dw is not None else ""))
+            for dw in options.dw_values:
+                for form in forms:
+                    r = p.row.copy()
+                    r[: c.n_strain_weights] *= fe
+                    rows2.append(_with_dw(model, r[None, :], dw, form)[0])
+                    tags2.append(f"{p.label} x{fe:.2f} dw={dw:.2f}" + ("" if coupled else f" {form}"))
     if rows2:
         rows2, costs2 = score_rows(model, blurred, np.array(rows2), chunk=options.chunk, envelope=options.envelope_grid)
         n_curves += len(rows2)
@@ -307,6 +317,31 @@ def screen_proposals(
     rows3, costs3 = score_rows(model, objective, np.array(rows3), chunk=options.chunk)
     n_curves += len(rows3)
     return sorted(_proposals(model, rows3, costs3, tags3), key=lambda p: p.cost), n_curves
+
+
+def _with_dw(model, rows, dw: float, form: str):
+    """``rows`` with the DW of their profile set: DW_min ``dw`` in the coupled form (DW = dw ** ((strain /
+    e_max) ** 2), the paper's), or, for a decoupled model, its DW weights drawing that form or a flat DW of ``dw``
+    over the whole layer (what the coupled form cannot draw under a strain that varies)."""
+    rows = np.array(rows, float)
+    c = model.config
+    if c.dw_mode == "coupled":
+        rows[:, model.index["dw_min"]] = dw
+        return rows
+    i0 = model.index["d0"]
+    n_z = 4 * c.n_dw_weights
+    if form == "flat":  # flat down to 0.85 t (the basis returns to DW = 1 at the interface)
+        z = 0.85 * profiles.slice_midpoints(n_z)
+        reduced = np.ones((len(rows), n_z))
+    else:
+        z = profiles.slice_midpoints(n_z)
+        strain = rows[:, : c.n_strain_weights] @ profiles.weights_basis(c.n_strain_weights, z).T
+        reduced = (strain / np.maximum(np.max(np.abs(strain), axis=1, keepdims=True), 1e-12)) ** 2
+    # -ln DW is linear in the DW weights: fit them to -ln(dw) x the reduced strain squared (or x 1), >= 0
+    target = -math.log(max(dw, 1e-6)) * reduced
+    d = np.linalg.lstsq(profiles.weights_basis(c.n_dw_weights, z), target.T, rcond=None)[0].T
+    rows[:, i0 : i0 + c.n_dw_weights] = np.clip(d, 0.0, 5.0)
+    return rows
 
 
 def broadened(model, objective, options):
