@@ -59,30 +59,20 @@ def _smooth_step(z, z0, z1):
     return 0.5 - 0.5 * np.cos(np.pi * x)
 
 
-def sample_sic3c(seed):
-    """SiC-3C 400 at 1.5498 A: strain 1.0 % -> 0.5 % over the layer, decoupled DW ~0.1, 450 nm."""
-    from xrd_strain_plugin.physics import profiles
+def _scan(refl, strain, dw, t_nm, e_max, *, fwhm, eta, scale, background, seed, step_deg=0.005):
+    """The layer's Poisson counts over its whole extent (pseudo-Voigt resolution), and their expectation."""
     from xrd_strain_plugin.physics.instrument import apply_counts, simulate_scan
-    from xrd_strain_plugin.physics.materials import make_reflection
 
-    refl = make_reflection("SiC-3C", (4, 0, 0), 1.5498)
-    t_nm, e_max, n = 450.0, 0.010, 200
-    z = profiles.slice_midpoints(n)
-    strain = e_max * (1.0 - 0.5 * np.clip(z / 0.85, 0.0, 1.0)) * (1.0 - _smooth_step(z, 0.85, 1.0))
-    dw = 0.1 + 0.9 * _smooth_step(z, 0.8, 1.0)
-    fwhm, eta = 0.01, 0.01
     reach = 2 * math.degrees(1.1 * e_max * math.tan(refl.theta_bragg)) + 0.4
-    tt = np.arange(refl.two_theta_bragg_deg - reach, refl.two_theta_bragg_deg + 0.4, 0.005)
+    tt = np.arange(refl.two_theta_bragg_deg - reach, refl.two_theta_bragg_deg + 0.4, step_deg)
     curve = simulate_scan(tt, strain, dw, t_nm, refl, resolution_fwhm_deg=fwhm, shape="pseudo-voigt", eta=eta)
-    expected = 1e7 * curve[0] + 5.0
-    counts = apply_counts(curve, scale=1e7, background=5.0, rng=np.random.default_rng(seed))[0]
-    desc = (
-        f"SiC-3C 400, lambda 1.5498 A; t {t_nm:.0f} nm, strain 1.00 % at the surface falling linearly to 0.50 % "
-        f"at 85 % of the depth, then to 0 at the interface (half cosine); DW 0.10 from the surface to 80 % of "
-        f"the depth, rising to 1 at the interface (not tied to the strain); pseudo-Voigt FWHM {fwhm} deg, "
-        f"eta {eta}; Poisson counts, scale 1e7, background 5; {len(tt)} points, "
-        f"{tt[0]:.3f}-{tt[-1]:.3f} deg, step 0.005 deg; seed {seed}"
-    )
+    expected = scale * curve[0] + background
+    counts = apply_counts(curve, scale=scale, background=background, rng=np.random.default_rng(seed))[0]
+    return tt, counts, expected
+
+
+def _sample(refl, tt, counts, expected, z, strain, dw, t_nm, fwhm, desc):
+    """A case as the refinements and the figure take it (depths in nm, strain in percent)."""
     return dict(
         refl=refl,
         tt=tt,
@@ -97,10 +87,33 @@ def sample_sic3c(seed):
     )
 
 
+def sample_sic3c(seed):
+    """SiC-3C 400 at 1.5498 A: strain 1.0 % -> 0.5 % over the layer, decoupled DW ~0.1, 450 nm."""
+    from xrd_strain_plugin.physics import profiles
+    from xrd_strain_plugin.physics.materials import make_reflection
+
+    refl = make_reflection("SiC-3C", (4, 0, 0), 1.5498)
+    t_nm, e_max, n = 450.0, 0.010, 200
+    z = profiles.slice_midpoints(n)
+    strain = e_max * (1.0 - 0.5 * np.clip(z / 0.85, 0.0, 1.0)) * (1.0 - _smooth_step(z, 0.85, 1.0))
+    dw = 0.1 + 0.9 * _smooth_step(z, 0.8, 1.0)
+    fwhm, eta = 0.01, 0.01
+    tt, counts, expected = _scan(
+        refl, strain, dw, t_nm, e_max, fwhm=fwhm, eta=eta, scale=1e7, background=5.0, seed=seed
+    )
+    desc = (
+        f"SiC-3C 400, lambda 1.5498 A; t {t_nm:.0f} nm, strain 1.00 % at the surface falling linearly to 0.50 % "
+        f"at 85 % of the depth, then to 0 at the interface (half cosine); DW 0.10 from the surface to 80 % of "
+        f"the depth, rising to 1 at the interface (not tied to the strain); pseudo-Voigt FWHM {fwhm} deg, "
+        f"eta {eta}; Poisson counts, scale 1e7, background 5; {len(tt)} points, "
+        f"{tt[0]:.3f}-{tt[-1]:.3f} deg, step 0.005 deg; seed {seed}"
+    )
+    return _sample(refl, tt, counts, expected, z, strain, dw, t_nm, fwhm, desc)
+
+
 def sample_6h(seed):
     """6H-SiC 0 0 12 at 1.5406 A: a 3 um layer, strain peak 0.4 % buried at 2.7 um, coupled DW 0.7."""
     from xrd_strain_plugin.physics import profiles
-    from xrd_strain_plugin.physics.instrument import apply_counts, simulate_scan
     from xrd_strain_plugin.physics.materials import make_reflection
 
     refl = make_reflection(str(SIC_6H_CIF), (0, 0, 12), 1.5406)
@@ -111,11 +124,9 @@ def sample_6h(seed):
     strain *= e_max / strain.max()
     dw = profiles.dw_coupled(strain[None], e_max, 0.7)[0]
     fwhm, eta = 0.005, 0.01
-    reach = 2 * math.degrees(1.1 * e_max * math.tan(refl.theta_bragg)) + 0.4
-    tt = np.arange(refl.two_theta_bragg_deg - reach, refl.two_theta_bragg_deg + 0.4, 0.005)
-    curve = simulate_scan(tt, strain, dw, t_nm, refl, resolution_fwhm_deg=fwhm, shape="pseudo-voigt", eta=eta)
-    expected = 1e6 * curve[0] + 10.0
-    counts = apply_counts(curve, scale=1e6, background=10.0, rng=np.random.default_rng(seed))[0]
+    tt, counts, expected = _scan(
+        refl, strain, dw, t_nm, e_max, fwhm=fwhm, eta=eta, scale=1e6, background=10.0, seed=seed
+    )
     i = int(np.argmax(strain))
     desc = (
         f"6H-SiC 0 0 12 (CIF {SIC_6H_CIF.relative_to(ROOT)}), lambda 1.5406 A, 2theta_B "
@@ -124,18 +135,7 @@ def sample_6h(seed):
         f"last 5 %), coupled DW, DW_min 0.7; pseudo-Voigt FWHM {fwhm} deg, eta {eta}; Poisson counts, scale 1e6, "
         f"background 10; {len(tt)} points, {tt[0]:.3f}-{tt[-1]:.3f} deg, step 0.005 deg; seed {seed}"
     )
-    return dict(
-        refl=refl,
-        tt=tt,
-        counts=counts,
-        expected=expected,
-        depth=z * t_nm,
-        strain_pct=100 * strain,
-        dw=dw,
-        t_nm=t_nm,
-        fwhm=fwhm,
-        desc=desc,
-    )
+    return _sample(refl, tt, counts, expected, z, strain, dw, t_nm, fwhm, desc)
 
 
 # ---------------------------------------------------------------------------------------------------------

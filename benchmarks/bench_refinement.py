@@ -377,12 +377,8 @@ def _slices(depth_nm, strain_percent, thickness_nm, n=200):
 def refine_options(text):
     """``RefineOptions`` from a JSON object of overrides (``search`` may be a dict of ``SearchOptions``)."""
     from xrd_strain_plugin.refinement import RefineOptions
-    from xrd_strain_plugin.refinement.search import SearchOptions
 
-    over = json.loads(text or "{}")
-    if "search" in over:
-        over["search"] = SearchOptions(**over["search"])
-    return RefineOptions(**over)
+    return RefineOptions.from_dict(json.loads(text or "{}"))
 
 
 def _truth_hit(truth, depth_nm, strain_percent, thickness_nm):

@@ -38,16 +38,7 @@ seeds = [int(s) for s in sys.argv[1].split(",")] if len(sys.argv) > 1 else [1]
 kw = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
 kw_truth = kw.pop("truth", False)
 only = sys.argv[3].split(",") if len(sys.argv) > 3 else None
-from xrd_strain_plugin.refinement.search import SearchOptions
-
-if "search" in kw:
-    kw["search"] = SearchOptions(
-        **{
-            k: (tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v)
-            for k, v in kw["search"].items()
-        }
-    )
-opts = RefineOptions(**kw)
+opts = RefineOptions.from_dict(kw)
 tot = []
 for seed in seeds:
     rng = np.random.default_rng(seed)

@@ -58,21 +58,11 @@ def _node(client, path, results_key: str):
     return node
 
 
-def _tuples(value):
-    # JSON (a flow parameter, a deployment's YAML) has lists where SearchOptions has tuples
-    return tuple(_tuples(v) for v in value) if isinstance(value, list | tuple) else value
-
-
 def refine_options(options: dict | None = None):
-    """``RefineOptions`` from a JSON-able dict of its fields; ``search`` may be a dict of
-    ``SearchOptions`` fields (lists for its tuples)."""
+    """``RefineOptions`` from a JSON-able dict of its fields (:meth:`RefineOptions.from_dict`)."""
     from xrd_strain_plugin.refinement import RefineOptions
-    from xrd_strain_plugin.refinement.search import SearchOptions
 
-    options = dict(options or {})
-    if isinstance(options.get("search"), dict):
-        options["search"] = SearchOptions(**{k: _tuples(v) for k, v in options["search"].items()})
-    return RefineOptions(**options)
+    return RefineOptions.from_dict(options)
 
 
 @task(task_run_name="refine-{name}")

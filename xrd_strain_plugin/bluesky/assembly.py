@@ -57,23 +57,15 @@ def collaborators_from_uri(
     publisher = SpoolingPublisher(connect, Spool(spool_directory), retry_interval_s=retry_interval_s)
     refiner = None
     if refine:
+        from xrd_strain_plugin.refinement.library import bundle_library
+
         from .refiner import RefinementWorker
 
         refiner = RefinementWorker(
             uri,
             api_key=api_key,
             global_budget_s=refine_global_budget_s,
-            library=_library_of(inverter),
+            library=bundle_library(inverter.bundle.path),  # a CurrentModel: the registry's model at start
             processes=refine_processes,
         )
     return inverter, publisher, refiner
-
-
-def _library_of(inverter):
-    """The proposal library shipped beside the model's weights (``library.npz``), if any."""
-    from pathlib import Path
-
-    from xrd_strain_plugin.refinement.library import LIBRARY_FILE
-
-    path = Path(inverter.bundle.path) / LIBRARY_FILE  # a CurrentModel: the registry's model at start
-    return str(path) if path.is_file() else None

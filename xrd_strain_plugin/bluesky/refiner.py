@@ -216,18 +216,17 @@ class RefinementWorker:
             terminated.
         """
         if self._alive():
-            wakes = [None] * len(self._processes)  # one end marker per process
             if drain:
-                for w in wakes:
-                    self._todo.put(w)
+                for _ in self._processes:  # one end marker per process
+                    self._todo.put(None)
                 deadline = None if timeout is None else time.monotonic() + timeout
                 for p in self._processes:
                     p.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
             else:
                 self._stop.set()
-                for w in wakes:
+                for _ in self._processes:
                     try:
-                        self._todo.put_nowait(w)  # wakes a process waiting for work
+                        self._todo.put_nowait(None)  # wakes a process waiting for work
                     except queue.Full:
                         break
                 deadline = time.monotonic() + grace_s

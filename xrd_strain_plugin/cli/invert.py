@@ -281,11 +281,11 @@ def _with_library(options, bundle_path):
     """The bundle's proposal library (``library.npz`` beside its weights), when it ships one."""
     from dataclasses import replace
 
-    from xrd_strain_plugin.refinement.library import LIBRARY_FILE
+    from xrd_strain_plugin.refinement.library import bundle_library
 
-    library = Path(bundle_path) / LIBRARY_FILE
-    if options.library is None and options.n_library > 0 and library.is_file():
-        return replace(options, library=str(library))
+    library = bundle_library(bundle_path)
+    if options.library is None and options.n_library > 0 and library is not None:
+        return replace(options, library=library)
     return options
 
 

@@ -26,7 +26,7 @@ from xrd_strain_plugin.physics import profiles
 from xrd_strain_plugin.physics.curve import Curve
 from xrd_strain_plugin.physics.qspace import ModelGrid, curve_to_model_input
 
-__all__ = ["ProposalLibrary", "library_features", "LIBRARY_FILE"]
+__all__ = ["ProposalLibrary", "library_features", "bundle_library", "LIBRARY_FILE"]
 
 #: File name of the library inside a model bundle.
 LIBRARY_FILE = "library.npz"
@@ -34,6 +34,12 @@ LIBRARY_FILE = "library.npz"
 SMOOTH_POINTS = 4.0
 #: Points at the high-angle end of the grid whose median is the curve's background level.
 BACKGROUND_POINTS = 50
+
+
+def bundle_library(bundle_path) -> str | None:
+    """The proposal library a model bundle ships beside its weights (:data:`LIBRARY_FILE`), or None."""
+    path = Path(bundle_path) / LIBRARY_FILE
+    return str(path) if path.is_file() else None
 
 
 def library_features(x: np.ndarray) -> np.ndarray:

@@ -154,6 +154,15 @@ class RefineOptions:
     n_library: int = 12
     n_library_fits: int = 2
 
+    @classmethod
+    def from_dict(cls, fields: dict | None = None) -> RefineOptions:
+        """From JSON-able fields (a flow parameter, a deployment's YAML, a benchmark's ``--options``):
+        ``search`` may be a dict of :class:`SearchOptions` fields, with lists for its tuples."""
+        fields = dict(fields or {})
+        if isinstance(fields.get("search"), dict):
+            fields["search"] = SearchOptions(**{k: _tuples(v) for k, v in fields["search"].items()})
+        return cls(**fields)
+
     def __post_init__(self):
         if not self.budget_s > 0:
             raise ValueError(f"budget_s must be positive, got {self.budget_s}")
@@ -161,6 +170,11 @@ class RefineOptions:
             raise ValueError(f"global_budget_s must be >= 0, got {self.global_budget_s}")
         if self.global_generations < 0:
             raise ValueError(f"global_generations must be >= 0, got {self.global_generations}")
+
+
+def _tuples(value):
+    # JSON has lists where the options' dataclasses have tuples
+    return tuple(_tuples(v) for v in value) if isinstance(value, list | tuple) else value
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from xrd_strain_plugin.physics import profiles
+from xrd_strain_plugin.physics.bragg import fringe_period_two_theta_deg
 from xrd_strain_plugin.physics.misfit import fit_scale_background
 
 __all__ = [
@@ -165,8 +166,6 @@ def envelope_grid(model, rows):
     thickest layer (Nyquist, so the broadening averages the fringes instead of one phase of them),
     dividing the scan step (the fringe-resolving grid samples each fringe ~8 times: a 5 um layer
     costs ~12 times a thin one there)."""
-    from xrd_strain_plugin.physics.bragg import fringe_period_two_theta_deg
-
     v = np.atleast_2d(np.asarray(rows, float))
     fwhm_lo = float(np.min(v[:, model.index["fwhm_deg"]]))
     fwhm_hi = float(np.max(v[:, model.index["fwhm_deg"]]))
@@ -347,7 +346,6 @@ def _with_dw(model, rows, dw: float, form: str):
 def broadened(model, objective, options):
     """The objective of the data broadened by a Gaussian that washes out the fringes of a
     ``broaden_fringes_nm`` layer, and the map that widens a row's resolution by the same amount."""
-    from xrd_strain_plugin.physics.bragg import fringe_period_two_theta_deg
     from xrd_strain_plugin.refinement.objective import Objective
 
     r = model.reflection
